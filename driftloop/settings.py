@@ -1,0 +1,54 @@
+"""All of driftloop's configuration, read once from ``DRIFTLOOP_*`` environment variables.
+
+>>> Settings(kafka_bootstrap="127.0.0.1:9092").traffic_topic
+'llm.traffic'
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service settings; every field can be set as ``DRIFTLOOP_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_", env_file=".env", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(None, description="host:port of the Kafka broker; unset = embedded tansu")
+    redis_url: str | None = Field(None, description="redis:// URL; unset = embedded redis-server")
+    data_dir: Path = Field(Path(".driftloop"), description="where dataset versions are written")
+
+    app_id: str = "driftloop"
+    traffic_topic: str = "llm.traffic"
+    dlq_topic: str = "llm.traffic.dlq"
+    incidents_topic: str = "driftloop.incidents"
+    finetune_topic: str = "finetune.requests"
+    topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")
+    group_session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    detector_delta: float = Field(1e-5, gt=0, lt=1, description="ADWIN confidence; smaller: fewer false alarms")
+    detector_warmup: int = Field(300, ge=10, description="events per segment before detectors may fire")
+    confirm_events: int = Field(
+        100, ge=0, description="events collected after a first detection before the incident opens"
+    )
+
+    checkpoint_events: int = Field(50, ge=1, description="events of a segment between detector-state checkpoints")
+
+    job_seed: int = 0
+    samples_per_job: int = Field(120, ge=1)
+    webhook_attempts: int = Field(5, ge=1)
+    webhook_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
+    webhook_timeout_s: float = Field(5.0, gt=0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached)."""
+    return Settings()

@@ -1,0 +1,122 @@
+"""The stream worker: one Faust app whose agents join the loop's steps.
+
+- ``monitor_traffic``: ``llm.traffic`` → parse → features → per-segment detectors →
+  ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason. Detector state is
+  checkpointed every ``checkpoint_events`` events, and whenever an incident opens, into a
+  changelog-backed Faust table that a restarted worker recovers.
+- ``run_jobs``: ``driftloop.incidents`` → generation job → dataset version → ``finetune.requests``
+  and signed webhooks.
+
+Run it with ``driftloop worker``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from datetime import UTC, datetime
+
+import faust
+from redis.asyncio import Redis
+
+from driftloop.settings import Settings
+from feedback import Dispatcher, JobRunner
+from monitor import DriftIncident, InvalidEvent, SegmentMonitor, StreamStats, extract_features, incidents, parse_event
+from monitor import metrics as monitor_metrics
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The Faust app with its topics, table and agents, bound to ``settings``."""
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        web_enabled=False,
+        broker_session_timeout=settings.group_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 4),
+        consumer_auto_offset_reset="earliest",
+        datadir=str(settings.data_dir / "faust"),
+    )
+    traffic = app.topic(settings.traffic_topic, key_serializer="raw", value_serializer="raw")
+    dlq = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
+    incident_topic = app.topic(settings.incidents_topic, key_serializer="raw", value_serializer="raw")
+    finetune = app.topic(settings.finetune_topic, key_serializer="raw", value_serializer="raw")
+    raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    segments = app.Table("segment-monitors", default=None, schema=raw)
+    monitors: dict[str, SegmentMonitor] = {}  # live state; checkpointed into the changelog-backed table
+
+    redis = Redis.from_url(settings.redis_url)
+    stats = StreamStats(redis)
+
+    async def reject(raw: bytes, error: InvalidEvent) -> None:
+        letter = {
+            "reason": error.reason,
+            "detail": error.detail,
+            "received_at": datetime.now(UTC).isoformat(),
+            "event": raw.decode("utf-8", errors="replace"),
+        }
+        await dlq.send(key=error.reason.encode(), value=json.dumps(letter).encode())
+        await stats.rejected(error.reason)
+        monitor_metrics.EVENTS.labels("rejected").inc()
+        monitor_metrics.REJECTED.labels(error.reason).inc()
+
+    @app.agent(traffic)
+    async def monitor_traffic(stream: faust.StreamT) -> None:
+        async for raw in stream:
+            try:
+                event = parse_event(raw)
+            except InvalidEvent as error:
+                await reject(raw, error)
+                continue
+            state = monitors.get(event.segment)
+            if state is None:
+                stored = segments.get(event.segment.encode())
+                state = monitors[event.segment] = (
+                    pickle.loads(stored)
+                    if stored
+                    else SegmentMonitor(
+                        event.segment, settings.detector_delta, settings.detector_warmup, settings.confirm_events
+                    )
+                )
+            incident = state.observe(event, extract_features(event))
+            if incident is not None or state.events % settings.checkpoint_events == 0:
+                segments[event.segment.encode()] = pickle.dumps(state)
+            await stats.accepted()
+            monitor_metrics.EVENTS.labels("accepted").inc()
+            if incident is not None:
+                await incidents(redis).create(incident)
+                await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode())
+                monitor_metrics.INCIDENTS.labels(incident.kind).inc()
+                log.warning("incident %s: %s", incident.id, incident.headline)
+
+    async def publish_finetune(key: str, value: bytes) -> None:
+        await finetune.send(key=key.encode(), value=value)
+
+    runner = JobRunner(
+        redis,
+        settings.data_dir,
+        publish_finetune,
+        Dispatcher(redis, settings.webhook_attempts, settings.webhook_backoff_s, settings.webhook_timeout_s),
+        settings.samples_per_job,
+        settings.job_seed,
+    )
+
+    @app.agent(incident_topic)
+    async def run_jobs(stream: faust.StreamT) -> None:
+        async for raw in stream:
+            job = await runner.handle(DriftIncident.model_validate_json(raw))
+            log.warning("job %s for incident %s: %s", job.id, job.incident_id, job.state)
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Run the worker until interrupted (blocks)."""
+    app = create_app(settings)
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()

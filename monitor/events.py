@@ -1,0 +1,117 @@
+"""TrafficEvent v1: one LLM call as driftloop sees it, and the parser that accepts or rejects raw bytes.
+
+Two shapes are accepted: the native ``driftloop.traffic/v1`` schema and an OpenAI chat-completions
+request/response pair as gateways log it (``{"request": {...}, "response": {...}}``).
+
+>>> event = parse_event(b'{"schema": "driftloop.traffic/v1", "id": "e1", "model": "m", "prompt": "hi"}')
+>>> event.prompt_text, event.segment
+('hi', 'm/default/default')
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCHEMA_V1 = "driftloop.traffic/v1"
+
+
+class InvalidEvent(ValueError):
+    """Raw bytes that are not a TrafficEvent; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str
+
+
+class TrafficEvent(BaseModel):
+    """One prompt/response exchange with its cost and the user's feedback."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_: Literal["driftloop.traffic/v1"] = Field(SCHEMA_V1, alias="schema")
+    id: str = Field(min_length=1, max_length=200)
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    model: str = Field(min_length=1, max_length=200)
+    route: str = "default"
+    tenant: str = "default"
+    prompt: str | None = None
+    messages: list[Message] | None = None
+    response: str | None = None
+    latency_ms: float | None = Field(None, ge=0)
+    prompt_tokens: int | None = Field(None, ge=0)
+    completion_tokens: int | None = Field(None, ge=0)
+    finish_reason: str | None = None
+    feedback: Literal["up", "down"] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_prompt(self) -> TrafficEvent:
+        if not self.prompt and not any(m.role == "user" for m in self.messages or []):
+            raise ValueError("an event needs a prompt or a user message")
+        return self
+
+    @property
+    def prompt_text(self) -> str:
+        """The prompt, or the last user message of a chat."""
+        if self.prompt:
+            return self.prompt
+        return next(m.content for m in reversed(self.messages or []) if m.role == "user")
+
+    @property
+    def segment(self) -> str:
+        """The segment key ``model/route/tenant`` that detectors are kept per."""
+        return f"{self.model}/{self.route}/{self.tenant}"
+
+
+def _from_openai_pair(payload: dict[str, Any]) -> dict[str, Any]:
+    request, response = payload["request"], payload.get("response") or {}
+    choice = (response.get("choices") or [{}])[0]
+    usage = response.get("usage") or {}
+    created = response.get("created")
+    meta = payload.get("metadata") or {}
+    return {
+        "id": response.get("id") or payload.get("id"),
+        "timestamp": datetime.fromtimestamp(created, UTC) if created else datetime.now(UTC),
+        "model": response.get("model") or request.get("model"),
+        "route": meta.get("route", "default"),
+        "tenant": meta.get("tenant", request.get("user") or "default"),
+        "messages": request.get("messages"),
+        "response": (choice.get("message") or {}).get("content"),
+        "finish_reason": choice.get("finish_reason"),
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+        "latency_ms": payload.get("latency_ms"),
+        "metadata": meta,
+    }
+
+
+def parse_event(raw: bytes | str) -> TrafficEvent:
+    """Parse raw bytes into a TrafficEvent or raise :class:`InvalidEvent` saying why."""
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent("not_json", str(exc)) from None
+    if not isinstance(payload, dict):
+        raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(payload).__name__}")
+    if "request" in payload and "schema" not in payload:
+        if not isinstance(payload["request"], dict):
+            raise InvalidEvent("invalid_openai_pair", "'request' must be an object")
+        payload = _from_openai_pair(payload)
+    elif payload.get("schema") != SCHEMA_V1:
+        raise InvalidEvent("unknown_schema", f"schema {payload.get('schema')!r} is not {SCHEMA_V1!r}")
+    try:
+        return TrafficEvent.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "event"
+        raise InvalidEvent("invalid_field", f"{where}: {first['msg']}") from None
