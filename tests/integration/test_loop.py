@@ -1,0 +1,139 @@
+"""The whole loop against a real broker, Redis, worker processes and an HTTP webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+from redis.asyncio import Redis
+
+from driftloop.embedded import worker_process
+from driftloop.kafka import ensure_topics, replay
+from driftloop.receiver import WebhookReceiver
+from driftloop.settings import Settings
+from driftloop.traffic import MODELS, ShiftPlan, shifted_stream
+from feedback import WebhookCreate, register
+from monitor import DriftIncident, Evidence
+from tests.conftest import wait_for
+from tests.integration.helpers import (
+    accepted,
+    stored_datasets,
+    stored_incidents,
+    stored_jobs,
+    topic_messages,
+)
+
+pytestmark = pytest.mark.integration
+EVENTS = 4000
+ATTACK = ShiftPlan(shift_at=EVENTS // 2, attack_model=MODELS[0], latency_model=None)
+
+
+def lines(plan: ShiftPlan | None, seed: int = 11) -> list[str]:
+    return [json.dumps(event) for event in shifted_stream(EVENTS, plan, seed=seed)]
+
+
+def subscribe(settings: Settings, receiver: WebhookReceiver) -> None:
+    async def go() -> None:
+        redis = Redis.from_url(settings.redis_url)
+        hook = await register(redis, WebhookCreate(url=receiver.url, event_types=["dataset.published"]))
+        receiver.secret = hook.secret
+        await redis.aclose()
+
+    asyncio.run(go())
+
+
+def finished_jobs(settings: Settings, count: int) -> list:
+    found = [job for job in stored_jobs(settings) if job.state in ("succeeded", "failed")]
+    return found if len(found) >= count else []
+
+
+def test_shifted_stream_runs_the_loop_once_per_incident(settings: Settings, tmp_path: Path) -> None:
+    ensure_topics(settings)
+    with WebhookReceiver(secret=None) as receiver, worker_process(settings, tmp_path / "worker.log"):
+        subscribe(settings, receiver)
+        replay(lines(ATTACK), settings)
+        wait_for(lambda: accepted(settings) >= EVENTS, 120, "all events to be processed")
+        [job] = wait_for(lambda: finished_jobs(settings, 1), 60, "the generation job")
+
+        [incident] = stored_incidents(settings)
+        assert incident.kind == "attack-wave" and incident.segment.startswith(MODELS[0])
+        assert "injection_score" in {shift.feature for shift in incident.features}
+        assert job.state == "succeeded" and job.incident_id == incident.id
+        [dataset] = stored_datasets(settings)
+        assert dataset.id == job.dataset_id and dataset.lineage.incident_id == incident.id
+        assert (Path(dataset.path) / "train.jsonl").read_text().count("\n") == dataset.rows
+        [request] = wait_for(lambda: topic_messages(settings, settings.finetune_topic), 10, "finetune request")
+        assert request["id"] == dataset.id and request["data"]["incident_id"] == incident.id
+        wait_for(lambda: receiver.received, 10, "the webhook delivery")
+        assert [(r.message_id, r.verified) for r in receiver.received] == [(dataset.id, True)]
+
+        # The same incident delivered again, then a new one: once the new one is done, the duplicate was seen.
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        sentinel = DriftIncident(id="sentinel", kind="input-shift", segment="m/r/t", features=[],
+                                 detected_after_events=1, onset_event=1,
+                                 evidence=[Evidence(prompt=e.prompt, response=e.response) for e in incident.evidence])
+        for message in (incident, sentinel):
+            producer.send(settings.incidents_topic, key=message.id.encode(), value=message.model_dump_json().encode())
+        producer.flush()
+        wait_for(lambda: finished_jobs(settings, 2), 60, "the sentinel's job")
+        assert sorted(j.incident_id for j in stored_jobs(settings)) == sorted([incident.id, "sentinel"])
+        requests = topic_messages(settings, settings.finetune_topic)
+        assert sorted(r["data"]["incident_id"] for r in requests) == sorted([incident.id, "sentinel"])
+        assert [r.message_id for r in receiver.received].count(dataset.id) == 1
+
+
+def test_quiet_stream_of_the_same_length_opens_nothing(settings: Settings, tmp_path: Path) -> None:
+    ensure_topics(settings)
+    with worker_process(settings, tmp_path / "worker.log"):
+        replay(lines(None), settings)
+        wait_for(lambda: accepted(settings) >= EVENTS, 120, "all events to be processed")
+    assert stored_incidents(settings) == []
+    assert stored_jobs(settings) == []
+
+
+def test_malformed_events_go_to_the_dlq_and_the_worker_goes_on(settings: Settings, tmp_path: Path) -> None:
+    good = lines(None)[:40]
+    bad = ["{not json", '{"schema": "driftloop.traffic/v1", "id": "x", "model": "m"}', '"a string"']
+    ensure_topics(settings)
+    with worker_process(settings, tmp_path / "worker.log") as worker:
+        replay([*good[:20], *bad, *good[20:]], settings)
+        wait_for(lambda: accepted(settings) >= len(good), 60, "the good events after the bad ones")
+        letters = wait_for(lambda: topic_messages(settings, settings.dlq_topic), 10, "dead letters")
+        assert worker.poll() is None
+    assert sorted(letter["reason"] for letter in letters) == ["invalid_field", "not_an_object", "not_json"]
+    assert {letter["event"] for letter in letters} == set(bad)
+    assert all(letter["detail"] for letter in letters)
+
+
+def test_killed_worker_loses_no_incident_and_duplicates_no_job(settings: Settings, tmp_path: Path) -> None:
+    ensure_topics(settings)
+    log = tmp_path / "worker.log"
+    with WebhookReceiver(secret=None) as receiver:
+        subscribe(settings, receiver)
+        with worker_process(settings, log) as first:
+            replay(lines(ATTACK, seed=12), settings)
+            wait_for(lambda: accepted(settings) >= 1200, 120, "the first worker to be mid-stream")
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+        with worker_process(settings, log) as second:
+            wait_for(lambda: stored_incidents(settings), 120, "the incident after the restart")
+            os.kill(second.pid, signal.SIGKILL)
+            second.wait()
+        with worker_process(settings, log):
+            wait_for(lambda: accepted(settings) >= EVENTS, 120, "the rest of the stream")
+            wait_for(lambda: finished_jobs(settings, 1), 60, "the generation job")
+            wait_for(lambda: receiver.received, 30, "the webhook delivery")
+
+    [incident] = stored_incidents(settings)
+    assert incident.kind == "attack-wave"
+    [job] = stored_jobs(settings)
+    assert job.state == "succeeded" and job.incident_id == incident.id
+    [dataset] = stored_datasets(settings)
+    ids = {r["id"] for r in topic_messages(settings, settings.finetune_topic)}
+    assert ids == {dataset.id}
+    assert {r.message_id for r in receiver.received} == {dataset.id}
