@@ -47,8 +47,7 @@ def create_app(settings: Settings) -> faust.App:
     dlq = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
     incident_topic = app.topic(settings.incidents_topic, key_serializer="raw", value_serializer="raw")
     finetune = app.topic(settings.finetune_topic, key_serializer="raw", value_serializer="raw")
-    raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    segments = app.Table("segment-monitors", default=None, schema=raw)
+    segments = app.Table("segment-monitors", default=None, key_type=bytes, value_type=bytes)  # bytes: raw codec
     monitors: dict[str, SegmentMonitor] = {}  # live state; checkpointed into the changelog-backed table
 
     redis = Redis.from_url(settings.redis_url)
