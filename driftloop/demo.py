@@ -56,7 +56,7 @@ def demo_lines(events: int, plan: ShiftPlan) -> list[str]:
 def run_demo(workdir: Path, events: int, timeout: float, console: Console) -> int:
     """Run the demo; return the exit code (0 when every step of the loop was seen)."""
     shutil.rmtree(workdir, ignore_errors=True)
-    settings = Settings(data_dir=workdir / "data", api_port=free_port())
+    settings = Settings(data_dir=workdir / "data", api_port=free_port(), worker_metrics_port=free_port())
     plan = ShiftPlan(shift_at=events // 2, attack_model=MODELS[0], latency_model=MODELS[1])
     try:
         with with_services(settings, workdir / "services") as settings:

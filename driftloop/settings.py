@@ -32,6 +32,7 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    worker_metrics_port: int = Field(9108, ge=0, description="port of a worker's /metrics; 0 turns it off")
 
     detector_delta: float = Field(1e-5, gt=0, lt=1, description="ADWIN confidence; smaller: fewer false alarms")
     detector_warmup: int = Field(300, ge=10, description="events per segment before detectors may fire")

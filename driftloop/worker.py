@@ -18,6 +18,8 @@ import pickle
 from datetime import UTC, datetime
 
 import faust
+from prometheus_client import start_http_server
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from driftloop.settings import Settings
@@ -109,7 +111,12 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(incident_topic)
     async def run_jobs(stream: faust.StreamT) -> None:
         async for raw in stream:
-            job = await runner.handle(DriftIncident.model_validate_json(raw))
+            try:
+                incident = DriftIncident.model_validate_json(raw)
+            except ValidationError as error:
+                log.error("skipping a message on %s that is not a DriftIncident: %s", settings.incidents_topic, error)
+                continue
+            job = await runner.handle(incident)
             log.warning("job %s for incident %s: %s", job.id, job.incident_id, job.state)
 
     return app
@@ -118,4 +125,6 @@ def create_app(settings: Settings) -> faust.App:
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run the worker until interrupted (blocks)."""
     app = create_app(settings)
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()

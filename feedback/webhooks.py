@@ -121,7 +121,7 @@ class Dispatcher:
     ) -> Delivery:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=self.backoff_s, max=30, jitter=self.backoff_s / 2),
+            wait=wait_exponential_jitter(multiplier=self.backoff_s, max=30, jitter=self.backoff_s / 2),
             retry=retry_if_exception_type((httpx.HTTPError, DeliveryFailed)),
         )
         delivery: Delivery | None = None

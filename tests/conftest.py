@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 import redis
 
-from driftloop.embedded import ServiceUnavailable, with_services
+from driftloop.embedded import ServiceUnavailable, free_port, with_services
 from driftloop.settings import Settings
 
 T = TypeVar("T")
@@ -23,8 +23,9 @@ REQUIRE_SERVICES = os.environ.get("DRIFTLOOP_REQUIRE_SERVICES") == "1"
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings pointing at a tansu broker and a redis-server that this session started."""
     try:
-        with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None),
-                           tmp_path_factory.mktemp("services")) as settings:
+        with with_services(
+            Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), tmp_path_factory.mktemp("services")
+        ) as settings:
             yield settings
     except ServiceUnavailable as exc:
         if REQUIRE_SERVICES:
@@ -37,15 +38,18 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
     """Per-test settings: own topics, consumer group and data dir on the session's services; empty Redis."""
     suffix = uuid.uuid4().hex[:8]
     redis.Redis.from_url(services.redis_url).flushdb()
-    return services.model_copy(update={
-        "app_id": f"driftloop-test-{suffix}",
-        "traffic_topic": f"llm.traffic.{suffix}",
-        "dlq_topic": f"llm.traffic.dlq.{suffix}",
-        "incidents_topic": f"driftloop.incidents.{suffix}",
-        "finetune_topic": f"finetune.requests.{suffix}",
-        "data_dir": tmp_path / "data",
-        "webhook_backoff_s": 0.05,
-    })
+    return services.model_copy(
+        update={
+            "app_id": f"driftloop-test-{suffix}",
+            "traffic_topic": f"llm.traffic.{suffix}",
+            "dlq_topic": f"llm.traffic.dlq.{suffix}",
+            "incidents_topic": f"driftloop.incidents.{suffix}",
+            "finetune_topic": f"finetune.requests.{suffix}",
+            "data_dir": tmp_path / "data",
+            "webhook_backoff_s": 0.05,
+            "worker_metrics_port": free_port(),
+        }
+    )
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:

@@ -17,11 +17,17 @@ def test_native_event_keeps_its_fields() -> None:
 
 def test_openai_pair_is_mapped() -> None:
     pair = {
-        "request": {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "be brief"},
-                                                          {"role": "user", "content": "What is 2+2?"}]},
-        "response": {"id": "chatcmpl-1", "created": 1_700_000_000, "model": "gpt-4o-mini-2024",
-                     "choices": [{"message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": 12, "completion_tokens": 1}},
+        "request": {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "What is 2+2?"}],
+        },
+        "response": {
+            "id": "chatcmpl-1",
+            "created": 1_700_000_000,
+            "model": "gpt-4o-mini-2024",
+            "choices": [{"message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 1},
+        },
         "latency_ms": 310,
     }
     event = parse_event(json.dumps(pair))

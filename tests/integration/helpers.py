@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from kafka import KafkaConsumer
 from redis.asyncio import Redis
@@ -12,9 +14,11 @@ from driftloop.settings import Settings
 from feedback import Dispatcher, datasets, jobs
 from monitor import StreamStats, incidents
 
+T = TypeVar("T")
 
-def _read(settings: Settings, read):  # noqa: ANN001, ANN202 - a coroutine function of Redis
-    async def go():  # noqa: ANN202
+
+def _read(settings: Settings, read: Callable[[Redis], Awaitable[T]]) -> T:
+    async def go() -> T:
         redis = Redis.from_url(settings.redis_url)
         try:
             return await read(redis)
@@ -46,8 +50,13 @@ def accepted(settings: Settings) -> int:
 
 def topic_messages(settings: Settings, topic: str, idle_ms: int = 1500) -> list[dict]:
     """Every message on ``topic`` from the beginning, as JSON."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=idle_ms)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=idle_ms,
+    )
     try:
         return [json.loads(message.value) for message in consumer]
     finally:

@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 from kafka import KafkaProducer
 from redis.asyncio import Redis
@@ -74,9 +75,15 @@ def test_shifted_stream_runs_the_loop_once_per_incident(settings: Settings, tmp_
 
         # The same incident delivered again, then a new one: once the new one is done, the duplicate was seen.
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-        sentinel = DriftIncident(id="sentinel", kind="input-shift", segment="m/r/t", features=[],
-                                 detected_after_events=1, onset_event=1,
-                                 evidence=[Evidence(prompt=e.prompt, response=e.response) for e in incident.evidence])
+        sentinel = DriftIncident(
+            id="sentinel",
+            kind="input-shift",
+            segment="m/r/t",
+            features=[],
+            detected_after_events=1,
+            onset_event=1,
+            evidence=[Evidence(prompt=e.prompt, response=e.response) for e in incident.evidence],
+        )
         for message in (incident, sentinel):
             producer.send(settings.incidents_topic, key=message.id.encode(), value=message.model_dump_json().encode())
         producer.flush()
@@ -105,9 +112,12 @@ def test_malformed_events_go_to_the_dlq_and_the_worker_goes_on(settings: Setting
         wait_for(lambda: accepted(settings) >= len(good), 60, "the good events after the bad ones")
         letters = wait_for(lambda: topic_messages(settings, settings.dlq_topic), 10, "dead letters")
         assert worker.poll() is None
+        metrics = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").text
     assert sorted(letter["reason"] for letter in letters) == ["invalid_field", "not_an_object", "not_json"]
     assert {letter["event"] for letter in letters} == set(bad)
     assert all(letter["detail"] for letter in letters)
+    assert 'driftloop_events_rejected_total{reason="not_json"} 1.0' in metrics
+    assert f'driftloop_events_total{{outcome="accepted"}} {len(good)}.0' in metrics
 
 
 def test_killed_worker_loses_no_incident_and_duplicates_no_job(settings: Settings, tmp_path: Path) -> None:
