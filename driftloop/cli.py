@@ -94,7 +94,8 @@ def replay_cmd(
     """Publish a JSONL file of TrafficEvents (or OpenAI request/response pairs) to llm.traffic."""
     settings = _configured(get_settings())
     ensure_topics(settings)
-    lines = file.read_text(encoding="utf-8").splitlines()
+    # split on "\n" only: str.splitlines() would also cut at U+2028 inside JSON strings
+    lines = [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
     with _progress() as progress:
         task = progress.add_task("publishing", total=len(lines))
         sent = replay(lines, settings, rate, lambda n: progress.advance(task, n))

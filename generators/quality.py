@@ -21,9 +21,15 @@ MIN_DISTINCT_2 = 0.2
 
 
 def distinct_n(texts: list[str], n: int = 2) -> float:
-    """Share of distinct word n-grams among all n-grams of ``texts``."""
-    grams = [tuple(words[i : i + n]) for t in texts for words in [t.split()] for i in range(len(words) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    """Diversity across texts: distinct word n-grams of the batch over the sum of each text's distinct n-grams
+    (1.0: no two texts share an n-gram; repetition inside one text is not penalised).
+
+    >>> distinct_n(["a b c", "a b d"]), distinct_n(["a b a b", "c d"])
+    (0.75, 1.0)
+    """
+    per_text = [{tuple(words[i : i + n]) for i in range(len(words) - n + 1)} for words in (t.split() for t in texts)]
+    total = sum(len(grams) for grams in per_text)
+    return len(set().union(*per_text)) / total if total else 0.0
 
 
 class QualityReport(BaseModel):

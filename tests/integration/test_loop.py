@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from kafka import KafkaProducer
 from redis.asyncio import Redis
 
+from driftloop.api import create_api
 from driftloop.embedded import worker_process
 from driftloop.kafka import ensure_topics, replay
 from driftloop.receiver import WebhookReceiver
@@ -67,7 +69,11 @@ def test_shifted_stream_runs_the_loop_once_per_incident(settings: Settings, tmp_
         assert job.state == "succeeded" and job.incident_id == incident.id
         [dataset] = stored_datasets(settings)
         assert dataset.id == job.dataset_id and dataset.lineage.incident_id == incident.id
-        assert (Path(dataset.path) / "train.jsonl").read_text().count("\n") == dataset.rows
+        train = (Path(dataset.path) / "train.jsonl").read_bytes()
+        assert train.count(b"\n") == dataset.rows
+        with TestClient(create_api(settings)) as api:
+            assert api.get(f"/v1/datasets/{dataset.id}/files/train.jsonl").content == train
+            assert api.get(f"/v1/incidents/{incident.id}").json()["kind"] == "attack-wave"
         [request] = wait_for(lambda: topic_messages(settings, settings.finetune_topic), 10, "finetune request")
         assert request["id"] == dataset.id and request["data"]["incident_id"] == incident.id
         wait_for(lambda: receiver.received, 10, "the webhook delivery")

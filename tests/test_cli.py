@@ -1,0 +1,32 @@
+import json
+
+from typer.testing import CliRunner
+
+from driftloop.cli import app
+
+runner = CliRunner()
+
+
+def test_every_verb_explains_itself() -> None:
+    for verb in ("up", "worker", "api", "replay", "traffic", "demo", "status"):
+        result = runner.invoke(app, [verb, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output, verb
+
+
+def test_traffic_writes_one_event_per_line_even_with_unicode_separators(tmp_path) -> None:
+    out = tmp_path / "traffic.jsonl"
+    assert runner.invoke(app, ["traffic", str(out), "--events", "300", "--shift-at", "150"]).exit_code == 0
+    events = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
+    assert len(events) == 300 and events[0]["schema"] == "driftloop.traffic/v1"
+
+
+def test_worker_without_services_says_what_to_do(monkeypatch) -> None:
+    monkeypatch.delenv("DRIFTLOOP_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("DRIFTLOOP_REDIS_URL", raising=False)
+    from driftloop.settings import get_settings
+
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "DRIFTLOOP_KAFKA_BOOTSTRAP and DRIFTLOOP_REDIS_URL not set" in result.output
+    assert "driftloop up" in result.output
