@@ -132,10 +132,10 @@ async def _narrate(
 
 
 def _complete(seen: Seen) -> bool:
-    done = {s for s in seen.jobs.values() if s in ("succeeded", "failed")}
+    finished = [state for state in seen.jobs.values() if state in ("succeeded", "failed")]
     return (
         bool(seen.incidents)
-        and len(done) == len(seen.jobs) == len(seen.incidents)
+        and len(finished) == len(seen.jobs) == len(seen.incidents)
         and all(d in seen.finetune and d in seen.deliveries for d in seen.datasets)
     )
 
