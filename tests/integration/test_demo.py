@@ -1,0 +1,33 @@
+"""`driftloop demo` end to end, as a new user runs it."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_shows_every_step_and_exits_zero(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "driftloop", "demo", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    for step in (
+        "INCIDENT attack-wave in gpt-4o-mini",
+        "INCIDENT latency-drift in llama-3.1-8b",
+        "DATASET",
+        "WEBHOOK dataset.published",
+        "signature verified",
+        "driftloop demo summary",
+    ):
+        assert step in out, step
+    assert "false alarm" not in out
+    assert re.search(r"finetune\.requests messages\s*│\s*2\s", out)
+    assert re.search(r"webhook deliveries \(verified\)\s*│\s*2\s", out)
