@@ -5,17 +5,19 @@ Run it with ``driftloop api``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 import driftloop
+from driftloop.metrics import RecordsCollector
 from driftloop.settings import Settings
 from feedback.api import router as feedback_router
 from monitor.api import router as monitor_router
@@ -51,9 +53,14 @@ def create_api(settings: Settings) -> FastAPI:
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
+    registry = CollectorRegistry()
+    registry.register(RecordsCollector(settings.redis_url, settings.llm_base_url))
+
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus text: this process's metrics and the shared records (incidents, jobs, datasets)."""
+        body = await asyncio.to_thread(lambda: generate_latest(REGISTRY) + generate_latest(registry))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

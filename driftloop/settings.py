@@ -32,6 +32,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    metrics_max_segments: int = Field(20, ge=1, description="segments exported as metric labels (the busiest)")
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint (vLLM), e.g. http://vllm:8000/v1")
     worker_metrics_port: int = Field(9108, ge=0, description="port of a worker's /metrics; 0 turns it off")
 
     detector_delta: float = Field(1e-5, gt=0, lt=1, description="ADWIN confidence; smaller: fewer false alarms")

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import time
 from datetime import UTC, datetime
 
 import faust
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
@@ -26,6 +27,7 @@ from driftloop.settings import Settings
 from feedback import Dispatcher, JobRunner
 from monitor import DriftIncident, InvalidEvent, SegmentMonitor, StreamStats, extract_features, incidents, parse_event
 from monitor import metrics as monitor_metrics
+from monitor.metrics import DetectorCollector
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,13 @@ def create_app(settings: Settings) -> faust.App:
         monitor_metrics.EVENTS.labels("rejected").inc()
         monitor_metrics.REJECTED.labels(error.reason).inc()
 
+    REGISTRY.register(DetectorCollector(monitors, settings.metrics_max_segments))
+
     @app.agent(traffic)
     async def monitor_traffic(stream: faust.StreamT) -> None:
         async for raw in stream:
+            monitor_metrics.LAST_EVENT.set_to_current_time()
+            started = time.perf_counter()
             try:
                 event = parse_event(raw)
             except InvalidEvent as error:
@@ -88,12 +94,13 @@ def create_app(settings: Settings) -> faust.App:
             incident = state.observe(event, extract_features(event))
             if incident is not None or state.events % settings.checkpoint_events == 0:
                 segments[event.segment.encode()] = pickle.dumps(state)
+            monitor_metrics.PROCESSING.observe(time.perf_counter() - started)
             await stats.accepted()
             monitor_metrics.EVENTS.labels("accepted").inc()
             if incident is not None:
                 await incidents(redis).create(incident)
                 await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode())
-                monitor_metrics.INCIDENTS.labels(incident.kind).inc()
+                monitor_metrics.INCIDENTS.labels(incident.kind, incident.severity).inc()
                 log.warning("incident %s: %s", incident.id, incident.headline)
 
     async def publish_finetune(key: str, value: bytes) -> None:
@@ -118,6 +125,16 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             job = await runner.handle(incident)
             log.warning("job %s for incident %s: %s", job.id, job.incident_id, job.state)
+
+    @app.timer(interval=5.0)
+    async def measure_lag() -> None:
+        lag: dict[str, int] = {}
+        for tp in app.consumer.assignment():
+            position = await app.consumer.position(tp)
+            if position is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, app.consumer.highwater(tp) - position)
+        for topic in (settings.traffic_topic, settings.incidents_topic):
+            monitor_metrics.CONSUMER_LAG.labels(topic).set(lag.get(topic, 0))
 
     return app
 

@@ -1,10 +1,23 @@
-"""Prometheus metrics of jobs, datasets and deliveries."""
+"""Prometheus metrics of jobs, samples, datasets and deliveries."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-JOBS = Counter("driftloop_jobs_total", "Generation jobs by final state", ["state"])
-JOB_SECONDS = Histogram("driftloop_job_duration_seconds", "Wall time of a generation job")
+JOBS = Counter("driftloop_jobs_total", "Generation jobs finished, by final state", ["state"])
+JOB_SECONDS = Histogram(
+    "driftloop_job_duration_seconds",
+    "Wall time of a generation job",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 SAMPLES = Counter("driftloop_samples_generated_total", "Samples kept in datasets, by technique", ["technique"])
+SAMPLES_REJECTED = Counter(
+    "driftloop_samples_rejected_total", "Samples dropped before a dataset, by reason", ["reason"]
+)
+QUALITY_GATE_FAILURES = Counter("driftloop_quality_gate_failures_total", "Jobs that failed the quality gate")
+DATASET_QUALITY = Gauge("driftloop_dataset_quality", "Quality figures of the last dataset version", ["figure"])
 FINETUNE_REQUESTS = Counter("driftloop_finetune_requests_published_total", "Messages published on finetune.requests")
-WEBHOOK_DELIVERIES = Counter("driftloop_webhook_deliveries_total", "Webhook deliveries by outcome", ["outcome"])
+WEBHOOK_DELIVERIES = Counter("driftloop_webhook_deliveries_total", "Webhook deliveries by final outcome", ["outcome"])
 WEBHOOK_SECONDS = Histogram("driftloop_webhook_delivery_seconds", "Latency of one webhook delivery attempt")
+for state in ("succeeded", "failed"):
+    JOBS.labels(state)
+for outcome in ("delivered", "failed"):
+    WEBHOOK_DELIVERIES.labels(outcome)

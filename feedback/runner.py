@@ -59,7 +59,10 @@ class JobRunner:
         started = time.perf_counter()
         generated = run_recipe(incident, recipe, self.samples_per_job, seed=str(self.seed))
         quality = assess(generated.samples, [e.prompt for e in incident.evidence])
+        for reason, count in generated.rejected.items():
+            metrics.SAMPLES_REJECTED.labels(reason).inc(count)
         if not quality.passed:
+            metrics.QUALITY_GATE_FAILURES.inc()
             return await self._finish(job, started, error="quality gate: " + "; ".join(quality.failures))
         lineage = Lineage(
             incident_id=incident.id,
@@ -80,6 +83,8 @@ class JobRunner:
             metrics.FINETUNE_REQUESTS.inc()
         for sample in generated.samples:
             metrics.SAMPLES.labels(sample.technique).inc()
+        for figure in ("rows", "distinct_2", "verbatim_copies", "pii_values"):
+            metrics.DATASET_QUALITY.labels(figure).set(getattr(quality, figure))
         job.dataset_id = manifest.id
         await self.dispatcher.dispatch("dataset.published", manifest.id, finetune_request(manifest)["data"])
         return await self._finish(job, started)

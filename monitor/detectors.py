@@ -74,9 +74,30 @@ class FeatureDetector:
             raise ValueError(f"delta must be in (0, 1), got {self.delta}")
         self.adwin = ADWIN(delta=self.delta)
 
+    def watched(self, value: float) -> float:
+        """The value on the scale the detector watches (log for heavy-tailed features)."""
+        return math.log1p(max(value, 0.0)) if self.log_scale else value
+
+    def cut_statistic(self) -> tuple[float, float]:
+        """Gap between the means of the older and newer half of the recent values, and the ADWIN bound
+        (Bifet & Gavaldà 2007) that a gap must pass at this ``delta``; NaN while fewer than 20 values.
+        """
+        values = [self.watched(v) for v in self.recent]
+        n = len(values)
+        if n < 20:
+            return math.nan, math.nan
+        half = n // 2
+        older, newer = values[:half], values[half:]
+        mean = sum(values) / n
+        variance = sum((v - mean) ** 2 for v in values) / n
+        m = 1 / (1 / len(older) + 1 / len(newer))
+        log_term = math.log(2 * math.log(n) / self.delta)
+        bound = math.sqrt(2 / m * variance * log_term) + 2 / (3 * m) * log_term
+        return abs(sum(newer) / len(newer) - sum(older) / len(older)), bound
+
     def update(self, value: float) -> Shift | None:
         """Feed one value; return the shift it completes, if any."""
-        watched = math.log1p(max(value, 0.0)) if self.log_scale else value
+        watched = self.watched(value)
         before = self.adwin.estimation
         self.adwin.update(watched)
         self.seen += 1

@@ -32,6 +32,20 @@ FEATURE_KIND: dict[str, IncidentKind] = {
 _PRIORITY = list(IncidentKind)
 
 
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+SEVERITY: dict[IncidentKind, Severity] = {
+    IncidentKind.ATTACK_WAVE: Severity.CRITICAL,
+    IncidentKind.QUALITY_DROP: Severity.WARNING,
+    IncidentKind.LATENCY_DRIFT: Severity.WARNING,
+    IncidentKind.INPUT_SHIFT: Severity.INFO,
+}
+
+
 class FeatureShift(BaseModel):
     feature: str
     reference_mean: float
@@ -52,6 +66,7 @@ class DriftIncident(BaseModel):
     id: str
     kind: IncidentKind
     segment: str
+    severity: Severity = Severity.INFO
     status: str = "open"
     features: list[FeatureShift]
     detected_at: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -1,7 +1,61 @@
-"""Prometheus metrics of the monitor."""
+"""Prometheus metrics of the monitor, and a collector that exports live detector state."""
 
-from prometheus_client import Counter
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitor.segments import SegmentMonitor
 
 EVENTS = Counter("driftloop_events_total", "Traffic events consumed, by outcome", ["outcome"])
 REJECTED = Counter("driftloop_events_rejected_total", "Events sent to the dead-letter topic, by reason", ["reason"])
-INCIDENTS = Counter("driftloop_incidents_opened_total", "Drift incidents opened, by kind", ["kind"])
+INCIDENTS = Counter("driftloop_incidents_opened_total", "Drift incidents opened", ["kind", "severity"])
+PROCESSING = Histogram(
+    "driftloop_event_processing_seconds",
+    "Parse, features and detectors for one event",
+    buckets=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+)
+LAST_EVENT = Gauge("driftloop_last_event_timestamp_seconds", "Unix time when the worker last consumed an event")
+CONSUMER_LAG = Gauge("driftloop_consumer_lag_events", "Events behind the end of the partition, per topic", ["topic"])
+for outcome in ("accepted", "rejected"):
+    EVENTS.labels(outcome)
+
+
+class DetectorCollector(Collector):
+    """Per segment and feature: the detector's cut statistic and its threshold, and the segment's state.
+
+    At most ``max_segments`` segments (the busiest) are exported, so label cardinality stays bounded.
+    """
+
+    def __init__(self, monitors: Mapping[str, SegmentMonitor], max_segments: int = 20) -> None:
+        self.monitors, self.max_segments = monitors, max_segments
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        statistic = GaugeMetricFamily(
+            "driftloop_drift_statistic",
+            "Mean gap between the older and newer half of the recent window (watched scale)",
+            labels=["segment", "feature"],
+        )
+        threshold = GaugeMetricFamily(
+            "driftloop_drift_threshold",
+            "ADWIN cut bound for that gap at the detector's delta",
+            labels=["segment", "feature"],
+        )
+        events = GaugeMetricFamily("driftloop_segment_events", "Events seen per segment", labels=["segment"])
+        state = GaugeMetricFamily(
+            "driftloop_segment_state", "1 for the segment's state (quiet, drafting, open)", labels=["segment", "state"]
+        )
+        busiest = sorted(self.monitors.values(), key=lambda m: m.events, reverse=True)[: self.max_segments]
+        for monitor in busiest:
+            events.add_metric([monitor.segment], monitor.events)
+            state.add_metric([monitor.segment, monitor.state], 1)
+            for name, detector in monitor.detectors.items():
+                gap, bound = detector.cut_statistic()
+                if not math.isnan(gap):
+                    statistic.add_metric([monitor.segment, name], gap)
+                    threshold.add_metric([monitor.segment, name], bound)
+        yield from (statistic, threshold, events, state)

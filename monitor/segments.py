@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from monitor.detectors import FeatureDetector, Shift
 from monitor.events import TrafficEvent
 from monitor.features import FEATURES
-from monitor.incidents import DriftIncident, Evidence, FeatureShift, incident_id, kind_of
+from monitor.incidents import SEVERITY, DriftIncident, Evidence, FeatureShift, incident_id, kind_of
 from monitor.redact import redact
 
 EVIDENCE_EXAMPLES = 8
@@ -40,6 +40,11 @@ class SegmentMonitor:
             name: FeatureDetector(name, log_scale, self.delta, self.warmup) for name, log_scale in FEATURES.items()
         }
 
+    @property
+    def state(self) -> str:
+        """quiet, drafting (a first shift is collecting evidence) or open (an incident is open)."""
+        return "open" if self.open_incident else "drafting" if self.draft else "quiet"
+
     def observe(self, event: TrafficEvent, features: dict[str, float]) -> DriftIncident | None:
         """Update every detector with one event; return an incident when one opens."""
         self.events += 1
@@ -60,9 +65,11 @@ class SegmentMonitor:
         upward = primary.current_mean >= primary.reference_mean
         window = list(self.recent)[-(self.events - primary.onset) :] or list(self.recent)
         window.sort(key=lambda item: item[1][primary.feature], reverse=upward)
+        kind = kind_of([s.feature for s in shifts])
         incident = DriftIncident(
             id=incident_id(self.segment, self.incidents_opened),
-            kind=kind_of([s.feature for s in shifts]),
+            kind=kind,
+            severity=SEVERITY[kind],
             segment=self.segment,
             features=[
                 FeatureShift(

@@ -1,0 +1,54 @@
+"""Metrics the API exports from shared state: open incidents, jobs by state, datasets, LLM backend."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import redis
+from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from feedback.jobs import JobState
+from monitor.incidents import SEVERITY
+from monitor.store import PREFIX
+
+
+class RecordsCollector(Collector):
+    """Reads Redis on each scrape, so every API replica reports the same numbers."""
+
+    def __init__(self, redis_url: str, llm_base_url: str | None = None) -> None:
+        self.redis = redis.Redis.from_url(redis_url)
+        self.llm_base_url = llm_base_url
+
+    def _records(self, name: str) -> list[dict]:
+        ids = self.redis.zrange(f"{PREFIX}:{name}s", 0, -1)
+        raws = self.redis.mget([f"{PREFIX}:{name}:{i.decode()}" for i in ids]) if ids else []
+        return [json.loads(raw) for raw in raws if raw]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        open_incidents = GaugeMetricFamily(
+            "driftloop_incidents_open", "Open drift incidents", labels=["kind", "severity"]
+        )
+        counts = Counter((i["kind"], i["severity"]) for i in self._records("incident") if i["status"] == "open")
+        for kind, severity in SEVERITY.items():
+            open_incidents.add_metric([kind, severity], counts.get((kind, severity), 0))
+        jobs = GaugeMetricFamily("driftloop_jobs", "Generation jobs by state", labels=["state"])
+        states = Counter(job["state"] for job in self._records("job"))
+        for state in JobState:
+            jobs.add_metric([state], states.get(state, 0))
+        datasets = GaugeMetricFamily("driftloop_datasets", "Dataset versions published")
+        datasets.add_metric([], self.redis.zcard(f"{PREFIX}:datasets"))
+        yield from (open_incidents, jobs, datasets)
+        if self.llm_base_url:
+            up = GaugeMetricFamily("driftloop_llm_backend_up", "1 when the LLM endpoint answers GET /models")
+            up.add_metric([], float(self._llm_up()))
+            yield up
+
+    def _llm_up(self) -> bool:
+        try:
+            return httpx.get(f"{self.llm_base_url.rstrip('/')}/models", timeout=1.0).is_success
+        except httpx.HTTPError:
+            return False
