@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +20,12 @@ from driftloop.embedded import ServiceUnavailable, with_services, worker_process
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings, get_settings
 from driftloop.traffic import ShiftPlan, shifted_stream, write_jsonl
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that embedded services and child workers are stopped on the way out."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
 
 app = typer.Typer(
     help="driftloop: drift incidents from LLM traffic, turned into targeted training data.",
@@ -72,6 +80,7 @@ def up(
     """Run API and worker; starts embedded Kafka and Redis for whichever is not configured."""
     from driftloop.api import create_api
 
+    _exit_on_sigterm()
     try:
         with with_services(get_settings(), workdir) as settings:
             ensure_topics(settings)
@@ -126,6 +135,7 @@ def demo(
     """The whole loop on embedded services: traffic → incident → dataset → finetune.requests → webhook."""
     from driftloop.demo import run_demo
 
+    _exit_on_sigterm()
     raise typer.Exit(run_demo(workdir, events, timeout, console))
 
 

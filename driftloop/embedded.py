@@ -120,6 +120,42 @@ def redis_server(workdir: Path) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
 
 
+def _debian_binary(name: str, package: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceUnavailable(f"no {name}: apt-get install {package}")
+    return found
+
+
+@contextlib.contextmanager
+def prometheus_server(config: Path, workdir: Path) -> Iterator[str]:
+    """Run Prometheus (Debian's ``prometheus``) with ``config``; yield its base URL."""
+    port = free_port()
+    argv = [
+        _debian_binary("prometheus", "prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    with _process("prometheus", argv, port, workdir / "prometheus.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def alertmanager_server(config: Path, workdir: Path) -> Iterator[str]:
+    """Run Alertmanager (Debian's ``prometheus-alertmanager``) with ``config``; yield its base URL."""
+    port = free_port()
+    argv = [
+        _debian_binary("prometheus-alertmanager", "prometheus-alertmanager"),
+        f"--config.file={config}",
+        f"--storage.path={workdir / 'alertmanager-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with _process("alertmanager", argv, port, workdir / "alertmanager.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
 @contextlib.contextmanager
 def with_services(settings: Settings, workdir: Path) -> Iterator[Settings]:
     """``settings`` with embedded Kafka and/or Redis started for whichever of the two is not configured."""

@@ -48,6 +48,7 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
             "data_dir": tmp_path / "data",
             "webhook_backoff_s": 0.05,
             "worker_metrics_port": free_port(),
+            "api_port": free_port(),
         }
     )
 
