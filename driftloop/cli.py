@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -167,14 +166,3 @@ def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     )
-
-
-def serve_in_thread(server: uvicorn.Server) -> threading.Thread:
-    """Start a uvicorn server in a daemon thread and wait until it accepts requests."""
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise ServiceUnavailable("the API server failed to start")
-        threading.Event().wait(0.05)
-    return thread

@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from driftloop.api import create_api
-from driftloop.cli import _progress, serve_in_thread
-from driftloop.embedded import ServiceUnavailable, free_port, with_services, worker_process
+from driftloop.cli import _progress
+from driftloop.embedded import ServiceUnavailable, free_port, serve_in_thread, with_services, worker_process
 from driftloop.kafka import ensure_topics, replay
 from driftloop.receiver import WebhookReceiver
 from driftloop.settings import Settings

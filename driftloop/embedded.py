@@ -14,9 +14,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import uvicorn
 
 from driftloop.settings import Settings
 
@@ -203,3 +206,14 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def serve_in_thread(server: uvicorn.Server) -> threading.Thread:
+    """Start a uvicorn server in a daemon thread and wait until it accepts requests."""
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise ServiceUnavailable("the API server failed to start")
+        threading.Event().wait(0.05)
+    return thread

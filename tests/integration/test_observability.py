@@ -12,8 +12,13 @@ import uvicorn
 import yaml
 
 from driftloop.api import create_api
-from driftloop.cli import serve_in_thread
-from driftloop.embedded import ServiceUnavailable, alertmanager_server, prometheus_server, worker_process
+from driftloop.embedded import (
+    ServiceUnavailable,
+    alertmanager_server,
+    prometheus_server,
+    serve_in_thread,
+    worker_process,
+)
 from driftloop.kafka import ensure_topics, replay
 from driftloop.receiver import WebhookReceiver
 from driftloop.settings import Settings
