@@ -70,6 +70,8 @@ def create_app(settings: Settings) -> faust.App:
         monitor_metrics.REJECTED.labels(error.reason).inc()
 
     REGISTRY.register(DetectorCollector(monitors, settings.metrics_max_segments))
+    for topic in (settings.traffic_topic, settings.incidents_topic):
+        monitor_metrics.CONSUMER_LAG.labels(topic).set(0)
 
     @app.agent(traffic)
     async def monitor_traffic(stream: faust.StreamT) -> None:

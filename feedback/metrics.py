@@ -2,6 +2,11 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from generators.adversarial import FAMILIES, INDIRECT
+from generators.perturbations import TECHNIQUES as PERTURBATIONS
+
+TECHNIQUES = (*PERTURBATIONS, *FAMILIES, INDIRECT)
+
 JOBS = Counter("driftloop_jobs_total", "Generation jobs finished, by final state", ["state"])
 JOB_SECONDS = Histogram(
     "driftloop_job_duration_seconds",
@@ -19,5 +24,8 @@ WEBHOOK_DELIVERIES = Counter("driftloop_webhook_deliveries_total", "Webhook deli
 WEBHOOK_SECONDS = Histogram("driftloop_webhook_delivery_seconds", "Latency of one webhook delivery attempt")
 for state in ("succeeded", "failed"):
     JOBS.labels(state)
+for technique in TECHNIQUES:
+    SAMPLES.labels(technique)
+SAMPLES_REJECTED.labels("duplicate")
 for outcome in ("delivered", "failed"):
     WEBHOOK_DELIVERIES.labels(outcome)

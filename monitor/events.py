@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_V1 = "driftloop.traffic/v1"
+REJECT_REASONS = ("not_json", "not_an_object", "unknown_schema", "invalid_openai_pair", "invalid_field")
 
 
 class InvalidEvent(ValueError):

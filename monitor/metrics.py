@@ -9,6 +9,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from monitor.events import REJECT_REASONS
+from monitor.incidents import SEVERITY
 from monitor.segments import SegmentMonitor
 
 EVENTS = Counter("driftloop_events_total", "Traffic events consumed, by outcome", ["outcome"])
@@ -21,8 +23,13 @@ PROCESSING = Histogram(
 )
 LAST_EVENT = Gauge("driftloop_last_event_timestamp_seconds", "Unix time when the worker last consumed an event")
 CONSUMER_LAG = Gauge("driftloop_consumer_lag_events", "Events behind the end of the partition, per topic", ["topic"])
+# Every known label value exists from the start, so rate() and increase() see the first event too.
 for outcome in ("accepted", "rejected"):
     EVENTS.labels(outcome)
+for reason in REJECT_REASONS:
+    REJECTED.labels(reason)
+for kind, severity in SEVERITY.items():
+    INCIDENTS.labels(kind, severity)
 
 
 class DetectorCollector(Collector):
