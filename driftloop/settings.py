@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
     webhook_timeout_s: float = Field(5.0, gt=0)
 
+    # --- API security and conventions ---
+
+    # --- dataset registry and storage ---
+
+    # --- jobs, publication and webhooks ---
+
 
 @lru_cache
 def get_settings() -> Settings:

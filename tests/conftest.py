@@ -11,7 +11,9 @@ from typing import TypeVar
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
+from driftloop.api import create_api
 from driftloop.embedded import ServiceUnavailable, free_port, with_services
 from driftloop.settings import Settings
 
@@ -51,6 +53,13 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
             "api_port": free_port(),
         }
     )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The API on the test's services, as an HTTP client."""
+    with TestClient(create_api(settings)) as api:
+        yield api
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
