@@ -1,6 +1,9 @@
 """The control plane: FastAPI app assembled from the packages' routers, plus health and metrics.
 
-Run it with ``driftloop api``.
+Every route but ``/healthz``, ``/readyz``, ``/metrics`` and the API docs needs a bearer token
+(``driftloop.auth``); changes are audited, errors are problem details, POSTs take an
+``Idempotency-Key`` and bodies are capped. These are app-wide middleware and handlers, so routes
+added to the packages' routers get them too. Run it with ``driftloop api``.
 """
 
 from __future__ import annotations
@@ -13,14 +16,29 @@ from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 import driftloop
+from driftloop.admin_api import router as admin_router
+from driftloop.audit import AuditMiddleware
+from driftloop.auth import AuthMiddleware, hash_token
+from driftloop.idempotency import IdempotencyMiddleware
+from driftloop.limits import BodyLimitMiddleware
 from driftloop.metrics import RecordsCollector
+from driftloop.openapi import install_openapi
+from driftloop.problems import install_problem_handlers
 from driftloop.settings import Settings
 from feedback.api import router as feedback_router
 from monitor.api import router as monitor_router
+
+DESCRIPTION = """Incidents, generation jobs, dataset versions and webhooks of the drift loop.
+
+Send `Authorization: Bearer <token>`: GET and HEAD need scope `read`, other methods `operate`,
+tokens and the audit log `admin` (admin ⊃ operate ⊃ read). Errors are RFC 9457 problem details.
+A POST with an `Idempotency-Key` header is answered once; a retry with the same key and body gets
+the stored response again (`Idempotent-Replayed: true`)."""
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -36,17 +54,24 @@ def create_api(settings: Settings) -> FastAPI:
         title="driftloop",
         version=driftloop.__version__,
         lifespan=lifespan,
-        description="Incidents, generation jobs, dataset versions and webhooks of the drift loop.",
+        description=DESCRIPTION,
     )
+    app.state.settings = settings  # read by the packages' routers (feedback.deps)
     app.include_router(monitor_router)
     app.include_router(feedback_router)
+    app.include_router(admin_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Redis or the broker does not answer"}},
+    )
     async def readyz() -> JSONResponse:
         """Ready when Redis and the Kafka broker answer."""
         checks = {"redis": await _redis_ok(app.state.redis), "kafka": await _kafka_ok(settings.kafka_bootstrap)}
@@ -62,7 +87,22 @@ def create_api(settings: Settings) -> FastAPI:
         body = await asyncio.to_thread(lambda: generate_latest(REGISTRY) + generate_latest(registry))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    install_problem_handlers(app)
+    docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    open_paths = {"/healthz", "/readyz", "/metrics", *filter(None, docs)}
+    # added innermost first: a request meets auth, then audit, then the body cap, then idempotency
+    app.add_middleware(IdempotencyMiddleware, ttl_s=settings.idempotency_ttl_s)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(AuditMiddleware, max_entries=settings.audit_max_entries)
+    admin_hash = hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
+    app.add_middleware(AuthMiddleware, open_paths=open_paths, admin_token_hash=admin_hash)
+    install_openapi(app, open_paths)
     return app
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool] = Field(description="service → whether it answered")
 
 
 async def _redis_ok(redis: Redis) -> bool:

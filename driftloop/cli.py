@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from driftloop.auth import Scope, TokenCreate, TokenStore
 from driftloop.embedded import ServiceUnavailable, with_services, worker_process
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings, get_settings
 from driftloop.traffic import ShiftPlan, shifted_stream, write_jsonl
+
+T = TypeVar("T")
 
 
 def _exit_on_sigterm() -> None:
@@ -88,6 +93,11 @@ def up(
                     f"Kafka {settings.kafka_bootstrap} · Redis {settings.redis_url} · "
                     f"API http://{settings.api_host}:{settings.api_port} · worker log {workdir}/worker.log"
                 )
+                if settings.admin_token is None:
+                    console.print(
+                        f"API tokens: DRIFTLOOP_REDIS_URL={settings.redis_url} driftloop token create "
+                        "--name NAME --scope admin (or set DRIFTLOOP_ADMIN_TOKEN)"
+                    )
                 uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
     except ServiceUnavailable as exc:
         console.print(f"[red]{exc}[/]")
@@ -160,6 +170,72 @@ def status() -> None:
     for name, value in {**counts.pop("stream"), **counts}.items():
         table.add_row(name, str(value))
     console.print(table)
+
+
+token_app = typer.Typer(help="API bearer tokens, kept in Redis (DRIFTLOOP_REDIS_URL) as SHA-256 hashes.")
+app.add_typer(token_app, name="token", no_args_is_help=True)
+
+
+def _token_store() -> tuple[Redis, TokenStore]:
+    settings = get_settings()
+    if not settings.redis_url:
+        console.print("[red]DRIFTLOOP_REDIS_URL not set.[/] Point it at the Redis of your API.")
+        raise typer.Exit(2)
+    redis = Redis.from_url(settings.redis_url)
+    return redis, TokenStore(redis)
+
+
+def _with_store(action: Callable[[TokenStore], Awaitable[T]]) -> T:
+    """Run ``action`` on the token store of DRIFTLOOP_REDIS_URL."""
+
+    async def go() -> T:
+        redis, store = _token_store()
+        try:
+            return await action(store)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(go())
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="unique name; the audit log shows it")],
+    scope: Annotated[list[Scope] | None, typer.Option(help="read, operate or admin (admin ⊃ operate ⊃ read)")] = None,
+) -> None:
+    """Create a token and print it: it is shown this once, Redis keeps only its hash."""
+    try:
+        request = TokenCreate.model_validate({"name": name, "scopes": scope or [Scope.read]})
+    except ValidationError:
+        console.print("[red]a name is 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit[/]")
+        raise typer.Exit(2) from None
+    created = _with_store(lambda store: store.create(request.name, request.scopes))
+    if created is None:
+        console.print(f"[red]a token named {name!r} exists[/] (revoke it first: driftloop token revoke {name})")
+        raise typer.Exit(1)
+    scopes = ", ".join(created.scopes)
+    console.print(f"token {created.name!r} with scopes {scopes}; store it now, it is not shown again:")
+    typer.echo(created.token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every token's name, scopes and creation time (never the tokens)."""
+    table = Table(title="API tokens")
+    for column in ("name", "scopes", "created"):
+        table.add_column(column)
+    for token in _with_store(lambda store: store.list()):
+        table.add_row(token.name, ", ".join(token.scopes), f"{token.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) -> None:
+    """Revoke a token: the API refuses it from now on."""
+    if not _with_store(lambda store: store.revoke(name)):
+        console.print(f"[red]no token {name!r}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {name!r}")
 
 
 def _progress() -> Progress:

@@ -18,10 +18,12 @@ from pathlib import Path
 import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
 from driftloop.api import create_api
+from driftloop.auth import Scope, TokenStore
 from driftloop.cli import _progress
 from driftloop.embedded import ServiceUnavailable, free_port, serve_in_thread, with_services, worker_process
 from driftloop.kafka import ensure_topics, replay
@@ -56,7 +58,12 @@ def demo_lines(events: int, plan: ShiftPlan) -> list[str]:
 def run_demo(workdir: Path, events: int, timeout: float, console: Console) -> int:
     """Run the demo; return the exit code (0 when every step of the loop was seen)."""
     shutil.rmtree(workdir, ignore_errors=True)
-    settings = Settings(data_dir=workdir / "data", api_port=free_port(), worker_metrics_port=free_port())
+    settings = Settings(
+        data_dir=workdir / "data",
+        api_port=free_port(),
+        worker_metrics_port=free_port(),
+        webhook_allow_private_networks=True,  # the demo's receiver listens on 127.0.0.1
+    )
     plan = ShiftPlan(shift_at=events // 2, attack_model=MODELS[0], latency_model=MODELS[1])
     try:
         with with_services(settings, workdir / "services") as settings:
@@ -92,7 +99,11 @@ async def _narrate(
     console: Console,
     worker: subprocess.Popen,
 ) -> int:
-    api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=10)
+    api = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{settings.api_port}",
+        timeout=10,
+        headers={"Authorization": f"Bearer {await _demo_token(settings)}"},
+    )
     hook = (await api.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["dataset.published"]})).json()
     receiver.secret = hook["secret"]
     console.print(f"webhook receiver {receiver.url} registered as {hook['id']} (Standard Webhooks signing)")
@@ -129,6 +140,19 @@ async def _narrate(
         console.print(f"[red]the loop did not complete within {timeout:.0f} s[/]")
         return 1
     return 0
+
+
+async def _demo_token(settings: Settings) -> str:
+    """An operate-scoped API token named ``demo``, issued through the token store (replacing an earlier one)."""
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        store = TokenStore(redis)
+        await store.revoke("demo")
+        created = await store.create("demo", [Scope.operate])
+    finally:
+        await redis.aclose()
+    assert created is not None
+    return created.token
 
 
 def _complete(seen: Seen) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,10 +51,35 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(5.0, gt=0)
 
     # --- API security and conventions ---
+    admin_token: SecretStr | None = Field(
+        None, min_length=16, description="bootstrap admin bearer token; only its SHA-256 is kept by the API"
+    )
+    max_request_bytes: int = Field(1_048_576, ge=1, description="largest request body accepted; larger: 413")
+    audit_max_entries: int = Field(10_000, ge=1, description="audit log entries kept in Redis (the newest)")
+    idempotency_ttl_s: int = Field(86_400, ge=1, description="how long a response is replayed for its Idempotency-Key")
 
     # --- dataset registry and storage ---
+    storage_url: str | None = Field(
+        None, description="fsspec URL of the dataset store (s3://bucket/datasets, ...); unset = DATA_DIR/datasets"
+    )
+    retention_max_versions: int | None = Field(
+        None, ge=1, description="keep at most this many dataset versions (newest first); unset = no count limit"
+    )
+    retention_max_age_days: float | None = Field(
+        None, gt=0, description="delete dataset versions older than this; unset = no age limit"
+    )
 
     # --- jobs, publication and webhooks ---
+    job_max_attempts: int = Field(3, ge=1, description="attempts of a job (takeovers included) before it fails")
+    job_lease_s: float = Field(30.0, gt=0, description="a running job's lease; renewed every third of it")
+    job_sweep_interval_s: float = Field(10.0, gt=0, description="how often a worker re-runs jobs without a live lease")
+    require_approval: bool = Field(False, description="hold each dataset in pending_approval until it is approved")
+    webhook_allow_private_networks: bool = Field(
+        False, description="allow webhook receivers at loopback, private, link-local and other non-public addresses"
+    )
+    webhook_allowed_networks: str = Field(
+        "", description="comma-separated CIDRs or host names allowed as webhook receivers even when not public"
+    )
 
 
 @lru_cache

@@ -4,8 +4,10 @@
   ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason. Detector state is
   checkpointed every ``checkpoint_events`` events, and whenever an incident opens, into a
   changelog-backed Faust table that a restarted worker recovers.
-- ``run_jobs``: ``driftloop.incidents`` → generation job → dataset version → ``finetune.requests``
-  and signed webhooks.
+- ``run_jobs``: ``driftloop.incidents`` → ``incident.opened`` webhooks → generation job (under a
+  lease) → dataset version → ``finetune.requests`` and ``dataset.published`` webhooks (or
+  ``pending_approval`` when ``require_approval`` is on).
+- ``sweep_jobs`` (timer): re-runs jobs whose worker died or whose attempt failed (``feedback.sweeper``).
 
 Run it with ``driftloop worker``.
 """
@@ -25,6 +27,10 @@ from redis.asyncio import Redis
 
 from driftloop.settings import Settings
 from feedback import Dispatcher, JobRunner
+from feedback.egress import EgressPolicy
+from feedback.publishing import Publisher
+from feedback.storage import DatasetStore
+from feedback.sweeper import sweep
 from monitor import DriftIncident, InvalidEvent, SegmentMonitor, StreamStats, extract_features, incidents, parse_event
 from monitor import metrics as monitor_metrics
 from monitor.metrics import DetectorCollector
@@ -106,15 +112,26 @@ def create_app(settings: Settings) -> faust.App:
                 log.warning("incident %s: %s", incident.id, incident.headline)
 
     async def publish_finetune(key: str, value: bytes) -> None:
-        await finetune.send(key=key.encode(), value=value)
+        await (await finetune.send(key=key.encode(), value=value))  # returns once the broker has it
 
+    dispatcher = Dispatcher(
+        redis,
+        settings.webhook_attempts,
+        settings.webhook_backoff_s,
+        settings.webhook_timeout_s,
+        EgressPolicy.parse(settings.webhook_allow_private_networks, settings.webhook_allowed_networks),
+    )
     runner = JobRunner(
         redis,
         settings.data_dir,
-        publish_finetune,
-        Dispatcher(redis, settings.webhook_attempts, settings.webhook_backoff_s, settings.webhook_timeout_s),
+        Publisher(redis, publish_finetune, dispatcher),
+        dispatcher,
         settings.samples_per_job,
         settings.job_seed,
+        lease_s=settings.job_lease_s,
+        max_attempts=settings.job_max_attempts,
+        require_approval=settings.require_approval,
+        store=DatasetStore.open(settings.storage_url, settings.data_dir),
     )
 
     @app.agent(incident_topic)
@@ -127,6 +144,11 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             job = await runner.handle(incident)
             log.warning("job %s for incident %s: %s", job.id, job.incident_id, job.state)
+
+    @app.timer(interval=settings.job_sweep_interval_s)
+    async def sweep_jobs() -> None:
+        for job in await sweep(runner):
+            log.warning("swept job %s for incident %s: %s", job.id, job.incident_id, job.state)
 
     @app.timer(interval=5.0)
     async def measure_lag() -> None:

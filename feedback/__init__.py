@@ -3,11 +3,17 @@
 from feedback.datasets import DatasetManifest, FileEntry, Lineage, write_dataset
 from feedback.finetune import finetune_request
 from feedback.jobs import GenerationJob, JobState, job_id
+from feedback.registry import AckStore, DatasetRegistry, is_open
 from feedback.runner import JobRunner, datasets, jobs
+from feedback.storage import ChecksumMismatch, DatasetStore
 from feedback.webhooks import Delivery, Dispatcher, Webhook, WebhookCreate, register, webhooks
 
 __all__ = [
+    "AckStore",
+    "ChecksumMismatch",
     "DatasetManifest",
+    "DatasetRegistry",
+    "DatasetStore",
     "Delivery",
     "Dispatcher",
     "FileEntry",
@@ -19,6 +25,7 @@ __all__ = [
     "WebhookCreate",
     "datasets",
     "finetune_request",
+    "is_open",
     "job_id",
     "jobs",
     "register",

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from feedback import datasets_api, jobs_api, webhooks_api
+from feedback import datasets_api, jobs_api, publish_api, webhooks_api
 
 router = APIRouter()
-for resource in (jobs_api, datasets_api, webhooks_api):
+for resource in (jobs_api, datasets_api, publish_api, webhooks_api):
     router.include_router(resource.router)

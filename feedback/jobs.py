@@ -1,14 +1,28 @@
-"""Generation jobs: one per incident and recipe, whatever how often the incident is delivered."""
+"""Generation jobs: one per incident and recipe, however often the incident is delivered.
+
+Lifecycle: ``queued → running → succeeded | failed | cancelled``. A running job is covered by a lease
+(``feedback.leases``); a job left unfinished without a live lease (its worker died, or an attempt
+failed) is re-run by the sweeper until it has used ``job_max_attempts``. Cancelling sets a flag that a
+running job checks before it publishes; a job that nobody runs is cancelled on the spot.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from feedback import metrics
+from feedback.leases import Lease, lease_key
+from monitor.incidents import DriftIncident
+from monitor.store import PREFIX, Collection
 
 JOB_NAMESPACE = uuid.UUID("0b6f1f7e-8f3c-4a55-a0b1-9e7c2d4f6a10")
+ACTIVE_KEY = f"{PREFIX}:jobs-active"
+"""Set of the ids of jobs that are not finished: what the sweeper looks at."""
 
 
 class JobState(StrEnum):
@@ -16,6 +30,10 @@ class JobState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
 def _now() -> datetime:
@@ -27,13 +45,115 @@ class GenerationJob(BaseModel):
     incident_id: str
     recipe: str
     state: JobState = JobState.QUEUED
-    attempts: int = 0
+    attempts: int = Field(0, description="times a worker took the job, takeovers included")
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
+    started_at: datetime | None = Field(None, description="when the latest attempt began")
+    finished_at: datetime | None = None
+    lease_owner: str | None = Field(None, description="the worker running the job")
+    lease_expires_at: datetime | None = Field(None, description="when the lease lapses unless it is renewed")
     dataset_id: str | None = None
-    error: str | None = None
+    error: str | None = Field(None, description="why the job failed or was cancelled; the last failed attempt's error")
+    cancel_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
 
 
 def job_id(incident_id: str, recipe: str) -> str:
     """The job id is a function of the incident and recipe, so redelivery finds the same job."""
     return str(uuid.uuid5(JOB_NAMESPACE, f"{incident_id}:{recipe}"))
+
+
+def jobs(redis: Redis) -> Collection[GenerationJob]:
+    return Collection(redis, "job", GenerationJob)
+
+
+def job_key(job_id: str) -> str:
+    """The Redis key of a job record (the one ``jobs(redis)`` reads)."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def _cancel_key(job_id: str) -> str:
+    return f"{PREFIX}:job-cancel:{job_id}"
+
+
+def _input_key(job_id: str) -> str:
+    return f"{PREFIX}:job-incident:{job_id}"
+
+
+async def submit(redis: Redis, incident: DriftIncident, recipe: str) -> GenerationJob:
+    """The job of ``incident`` and ``recipe``: created queued (with its input kept for reruns) or found."""
+    job = GenerationJob(id=job_id(incident.id, recipe), incident_id=incident.id, recipe=recipe)
+    await redis.set(_input_key(job.id), incident.model_dump_json(), nx=True)
+    await redis.sadd(ACTIVE_KEY, job.id)  # before the record: a crash in between leaves nothing unswept
+    if await jobs(redis).create(job):
+        return job
+    return await jobs(redis).get(job.id) or job
+
+
+async def stored_incident(redis: Redis, job_id: str) -> DriftIncident | None:
+    raw = await redis.get(_input_key(job_id))
+    return DriftIncident.model_validate_json(raw) if raw else None
+
+
+async def cancel_requested(redis: Redis, job_id: str) -> bool:
+    return bool(await redis.exists(_cancel_key(job_id)))
+
+
+async def load(redis: Redis, job_id: str) -> GenerationJob | None:
+    """A job record with its live lease (owner and expiry as renewed) and pending cancellation request."""
+    job = await jobs(redis).get(job_id)
+    if job is not None and not job.finished:
+        job.cancel_requested = await cancel_requested(redis, job_id)
+        owner, ttl_ms = await redis.get(lease_key(job_id)), await redis.pttl(lease_key(job_id))
+        job.lease_owner = owner.decode() if owner else None
+        job.lease_expires_at = _now() + timedelta(milliseconds=ttl_ms) if owner and ttl_ms > 0 else None
+    return job
+
+
+def finish(job: GenerationJob, state: JobState, error: str | None = None) -> GenerationJob:
+    """``job`` in a final ``state``, without a lease."""
+    job.state, job.error, job.cancel_requested = state, error, False
+    job.finished_at = job.updated_at = _now()
+    job.lease_owner = job.lease_expires_at = None
+    return job
+
+
+class JobFinished(ValueError):
+    """The job already ended, so it cannot be cancelled."""
+
+    def __init__(self, job: GenerationJob) -> None:
+        self.job = job
+        super().__init__(f"job {job.id} already {job.state}")
+
+
+async def cancel(redis: Redis, job_id: str) -> GenerationJob | None:
+    """Cancel a job: at once when no worker holds it, else by a flag its worker checks before publishing.
+
+    Returns the job (``cancel_requested`` while its worker has not stopped yet), None when there is no such
+    job; raises ``JobFinished`` for a job that succeeded or failed.
+    """
+    job = await load(redis, job_id)
+    if job is None or job.state == JobState.CANCELLED:
+        return job
+    if job.finished:
+        raise JobFinished(job)
+    await redis.set(_cancel_key(job_id), 1)
+    lease = Lease(redis, job_id, f"cancel-{uuid.uuid4().hex[:8]}", seconds=10)
+    if not await lease.acquire():
+        job.cancel_requested = True
+        return job
+    try:
+        job = await jobs(redis).get(job_id) or job
+        if job.finished:
+            if job.state != JobState.CANCELLED:
+                raise JobFinished(job)
+            return job
+        await lease.write(job_key(job_id), finish(job, JobState.CANCELLED, "cancelled before it ran").model_dump_json())
+        await redis.srem(ACTIVE_KEY, job_id)
+        metrics.JOBS.labels(JobState.CANCELLED).inc()
+        return job
+    finally:
+        await lease.release()

@@ -1,11 +1,10 @@
-"""Generation jobs over HTTP."""
+"""Generation jobs over HTTP: list, detail, cancel."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Response
 
-from feedback.jobs import GenerationJob
-from feedback.runner import jobs
+from feedback.jobs import GenerationJob, JobFinished, JobState, cancel, jobs, load
 from monitor.api import Limit, Offset, RedisDep, found, paginate
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -20,4 +19,17 @@ async def list_jobs(redis: RedisDep, response: Response, limit: Limit = 50, offs
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, redis: RedisDep) -> GenerationJob:
-    return found(await jobs(redis).get(job_id), "job", job_id)
+    return found(await load(redis, job_id), "job", job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", responses={202: {"description": "cancellation requested; the worker stops"}})
+async def cancel_job(job_id: str, redis: RedisDep, response: Response) -> GenerationJob:
+    """Cancel a job. 200 with the cancelled job when no worker was running it; 202 with
+    ``cancel_requested`` when one is: it stops before publishing. 409 when the job already ended."""
+    try:
+        job = found(await cancel(redis, job_id), "job", job_id)
+    except JobFinished as exc:
+        raise HTTPException(409, str(exc)) from exc
+    if job.state != JobState.CANCELLED:
+        response.status_code = 202
+    return job

@@ -1,69 +1,160 @@
 """Incident in, published dataset out: job → samples → quality gate → dataset → finetune.requests → webhooks.
 
-Every step is idempotent, so at-least-once delivery of an incident yields one job, one dataset
-version, one ``finetune.requests`` message (by event id) and one successful delivery per webhook.
+A runner takes a job under a lease (``feedback.leases``) that it renews while it works; every write to the
+job record is fenced by that lease, so a runner that lost it (it stalled, or another took over after it
+died) changes nothing. Each step is idempotent, so at-least-once delivery of an incident, a takeover or
+a retry yields one job, one dataset version, one ``finetune.requests`` message (by event id) and one
+successful delivery per webhook.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
+import os
+import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
 
 from feedback import metrics
 from feedback.datasets import DatasetManifest, Lineage, write_dataset
-from feedback.finetune import finetune_request
-from feedback.jobs import GenerationJob, JobState, job_id
+from feedback.jobs import (
+    ACTIVE_KEY,
+    GenerationJob,
+    JobState,
+    cancel_requested,
+    finish,
+    job_key,
+    jobs,
+    stored_incident,
+    submit,
+)
+from feedback.leases import Lease, LeaseLost
+from feedback.publishing import Publisher
+from feedback.registry import DatasetRegistry
+from feedback.storage import DatasetStore
 from feedback.webhooks import Dispatcher
-from generators.quality import assess
-from generators.recipes import RECIPES, run_recipe
+from generators.quality import QualityReport, assess
+from generators.recipes import RECIPES, Generated, run_recipe
 from monitor.incidents import DriftIncident
-from monitor.store import PREFIX, Collection
+from monitor.store import Collection
 
-Publish = Callable[[str, bytes], Awaitable[None]]
-"""Sends (key, value) to the ``finetune.requests`` topic."""
+__all__ = ["Claim", "JobRunner", "datasets", "jobs", "worker_id"]
 
-
-def jobs(redis: Redis) -> Collection[GenerationJob]:
-    return Collection(redis, "job", GenerationJob)
+log = logging.getLogger(__name__)
 
 
 def datasets(redis: Redis) -> Collection[DatasetManifest]:
     return Collection(redis, "dataset", DatasetManifest)
 
 
+def worker_id() -> str:
+    """A lease owner id unique to this process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Claim:
+    """A job this runner holds the lease on, with its input."""
+
+    job: GenerationJob
+    lease: Lease
+    incident: DriftIncident
+    started: float = field(default_factory=time.perf_counter)
+
+
 @dataclass
 class JobRunner:
     redis: Redis
     data_dir: Path
-    publish: Publish
+    publisher: Publisher
     dispatcher: Dispatcher
     samples_per_job: int = 120
     seed: int = 0
+    owner: str = field(default_factory=worker_id)
+    lease_s: float = 30.0
+    max_attempts: int = 3
+    require_approval: bool = False
+    store: DatasetStore | None = None
 
     async def handle(self, incident: DriftIncident) -> GenerationJob:
-        """Run (or finish) the job for ``incident``; a finished job is returned untouched."""
-        recipe = RECIPES[incident.kind]
-        job = GenerationJob(id=job_id(incident.id, recipe.name), incident_id=incident.id, recipe=recipe.name)
-        if not await jobs(self.redis).create(job):
-            job = await jobs(self.redis).get(job.id) or job
-            if job.state in (JobState.SUCCEEDED, JobState.FAILED):
-                return job
+        """Announce ``incident`` (``incident.opened``), then run (or finish) its job; a finished job is
+        returned untouched, and so is one another runner holds."""
+        await self.dispatcher.dispatch("incident.opened", incident.id, incident.model_dump(mode="json"))
+        job = await submit(self.redis, incident, RECIPES[incident.kind].name)
+        return await self.run(job.id)
+
+    async def run(self, job_id: str) -> GenerationJob:
+        """Take the job and run one attempt of it, or return it as it is when it cannot be taken."""
+        claim = await self.take(job_id)
+        if claim is None:
+            return await jobs(self.redis).get(job_id) or GenerationJob(id=job_id, incident_id="?", recipe="?")
+        return await self.execute(claim)
+
+    async def take(self, job_id: str) -> Claim | None:
+        """Lease the job and mark it running for a new attempt. None when another runner holds it, or when it
+        is finished, cancelled or out of attempts (then it is finished here)."""
+        lease = Lease(self.redis, job_id, self.owner, self.lease_s)
+        if not await lease.acquire():
+            return None
+        job = await jobs(self.redis).get(job_id)
+        incident = await stored_incident(self.redis, job_id)
+        if job is None or job.finished:
+            await self.redis.srem(ACTIVE_KEY, job_id)
+            await lease.release()
+            return None
+        if incident is None:
+            return await self._end(job, lease, JobState.FAILED, "the incident of this job is not stored")
+        if await cancel_requested(self.redis, job_id):
+            return await self._end(job, lease, JobState.CANCELLED, "cancelled before it ran")
+        if job.attempts >= self.max_attempts:
+            last = f"last error: {job.error}" if job.error else "its workers stopped without finishing it"
+            return await self._end(job, lease, JobState.FAILED, f"gave up after {job.attempts} attempts; {last}")
+        claim = Claim(job, lease, incident)
+        if job.state == JobState.RUNNING:
+            metrics.JOB_TAKEOVERS.inc()
+            log.warning("taking over job %s from %s (its lease lapsed)", job_id, job.lease_owner)
         job.state, job.attempts = JobState.RUNNING, job.attempts + 1
-        await jobs(self.redis).save(job)
-        started = time.perf_counter()
-        generated = run_recipe(incident, recipe, self.samples_per_job, seed=str(self.seed))
-        quality = assess(generated.samples, [e.prompt for e in incident.evidence])
+        job.started_at = job.updated_at = datetime.now(UTC)
+        job.lease_owner, job.lease_expires_at = self.owner, lease.expires_at
+        try:
+            await self._save(claim)
+        except LeaseLost:
+            return None
+        return claim
+
+    async def execute(self, claim: Claim) -> GenerationJob:
+        """Run the attempt that ``claim`` began; a failure leaves the job queued for the sweeper, or failed on
+        its last attempt."""
+        try:
+            async with claim.lease.kept():
+                return await self._produce(claim)
+        except LeaseLost:
+            log.warning("stopped job %s: %s lost its lease", claim.job.id, self.owner)
+        except Exception as error:  # whatever broke this attempt, the job is retried or failed
+            log.exception("job %s, attempt %d", claim.job.id, claim.job.attempts)
+            return await self._attempt_failed(claim, f"{type(error).__name__}: {error}")
+        finally:
+            await claim.lease.release()
+        return await jobs(self.redis).get(claim.job.id) or claim.job
+
+    async def _produce(self, claim: Claim) -> GenerationJob:
+        job, incident = claim.job, claim.incident
+        recipe = RECIPES[incident.kind]
+        generated, quality = await asyncio.to_thread(self._generate, incident)
         for reason, count in generated.rejected.items():
             metrics.SAMPLES_REJECTED.labels(reason).inc(count)
         if not quality.passed:
             metrics.QUALITY_GATE_FAILURES.inc()
-            return await self._finish(job, started, error="quality gate: " + "; ".join(quality.failures))
+            failures = "; ".join(quality.failures)
+            return await self._finish(job, claim.lease, JobState.FAILED, f"quality gate: {failures}", claim.started)
+        if await cancel_requested(self.redis, job.id):
+            return await self._finish(job, claim.lease, JobState.CANCELLED, "cancelled before its dataset was written")
         lineage = Lineage(
             incident_id=incident.id,
             incident_kind=incident.kind,
@@ -74,26 +165,68 @@ class JobRunner:
             seed=str(self.seed),
         )
         manifest = await asyncio.to_thread(
-            write_dataset, generated.samples, lineage, quality, generated.rejected, self.data_dir
+            write_dataset,
+            generated.samples,
+            lineage,
+            quality,
+            generated.rejected,
+            self.data_dir,
+            store=self.store,
         )
-        await datasets(self.redis).create(manifest)
-        if not await self.redis.exists(f"{PREFIX}:finetune-published:{manifest.id}"):
-            await self.publish(manifest.id, json.dumps(finetune_request(manifest)).encode())
-            await self.redis.set(f"{PREFIX}:finetune-published:{manifest.id}", 1)
-            metrics.FINETUNE_REQUESTS.inc()
+        await DatasetRegistry(self.redis).register(manifest)
+        job.dataset_id = manifest.id
+        if await cancel_requested(self.redis, job.id):
+            return await self._finish(job, claim.lease, JobState.CANCELLED, "cancelled before publication")
+        await self._save(claim)  # still ours: nobody took the job over while it was generated
+        if self.require_approval:
+            await self.publisher.hold(manifest)
+        else:
+            await self.publisher.publish(manifest)
         for sample in generated.samples:
             metrics.SAMPLES.labels(sample.technique).inc()
         for figure in ("rows", "distinct_2", "verbatim_copies", "pii_values"):
             metrics.DATASET_QUALITY.labels(figure).set(getattr(quality, figure))
-        job.dataset_id = manifest.id
-        await self.dispatcher.dispatch("dataset.published", manifest.id, finetune_request(manifest)["data"])
-        return await self._finish(job, started)
+        return await self._finish(job, claim.lease, JobState.SUCCEEDED, started=claim.started)
 
-    async def _finish(self, job: GenerationJob, started: float, error: str | None = None) -> GenerationJob:
-        job.state, job.error = (JobState.FAILED, error) if error else (JobState.SUCCEEDED, None)
-        await jobs(self.redis).save(job)
-        metrics.JOBS.labels(job.state).inc()
-        metrics.JOB_SECONDS.observe(time.perf_counter() - started)
-        if error:
+    def _generate(self, incident: DriftIncident) -> tuple[Generated, QualityReport]:
+        generated = run_recipe(incident, RECIPES[incident.kind], self.samples_per_job, seed=str(self.seed))
+        return generated, assess(generated.samples, [e.prompt for e in incident.evidence])
+
+    async def _save(self, claim: Claim) -> None:
+        claim.job.updated_at = datetime.now(UTC)
+        claim.job.lease_expires_at = claim.lease.expires_at if claim.job.lease_owner else None
+        await claim.lease.write(job_key(claim.job.id), claim.job.model_dump_json())
+
+    async def _attempt_failed(self, claim: Claim, error: str) -> GenerationJob:
+        job = claim.job
+        reason = f"attempt {job.attempts} of {self.max_attempts}: {error}"
+        try:
+            if job.attempts >= self.max_attempts:
+                return await self._finish(job, claim.lease, JobState.FAILED, reason, claim.started)
+            job.state, job.error, job.lease_owner = JobState.QUEUED, reason, None
+            await self._save(claim)
+        except LeaseLost:
+            pass
+        return job
+
+    async def _finish(
+        self, job: GenerationJob, lease: Lease, state: JobState, error: str | None = None, started: float | None = None
+    ) -> GenerationJob:
+        """Write ``job``'s final state under ``lease``; a failure is announced as ``job.failed``."""
+        job = finish(job, state, error)
+        await lease.write(job_key(job.id), job.model_dump_json())
+        await self.redis.srem(ACTIVE_KEY, job.id)
+        metrics.JOBS.labels(state).inc()
+        if started is not None:
+            metrics.JOB_SECONDS.observe(time.perf_counter() - started)
+        log.warning("job %s %s%s", job.id, state, f": {error}" if error else "")
+        if state == JobState.FAILED:
             await self.dispatcher.dispatch("job.failed", job.id, job.model_dump(mode="json"))
         return job
+
+    async def _end(self, job: GenerationJob, lease: Lease, state: JobState, error: str) -> None:
+        """Finish a job that ``take`` will not run, and let its lease go."""
+        try:
+            await self._finish(job, lease, state, error)
+        finally:
+            await lease.release()

@@ -1,12 +1,16 @@
-"""Webhook subscriptions and signed deliveries (Standard Webhooks), retried with exponential backoff.
+"""Webhook subscriptions and signed deliveries (Standard Webhooks), retried with exponential backoff and jitter.
 
-Each (webhook, message id) is delivered at most once successfully: a redelivered event is skipped.
-Every attempt is appended to the delivery log.
+Each (webhook, message id) is delivered at most once successfully: a redelivered event is skipped. After
+the last retry the message goes to the dead letters (``feedback.dead_letters``), which dispatch leaves
+alone until an operator replays it. Every attempt is appended to the delivery log. Receivers pass the
+egress policy (``feedback.egress``) at delivery time, after DNS resolution, and are connected to at the
+address that was checked.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import time
@@ -14,13 +18,28 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, Field, HttpUrl, field_validator
 from redis.asyncio import Redis
 from standardwebhooks import Webhook as Signer
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from feedback import metrics
+from feedback.dead_letters import (
+    DeadLetter,
+    DeadLetterState,
+    ReplayRefused,
+    bury,
+    claim_key,
+    dead_letter_id,
+    dead_letters,
+    is_dead,
+)
+from feedback.egress import EgressPolicy, ForbiddenDestination, pinned
 from monitor.store import PREFIX, Collection
+
+EVENT_TYPES = ("incident.opened", "dataset.published", "job.failed")
+LOG_KEY = f"{PREFIX}:deliveries"
+LOG_LENGTH = 10_000
 
 
 def _now() -> datetime:
@@ -33,8 +52,18 @@ def new_secret() -> str:
 
 class WebhookCreate(BaseModel):
     url: HttpUrl
-    event_types: list[str] = Field(default=["*"], description="event types to receive; '*' for all")
+    event_types: list[str] = Field(
+        default=["*"], description=f"event types to receive ({', '.join(EVENT_TYPES)}); '*' for all"
+    )
     secret: str | None = Field(None, description="whsec_… signing secret; generated when omitted")
+
+    @field_validator("event_types")
+    @classmethod
+    def _known(cls, types: list[str]) -> list[str]:
+        unknown = sorted(set(types) - {*EVENT_TYPES, "*"})
+        if unknown or not types:
+            raise ValueError(f"unknown event types {unknown}; choose from {', '.join(EVENT_TYPES)} or '*'")
+        return types
 
 
 class WebhookView(BaseModel):
@@ -64,14 +93,17 @@ class Delivery(BaseModel):
 
 
 class DeliveryFailed(RuntimeError):
-    """A receiver answered with a non-2xx status."""
+    """A receiver answered with a non-2xx status or could not be reached (retried)."""
 
 
 def webhooks(redis: Redis) -> Collection[Webhook]:
     return Collection(redis, "webhook", Webhook)
 
 
-async def register(redis: Redis, request: WebhookCreate) -> Webhook:
+async def register(redis: Redis, request: WebhookCreate, policy: EgressPolicy | None = None) -> Webhook:
+    """Store a subscription; with a ``policy``, refuse (``ForbiddenDestination``) a receiver it does not allow."""
+    if policy is not None:
+        await policy.check_registration(str(request.url))
     hook = Webhook(
         id=f"wh-{uuid.uuid4().hex[:12]}",
         url=str(request.url),
@@ -80,6 +112,13 @@ async def register(redis: Redis, request: WebhookCreate) -> Webhook:
     )
     await webhooks(redis).create(hook)
     return hook
+
+
+async def unregister(redis: Redis, webhook_id: str) -> bool:
+    """Delete a subscription; False when there was none. Its dead letters stay listed but cannot be replayed."""
+    removed = await redis.delete(f"{PREFIX}:webhook:{webhook_id}")
+    await redis.zrem(f"{PREFIX}:webhooks", webhook_id)
+    return bool(removed)
 
 
 def signed_headers(hook: Webhook, message_id: str, body: str) -> dict[str, str]:
@@ -93,28 +132,101 @@ def signed_headers(hook: Webhook, message_id: str, body: str) -> dict[str, str]:
     }
 
 
-class Dispatcher:
-    """Sends an event to every subscribed webhook and logs each attempt."""
+def _done_key(webhook_id: str, message_id: str) -> str:
+    return f"{PREFIX}:delivered:{webhook_id}:{message_id}"
 
-    def __init__(self, redis: Redis, attempts: int = 5, backoff_s: float = 0.5, timeout_s: float = 5.0) -> None:
+
+class Dispatcher:
+    """Sends an event to every subscribed webhook, logs each attempt and dead-letters what it gives up.
+
+    ``policy`` decides which receivers may be reached; the default refuses every non-public address.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        attempts: int = 5,
+        backoff_s: float = 0.5,
+        timeout_s: float = 5.0,
+        policy: EgressPolicy | None = None,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {attempts}")
         self.redis, self.attempts, self.backoff_s, self.timeout_s = redis, attempts, backoff_s, timeout_s
+        self.policy = policy or EgressPolicy()
 
     async def log(self, limit: int = 100) -> list[Delivery]:
-        return [Delivery.model_validate_json(r) for r in await self.redis.lrange(f"{PREFIX}:deliveries", 0, limit - 1)]
+        return [Delivery.model_validate_json(r) for r in await self.redis.lrange(LOG_KEY, 0, limit - 1)]
 
     async def dispatch(self, event_type: str, message_id: str, data: dict) -> list[Delivery]:
-        """Deliver to each subscriber not yet served for ``message_id``; return the final attempts."""
+        """Deliver to each subscriber neither served nor dead-lettered for ``message_id``; return the final
+        attempts."""
         body = json.dumps({"type": event_type, "timestamp": _now().isoformat(), "data": data})
         results = []
         async with httpx.AsyncClient(timeout=self.timeout_s) as client:
             for hook in await webhooks(self.redis).list(limit=1000):
-                done_key = f"{PREFIX}:delivered:{hook.id}:{message_id}"
-                if hook.wants(event_type) and not await self.redis.exists(done_key):
-                    delivery = await self._deliver(client, hook, event_type, message_id, body)
-                    if delivery.ok:
-                        await self.redis.set(done_key, delivery.model_dump_json())
-                    results.append(delivery)
+                if not hook.wants(event_type) or await self._settled(hook.id, message_id):
+                    continue
+                delivery = await self._deliver(client, hook, event_type, message_id, body)
+                if delivery.ok:
+                    await self.redis.set(_done_key(hook.id, message_id), delivery.model_dump_json())
+                else:
+                    await self._bury(hook, delivery, body)
+                results.append(delivery)
         return results
+
+    async def replay(self, letter_id: str) -> DeadLetter | None:
+        """Deliver a dead letter now, once: its state says whether it went through (``replayed``) or failed
+        again (``dead``, with the new error). None when there is no such letter; ``ReplayRefused`` when it
+        was replayed already, a replay is in flight, or its webhook was deleted."""
+        letter = await dead_letters(self.redis).get(letter_id)
+        if letter is None:
+            return None
+        claim = claim_key(letter_id)
+        if not await self.redis.set(claim, 1, nx=True, px=int((self.timeout_s + 10) * 1000)):
+            raise ReplayRefused(letter_id, "a replay of it is in flight")
+        try:
+            letter = await dead_letters(self.redis).get(letter_id) or letter
+            if letter.state == DeadLetterState.REPLAYED:
+                raise ReplayRefused(letter_id, f"already replayed at {letter.replayed_at:%Y-%m-%dT%H:%M:%SZ}")
+            hook = await webhooks(self.redis).get(letter.webhook_id)
+            if hook is None:
+                raise ReplayRefused(letter_id, f"webhook {letter.webhook_id} no longer exists")
+            done = _done_key(hook.id, letter.message_id)
+            if not await self.redis.exists(done):
+                async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                    body, number = json.dumps(letter.payload), letter.attempts + 1
+                    delivery, _ = await self._attempt(client, hook, letter.event_type, letter.message_id, body, number)
+                letter.attempts += 1
+                metrics.WEBHOOK_REPLAYS.labels("delivered" if delivery.ok else "failed").inc()
+                if not delivery.ok:
+                    letter.last_error = delivery.error
+                    await dead_letters(self.redis).save(letter)
+                    return letter
+                await self.redis.set(done, delivery.model_dump_json())
+            letter.state, letter.replayed_at = DeadLetterState.REPLAYED, _now()
+            await dead_letters(self.redis).save(letter)
+            return letter
+        finally:
+            await self.redis.delete(claim)
+
+    async def _settled(self, webhook_id: str, message_id: str) -> bool:
+        return bool(await self.redis.exists(_done_key(webhook_id, message_id))) or await is_dead(
+            self.redis, webhook_id, message_id
+        )
+
+    async def _bury(self, hook: Webhook, delivery: Delivery, body: str) -> None:
+        letter = DeadLetter(
+            id=dead_letter_id(hook.id, delivery.message_id),
+            webhook_id=hook.id,
+            message_id=delivery.message_id,
+            event_type=delivery.event_type,
+            payload=json.loads(body),
+            attempts=delivery.attempt,
+            last_error=delivery.error,
+        )
+        await bury(self.redis, letter)
+        metrics.WEBHOOK_DEAD_LETTERS.labels(delivery.event_type).inc()
 
     async def _deliver(
         self, client: httpx.AsyncClient, hook: Webhook, event_type: str, message_id: str, body: str
@@ -122,33 +234,50 @@ class Dispatcher:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential_jitter(multiplier=self.backoff_s, max=30, jitter=self.backoff_s / 2),
-            retry=retry_if_exception_type((httpx.HTTPError, DeliveryFailed)),
+            retry=retry_if_exception_type(DeliveryFailed),
         )
         delivery: Delivery | None = None
+        refused = False
         try:
             async for attempt in retrying:
                 with attempt:
-                    delivery = await self._attempt(
-                        client, hook, event_type, message_id, body, attempt.retry_state.attempt_number
-                    )
-                    if not delivery.ok:
+                    number = attempt.retry_state.attempt_number
+                    delivery, retryable = await self._attempt(client, hook, event_type, message_id, body, number)
+                    refused = not retryable
+                    if not delivery.ok and retryable:
                         raise DeliveryFailed(delivery.error)
         except RetryError:
             pass
         assert delivery is not None
-        metrics.WEBHOOK_DELIVERIES.labels("delivered" if delivery.ok else "failed").inc()
+        metrics.WEBHOOK_DELIVERIES.labels("delivered" if delivery.ok else "refused" if refused else "failed").inc()
         return delivery
+
+    async def _post(self, client: httpx.AsyncClient, hook: Webhook, message_id: str, body: str) -> httpx.Response:
+        """POST to the receiver at an address the policy checked, trying the next one when a connection fails."""
+        headers = signed_headers(hook, message_id, body)
+        addresses = await self.policy.resolve(hook.url)
+        if addresses is None:
+            return await client.post(hook.url, content=body, headers=headers)
+        for address in addresses[:-1]:
+            url, extra, extensions = pinned(hook.url, address)
+            with contextlib.suppress(httpx.ConnectError):
+                return await client.post(url, content=body, headers={**headers, **extra}, extensions=extensions)
+        url, extra, extensions = pinned(hook.url, addresses[-1])
+        return await client.post(url, content=body, headers={**headers, **extra}, extensions=extensions)
 
     async def _attempt(
         self, client: httpx.AsyncClient, hook: Webhook, event_type: str, message_id: str, body: str, number: int
-    ) -> Delivery:
+    ) -> tuple[Delivery, bool]:
+        """One signed POST, logged: (the delivery, whether a failure is worth retrying)."""
         started = time.perf_counter()
-        status, error = None, None
+        status, error, retryable = None, None, True
         try:
-            response = await client.post(hook.url, content=body, headers=signed_headers(hook, message_id, body))
+            response = await self._post(client, hook, message_id, body)
             status = response.status_code
             error = None if response.is_success else f"receiver answered {status}"
-        except httpx.HTTPError as exc:
+        except ForbiddenDestination as exc:
+            error, retryable = f"refused: {exc}", False
+        except (httpx.HTTPError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - started
         metrics.WEBHOOK_SECONDS.observe(latency)
@@ -162,5 +291,6 @@ class Dispatcher:
             latency_ms=round(latency * 1000, 2),
             error=error,
         )
-        await self.redis.lpush(f"{PREFIX}:deliveries", delivery.model_dump_json())
-        return delivery
+        await self.redis.lpush(LOG_KEY, delivery.model_dump_json())
+        await self.redis.ltrim(LOG_KEY, 0, LOG_LENGTH - 1)
+        return delivery, retryable

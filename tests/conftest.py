@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -12,8 +13,10 @@ from typing import TypeVar
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from redis.asyncio import Redis as AsyncRedis
 
 from driftloop.api import create_api
+from driftloop.auth import Scope, TokenStore
 from driftloop.embedded import ServiceUnavailable, free_port, with_services
 from driftloop.settings import Settings
 
@@ -49,16 +52,57 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
             "finetune_topic": f"finetune.requests.{suffix}",
             "data_dir": tmp_path / "data",
             "webhook_backoff_s": 0.05,
+            "webhook_allow_private_networks": True,
             "worker_metrics_port": free_port(),
             "api_port": free_port(),
         }
     )
 
 
+def issue_token(settings: Settings, name: str, scope: Scope) -> str:
+    """A new API token with ``scope``, written to the test's Redis through the token store."""
+
+    async def create() -> str:
+        redis = AsyncRedis.from_url(settings.redis_url)
+        try:
+            created = await TokenStore(redis).create(name, [scope])
+        finally:
+            await redis.aclose()
+        assert created is not None, f"token {name} exists"
+        return created.token
+
+    return asyncio.run(create())
+
+
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    """The API on the test's services, as an HTTP client."""
-    with TestClient(create_api(settings)) as api:
+def make_client(settings: Settings) -> Callable[..., TestClient]:
+    """``make_client(scope)``: a TestClient (use it in ``with``) on the test's API, with a new token of ``scope``."""
+
+    def make(scope: Scope | str = Scope.admin, name: str | None = None, **kwargs: object) -> TestClient:
+        token = issue_token(settings, name or f"test-{scope}-{uuid.uuid4().hex[:6]}", Scope(scope))
+        return TestClient(create_api(settings), headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> Iterator[TestClient]:
+    """The API on the test's services, as an HTTP client with an admin token."""
+    with make_client(Scope.admin, name="test-admin") as api:
+        yield api
+
+
+@pytest.fixture
+def read_client(make_client: Callable[..., TestClient]) -> Iterator[TestClient]:
+    """The API with a read-only token."""
+    with make_client(Scope.read, name="test-reader") as api:
+        yield api
+
+
+@pytest.fixture
+def operate_client(make_client: Callable[..., TestClient]) -> Iterator[TestClient]:
+    """The API with an operate-scoped token."""
+    with make_client(Scope.operate, name="test-operator") as api:
         yield api
 
 

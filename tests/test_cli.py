@@ -8,7 +8,7 @@ runner = CliRunner()
 
 
 def test_every_verb_explains_itself() -> None:
-    for verb in ("up", "worker", "api", "replay", "traffic", "demo", "status"):
+    for verb in ("up", "worker", "api", "replay", "traffic", "demo", "status", "token"):
         result = runner.invoke(app, [verb, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, verb
 

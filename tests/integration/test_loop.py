@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,6 @@ from fastapi.testclient import TestClient
 from kafka import KafkaProducer
 from redis.asyncio import Redis
 
-from driftloop.api import create_api
 from driftloop.embedded import worker_process
 from driftloop.kafka import ensure_topics, replay
 from driftloop.receiver import WebhookReceiver
@@ -55,7 +55,9 @@ def finished_jobs(settings: Settings, count: int) -> list:
     return found if len(found) >= count else []
 
 
-def test_shifted_stream_runs_the_loop_once_per_incident(settings: Settings, tmp_path: Path) -> None:
+def test_shifted_stream_runs_the_loop_once_per_incident(
+    settings: Settings, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
     ensure_topics(settings)
     with WebhookReceiver(secret=None) as receiver, worker_process(settings, tmp_path / "worker.log"):
         subscribe(settings, receiver)
@@ -71,7 +73,7 @@ def test_shifted_stream_runs_the_loop_once_per_incident(settings: Settings, tmp_
         assert dataset.id == job.dataset_id and dataset.lineage.incident_id == incident.id
         train = (Path(dataset.path) / "train.jsonl").read_bytes()
         assert train.count(b"\n") == dataset.rows
-        with TestClient(create_api(settings)) as api:
+        with make_client("read") as api:
             assert api.get(f"/v1/datasets/{dataset.id}/files/train.jsonl").content == train
             assert api.get(f"/v1/incidents/{incident.id}").json()["kind"] == "attack-wave"
         [request] = wait_for(lambda: topic_messages(settings, settings.finetune_topic), 10, "finetune request")

@@ -1,0 +1,205 @@
+"""Bearer tokens with nested scopes (``admin`` ⊃ ``operate`` ⊃ ``read``), kept in Redis only as SHA-256 hashes.
+
+A token is ``dl_`` and 43 URL-safe characters, shown once when it is created. ``AuthMiddleware`` guards
+every route but the open ones: GET and HEAD need ``read``, other methods ``operate``; a route asks for
+more with ``Depends(require(Scope.admin))``.
+
+>>> Scope.operate.implied()
+[<Scope.read: 'read'>, <Scope.operate: 'operate'>]
+>>> hash_token("dl_example")[:12]
+'e24d9843710e'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
+
+from driftloop.problems import problem_response
+from monitor.store import PREFIX
+
+BOOTSTRAP = "bootstrap"
+"""Principal name of the ``admin_token`` setting; no stored token may take it."""
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+class Scope(StrEnum):
+    """What a token may do; each scope includes those before it."""
+
+    read = "read"
+    operate = "operate"
+    admin = "admin"
+
+    def implied(self) -> list[Scope]:
+        """This scope and every scope it includes."""
+        order = list(Scope)
+        return order[: order.index(self) + 1]
+
+
+def closure(scopes: Iterable[Scope]) -> list[Scope]:
+    """Every scope granted by ``scopes``, in order."""
+    granted = {implied for scope in scopes for implied in Scope(scope).implied()}
+    return [scope for scope in Scope if scope in granted]
+
+
+class TokenInfo(BaseModel):
+    """A token as listed: never the token nor its hash."""
+
+    name: str
+    scopes: list[Scope]
+    created_at: datetime
+
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(pattern=NAME_PATTERN, description="unique name; audit entries carry it")
+    scopes: list[Scope] = Field([Scope.read], min_length=1, description="granted scopes (admin ⊃ operate ⊃ read)")
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="the bearer token; this response is the only place it appears")
+
+
+def new_token() -> str:
+    return "dl_" + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Tokens in Redis: ``token:<sha256>`` → record, and the hash ``tokens`` of name → sha256."""
+
+    NAMES = f"{PREFIX}:tokens"
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    @staticmethod
+    def _key(digest: str) -> str:
+        return f"{PREFIX}:token:{digest}"
+
+    async def create(self, name: str, scopes: Iterable[Scope]) -> TokenCreated | None:
+        """A new token; None when ``name`` is taken (or reserved)."""
+        token = new_token()
+        info = TokenInfo(name=name, scopes=closure(scopes), created_at=datetime.now(UTC))
+        if name == BOOTSTRAP or not await self.redis.hsetnx(self.NAMES, name, hash_token(token)):
+            return None
+        await self.redis.set(self._key(hash_token(token)), info.model_dump_json())
+        return TokenCreated(**info.model_dump(), token=token)
+
+    async def list(self) -> list[TokenInfo]:
+        """Every token, oldest first."""
+        digests = [d.decode() for d in (await self.redis.hgetall(self.NAMES)).values()]
+        raws = await self.redis.mget([self._key(d) for d in digests]) if digests else []
+        return sorted((TokenInfo.model_validate_json(r) for r in raws if r), key=lambda t: t.created_at)
+
+    async def revoke(self, name: str) -> bool:
+        """Delete the token called ``name``; False when there is none."""
+        digest = await self.redis.hget(self.NAMES, name)
+        if digest is None:
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.delete(self._key(digest.decode())).hdel(self.NAMES, name).execute()
+        return True
+
+    async def resolve(self, token: str) -> TokenInfo | None:
+        """Whose token this is, or None."""
+        raw = await self.redis.get(self._key(hash_token(token)))
+        return TokenInfo.model_validate_json(raw) if raw else None
+
+
+def _challenge(error: str | None = None, scope: Scope | None = None) -> dict[str, str]:
+    """An RFC 6750 ``WWW-Authenticate`` header."""
+    params = [f'error="{error}"'] if error else []
+    if scope:
+        params.append(f'scope="{scope}"')
+    return {"WWW-Authenticate": "Bearer" + (" " + ", ".join(params) if params else "")}
+
+
+class AuthMiddleware:
+    """Authenticates every HTTP request outside ``open_paths`` and checks the method's scope.
+
+    The principal (a ``TokenInfo``) is left in ``request.state.principal``. ``admin_token_hash`` is the
+    SHA-256 of the bootstrap admin token, which then acts as the principal ``bootstrap``.
+    """
+
+    def __init__(self, app: ASGIApp, open_paths: Iterable[str], admin_token_hash: str | None = None) -> None:
+        self.app, self.open_paths, self.admin_token_hash = app, frozenset(open_paths), admin_token_hash
+        self.bootstrap = TokenInfo(name=BOOTSTRAP, scopes=list(Scope), created_at=datetime.now(UTC))
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _route_path(scope) in self.open_paths:
+            return await self.app(scope, receive, send)
+        token = _bearer(scope)
+        principal = await self._principal(scope, token) if token else None
+        needed = Scope.read if scope["method"] in SAFE_METHODS else Scope.operate
+        if principal is None:
+            detail = "a bearer token is required" if token is None else "the bearer token is not valid"
+            response = problem_response(
+                401, detail, instance=scope["path"], headers=_challenge(None if token is None else "invalid_token")
+            )
+        elif not principal.allows(needed):
+            response = problem_response(
+                403,
+                f"{scope['method']} needs the {needed} scope",
+                instance=scope["path"],
+                headers=_challenge("insufficient_scope", needed),
+            )
+        else:
+            scope.setdefault("state", {})["principal"] = principal
+            return await self.app(scope, receive, send)
+        await response(scope, receive, send)
+
+    async def _principal(self, scope: AsgiScope, token: str) -> TokenInfo | None:
+        if self.admin_token_hash and hmac.compare_digest(hash_token(token), self.admin_token_hash):
+            return self.bootstrap
+        return await TokenStore(scope["app"].state.redis).resolve(token)
+
+
+def _route_path(scope: AsgiScope) -> str:
+    """The path without the ``root_path`` a proxy mounts the API under."""
+    root, path = scope.get("root_path", ""), scope["path"]
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _bearer(scope: AsgiScope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if kind.lower() == "bearer" and token.strip() else ""
+    return None
+
+
+def principal(request: Request) -> TokenInfo | None:
+    """Who made this request (None on the open routes)."""
+    return getattr(request.state, "principal", None)
+
+
+def require(needed: Scope) -> Callable[[Request], TokenInfo]:
+    """A dependency that lets only tokens with the ``needed`` scope through (403 otherwise)."""
+
+    def check(request: Request) -> TokenInfo:
+        who = principal(request)
+        if who is None:
+            raise HTTPException(401, "a bearer token is required", headers=_challenge())
+        if not who.allows(needed):
+            raise HTTPException(403, f"this needs the {needed} scope", headers=_challenge("insufficient_scope", needed))
+        return who
+
+    return check

@@ -1,0 +1,152 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), for every route of the API.
+
+HTTP errors (raised, or from routing: 404, 405), request validation (422, with ``errors``) and domain
+errors, which subclass built-ins: ``ValueError`` → 400, ``PermissionError`` → 403, ``LookupError`` and
+``FileNotFoundError`` → 404, ``FileExistsError`` → 409, ``TimeoutError`` → 503. Anything else is a 500
+that names no internals.
+
+>>> import json
+>>> json.loads(problem_response(404, "no job 7", instance="/v1/jobs/7").body)
+{'type': 'about:blank', 'title': 'Not Found', 'status': 404, 'detail': 'no job 7', 'instance': '/v1/jobs/7'}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+DOMAIN_ERRORS: dict[type[Exception], int] = {
+    ValueError: 400,
+    PermissionError: 403,
+    LookupError: 404,
+    FileNotFoundError: 404,
+    FileExistsError: 409,
+    TimeoutError: 503,
+}
+
+
+class ValidationIssue(BaseModel):
+    """One reason a request was invalid."""
+
+    loc: list[str | int] = Field(description="where: ('body' | 'query' | 'path' | 'header', field, …)")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field("about:blank", description="URI reference naming the problem type")
+    title: str = Field(description="short summary of the problem type")
+    status: int = Field(description="the HTTP status code")
+    detail: str | None = Field(None, description="what went wrong in this occurrence")
+    instance: str | None = Field(None, description="the request path of this occurrence")
+    errors: list[ValidationIssue] | None = Field(None, description="the invalid parts of a request (422)")
+
+
+class ProblemResponse(JSONResponse):
+    media_type = MEDIA_TYPE
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """A problem details response; ``title`` is the status phrase (RFC 9457 ``about:blank``)."""
+    if status in (204, 304) or status < 200:
+        return Response(status_code=status, headers=headers)
+    problem = Problem(title=_phrase(status), status=status, detail=detail, instance=instance, **extensions)
+    return ProblemResponse(problem.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_schema_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response object whose body is a ``Problem``."""
+    return {"description": description, "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, default=str)
+    if detail == _phrase(exc.status_code):
+        detail = None
+    return problem_response(exc.status_code, detail, instance=request.url.path, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        ValidationIssue(loc=list(e.get("loc", ())), msg=str(e.get("msg", "")), type=str(e.get("type", "")))
+        for e in exc.errors()
+    ]
+    return problem_response(
+        422,
+        "the request is invalid: see errors",
+        instance=request.url.path,
+        errors=[e.model_dump() for e in errors],
+    )
+
+
+def domain_status(exc: Exception) -> int:
+    """The status of a domain error: the mapping of its most specific built-in base.
+
+    >>> domain_status(FileNotFoundError()), domain_status(KeyError("x")), domain_status(UnicodeError())
+    (404, 404, 400)
+    """
+    return next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    status = domain_status(exc)
+    return problem_response(status, _describe(exc) or _phrase(status), instance=request.url.path)
+
+
+def _describe(exc: Exception) -> str:
+    """A client-facing message of a domain error: its text, without file system paths."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or type(exc).__name__}: {Path(str(exc.filename)).name}"
+    if isinstance(exc, KeyError) and exc.args:
+        return f"not found: {exc.args[0]}"
+    return str(exc)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, PydanticValidationError):  # handled here, not by the server: log it ourselves
+        log.error("invalid data in %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "the server could not handle this request", instance=request.url.path)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer every error of ``app`` with problem details."""
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for error in DOMAIN_ERRORS:
+        app.add_exception_handler(error, _domain_error)
+    # pydantic's ValidationError is a ValueError, but inside a route it means bad stored data: a server error
+    app.add_exception_handler(PydanticValidationError, _internal_error)
+    app.add_exception_handler(Exception, _internal_error)

@@ -1,0 +1,46 @@
+"""Publication over HTTP: the approval gate (``DRIFTLOOP_REQUIRE_APPROVAL``) and where each version stands."""
+
+from __future__ import annotations
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, HTTPException, Response
+
+from feedback.deps import PublisherDep, lifespan
+from feedback.publishing import NotPending, Publication, PublicationBusy, PublicationState, publications
+from feedback.registry import DatasetRegistry
+from monitor.api import Limit, Offset, RedisDep, found, paginate
+
+router = APIRouter(prefix="/v1", tags=["datasets"], lifespan=lifespan)
+
+
+@router.post("/datasets/{dataset_id}/approve")
+async def approve_dataset(dataset_id: str, redis: RedisDep, publisher: PublisherDep) -> Publication:
+    """Publish a version held in ``pending_approval``: one ``finetune.requests`` message and the
+    ``dataset.published`` webhooks. Approving a published version again changes nothing; 409 when the
+    version was never held or another approval of it is in flight."""
+    manifest = found(await DatasetRegistry(redis).get(dataset_id), "dataset", dataset_id)
+    try:
+        return await publisher.approve(manifest)
+    except (NotPending, PublicationBusy) as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except KafkaError as exc:
+        raise HTTPException(503, f"the broker did not take the finetune.requests message: {exc}") from exc
+
+
+@router.get("/datasets/{dataset_id}/publication")
+async def get_publication(dataset_id: str, redis: RedisDep) -> Publication:
+    """Whether a version waits for approval or was published, and when."""
+    return found(await publications(redis).get(dataset_id), "publication of dataset", dataset_id)
+
+
+@router.get("/publications")
+async def list_publications(
+    redis: RedisDep, response: Response, state: PublicationState | None = None, limit: Limit = 50, offset: Offset = 0
+) -> list[Publication]:
+    """Publication records, newest first; ``state=pending_approval`` lists what waits for approval."""
+    if state is None:
+        paginate(response, await publications(redis).count(), limit, offset)
+        return await publications(redis).list(limit, offset)
+    matching = [p for p in await publications(redis).list(limit=10_000) if p.state == state]
+    paginate(response, len(matching), limit, offset)
+    return matching[offset : offset + limit]
