@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from fastapi import HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
@@ -65,6 +65,8 @@ class TokenInfo(BaseModel):
 
 
 class TokenCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "trainer-ci", "scopes": ["read"]}]})
+
     name: str = Field(pattern=NAME_PATTERN, description="unique name; audit entries carry it")
     scopes: list[Scope] = Field([Scope.read], min_length=1, description="granted scopes (admin ⊃ operate ⊃ read)")
 

@@ -45,6 +45,7 @@ class Seen:
     datasets: dict[str, dict] = field(default_factory=dict)
     finetune: dict[str, dict] = field(default_factory=dict)
     deliveries: set[str] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)
 
 
 def demo_lines(events: int, plan: ShiftPlan) -> list[str]:
@@ -206,6 +207,14 @@ async def _report(
                 f"{quality['verbatim_copies']} · rejected {dataset['rejected']}"
                 f"\n      {dict(quality['by_technique'])}"
                 f"\n      {dataset['path']}"
+            )
+    for message_id, message in list(seen.finetune.items()):
+        if message_id not in seen.announced:
+            seen.announced.add(message_id)
+            data = message["data"]
+            console.print(
+                f"{at} [bold cyan]FINETUNE[/] {message['type']} id={message_id} on finetune.requests · "
+                f"{data['rows']} rows · sha256 {data['sha256'][:12]}… · {data['uri']}"
             )
     for received in receiver.received:
         if received.message_id not in seen.deliveries:

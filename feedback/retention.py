@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 from feedback.manifest import DatasetManifest
@@ -16,6 +16,8 @@ from feedback.storage import DatasetStore
 
 class RetentionPolicy(BaseModel):
     """Limits on the versions kept; both unset (the default) keeps everything."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"max_versions": 50, "max_age_days": 30}]})
 
     max_versions: int | None = Field(None, ge=1, description="keep at most this many versions, newest first")
     max_age_days: float | None = Field(None, gt=0, description="versions older than this are due for deletion")

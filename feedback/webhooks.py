@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 
 import httpx
-from pydantic import BaseModel, Field, HttpUrl, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 from redis.asyncio import Redis
 from standardwebhooks import Webhook as Signer
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -51,6 +51,17 @@ def new_secret() -> str:
 
 
 class WebhookCreate(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://trainer.example.com/hooks/driftloop",
+                    "event_types": ["dataset.published", "job.failed"],
+                }
+            ]
+        }
+    )
+
     url: HttpUrl
     event_types: list[str] = Field(
         default=["*"], description=f"event types to receive ({', '.join(EVENT_TYPES)}); '*' for all"

@@ -53,6 +53,8 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
             "data_dir": tmp_path / "data",
             "webhook_backoff_s": 0.05,
             "webhook_allow_private_networks": True,
+            "job_lease_s": 6.0,
+            "job_sweep_interval_s": 2.0,
             "worker_metrics_port": free_port(),
             "api_port": free_port(),
         }

@@ -24,6 +24,7 @@ def test_demo_shows_every_step_and_exits_zero(tmp_path) -> None:
         "INCIDENT latency-drift in llama-3.1-8b",
         "DATASET",
         "WEBHOOK dataset.published",
+        "FINETUNE driftloop.dataset.published",
         "signature verified",
         "driftloop demo summary",
     ):
