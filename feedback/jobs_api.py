@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response
 
 from feedback.jobs import GenerationJob, JobFinished, JobState, cancel, jobs, load
-from monitor.api import Limit, Offset, RedisDep, found, paginate
+from monitor.api import Limit, Offset, RedisDep, found, list_page
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -13,8 +13,7 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 @router.get("/jobs")
 async def list_jobs(redis: RedisDep, response: Response, limit: Limit = 50, offset: Offset = 0) -> list[GenerationJob]:
     """Jobs, newest first."""
-    paginate(response, await jobs(redis).count(), limit, offset)
-    return await jobs(redis).list(limit, offset)
+    return await list_page(jobs(redis), response, limit, offset)
 
 
 @router.get("/jobs/{job_id}")

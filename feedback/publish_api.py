@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 from feedback.deps import PublisherDep, lifespan
 from feedback.publishing import NotPending, Publication, PublicationBusy, PublicationState, publications
 from feedback.registry import DatasetRegistry
-from monitor.api import Limit, Offset, RedisDep, found, paginate
+from monitor.api import Limit, Offset, RedisDep, found, list_page
 
 router = APIRouter(prefix="/v1", tags=["datasets"], lifespan=lifespan)
 
@@ -38,9 +38,5 @@ async def list_publications(
     redis: RedisDep, response: Response, state: PublicationState | None = None, limit: Limit = 50, offset: Offset = 0
 ) -> list[Publication]:
     """Publication records, newest first; ``state=pending_approval`` lists what waits for approval."""
-    if state is None:
-        paginate(response, await publications(redis).count(), limit, offset)
-        return await publications(redis).list(limit, offset)
-    matching = [p for p in await publications(redis).list(limit=10_000) if p.state == state]
-    paginate(response, len(matching), limit, offset)
-    return matching[offset : offset + limit]
+    keep = None if state is None else lambda publication: publication.state == state
+    return await list_page(publications(redis), response, limit, offset, keep)

@@ -8,7 +8,7 @@ from feedback.dead_letters import DeadLetter, DeadLetterState, ReplayRefused, de
 from feedback.deps import DispatcherDep, PolicyDep
 from feedback.egress import ForbiddenDestination
 from feedback.webhooks import Delivery, Dispatcher, Webhook, WebhookCreate, WebhookView, register, unregister, webhooks
-from monitor.api import Limit, Offset, RedisDep, found, paginate
+from monitor.api import Limit, Offset, RedisDep, found, list_page
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
@@ -47,12 +47,8 @@ async def list_dead_letters(
     offset: Offset = 0,
 ) -> list[DeadLetter]:
     """Messages given up after their last retry, newest first; ``state=dead`` for those not replayed yet."""
-    if state is None:
-        paginate(response, await dead_letters(redis).count(), limit, offset)
-        return await dead_letters(redis).list(limit, offset)
-    matching = [letter for letter in await dead_letters(redis).list(limit=10_000) if letter.state == state]
-    paginate(response, len(matching), limit, offset)
-    return matching[offset : offset + limit]
+    keep = None if state is None else lambda letter: letter.state == state
+    return await list_page(dead_letters(redis), response, limit, offset, keep)
 
 
 @router.post("/webhooks/dead-letters/{letter_id}/replay")
