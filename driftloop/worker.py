@@ -26,8 +26,8 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from driftloop.settings import Settings
-from feedback import Dispatcher, JobRunner
-from feedback.egress import EgressPolicy
+from feedback import JobRunner
+from feedback.deps import dispatcher as webhook_dispatcher
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
@@ -114,16 +114,10 @@ def create_app(settings: Settings) -> faust.App:
     async def publish_finetune(key: str, value: bytes) -> None:
         await (await finetune.send(key=key.encode(), value=value))  # returns once the broker has it
 
-    dispatcher = Dispatcher(
-        redis,
-        settings.webhook_attempts,
-        settings.webhook_backoff_s,
-        settings.webhook_timeout_s,
-        EgressPolicy.parse(settings.webhook_allow_private_networks, settings.webhook_allowed_networks),
-    )
+    dispatcher = webhook_dispatcher(redis, settings)
     runner = JobRunner(
         redis,
-        settings.data_dir,
+        DatasetStore.open(settings.storage_url, settings.data_dir),
         Publisher(redis, publish_finetune, dispatcher),
         dispatcher,
         settings.samples_per_job,
@@ -131,7 +125,6 @@ def create_app(settings: Settings) -> faust.App:
         lease_s=settings.job_lease_s,
         max_attempts=settings.job_max_attempts,
         require_approval=settings.require_approval,
-        store=DatasetStore.open(settings.storage_url, settings.data_dir),
     )
 
     @app.agent(incident_topic)

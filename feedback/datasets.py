@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 from feedback import exports
 from feedback.manifest import MANIFEST_SCHEMA_VERSION, DatasetManifest, FileEntry, Lineage
@@ -34,15 +33,9 @@ def write_dataset(
     lineage: Lineage,
     quality: QualityReport,
     rejected: dict[str, int],
-    data_dir: Path | None = None,
-    *,
-    store: DatasetStore | None = None,
+    store: DatasetStore,
 ) -> DatasetManifest:
-    """Write a dataset version to ``store`` (default ``data_dir/datasets``); an existing version is returned as is."""
-    if store is None:
-        if data_dir is None:
-            raise ValueError("write_dataset needs a data_dir or a store")
-        store = DatasetStore(Path(data_dir) / "datasets")
+    """Write a dataset version to ``store``; an existing version is returned as is."""
     digest = content_hash(samples, lineage)
     dataset_id = f"ds-{digest[:16]}"
     if existing := store.manifest(dataset_id):

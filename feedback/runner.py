@@ -17,7 +17,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -71,7 +70,7 @@ class Claim:
 @dataclass
 class JobRunner:
     redis: Redis
-    data_dir: Path
+    store: DatasetStore
     publisher: Publisher
     dispatcher: Dispatcher
     samples_per_job: int = 120
@@ -80,7 +79,6 @@ class JobRunner:
     lease_s: float = 30.0
     max_attempts: int = 3
     require_approval: bool = False
-    store: DatasetStore | None = None
 
     async def handle(self, incident: DriftIncident) -> GenerationJob:
         """Announce ``incident`` (``incident.opened``), then run (or finish) its job; a finished job is
@@ -170,8 +168,7 @@ class JobRunner:
             lineage,
             quality,
             generated.rejected,
-            self.data_dir,
-            store=self.store,
+            self.store,
         )
         await DatasetRegistry(self.redis).register(manifest)
         job.dataset_id = manifest.id

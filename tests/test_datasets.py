@@ -61,7 +61,9 @@ def make_version(
         generator_versions=generated.generator_versions,
         seed=seed,
     )
-    return write_dataset(generated.samples, lineage, quality, generated.rejected, data_dir, store=store)
+    return write_dataset(
+        generated.samples, lineage, quality, generated.rejected, store or DatasetStore(data_dir / "datasets")
+    )
 
 
 def test_versions_are_content_addressed_and_immutable(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@ import base64
 import re
 
 from feedback import Lineage, write_dataset
+from feedback.storage import DatasetStore
 from generators import FAMILIES, RECIPES, Expected, assess, run_recipe
 from generators.adversarial import GOALS
 from generators.samples import Sample
@@ -42,7 +43,9 @@ def test_same_incident_and_seed_give_byte_identical_datasets(tmp_path) -> None:
     for folder in ("a", "b"):
         generated = run_recipe(INCIDENT, RECIPES["attack-wave"], 80, seed="7")
         quality = assess(generated.samples, [e.prompt for e in INCIDENT.evidence])
-        manifest = write_dataset(generated.samples, lineage("7"), quality, generated.rejected, tmp_path / folder)
+        manifest = write_dataset(
+            generated.samples, lineage("7"), quality, generated.rejected, DatasetStore(tmp_path / folder / "datasets")
+        )
         outputs.append(
             (
                 manifest,
@@ -100,7 +103,9 @@ def test_dataset_files_match_their_manifest(tmp_path) -> None:
 
     generated = run_recipe(INCIDENT, RECIPES["attack-wave"], 40, seed="2")
     quality = assess(generated.samples, [])
-    manifest = write_dataset(generated.samples, lineage(), quality, generated.rejected, tmp_path)
+    manifest = write_dataset(
+        generated.samples, lineage(), quality, generated.rejected, DatasetStore(tmp_path / "datasets")
+    )
     folder = tmp_path / "datasets" / manifest.id
     assert json.loads((folder / "manifest.json").read_text())["id"] == manifest.id
     for entry in manifest.files:

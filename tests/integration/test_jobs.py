@@ -23,6 +23,7 @@ from feedback.egress import EgressPolicy
 from feedback.jobs import ACTIVE_KEY, submit
 from feedback.leases import Lease, LeaseLost, holder
 from feedback.publishing import KafkaSend, Publisher, publications
+from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
 from monitor import DriftIncident, Evidence
 from monitor.redact import redact
@@ -59,7 +60,13 @@ async def services(settings: Settings) -> AsyncIterator[tuple[Redis, KafkaSend]]
 def runner(redis: Redis, send: KafkaSend, data_dir: Path, owner: str, **options: object) -> JobRunner:
     dispatcher = Dispatcher(redis, attempts=2, backoff_s=0.05, policy=EgressPolicy(allow_private=True))
     return JobRunner(
-        redis, data_dir, Publisher(redis, send, dispatcher), dispatcher, samples_per_job=60, owner=owner, **options
+        redis,
+        DatasetStore(data_dir / "datasets"),
+        Publisher(redis, send, dispatcher),
+        dispatcher,
+        samples_per_job=60,
+        owner=owner,
+        **options,
     )
 
 
