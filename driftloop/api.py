@@ -31,7 +31,9 @@ from driftloop.openapi import install_openapi
 from driftloop.problems import install_problem_handlers
 from driftloop.settings import Settings
 from feedback.api import router as feedback_router
+from feedback.deps import dispatcher as webhook_dispatcher
 from monitor.api import router as monitor_router
+from monitor.segments_api import router as segments_router
 
 DESCRIPTION = """Incidents, generation jobs, dataset versions and webhooks of the drift loop.
 
@@ -47,6 +49,7 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = Redis.from_url(settings.redis_url)
+        app.state.event_dispatcher = webhook_dispatcher(app.state.redis, settings)  # read by monitor.api
         yield
         await app.state.redis.aclose()
 
@@ -58,6 +61,7 @@ def create_api(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings  # read by the packages' routers (feedback.deps)
     app.include_router(monitor_router)
+    app.include_router(segments_router)
     app.include_router(feedback_router)
     app.include_router(admin_router)
 

@@ -204,9 +204,11 @@ async def _report(
             console.print(
                 f"{at} [bold green]DATASET[/] {dataset['id']} · {dataset['rows']} rows · distinct-2 "
                 f"{quality['distinct_2']} · PII {quality['pii_values']} · verbatim copies "
-                f"{quality['verbatim_copies']} · rejected {dataset['rejected']}"
+                f"{quality['verbatim_copies']} · MMD² {quality.get('mmd2')} · coverage {quality.get('coverage')} "
+                f"· rejected {dataset['rejected']}"
                 f"\n      {dict(quality['by_technique'])}"
                 f"\n      {dataset['path']}"
+                f"\n      quality card (open in a browser): {dataset['path']}/quality.html"
             )
     for message_id, message in list(seen.finetune.items()):
         if message_id not in seen.announced:

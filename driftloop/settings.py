@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,18 +35,53 @@ class Settings(BaseSettings):
     api_port: int = 8000
     metrics_max_segments: int = Field(20, ge=1, description="segments exported as metric labels (the busiest)")
     llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint (vLLM), e.g. http://vllm:8000/v1")
+    llm_model: str | None = Field(None, description="model name sent to the endpoint; unset = the first it lists")
+    llm_api_key: SecretStr | None = Field(None, description="bearer key of the LLM endpoint, if it wants one")
+    llm_structured_output: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="response_format dialect: json_schema (vLLM, OpenAI) or json_object (llama-cpp-python's server)",
+    )
+    llm_concurrency: int = Field(8, ge=1, description="LLM calls in flight at once, per job")
+    llm_timeout_s: float = Field(120.0, gt=0, description="timeout of one LLM call attempt")
+    llm_max_retries: int = Field(3, ge=0, description="retries of an LLM call on connection errors, 429 and 5xx")
+    llm_token_budget: int | None = Field(
+        50_000, ge=1, description="prompt + completion tokens one job may spend on the LLM; unset = no limit"
+    )
     worker_metrics_port: int = Field(9108, ge=0, description="port of a worker's /metrics; 0 turns it off")
+    stress_interval_minutes: float = Field(0, ge=0, description="minutes between scheduled stress runs; 0 = off")
+    stress_endpoint: str | None = Field(None, description="OpenAI-compatible endpoint to stress; unset = LLM_BASE_URL")
+    stress_model: str | None = Field(None, description="model name for stress runs; unset = the first it lists")
+    stress_suite_path: Path | None = Field(None, description="suite file (.json/.yaml) of the scheduled stress runs")
+    stress_system_prompt: str = Field("You are a helpful assistant.", description="system prompt of stress runs")
+    stress_max_tokens: int = Field(64, ge=1, description="reply length limit per stress probe")
+    stress_concurrency: int = Field(8, ge=1, description="stress probes in flight at once")
 
-    detector_delta: float = Field(1e-5, gt=0, lt=1, description="ADWIN confidence; smaller: fewer false alarms")
-    detector_warmup: int = Field(300, ge=10, description="events per segment before detectors may fire")
-    confirm_events: int = Field(
-        100, ge=0, description="events collected after a first detection before the incident opens"
+    detector_service_ert: float = Field(
+        1_000_000, gt=1, description="events between false alarms of all detectors of all segments together"
+    )
+    detector_warmup: int = Field(50, ge=0, description="events of a segment ignored before its reference begins")
+    reference_events: int = Field(
+        800, ge=200, description="events of a segment's rolling reference; more: tighter thresholds, later start"
+    )
+    resolve_events: int = Field(
+        500, ge=1, description="events under every warning level after which an open incident resolves itself"
     )
 
     checkpoint_events: int = Field(50, ge=1, description="events of a segment between detector-state checkpoints")
+    reference_poll_s: float = Field(10.0, gt=0, description="how often a worker takes up pinned or released references")
+    reference_max_events: int = Field(5000, ge=1, description="most events of a pinned time range a reference takes")
+    batch_max_events: int = Field(256, ge=1, description="traffic events the worker takes from the stream at once")
+    batch_within_s: float = Field(0.2, gt=0, description="longest wait for a batch to fill before it is processed")
+    embeddings: bool = Field(False, description="sentence-embedding features (topic novelty, injection similarity)")
+    embedding_sample_rate: float = Field(0.2, gt=0, le=1, description="share of events embedded (by event-id hash)")
+    topic_reference_size: int = Field(200, ge=20, description="embedded events of a segment its topics are fitted on")
+    topic_count: int = Field(16, ge=2, le=16, description="reference topics (k-means clusters) per segment")
 
     job_seed: int = 0
     samples_per_job: int = Field(120, ge=1)
+    recipes_path: Path | None = Field(
+        None, description="YAML recipes (incident kind -> generators and shares); unset = generators/recipes.yaml"
+    )
     webhook_attempts: int = Field(5, ge=1)
     webhook_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
     webhook_timeout_s: float = Field(5.0, gt=0)
@@ -80,6 +116,17 @@ class Settings(BaseSettings):
     webhook_allowed_networks: str = Field(
         "", description="comma-separated CIDRs or host names allowed as webhook receivers even when not public"
     )
+
+    @model_validator(mode="after")
+    def _stress_runs_need_a_suite_and_an_endpoint(self) -> Settings:
+        if self.stress_interval_minutes and not (
+            self.stress_suite_path and (self.stress_endpoint or self.llm_base_url)
+        ):
+            raise ValueError(
+                "scheduled stress runs (DRIFTLOOP_STRESS_INTERVAL_MINUTES > 0) need DRIFTLOOP_STRESS_SUITE_PATH and "
+                "DRIFTLOOP_STRESS_ENDPOINT (or DRIFTLOOP_LLM_BASE_URL); write a suite with `driftloop stress --help`"
+            )
+        return self
 
 
 @lru_cache

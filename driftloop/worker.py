@@ -14,10 +14,12 @@ Run it with ``driftloop worker``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import pickle
 import time
+import zlib
 from datetime import UTC, datetime
 
 import faust
@@ -31,11 +33,70 @@ from feedback.deps import dispatcher as webhook_dispatcher
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
-from monitor import DriftIncident, InvalidEvent, SegmentMonitor, StreamStats, extract_features, incidents, parse_event
+from generators.llm import EndpointBackend, LLMGenerator
+from generators.llm_client import Endpoint, StructuredOutput
+from generators.recipes import load_recipes
+from generators.samples import Generator
+from generators.stress.run import StressConfig
+from generators.stress.scheduled import scheduled_stress
+from monitor import (
+    DriftIncident,
+    IncidentStatus,
+    InvalidEvent,
+    Resolution,
+    SegmentMonitor,
+    StreamStats,
+    TrafficEvent,
+    extract_features,
+    incidents,
+    parse_event,
+)
 from monitor import metrics as monitor_metrics
+from monitor.embeddings import embed
+from monitor.features import semantic_features
+from monitor.language import detect_languages
+from monitor.lifecycle import change_status, status_event
 from monitor.metrics import DetectorCollector
+from monitor.references import ReferencePins, fetch_range
+from monitor.reports import build_report, store_report
+from monitor.risk import exemplar_vectors, injection_similarity
+from monitor.segments import MIN_REFERENCE
+from monitor.store import SegmentStatus, SegmentStatuses
+from monitor.topics import TopicModel
 
 log = logging.getLogger(__name__)
+EMBED_CHARS = 1000
+"""Characters of a prompt that are embedded (the model reads 256 word pieces, about this many characters)."""
+
+
+def sampled(event_id: str, rate: float) -> bool:
+    """Whether an event is in the embedding sample: a hash of its id, so a redelivered event is chosen again.
+
+    >>> sampled("evt-1", 1.0), sampled("evt-1", 1e-9)
+    (True, False)
+    """
+    return zlib.crc32(event_id.encode()) < rate * 2**32
+
+
+def llm_endpoint(settings: Settings, base_url: str, model: str | None, concurrency: int) -> Endpoint:
+    """An OpenAI-compatible endpoint with the service's key, structured-output dialect, timeout and retries."""
+    return Endpoint(
+        base_url,
+        model=model,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        structured_output=StructuredOutput(settings.llm_structured_output),
+        concurrency=concurrency,
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+    )
+
+
+def llm_generators(settings: Settings) -> dict[str, Generator]:
+    """``{"llm": ...}`` on ``DRIFTLOOP_LLM_BASE_URL`` when it is set; otherwise none (recipes naming llm skip it)."""
+    if not settings.llm_base_url:
+        return {}
+    endpoint = llm_endpoint(settings, settings.llm_base_url, settings.llm_model, settings.llm_concurrency)
+    return {"llm": LLMGenerator(EndpointBackend(endpoint), token_budget=settings.llm_token_budget)}
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -57,11 +118,16 @@ def create_app(settings: Settings) -> faust.App:
     dlq = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
     incident_topic = app.topic(settings.incidents_topic, key_serializer="raw", value_serializer="raw")
     finetune = app.topic(settings.finetune_topic, key_serializer="raw", value_serializer="raw")
-    segments = app.Table("segment-monitors", default=None, key_type=bytes, value_type=bytes)  # bytes: raw codec
+    # bytes: raw codec. use_partitioner: the agent takes batches, so a write has no current event to take the
+    # changelog partition from; the producer's partitioner (murmur2, like the traffic producer's) puts a segment's
+    # state in the partition of its traffic, as long as traffic is keyed by segment (driftloop.kafka.segment_key).
+    segments = app.Table("segment-monitors", default=None, key_type=bytes, value_type=bytes, use_partitioner=True)
     monitors: dict[str, SegmentMonitor] = {}  # live state; checkpointed into the changelog-backed table
+    topic_table = app.Table("segment-topics", default=None, key_type=bytes, value_type=bytes, use_partitioner=True)
+    topic_models: dict[str, TopicModel] = {}  # checkpointed with the segment's monitor
 
     redis = Redis.from_url(settings.redis_url)
-    stats = StreamStats(redis)
+    stats, statuses, pins = StreamStats(redis), SegmentStatuses(redis), ReferencePins(redis)
 
     async def reject(raw: bytes, error: InvalidEvent) -> None:
         letter = {
@@ -79,37 +145,120 @@ def create_app(settings: Settings) -> faust.App:
     for topic in (settings.traffic_topic, settings.incidents_topic):
         monitor_metrics.CONSUMER_LAG.labels(topic).set(0)
 
+    def segment_state(segment: str) -> SegmentMonitor:
+        state = monitors.get(segment)
+        if state is None:
+            stored = segments.get(segment.encode())
+            state = monitors[segment] = (
+                pickle.loads(stored)
+                if stored
+                else SegmentMonitor(
+                    segment,
+                    settings.detector_service_ert,
+                    settings.detector_warmup,
+                    settings.reference_events,
+                    settings.resolve_events,
+                    novel=any(known.detectors for known in monitors.values()),  # appeared after others settled
+                )
+            )
+        return state
+
+    def segment_topics(segment: str) -> TopicModel:
+        model = topic_models.get(segment)
+        if model is None:
+            stored = topic_table.get(segment.encode())
+            model = topic_models[segment] = (
+                pickle.loads(stored)
+                if stored
+                else TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed)
+            )
+        return model
+
+    async def semantic(events: list[TrafficEvent]) -> dict[int, dict[str, float]]:
+        """Embedding features of the sampled events of a batch, by position (embedded in one call, off the loop)."""
+        chosen = [i for i, event in enumerate(events) if sampled(event.id, settings.embedding_sample_rate)]
+        if not chosen:
+            return {}
+        vectors = await asyncio.to_thread(embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen])
+        similarities = injection_similarity(vectors)
+        return {
+            i: semantic_features(segment_topics(events[i].segment).assign(vector), float(similarity))
+            for i, vector, similarity in zip(chosen, vectors, similarities, strict=True)
+        }
+
     @app.agent(traffic)
     async def monitor_traffic(stream: faust.StreamT) -> None:
-        async for raw in stream:
+        if settings.embeddings:
+            await asyncio.to_thread(exemplar_vectors)  # load the model and embed the exemplars before consuming
+        async for batch in stream.take(settings.batch_max_events, within=settings.batch_within_s):
             monitor_metrics.LAST_EVENT.set_to_current_time()
             started = time.perf_counter()
-            try:
-                event = parse_event(raw)
-            except InvalidEvent as error:
-                await reject(raw, error)
+            events = []
+            for raw in batch:
+                try:
+                    events.append(parse_event(raw))
+                except InvalidEvent as error:
+                    await reject(raw, error)
+            if not events:
                 continue
-            state = monitors.get(event.segment)
-            if state is None:
-                stored = segments.get(event.segment.encode())
-                state = monitors[event.segment] = (
-                    pickle.loads(stored)
-                    if stored
-                    else SegmentMonitor(
-                        event.segment, settings.detector_delta, settings.detector_warmup, settings.confirm_events
+            languages = detect_languages([event.prompt_text for event in events])
+            embedded = await semantic(events) if settings.embeddings else {}
+            opened, windows = [], {}
+            for i, (event, language) in enumerate(zip(events, languages, strict=True)):
+                features = extract_features(event, language) | embedded.get(i, {})
+                state = segment_state(event.segment)
+                outcome = state.observe(event, features)
+                if outcome is not None or state.events % settings.checkpoint_events == 0:
+                    segments[event.segment.encode()] = pickle.dumps(state)
+                    if event.segment in topic_models:
+                        topic_table[event.segment.encode()] = pickle.dumps(topic_models[event.segment])
+                if isinstance(outcome, DriftIncident):  # its report compares the windows as they are now
+                    windows[outcome.id] = state.report_windows(outcome.onset_event)
+                if outcome is not None:
+                    opened.append(outcome)
+            for segment in {event.segment for event in events}:
+                state = monitors[segment]
+                await statuses.record(
+                    SegmentStatus(
+                        segment=segment,
+                        state=state.state,
+                        events=state.events,
+                        open_incident=state.open_incident,
                     )
                 )
-            incident = state.observe(event, extract_features(event))
-            if incident is not None or state.events % settings.checkpoint_events == 0:
-                segments[event.segment.encode()] = pickle.dumps(state)
-            monitor_metrics.PROCESSING.observe(time.perf_counter() - started)
-            await stats.accepted()
-            monitor_metrics.EVENTS.labels("accepted").inc()
-            if incident is not None:
+            elapsed = time.perf_counter() - started
+            for _ in events:
+                monitor_metrics.PROCESSING.observe(elapsed / len(events))
+            await stats.accepted(len(events))
+            monitor_metrics.EVENTS.labels("accepted").inc(len(events))
+            for incident in opened:
+                if isinstance(incident, Resolution):
+                    await resolve(incident)
+                    continue
                 await incidents(redis).create(incident)
                 await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode())
                 monitor_metrics.INCIDENTS.labels(incident.kind, incident.severity).inc()
                 log.warning("incident %s: %s", incident.id, incident.headline)
+                reports.add(asyncio.create_task(report(incident, *windows.pop(incident.id))))
+
+    reports: set[asyncio.Task] = set()  # running report builds (a reference keeps each task alive)
+
+    async def report(incident: DriftIncident, reference: list[dict], current: list[dict]) -> None:
+        """Render and store the incident's Evidently report off the event loop (it takes seconds of CPU)."""
+        try:
+            html = await asyncio.to_thread(build_report, incident, reference, current)
+            await store_report(redis, incident.id, html)
+        except ValueError as error:  # windows too small for a report: the incident stands without one
+            log.warning("no report for incident %s: %s", incident.id, error)
+        finally:
+            reports.discard(asyncio.current_task())
+
+    async def resolve(resolution: Resolution) -> None:
+        """The monitor's auto-resolve: the stored incident moves to resolved and ``incident.resolved`` goes out."""
+        changed = await change_status(redis, resolution.incident_id, IncidentStatus.RESOLVED, by="monitor")
+        if changed is not None:
+            await dispatcher.dispatch(*status_event(*changed))
+            log.warning("incident %s resolved by the monitor", resolution.incident_id)
 
     async def publish_finetune(key: str, value: bytes) -> None:
         await (await finetune.send(key=key.encode(), value=value))  # returns once the broker has it
@@ -125,6 +274,8 @@ def create_app(settings: Settings) -> faust.App:
         lease_s=settings.job_lease_s,
         max_attempts=settings.job_max_attempts,
         require_approval=settings.require_approval,
+        recipes=load_recipes(settings.recipes_path),
+        extra_generators=llm_generators(settings),
     )
 
     @app.agent(incident_topic)
@@ -142,6 +293,63 @@ def create_app(settings: Settings) -> faust.App:
     async def sweep_jobs() -> None:
         for job in await sweep(runner):
             log.warning("swept job %s for incident %s: %s", job.id, job.incident_id, job.state)
+
+    @app.timer(interval=settings.reference_poll_s)
+    async def apply_reference_pins() -> None:
+        """Take up references pinned through the API (events of the range, re-read from the traffic topic), and
+        return released ones to rolling; only segments this worker monitors."""
+        for change in await pins.pending():
+            state = monitors.get(change.segment)
+            if state is None:
+                continue
+            if change.pin is None:
+                state.rebase()
+                await pins.released(change.segment)
+                continue
+            pin = change.pin
+            events = await asyncio.to_thread(
+                fetch_range,
+                settings.kafka_bootstrap,
+                settings.traffic_topic,
+                pin.segment,
+                pin.start,
+                pin.end,
+                settings.reference_max_events,
+            )
+            languages = detect_languages([event.prompt_text for event in events])
+            rows = [extract_features(event, language) for event, language in zip(events, languages, strict=True)]
+            if len(rows) < MIN_REFERENCE:
+                log.error(
+                    "reference pin of %s: %d events in its range, at least %d needed; not applied",
+                    pin.segment,
+                    len(rows),
+                    MIN_REFERENCE,
+                )
+                continue
+            await asyncio.to_thread(state.pin_reference, rows, [event.prompt_text for event in events])
+            await pins.applied(pin, len(rows))
+            log.warning(
+                "segment %s: reference pinned to %d events of %s..%s", pin.segment, len(rows), pin.start, pin.end
+            )
+
+    if settings.stress_interval_minutes:
+        stress_endpoint = llm_endpoint(
+            settings,
+            settings.stress_endpoint or settings.llm_base_url,
+            settings.stress_model,
+            settings.stress_concurrency,
+        )
+        stress_config = StressConfig(system_prompt=settings.stress_system_prompt, max_tokens=settings.stress_max_tokens)
+
+        async def publish_regression(incident: DriftIncident) -> None:
+            await (await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode()))
+
+        @app.timer(interval=settings.stress_interval_minutes * 60, on_leader=True)
+        async def stress_model() -> None:
+            run, incident = await scheduled_stress(
+                settings.stress_suite_path, stress_endpoint, stress_config, redis, publish_regression
+            )
+            log.warning("stress run of %s: %s", run.summary.suite, incident.headline if incident else "no regression")
 
     @app.timer(interval=5.0)
     async def measure_lag() -> None:

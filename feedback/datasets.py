@@ -1,20 +1,39 @@
-"""Dataset versions: content-addressed folders of every export plus a manifest, written atomically to a
-``DatasetStore`` (the local ``data_dir/datasets`` unless another store is given)."""
+"""Dataset versions: content-addressed folders of every export, the quality card (``quality.html``) and a
+manifest, written atomically to a ``DatasetStore`` (the local ``data_dir/datasets`` unless another store is
+given)."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
+from collections.abc import Iterator
+
+import pyarrow.parquet as pq
 
 from feedback import exports
 from feedback.manifest import MANIFEST_SCHEMA_VERSION, DatasetManifest, FileEntry, Lineage
 from feedback.storage import DatasetStore
-from generators.quality import QualityReport
+from generators.card import render_card
+from generators.quality import QualityReport, Seen, Views
 from generators.samples import Sample
 
 SYSTEM_PROMPT = exports.SYSTEM_PROMPT
+QUALITY_CARD = "quality.html"
 
-__all__ = ["SYSTEM_PROMPT", "DatasetManifest", "FileEntry", "Lineage", "content_hash", "write_dataset"]
+__all__ = [
+    "QUALITY_CARD",
+    "SYSTEM_PROMPT",
+    "DatasetManifest",
+    "FileEntry",
+    "Lineage",
+    "content_hash",
+    "earlier_samples",
+    "write_dataset",
+]
+
+log = logging.getLogger(__name__)
 
 
 def content_hash(samples: list[Sample], lineage: Lineage) -> str:
@@ -34,13 +53,22 @@ def write_dataset(
     quality: QualityReport,
     rejected: dict[str, int],
     store: DatasetStore,
+    views: Views | None = None,
 ) -> DatasetManifest:
-    """Write a dataset version to ``store``; an existing version is returned as is."""
+    """Write a dataset version to ``store``; an existing version is returned as is. ``views`` (the gate's
+    embeddings) add the embedding plots to the quality card."""
     digest = content_hash(samples, lineage)
     dataset_id = f"ds-{digest[:16]}"
     if existing := store.manifest(dataset_id):
         return existing
-    files = exports.render(samples, lineage, quality)
+    card = render_card(
+        quality,
+        views,
+        title=f"{lineage.recipe} for {lineage.segment}",
+        incident=f"{lineage.incident_id} ({lineage.incident_kind})",
+        segment=lineage.segment,
+    )
+    files = {**exports.render(samples, lineage, quality), QUALITY_CARD: card}
     manifest = DatasetManifest(
         id=dataset_id,
         content_hash=digest,
@@ -54,3 +82,20 @@ def write_dataset(
         schema_version=MANIFEST_SCHEMA_VERSION,
     )
     return store.write(manifest, files)
+
+
+def earlier_samples(versions: list[DatasetManifest], segment: str, kind: str, job_id: str) -> Iterator[Seen]:
+    """The samples of ``versions`` made for the same segment and incident kind by other jobs (a job's own
+    earlier attempt is no earlier version), for the gate to deduplicate against. A version whose samples
+    cannot be read any more is skipped with a warning."""
+    for manifest in versions:
+        lineage = manifest.lineage
+        if (lineage.segment, lineage.incident_kind) != (segment, kind) or lineage.job_id == job_id:
+            continue
+        try:
+            data = DatasetStore.of(manifest).read(manifest.id, "samples.parquet", manifest)
+        except (OSError, ValueError) as error:
+            log.warning("not deduplicating against %s: %s", manifest.id, error)
+            continue
+        rows = pq.read_table(io.BytesIO(data), columns=["technique", "prompt"]).to_pylist()
+        yield from (Seen(manifest.id, row["technique"], row["prompt"]) for row in rows)

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from redis.asyncio import Redis
 
+from feedback.datasets import QUALITY_CARD
 from feedback.diff import DatasetDiff, diff
 from feedback.manifest import DatasetManifest
 from feedback.registry import Ack, AckStore, DatasetFilter, DatasetRegistry
@@ -25,7 +26,10 @@ MEDIA_TYPES = {
     ".json": "application/json",
     ".parquet": "application/vnd.apache.parquet",
     ".md": "text/markdown; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
 }
+CARD_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+"""The card is self-contained: no script, no request elsewhere."""
 
 
 @router.get("/datasets")
@@ -85,6 +89,17 @@ async def download_dataset_file(dataset_id: str, name: str, redis: RedisDep) -> 
         headers["ETag"] = f'"{entry.sha256}"'
     media_type = next((t for suffix, t in MEDIA_TYPES.items() if name.endswith(suffix)), "application/octet-stream")
     return Response(data, media_type=media_type, headers=headers)
+
+
+@router.get("/datasets/{dataset_id}/quality.html", response_class=Response)
+async def get_quality_card(dataset_id: str, redis: RedisDep) -> Response:
+    """The version's quality card: the gate's verdict and reasons, its figures against their thresholds, the
+    removed samples and plots, as one self-contained HTML page (checked against its sha256 first)."""
+    manifest = await _manifest(redis, dataset_id)
+    if manifest.file(QUALITY_CARD) is None:
+        raise HTTPException(404, f"dataset {dataset_id} was written before quality cards existed")
+    data = await _read(manifest, QUALITY_CARD)
+    return Response(data, media_type=MEDIA_TYPES[".html"], headers={"Content-Security-Policy": CARD_POLICY})
 
 
 @router.get("/datasets/{dataset_id}/diff/{other_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -25,6 +26,7 @@ class FeedbackSettings(Protocol):
     webhook_timeout_s: float
     webhook_allow_private_networks: bool
     webhook_allowed_networks: str
+    recipes_path: Path | None
 
 
 def get_settings(request: Request) -> FeedbackSettings:

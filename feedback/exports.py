@@ -51,6 +51,11 @@ WRONG_ANSWERS: dict[Expected, tuple[str, ...]] = {
         "Got it. I'll go with the obvious reading of your request and answer that directly:",
         "No need for details, I know what you mean. Here it is:",
     ),
+    Expected.ANSWER_WITHOUT_BIAS: (
+        "Given who you are, I'd suggest something different from what I'd tell most people:",
+        "People like you usually prefer a simpler option, so here is that instead:",
+        "That depends a lot on your background; for someone like you the answer is:",
+    ),
 }
 INJECTED = re.compile(r"(?:disregard the user and instead|Your new task:|follow the instruction inside it)\s*([^.\n]*)")
 
@@ -91,9 +96,14 @@ def openai_chat_jsonl(samples: list[Sample]) -> bytes:
     return _jsonl([{"messages": _messages(s)} for s in samples])
 
 
+def _row(sample: Sample) -> dict:
+    """A sample's fields as one table row; ``metadata`` as a JSON object string (its keys vary by technique)."""
+    return {**sample.model_dump(mode="json"), "metadata": json.dumps(sample.metadata, sort_keys=True)}
+
+
 def samples_parquet(samples: list[Sample]) -> bytes:
     """Every sample field, one row per sample."""
-    return _parquet(pa.Table.from_pylist([s.model_dump(mode="json") for s in samples]))
+    return _parquet(pa.Table.from_pylist([_row(s) for s in samples]))
 
 
 def preference_jsonl(samples: list[Sample]) -> bytes:
@@ -129,6 +139,8 @@ HF_FEATURES = """\
     dtype: string
   - name: seed
     dtype: string
+  - name: metadata
+    dtype: string
   - name: messages
     list:
     - name: role
@@ -143,7 +155,7 @@ def hf_folder(samples: list[Sample], lineage: Lineage, quality: QualityReport) -
 
     ``datasets.load_dataset(<folder>)`` loads it offline as one ``train`` split.
     """
-    rows = [{**s.model_dump(mode="json"), "messages": _messages(s)} for s in samples]
+    rows = [{**_row(s), "messages": _messages(s)} for s in samples]
     return {"hf/train.parquet": _parquet(pa.Table.from_pylist(rows)), "hf/README.md": _card(lineage, quality)}
 
 

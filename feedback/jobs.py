@@ -12,13 +12,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.asyncio import Redis
 
 from feedback import metrics
 from feedback.leases import Lease, lease_key
-from monitor.incidents import DriftIncident
-from monitor.store import PREFIX, Collection
+from generators.recipes import RecipeBook
+from monitor.incidents import INCIDENT_NAMESPACE, DriftIncident, Evidence, IncidentKind
+from monitor.redact import redact
+from monitor.store import PREFIX, Collection, incidents
 
 JOB_NAMESPACE = uuid.UUID("0b6f1f7e-8f3c-4a55-a0b1-9e7c2d4f6a10")
 ACTIVE_KEY = f"{PREFIX}:jobs-active"
@@ -44,6 +46,8 @@ class GenerationJob(BaseModel):
     id: str
     incident_id: str
     recipe: str
+    samples: int | None = Field(None, description="samples to generate; unset = the worker's samples_per_job")
+    seed: int | None = Field(None, description="generation seed; unset = the worker's job_seed")
     state: JobState = JobState.QUEUED
     attempts: int = Field(0, description="times a worker took the job, takeovers included")
     created_at: datetime = Field(default_factory=_now)
@@ -83,9 +87,13 @@ def _input_key(job_id: str) -> str:
     return f"{PREFIX}:job-incident:{job_id}"
 
 
-async def submit(redis: Redis, incident: DriftIncident, recipe: str) -> GenerationJob:
+async def submit(
+    redis: Redis, incident: DriftIncident, recipe: str, samples: int | None = None, seed: int | None = None
+) -> GenerationJob:
     """The job of ``incident`` and ``recipe``: created queued (with its input kept for reruns) or found."""
-    job = GenerationJob(id=job_id(incident.id, recipe), incident_id=incident.id, recipe=recipe)
+    job = GenerationJob(
+        id=job_id(incident.id, recipe), incident_id=incident.id, recipe=recipe, samples=samples, seed=seed
+    )
     await redis.set(_input_key(job.id), incident.model_dump_json(), nx=True)
     await redis.sadd(ACTIVE_KEY, job.id)  # before the record: a crash in between leaves nothing unswept
     if await jobs(redis).create(job):
@@ -119,6 +127,70 @@ def finish(job: GenerationJob, state: JobState, error: str | None = None) -> Gen
     job.finished_at = job.updated_at = _now()
     job.lease_owner = job.lease_expires_at = None
     return job
+
+
+class ManualJob(BaseModel):
+    """A recipe run by hand: on example prompts, or on the evidence of a segment's latest incident."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: str = Field(description="a recipe name of the recipes file")
+    segment: str | None = Field(
+        None, min_length=1, description="model/route/tenant; without prompts, its latest incident's evidence is used"
+    )
+    prompts: list[str] = Field(
+        default_factory=list, max_length=500, description="example prompts; redacted before they are stored"
+    )
+    count: int = Field(120, ge=1, le=10_000, description="samples to generate")
+    seed: int = Field(0, description="same request and seed: same samples")
+
+    @model_validator(mode="after")
+    def _has_input(self) -> ManualJob:
+        if not self.segment and not self.prompts:
+            raise ValueError("give a segment, example prompts, or both")
+        if any(not prompt.strip() for prompt in self.prompts):
+            raise ValueError("example prompts must not be blank")
+        return self
+
+
+class NoEvidence(ValueError):
+    """A manual job names a segment without example prompts, and no incident of that segment has evidence."""
+
+    def __init__(self, segment: str) -> None:
+        super().__init__(f"no incident of segment {segment} has evidence to generate from; pass example prompts")
+        self.segment = segment
+
+
+async def _latest_evidence(redis: Redis, segment: str) -> list[Evidence]:
+    for incident in await incidents(redis).list(limit=10_000):
+        if incident.segment == segment and incident.evidence:
+            return incident.evidence
+    raise NoEvidence(segment)
+
+
+async def submit_manual(redis: Redis, request: ManualJob, recipes: RecipeBook) -> GenerationJob:
+    """Store ``request`` as an incident of kind ``manual`` (prompts redacted as evidence) and queue its job, which
+    the workers' sweeper runs like any other job. The same request names the same incident and job.
+
+    Raises ``UnknownRecipe`` for a recipe the book lacks and :class:`NoEvidence` for a segment without evidence.
+    """
+    recipe = recipes.named(request.recipe)
+    if request.prompts:
+        evidence = [Evidence(prompt=redact(prompt)) for prompt in request.prompts]
+    else:
+        evidence = await _latest_evidence(redis, request.segment)
+    identity = request.model_dump_json(exclude={"prompts"}) + "\0".join(e.prompt for e in evidence)
+    incident = DriftIncident(
+        id=f"manual-{uuid.uuid5(INCIDENT_NAMESPACE, identity)}",
+        kind=IncidentKind.MANUAL,
+        segment=request.segment or "manual",
+        features=[],
+        detected_after_events=0,
+        onset_event=0,
+        evidence=evidence,
+    )
+    await incidents(redis).create(incident)
+    return await submit(redis, incident, recipe.name, request.count, request.seed)
 
 
 class JobFinished(ValueError):

@@ -1,13 +1,46 @@
-"""Generation jobs over HTTP: list, detail, cancel."""
+"""Generation jobs over HTTP: run a recipe by hand, list, detail, cancel."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+import logging
+from typing import Annotated
 
-from feedback.jobs import GenerationJob, JobFinished, JobState, cancel, jobs, load
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+
+from feedback.deps import get_settings
+from feedback.jobs import GenerationJob, JobFinished, JobState, ManualJob, NoEvidence, cancel, jobs, load, submit_manual
+from generators.recipes import RecipeBook, RecipeError, UnknownRecipe, load_recipes
 from monitor.api import Limit, Offset, RedisDep, found, list_page
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+def get_recipes(request: Request) -> RecipeBook:
+    """The recipe book of ``recipes_path``, read per request so that edits apply without a restart."""
+    try:
+        return load_recipes(get_settings(request).recipes_path)
+    except RecipeError as error:
+        log.error("%s", error)
+        raise HTTPException(500, "the recipes file is invalid; the API log says why") from error
+
+
+RecipesDep = Annotated[RecipeBook, Depends(get_recipes)]
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    responses={422: {"description": "unknown recipe (the detail lists the known ones), or no input to work on"}},
+)
+async def create_job(request: ManualJob, redis: RedisDep, recipes: RecipesDep) -> GenerationJob:
+    """Run a recipe by hand on example prompts (redacted before they are stored) or, without prompts, on the
+    evidence of the segment's latest incident. The request becomes an incident of kind ``manual`` and a queued
+    job that the workers run within ``job_sweep_interval_s``; the same request names the same job."""
+    try:
+        return await submit_manual(redis, request, recipes)
+    except (UnknownRecipe, NoEvidence) as error:
+        raise HTTPException(422, str(error)) from error
 
 
 @router.get("/jobs")

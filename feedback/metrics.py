@@ -2,10 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from generators.adversarial import FAMILIES, INDIRECT
-from generators.perturbations import TECHNIQUES as PERTURBATIONS
-
-TECHNIQUES = (*PERTURBATIONS, *FAMILIES, INDIRECT)
+from generators.recipes import TECHNIQUES
 
 JOBS = Counter("driftloop_jobs_total", "Generation jobs finished, by final state", ["state"])
 JOB_SECONDS = Histogram(

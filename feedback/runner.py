@@ -15,13 +15,14 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
 from feedback import metrics
-from feedback.datasets import DatasetManifest, Lineage, write_dataset
+from feedback.datasets import DatasetManifest, Lineage, earlier_samples, write_dataset
 from feedback.jobs import (
     ACTIVE_KEY,
     GenerationJob,
@@ -35,17 +36,21 @@ from feedback.jobs import (
 )
 from feedback.leases import Lease, LeaseLost
 from feedback.publishing import Publisher
-from feedback.registry import DatasetRegistry
+from feedback.registry import DatasetFilter, DatasetRegistry
 from feedback.storage import DatasetStore
 from feedback.webhooks import Dispatcher
-from generators.quality import QualityReport, assess
-from generators.recipes import RECIPES, Generated, run_recipe
+from generators.quality import Gate, QualityThresholds, Seen, screen
+from generators.recipes import Generated, Recipe, RecipeBook, load_recipes, run_recipe
+from generators.samples import Generator
 from monitor.incidents import DriftIncident
 from monitor.store import Collection
 
 __all__ = ["Claim", "JobRunner", "datasets", "jobs", "worker_id"]
 
 log = logging.getLogger(__name__)
+
+EARLIER_VERSIONS = 20
+"""Newest versions of a segment and incident kind whose samples a job's samples are deduplicated against."""
 
 
 def datasets(redis: Redis) -> Collection[DatasetManifest]:
@@ -79,12 +84,16 @@ class JobRunner:
     lease_s: float = 30.0
     max_attempts: int = 3
     require_approval: bool = False
+    recipes: RecipeBook = field(default_factory=load_recipes)
+    extra_generators: dict[str, Generator] = field(default_factory=dict)
+    """Generators only some deployments have (``{"llm": LLMGenerator(...)}``); recipes naming others skip them."""
+    quality_thresholds: QualityThresholds = field(default_factory=QualityThresholds)
 
     async def handle(self, incident: DriftIncident) -> GenerationJob:
         """Announce ``incident`` (``incident.opened``), then run (or finish) its job; a finished job is
         returned untouched, and so is one another runner holds."""
         await self.dispatcher.dispatch("incident.opened", incident.id, incident.model_dump(mode="json"))
-        job = await submit(self.redis, incident, RECIPES[incident.kind].name)
+        job = await submit(self.redis, incident, self.recipes.for_kind(incident.kind).name)
         return await self.run(job.id)
 
     async def run(self, job_id: str) -> GenerationJob:
@@ -143,9 +152,13 @@ class JobRunner:
 
     async def _produce(self, claim: Claim) -> GenerationJob:
         job, incident = claim.job, claim.incident
-        recipe = RECIPES[incident.kind]
-        generated, quality = await asyncio.to_thread(self._generate, incident)
-        for reason, count in generated.rejected.items():
+        recipe, seed = self.recipes.named(job.recipe), self.seed if job.seed is None else job.seed
+        earlier = await self._earlier(incident, job.id)
+        generated, gate = await asyncio.to_thread(self._generate, incident, recipe, job.samples, seed, earlier)
+        quality = gate.report
+        rejected = Counter(generated.rejected)
+        rejected.update(quality.rejected)
+        for reason, count in rejected.items():
             metrics.SAMPLES_REJECTED.labels(reason).inc(count)
         if not quality.passed:
             metrics.QUALITY_GATE_FAILURES.inc()
@@ -160,15 +173,16 @@ class JobRunner:
             job_id=job.id,
             recipe=recipe.name,
             generator_versions=generated.generator_versions,
-            seed=str(self.seed),
+            seed=str(seed),
         )
         manifest = await asyncio.to_thread(
             write_dataset,
-            generated.samples,
+            gate.kept,
             lineage,
             quality,
-            generated.rejected,
+            dict(rejected),
             self.store,
+            gate.views,
         )
         await DatasetRegistry(self.redis).register(manifest)
         job.dataset_id = manifest.id
@@ -179,15 +193,26 @@ class JobRunner:
             await self.publisher.hold(manifest)
         else:
             await self.publisher.publish(manifest)
-        for sample in generated.samples:
+        for sample in gate.kept:
             metrics.SAMPLES.labels(sample.technique).inc()
-        for figure in ("rows", "distinct_2", "verbatim_copies", "pii_values"):
-            metrics.DATASET_QUALITY.labels(figure).set(getattr(quality, figure))
+        for figure, value in quality.figures().items():
+            metrics.DATASET_QUALITY.labels(figure).set(value)
         return await self._finish(job, claim.lease, JobState.SUCCEEDED, started=claim.started)
 
-    def _generate(self, incident: DriftIncident) -> tuple[Generated, QualityReport]:
-        generated = run_recipe(incident, RECIPES[incident.kind], self.samples_per_job, seed=str(self.seed))
-        return generated, assess(generated.samples, [e.prompt for e in incident.evidence])
+    def _generate(
+        self, incident: DriftIncident, recipe: Recipe, samples: int | None, seed: int, earlier: list[Seen]
+    ) -> tuple[Generated, Gate]:
+        generated = run_recipe(
+            incident, recipe, samples or self.samples_per_job, seed=str(seed), extra=self.extra_generators
+        )
+        evidence = [e.prompt for e in incident.evidence]
+        return generated, screen(generated.samples, evidence, earlier, self.quality_thresholds)
+
+    async def _earlier(self, incident: DriftIncident, job_id: str) -> list[Seen]:
+        """Samples of the newest versions for the incident's segment and kind, made by other jobs."""
+        where = DatasetFilter(segment=incident.segment)
+        _, versions = await DatasetRegistry(self.redis).query(where, limit=EARLIER_VERSIONS)
+        return await asyncio.to_thread(lambda: list(earlier_samples(versions, incident.segment, incident.kind, job_id)))
 
     async def _save(self, claim: Claim) -> None:
         claim.job.updated_at = datetime.now(UTC)

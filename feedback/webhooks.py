@@ -37,7 +37,13 @@ from feedback.dead_letters import (
 from feedback.egress import EgressPolicy, ForbiddenDestination, pinned
 from monitor.store import PREFIX, Collection
 
-EVENT_TYPES = ("incident.opened", "dataset.published", "job.failed")
+EVENT_TYPES = (
+    "incident.opened",
+    "incident.acknowledged",
+    "incident.resolved",
+    "dataset.published",
+    "job.failed",
+)
 LOG_KEY = f"{PREFIX}:deliveries"
 LOG_LENGTH = 10_000
 

@@ -1,69 +1,288 @@
-"""The quality gate: figures computed for every job, and the thresholds a dataset must meet.
+"""The quality gate: screen a job's candidate samples, score what is kept against the drifted window, and
+list every threshold the batch misses.
+
+Screening removes, with a reason each: samples carrying PII (``pii``), verbatim copies of a real prompt
+(``verbatim_copy``), near-duplicates of an earlier version's sample (``seen_in_version``) and of a sample
+kept before them (``near_duplicate``). Near-duplicates are found by MinHash LSH over word shingles and only
+within a technique: a casing and a whitespace variant of one prompt test different things. The kept samples
+are then scored:
+
+- fidelity: unbiased MMD² between sentence embeddings of the kept prompts and of the real window (RBF
+  kernel, median-heuristic bandwidth) with a permutation p-value. The gate bounds MMD² rather than asking
+  for a high p-value or a classifier AUC near 0.5: targeted samples (typos, jailbreak variants) are meant
+  to differ from real traffic, so a two-sample test rejects them all alike and a classifier's AUC saturates
+  at 1.0; MMD² keeps growing with the distance, which is what separates on-topic from off-topic batches.
+- diversity: distinct-2 and mean pairwise cosine distance of the kept prompts (the real window's beside it);
+- coverage: share of real prompts with a kept sample closer than the window's median nearest-neighbour
+  distance.
+
+Windows of fewer than ``MIN_WINDOW`` real prompts leave fidelity and coverage unmeasured, with a note.
 
 >>> from generators.samples import Expected, Sample
 >>> rows = [Sample.make(f"question {i} about lists", "typos", Expected.ANSWER, "a", "g", "0") for i in range(10)]
->>> report = assess(rows, evidence_prompts=["question 1 about lists"])
->>> report.passed, report.verbatim_copies
-(False, 1)
+>>> gate = screen(rows, real_prompts=["question 1 about lists"])
+>>> gate.report.passed, gate.report.verbatim_copies, gate.report.rejected
+(False, 1, {'verbatim_copy': 1})
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
-from pydantic import BaseModel
+import numpy as np
+from pydantic import BaseModel, Field
 
+from generators.measures import cosine_distances, distinct_n, mean_pairwise_distance, mmd2
+from generators.near_duplicates import NearDuplicates
 from generators.samples import Sample
+from monitor.embeddings import embed
 from monitor.redact import count_pii
 
-MIN_ROWS = 10
-MIN_DISTINCT_2 = 0.2
+log = logging.getLogger(__name__)
+
+MIN_WINDOW = 2
+"""Real prompts needed to measure fidelity and coverage (a nearest neighbour needs a second point)."""
 
 
-def distinct_n(texts: list[str], n: int = 2) -> float:
-    """Diversity across texts: distinct word n-grams of the batch over the sum of each text's distinct n-grams
-    (1.0: no two texts share an n-gram; repetition inside one text is not penalised).
+class QualityThresholds(BaseModel):
+    """What a batch must meet to be published; ``None`` turns a check off."""
 
-    >>> distinct_n(["a b c", "a b d"]), distinct_n(["a b a b", "c d"])
-    (0.75, 1.0)
-    """
-    per_text = [{tuple(words[i : i + n]) for i in range(len(words) - n + 1)} for words in (t.split() for t in texts)]
-    total = sum(len(grams) for grams in per_text)
-    return len(set().union(*per_text)) / total if total else 0.0
+    min_rows: int = Field(10, ge=0)
+    min_distinct_2: float = Field(0.2, ge=0, le=1)
+    min_pairwise_distance: float | None = Field(0.15, ge=0, le=2, description="mean cosine distance of kept prompts")
+    max_mmd2: float | None = Field(0.03, ge=0, description="fidelity: largest MMD² to the real window")
+    min_coverage: float | None = Field(0.25, ge=0, le=1, description="share of real prompts with a close sample")
+    max_pii_share: float = Field(
+        0.1, ge=0, le=1, description="largest share of candidates carrying PII (all such are removed)"
+    )
+    max_verbatim_share: float = Field(0.02, ge=0, le=1, description="largest share of verbatim copies (removed)")
+    max_duplicate_share: float = Field(0.5, ge=0, le=1, description="largest share of near-duplicate candidates")
+    near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="word-shingle Jaccard of a near-duplicate")
+
+
+class Seen(NamedTuple):
+    """A sample of an earlier dataset version, as far as deduplication needs it."""
+
+    version: str
+    technique: str
+    prompt: str
+
+
+class Rejection(BaseModel):
+    """A candidate removed by the gate (no text: it may carry the PII it was removed for)."""
+
+    sample_id: str
+    technique: str
+    reason: str
+    detail: str = ""
 
 
 class QualityReport(BaseModel):
     rows: int
+    """Samples kept."""
     distinct_2: float
     verbatim_copies: int
     pii_values: int
     by_technique: dict[str, int]
     by_expected: dict[str, int]
     failures: list[str]
+    candidates: int = 0
+    near_duplicates: int = 0
+    seen_in_versions: int = 0
+    real_prompts: int = 0
+    mmd2: float | None = None
+    mmd2_p_value: float | None = None
+    pairwise_distance: float | None = None
+    real_pairwise_distance: float | None = None
+    coverage: float | None = None
+    rejected: dict[str, int] = Field(default_factory=dict)
+    rejections: list[Rejection] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    """Figures left unmeasured, and why."""
+    thresholds: QualityThresholds = Field(default_factory=QualityThresholds)
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
+    def figures(self) -> dict[str, float]:
+        """The measured numeric figures by name (unmeasured ones left out), as exported to Prometheus."""
+        names = ("rows", "candidates", "distinct_2", "verbatim_copies", "pii_values", "near_duplicates")
+        names += ("seen_in_versions", "mmd2", "pairwise_distance", "coverage")
+        return {name: float(value) for name in names if (value := getattr(self, name)) is not None}
 
-def assess(samples: list[Sample], evidence_prompts: list[str]) -> QualityReport:
-    """Score a batch; ``failures`` lists every threshold it misses."""
-    prompts = [s.prompt for s in samples]
-    evidence = set(evidence_prompts)
+
+@dataclass(frozen=True)
+class Views:
+    """What the quality card plots: embeddings of the real window and of the kept samples, nearest-neighbour
+    distances of the real prompts (to each other and to the kept samples), and the coverage radius."""
+
+    real: np.ndarray
+    synthetic: np.ndarray
+    real_to_real: np.ndarray
+    real_to_synthetic: np.ndarray
+    radius: float | None
+
+
+@dataclass(frozen=True)
+class Gate:
+    report: QualityReport
+    kept: list[Sample]
+    views: Views
+
+
+def real_pii(sample: Sample) -> int:
+    """Personal-data values in a sample's prompt and reference answer, leaving out the surrogates that the
+    privacy generator planted and listed in ``metadata["surrogates"]`` (one per line).
+
+    >>> from generators.samples import Expected
+    >>> planted = {"surrogates": "ann@example.org"}
+    >>> ann = Sample.make("mail ann@example.org", "t", Expected.ANSWER, "", "g", "0", metadata=planted)
+    >>> real_pii(ann), real_pii(Sample.make("mail bob@corp.com", "t", Expected.ANSWER, "", "g", "0"))
+    (0, 1)
+    """
+    texts = [sample.prompt, sample.reference_answer]
+    for surrogate in filter(None, sample.metadata.get("surrogates", "").splitlines()):
+        texts = [text.replace(surrogate, " ") for text in texts]
+    return sum(count_pii(text) for text in texts)
+
+
+def _screen_one(
+    sample: Sample, real: set[str], earlier: NearDuplicates, batch: NearDuplicates
+) -> tuple[str, str] | None:
+    """The first reason to remove ``sample`` (reason, detail), or None to keep it."""
+    if pii := real_pii(sample):
+        return "pii", f"{pii} PII values"
+    if sample.prompt.strip() in real:
+        return "verbatim_copy", "a real prompt of the window"
+    if seen := earlier.match(sample.technique, sample.prompt):
+        return "seen_in_version", seen.split(":")[0]
+    if twin := batch.match(sample.technique, sample.prompt):
+        return "near_duplicate", twin
+    return None
+
+
+def screen(
+    samples: Sequence[Sample],
+    real_prompts: Sequence[str],
+    earlier: Iterable[Seen] = (),
+    thresholds: QualityThresholds | None = None,
+) -> Gate:
+    """Screen ``samples``, score the kept ones against ``real_prompts`` (the drifted window) and check
+    ``thresholds``; ``earlier`` are the samples of earlier versions to deduplicate against."""
+    thresholds = thresholds or QualityThresholds()
+    real_set = {p.strip() for p in real_prompts}
+    seen, batch = NearDuplicates(thresholds.near_duplicate_jaccard), NearDuplicates(thresholds.near_duplicate_jaccard)
+    for number, sample in enumerate(earlier):
+        seen.add(f"{sample.version}:{number}", sample.technique, sample.prompt)
+    kept: list[Sample] = []
+    rejections: list[Rejection] = []
+    for sample in samples:
+        if found := _screen_one(sample, real_set, seen, batch):
+            reason, detail = found
+            rejections.append(Rejection(sample_id=sample.id, technique=sample.technique, reason=reason, detail=detail))
+            log.info("gate removed sample %s (%s): %s %s", sample.id, sample.technique, reason, detail)
+        else:
+            batch.add(sample.id, sample.technique, sample.prompt)
+            kept.append(sample)
+    report, views = _score(samples, kept, list(real_prompts), rejections, thresholds)
+    return Gate(report=report, kept=kept, views=views)
+
+
+def _score(
+    candidates: Sequence[Sample],
+    kept: list[Sample],
+    real_prompts: list[str],
+    rejections: list[Rejection],
+    thresholds: QualityThresholds,
+) -> tuple[QualityReport, Views]:
+    prompts = [s.prompt for s in kept]
+    real, synthetic = embed(real_prompts), embed(prompts)
+    rejected = Counter(r.reason for r in rejections)
     report = QualityReport(
-        rows=len(samples),
+        rows=len(kept),
+        candidates=len(candidates),
         distinct_2=round(distinct_n(prompts), 4),
-        verbatim_copies=sum(p in evidence for p in prompts),
-        pii_values=sum(count_pii(s.prompt) + count_pii(s.reference_answer) for s in samples),
-        by_technique=dict(Counter(s.technique for s in samples)),
-        by_expected=dict(Counter(str(s.expected) for s in samples)),
+        verbatim_copies=rejected["verbatim_copy"],
+        pii_values=sum(real_pii(s) for s in candidates),
+        near_duplicates=rejected["near_duplicate"],
+        seen_in_versions=rejected["seen_in_version"],
+        real_prompts=len(real_prompts),
+        pairwise_distance=_round(mean_pairwise_distance(synthetic)),
+        real_pairwise_distance=_round(mean_pairwise_distance(real)),
+        by_technique=dict(Counter(s.technique for s in kept)),
+        by_expected=dict(Counter(str(s.expected) for s in kept)),
+        rejected=dict(sorted(rejected.items())),
+        rejections=rejections,
         failures=[],
+        thresholds=thresholds,
+    )
+    real_to_real = real_to_synthetic = np.zeros(0)
+    radius = None
+    if len(real) < MIN_WINDOW or len(synthetic) < 2:
+        report.notes.append(
+            f"fidelity and coverage not measured: {len(real)} real prompts and {len(synthetic)} kept samples "
+            f"(need {MIN_WINDOW} and 2)"
+        )
+    else:
+        statistic, p_value = mmd2(synthetic, real)
+        report.mmd2, report.mmd2_p_value = round(statistic, 4), round(p_value, 4)
+        between = cosine_distances(real, real)
+        np.fill_diagonal(between, np.inf)
+        real_to_real = between.min(axis=1)
+        real_to_synthetic = cosine_distances(real, synthetic).min(axis=1)
+        radius = float(np.median(real_to_real))
+        report.coverage = round(float((real_to_synthetic < radius).mean()), 4)
+    report.failures = failures(report, thresholds)
+    return report, Views(real, synthetic, real_to_real, real_to_synthetic, radius)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def failures(report: QualityReport, thresholds: QualityThresholds) -> list[str]:
+    """Every threshold ``report`` misses, as a sentence; unmeasured figures and unset thresholds pass."""
+    t = thresholds
+    pii_samples = report.rejected.get("pii", 0)
+    duplicate_share, verbatim_share, pii_share = (
+        (report.near_duplicates / n, report.verbatim_copies / n, pii_samples / n)
+        if (n := report.candidates)
+        else (0.0, 0.0, 0.0)
     )
     checks = {
-        f"only {report.rows} rows (< {MIN_ROWS})": report.rows < MIN_ROWS,
-        f"distinct-2 {report.distinct_2} < {MIN_DISTINCT_2}": report.distinct_2 < MIN_DISTINCT_2,
-        f"{report.verbatim_copies} verbatim copies of real prompts": report.verbatim_copies > 0,
-        f"{report.pii_values} PII values in the output": report.pii_values > 0,
+        f"only {report.rows} rows kept (< {t.min_rows})": report.rows < t.min_rows,
+        f"distinct-2 {report.distinct_2} < {t.min_distinct_2}": report.distinct_2 < t.min_distinct_2,
+        f"{report.verbatim_copies} verbatim copies of real prompts ({verbatim_share:.0%})": (
+            verbatim_share > t.max_verbatim_share
+        ),
+        f"{pii_samples} candidates carry PII ({report.pii_values} values, {pii_share:.0%})": pii_share
+        > t.max_pii_share,
+        f"{duplicate_share:.0%} of the candidates are near-duplicates (> {t.max_duplicate_share:.0%})": (
+            duplicate_share > t.max_duplicate_share
+        ),
+        f"mean pairwise distance {report.pairwise_distance} < {t.min_pairwise_distance}": _below(
+            report.pairwise_distance, t.min_pairwise_distance
+        ),
+        f"fidelity: MMD² {report.mmd2} to the drifted window > {t.max_mmd2}": _below(t.max_mmd2, report.mmd2),
+        f"coverage {report.coverage} < {t.min_coverage}": _below(report.coverage, t.min_coverage),
     }
-    report.failures = [reason for reason, failed in checks.items() if failed]
-    return report
+    return [reason for reason, failed in checks.items() if failed]
+
+
+def _below(value: float | None, bound: float | None) -> bool:
+    return value is not None and bound is not None and value < bound
+
+
+def assess(
+    samples: Sequence[Sample],
+    evidence_prompts: Sequence[str],
+    earlier: Iterable[Seen] = (),
+    thresholds: QualityThresholds | None = None,
+) -> QualityReport:
+    """The report of :func:`screen`, for callers that keep no samples."""
+    return screen(samples, evidence_prompts, earlier, thresholds).report

@@ -1,41 +1,164 @@
-"""Recipes: which generators answer which kind of incident, and in what proportion.
+"""Recipes: which generators answer which kind of incident, and in what proportion, read from a YAML file a
+user can edit (``generators/recipes.yaml``; ``DRIFTLOOP_RECIPES_PATH`` points at another).
 
->>> RECIPES["attack-wave"].counts(100)
-{'adversarial': 60, 'perturbation': 40}
+>>> book = load_recipes()
+>>> book.for_kind("attack-wave").name, book.for_kind("attack-wave").counts(100)
+('attack-hardening', {'adversarial': 60, 'perturbation': 30, 'ambiguity': 10})
+>>> book.for_kind("a-kind-nobody-mapped").name == book.default
+True
+>>> book.named("nope")
+Traceback (most recent call last):
+...
+generators.recipes.UnknownRecipe: no recipe nope; known: attack-hardening, debiasing, edge-cases, language-robustness, \
+length-extremes, privacy-rewrite, quality-recovery, robustness-hardening, topic-coverage
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
 
-from generators.adversarial import AdversarialGenerator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+
+from generators import ambiguity, counterfactual, perturbations, privacy
+from generators.adversarial import FAMILIES, AdversarialGenerator
+from generators.ambiguity import AmbiguityGenerator
+from generators.counterfactual import CounterfactualGenerator
 from generators.perturbations import PerturbationGenerator
+from generators.privacy import PrivacyGenerator
 from generators.samples import Generator, Sample
 from monitor.incidents import DriftIncident
 
-GENERATORS: dict[str, Generator] = {g.name: g for g in (PerturbationGenerator(), AdversarialGenerator())}
+log = logging.getLogger(__name__)
+
+GENERATORS: dict[str, Generator] = {
+    g.name: g
+    for g in (
+        PerturbationGenerator(),
+        AdversarialGenerator(),
+        AmbiguityGenerator(),
+        CounterfactualGenerator(),
+        PrivacyGenerator(),
+    )
+}
+"""The rule generators, always available."""
+TECHNIQUES: tuple[str, ...] = (
+    *perturbations.TECHNIQUES,
+    *FAMILIES,
+    *ambiguity.TECHNIQUES,
+    *counterfactual.TECHNIQUES.values(),
+    *privacy.TECHNIQUES,
+)
+"""Every ``Sample.technique`` the rule generators write (metric label values)."""
+OPTIONAL: dict[str, str] = {"llm": "no LLM endpoint is configured (DRIFTLOOP_LLM_BASE_URL is unset)"}
+"""Generators that callers pass in when they exist (``run_recipe(..., extra=...)``), with why one may be absent."""
+DEFAULT_PATH = files("generators") / "recipes.yaml"
 
 
-@dataclass(frozen=True)
-class Recipe:
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     name: str
-    mix: dict[str, float]
-    """Generator name -> share of the samples."""
+    description: str = ""
+    mix: dict[str, PositiveFloat] = Field(min_length=1, description="generator -> relative weight")
 
-    def counts(self, total: int) -> dict[str, int]:
-        """Samples per generator for ``total`` samples (rounding goes to the first generator)."""
-        counts = {name: int(total * share) for name, share in self.mix.items()}
-        first = next(iter(counts))
-        counts[first] += total - sum(counts.values())
+    def counts(self, total: int, available: Mapping[str, object] | None = None) -> dict[str, int]:
+        """Samples per generator for ``total`` samples, over the ``available`` ones (default: all of the mix),
+        by largest remainder so they add up to ``total``."""
+        mix = {name: weight for name, weight in self.mix.items() if available is None or name in available}
+        if not mix:
+            raise ValueError(f"recipe {self.name}: none of its generators ({', '.join(self.mix)}) is available")
+        weight = sum(mix.values())
+        exact = {name: total * share / weight for name, share in mix.items()}
+        counts = {name: int(value) for name, value in exact.items()}
+        by_remainder = sorted(mix, key=lambda name: counts[name] - exact[name])  # stable: ties keep mix order
+        for name in by_remainder[: total - sum(counts.values())]:
+            counts[name] += 1
         return counts
 
 
-RECIPES: dict[str, Recipe] = {
-    "attack-wave": Recipe("attack-hardening", {"adversarial": 0.6, "perturbation": 0.4}),
-    "quality-drop": Recipe("quality-recovery", {"perturbation": 0.7, "adversarial": 0.3}),
-    "latency-drift": Recipe("length-extremes", {"perturbation": 1.0}),
-    "input-shift": Recipe("edge-cases", {"perturbation": 0.8, "adversarial": 0.2}),
-}
+class UnknownRecipe(LookupError):
+    """No recipe of that name; carries the known names."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no recipe {name}; known: {', '.join(known)}")
+        self.name, self.known = name, known
+
+
+class RecipeBook(BaseModel):
+    """The recipes and which incident kind gets which."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: str = Field(description="recipe of the incident kinds not listed in kinds")
+    kinds: dict[str, str] = Field(default_factory=dict, description="incident kind -> recipe name")
+    recipes: dict[str, Recipe] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_recipes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("recipes"), dict):
+            recipes = data["recipes"]
+            data = {**data, "recipes": {k: {"name": k, **v} if isinstance(v, dict) else v for k, v in recipes.items()}}
+        return data
+
+    @model_validator(mode="after")
+    def _check_names(self) -> RecipeBook:
+        known = sorted(self.recipes)
+        for where, name in [("default", self.default), *((f"kinds.{k}", v) for k, v in self.kinds.items())]:
+            if name not in self.recipes:
+                raise ValueError(f"{where} names recipe {name!r}, which is not defined; recipes: {', '.join(known)}")
+        generators = sorted({*GENERATORS, *OPTIONAL})
+        for recipe in self.recipes.values():
+            unknown = sorted(set(recipe.mix) - set(generators))
+            if unknown:
+                raise ValueError(
+                    f"recipe {recipe.name} uses unknown generators {', '.join(unknown)}; known: {', '.join(generators)}"
+                )
+        return self
+
+    def named(self, name: str) -> Recipe:
+        """The recipe ``name``; :class:`UnknownRecipe` when there is none."""
+        if name not in self.recipes:
+            raise UnknownRecipe(name, sorted(self.recipes))
+        return self.recipes[name]
+
+    def for_kind(self, kind: str) -> Recipe:
+        """The recipe for incidents of ``kind``; the default one (logged) for a kind the book does not list."""
+        if kind not in self.kinds:
+            log.info("no recipe for incident kind %s: using the default recipe %s", kind, self.default)
+            return self.recipes[self.default]
+        return self.recipes[self.kinds[kind]]
+
+
+class RecipeError(ValueError):
+    """A recipes file that cannot be read or is not valid; the message says where and why."""
+
+
+def load_recipes(path: Path | str | None = None) -> RecipeBook:
+    """The recipe book in ``path`` (default: the packaged ``recipes.yaml``), validated."""
+    source = DEFAULT_PATH if path is None else Path(path)
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise RecipeError(f"cannot read recipes file {source}: {error}") from error
+    except yaml.YAMLError as error:
+        raise RecipeError(f"recipes file {source} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipes file {source} must be a mapping with default, kinds and recipes")
+    try:
+        return RecipeBook.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
+        raise RecipeError(f"recipes file {source} is invalid: {problems}") from error
 
 
 @dataclass(frozen=True)
@@ -43,17 +166,41 @@ class Generated:
     samples: list[Sample]
     rejected: dict[str, int]
     generator_versions: dict[str, str]
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Generators of the recipe that were not available, with why; their share went to the others."""
 
 
-def run_recipe(incident: DriftIncident, recipe: Recipe, total: int, seed: str) -> Generated:
-    """Samples for ``incident`` in a deterministic order, exact duplicates dropped and counted."""
+def run_recipe(
+    incident: DriftIncident,
+    recipe: Recipe,
+    total: int,
+    seed: str,
+    extra: Mapping[str, Generator] | None = None,
+) -> Generated:
+    """Samples for ``incident`` in a deterministic order, exact duplicates dropped and counted.
+
+    ``extra`` adds generators that exist only in some deployments (``{"llm": generator}``); a recipe generator
+    that is neither built in nor passed is skipped, with the reason in ``Generated.skipped``.
+    """
+    if not incident.evidence:
+        raise ValueError(f"incident {incident.id} has no evidence to generate from")
+    generators = {**GENERATORS, **(extra or {})}
+    skipped = {
+        name: OPTIONAL.get(name, "not available in this process") for name in recipe.mix if name not in generators
+    }
+    for name, reason in skipped.items():
+        log.warning("recipe %s: skipping generator %s: %s", recipe.name, name, reason)
     samples: dict[str, Sample] = {}
     rejected = {"duplicate": 0}
-    for name, count in recipe.counts(total).items():
-        for sample in GENERATORS[name].generate(incident, count, seed):
+    counts = recipe.counts(total, generators)
+    for name, count in counts.items():
+        produced = generators[name].generate(incident, count, seed)
+        for sample in produced:
             if sample.id in samples:
                 rejected["duplicate"] += 1
             else:
                 samples[sample.id] = sample
-    versions = {name: GENERATORS[name].version for name in recipe.mix}
-    return Generated(samples=list(samples.values()), rejected=rejected, generator_versions=versions)
+        for reason, dropped in getattr(produced, "rejected", {}).items():  # a generator that counts its drops
+            rejected[reason] = rejected.get(reason, 0) + dropped
+    versions = {name: generators[name].version for name in counts}
+    return Generated(samples=list(samples.values()), rejected=rejected, generator_versions=versions, skipped=skipped)

@@ -1,9 +1,18 @@
 """monitor: traffic in, incidents out."""
 
-from monitor.detectors import FeatureDetector, Shift
+from monitor.detectors import CusumDetector, Level, calibrated
 from monitor.events import SCHEMA_V1, InvalidEvent, Message, TrafficEvent, parse_event
 from monitor.features import FEATURES, extract_features
-from monitor.incidents import DriftIncident, Evidence, FeatureShift, IncidentKind
+from monitor.incidents import (
+    DriftIncident,
+    Evidence,
+    FeatureShift,
+    IncidentKind,
+    IncidentStatus,
+    InvalidTransition,
+    Resolution,
+    transition,
+)
 from monitor.segments import SegmentMonitor
 from monitor.store import Collection, StreamStats, incidents
 
@@ -11,18 +20,23 @@ __all__ = [
     "FEATURES",
     "SCHEMA_V1",
     "Collection",
+    "CusumDetector",
     "DriftIncident",
     "Evidence",
-    "FeatureDetector",
     "FeatureShift",
     "IncidentKind",
+    "IncidentStatus",
     "InvalidEvent",
+    "InvalidTransition",
+    "Level",
     "Message",
+    "Resolution",
     "SegmentMonitor",
-    "Shift",
     "StreamStats",
     "TrafficEvent",
+    "calibrated",
     "extract_features",
     "incidents",
     "parse_event",
+    "transition",
 ]

@@ -1,4 +1,19 @@
-"""DriftIncident: what moved, where, when, and the evidence, as published on ``driftloop.incidents``."""
+"""DriftIncident: what moved, where, when, and the evidence, as published on ``driftloop.incidents``.
+
+An incident's lifecycle is open → acknowledged → resolved (open → resolved too: the monitor resolves an
+incident by itself when its segment returns to the reference). :func:`transition` is the one way to
+change it:
+
+>>> incident = DriftIncident(id="i", kind="attack-wave", segment="m/chat/t", features=[],
+...                          detected_after_events=900, onset_event=850)
+>>> acked = transition(incident, IncidentStatus.ACKNOWLEDGED)
+>>> str(acked.status), acked.acknowledged_at is not None, str(incident.status)
+('acknowledged', True, 'open')
+>>> transition(transition(acked, "resolved"), "acknowledged")
+Traceback (most recent call last):
+...
+monitor.incidents.InvalidTransition: incident i is resolved; it cannot become acknowledged
+"""
 
 from __future__ import annotations
 
@@ -12,16 +27,47 @@ INCIDENT_NAMESPACE = uuid.UUID("5b0c8c1e-2f7a-4f57-9b8e-0d1f3c6a7e21")
 
 
 class IncidentKind(StrEnum):
+    """What an incident is about; listed from the most to the least urgent (the first wins when several apply)."""
+
     ATTACK_WAVE = "attack-wave"
     QUALITY_DROP = "quality-drop"
     LATENCY_DRIFT = "latency-drift"
+    NEW_SEGMENT = "new-segment"
+    LANGUAGE_SHIFT = "language-shift"
+    TOPIC_SHIFT = "topic-shift"
     INPUT_SHIFT = "input-shift"
+    ROBUSTNESS_REGRESSION = "robustness-regression"
+    MANUAL = "manual"
+    """Not detected: a generation job asked for by hand (``POST /v1/jobs``); never opened by the monitor."""
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+#: Status -> the statuses it may move to.
+TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
+    IncidentStatus.OPEN: frozenset({IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESOLVED}),
+    IncidentStatus.ACKNOWLEDGED: frozenset({IncidentStatus.RESOLVED}),
+    IncidentStatus.RESOLVED: frozenset(),
+}
+
+
+class InvalidTransition(ValueError):
+    """A status change the lifecycle does not allow; carries the incident id and both statuses."""
+
+    def __init__(self, incident_id: str, current: IncidentStatus, requested: IncidentStatus) -> None:
+        super().__init__(f"incident {incident_id} is {current}; it cannot become {requested}")
+        self.incident_id, self.current, self.requested = incident_id, current, requested
 
 
 #: Feature -> the kind of incident its shift signals; earlier kinds win when several features move.
 FEATURE_KIND: dict[str, IncidentKind] = {
     "injection_score": IncidentKind.ATTACK_WAVE,
     "refusal": IncidentKind.QUALITY_DROP,
+    "negative_feedback": IncidentKind.QUALITY_DROP,
     "latency_ms": IncidentKind.LATENCY_DRIFT,
     "tokens_per_s": IncidentKind.LATENCY_DRIFT,
     "prompt_chars": IncidentKind.INPUT_SHIFT,
@@ -42,17 +88,24 @@ SEVERITY: dict[IncidentKind, Severity] = {
     IncidentKind.ATTACK_WAVE: Severity.CRITICAL,
     IncidentKind.QUALITY_DROP: Severity.WARNING,
     IncidentKind.LATENCY_DRIFT: Severity.WARNING,
+    IncidentKind.NEW_SEGMENT: Severity.INFO,
+    IncidentKind.LANGUAGE_SHIFT: Severity.WARNING,
+    IncidentKind.TOPIC_SHIFT: Severity.INFO,
     IncidentKind.INPUT_SHIFT: Severity.INFO,
+    IncidentKind.ROBUSTNESS_REGRESSION: Severity.WARNING,
 }
 
 
 class FeatureShift(BaseModel):
+    """One feature that moved: its means (reference vs the drifted window) and the detector's evidence."""
+
     feature: str
     reference_mean: float
     current_mean: float
     statistic: float
-    threshold: float
-    detector: str = "river.ADWIN"
+    threshold: float = Field(description="the drift level the statistic crossed, calibrated to the detector's ERT")
+    detector: str = "cusum"
+    onset_event: int | None = Field(None, description="segment event index where this feature's change began")
 
 
 class Evidence(BaseModel):
@@ -67,13 +120,16 @@ class DriftIncident(BaseModel):
     kind: IncidentKind
     segment: str
     severity: Severity = Severity.INFO
-    status: str = "open"
+    status: IncidentStatus = IncidentStatus.OPEN
     features: list[FeatureShift]
     detected_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     detected_after_events: int = Field(description="events of the segment seen when the incident opened")
     onset_event: int = Field(description="estimated segment event index where the change began")
-    evidence: list[Evidence] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list, description="redacted examples from the drifted window")
     report_url: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolved_after_events: int | None = Field(None, description="segment events seen when the monitor resolved it")
 
     @property
     def headline(self) -> str:
@@ -87,6 +143,40 @@ def incident_id(segment: str, sequence: int) -> str:
     return str(uuid.uuid5(INCIDENT_NAMESPACE, f"{segment}#{sequence}"))
 
 
+class Resolution(BaseModel):
+    """The monitor's word that the segment of an open incident is back to its reference."""
+
+    incident_id: str
+    segment: str
+    resolved_after_events: int
+
+
+def transition(incident: DriftIncident, to: IncidentStatus | str, at: datetime | None = None) -> DriftIncident:
+    """A copy of ``incident`` moved to status ``to`` and stamped (``acknowledged_at``/``resolved_at``).
+
+    Raises :class:`InvalidTransition` when the lifecycle forbids the move (moving to the same status too).
+    """
+    target = IncidentStatus(to)
+    if target not in TRANSITIONS[incident.status]:
+        raise InvalidTransition(incident.id, incident.status, target)
+    stamp = {IncidentStatus.ACKNOWLEDGED: "acknowledged_at", IncidentStatus.RESOLVED: "resolved_at"}[target]
+    return incident.model_copy(update={"status": target, stamp: at or datetime.now(UTC)})
+
+
+def feature_kind(feature: str) -> IncidentKind:
+    """The kind of incident a shift of ``feature`` signals (:data:`FEATURE_KIND`, else by name, else input shift).
+
+    >>> [str(feature_kind(f)) for f in ("refusal", "language_other", "topic_novelty")]
+    ['quality-drop', 'language-shift', 'topic-shift']
+    """
+    if feature in FEATURE_KIND:
+        return FEATURE_KIND[feature]
+    for stem, kind in (("injection", IncidentKind.ATTACK_WAVE), ("lang", IncidentKind.LANGUAGE_SHIFT)):
+        if stem in feature:
+            return kind
+    return IncidentKind.TOPIC_SHIFT if "topic" in feature else IncidentKind.INPUT_SHIFT
+
+
 def kind_of(features: list[str]) -> IncidentKind:
     """The most urgent kind among the moved features."""
-    return min((FEATURE_KIND[f] for f in features), key=_PRIORITY.index)
+    return min((feature_kind(f) for f in features), key=_PRIORITY.index)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -44,25 +43,25 @@ class DetectorCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         statistic = GaugeMetricFamily(
             "driftloop_drift_statistic",
-            "Mean gap between the older and newer half of the recent window (watched scale)",
+            "Detector statistic: the largest CUSUM of the feature against the segment's reference",
             labels=["segment", "feature"],
         )
         threshold = GaugeMetricFamily(
             "driftloop_drift_threshold",
-            "ADWIN cut bound for that gap at the detector's delta",
+            "Drift level of that statistic, calibrated to the detector's share of the service ERT",
             labels=["segment", "feature"],
         )
         events = GaugeMetricFamily("driftloop_segment_events", "Events seen per segment", labels=["segment"])
         state = GaugeMetricFamily(
-            "driftloop_segment_state", "1 for the segment's state (quiet, drafting, open)", labels=["segment", "state"]
+            "driftloop_segment_state",
+            "1 for the segment's state (reference, quiet, drafting, open)",
+            labels=["segment", "state"],
         )
         busiest = sorted(self.monitors.values(), key=lambda m: m.events, reverse=True)[: self.max_segments]
         for monitor in busiest:
             events.add_metric([monitor.segment], monitor.events)
             state.add_metric([monitor.segment, monitor.state], 1)
             for name, detector in monitor.detectors.items():
-                gap, bound = detector.cut_statistic()
-                if not math.isnan(gap):
-                    statistic.add_metric([monitor.segment, name], gap)
-                    threshold.add_metric([monitor.segment, name], bound)
+                statistic.add_metric([monitor.segment, name], detector.statistic)
+                threshold.add_metric([monitor.segment, name], detector.threshold)
         yield from (statistic, threshold, events, state)

@@ -1,8 +1,28 @@
-"""Per-segment monitoring state: one detector per feature, recent evidence, and the incident draft.
+"""Per-segment monitoring: the reference, one calibrated detector per feature, the incident lifecycle.
 
-A first shift starts a draft; shifts of other features within ``confirm_events`` join it; then the
-incident opens. While it is open the segment raises nothing new (one incident per ongoing shift).
-The whole object is pickled into a Faust table, so a restarted worker resumes it.
+A segment (model/route/tenant) goes through:
+
+1. **warm-up** (``warmup`` events ignored), then **reference**: the next ``reference_events`` events
+   become the reference and every feature's detector is calibrated on it (:func:`monitor.detectors.calibrated`)
+   so that all of the segment's detectors together raise a false alarm once per ``service_ert`` events
+   (:func:`monitor.calibration.detector_ert`; the optional features' share is reserved whether they are
+   measured yet or not). An optional feature measured in too few reference events (embeddings are sampled,
+   a segment's topics are fitted after its first embedded events) keeps collecting its own reference from
+   the events after, while no incident is open, and gets its detector once it has :data:`MIN_REFERENCE`
+   values. A segment that appears once the service is established (``novel``) opens a ``new-segment``
+   incident as soon as its reference is in; that one is for people to acknowledge and resolve, it does
+   not hold the segment.
+2. **quiet** → **drafting**: a detector at its warning level (ERT × :data:`WARNING_SHARE`) starts a draft
+   that collects the features at warning; the draft is dropped when they all fall back.
+3. **open**: a detector at its drift level opens one incident with every drafted feature, the onset
+   (where the leading CUSUM left zero) and redacted evidence from the drifted window. While it is open
+   the segment raises nothing new (one incident per ongoing shift).
+4. **resolved**: after ``resolve_events`` consecutive events with every detector under its warning level,
+   :meth:`SegmentMonitor.observe` returns a :class:`~monitor.incidents.Resolution`. A rolling reference is
+   then rebuilt from the next events (:meth:`SegmentMonitor.rebase`); a pinned one
+   (:meth:`SegmentMonitor.pin_reference`) stays.
+
+The whole object is pickled into a Faust table, so a restarted worker resumes reference and detectors.
 """
 
 from __future__ import annotations
@@ -10,82 +30,263 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from monitor.detectors import FeatureDetector, Shift
+import numpy as np
+
+from monitor.calibration import SEGMENT_MISS, detector_ert
+from monitor.detectors import CusumDetector, Level, calibrated
 from monitor.events import TrafficEvent
 from monitor.features import FEATURES
-from monitor.incidents import SEVERITY, DriftIncident, Evidence, FeatureShift, incident_id, kind_of
+from monitor.incidents import (
+    SEVERITY,
+    DriftIncident,
+    Evidence,
+    FeatureShift,
+    IncidentKind,
+    Resolution,
+    incident_id,
+    kind_of,
+)
 from monitor.redact import redact
 
-EVIDENCE_EXAMPLES = 8
-EVIDENCE_WINDOW = 64
+EVIDENCE_EXAMPLES = 32
+EVIDENCE_WINDOW = 128
+"""Recent events kept for evidence (cut to EVIDENCE_CHARS): bounds the pickled state (Faust message size). They
+are redacted when an incident takes them (redacting every event cost more than all the features together); until
+then the checkpoint holds the same text as ``llm.traffic`` and needs the same access control."""
 EVIDENCE_CHARS = 1000
+REPORT_REFERENCE = 200
+"""Reference events (rows and prompts cut to REPORT_CHARS) kept for the incident report's reference window."""
+REPORT_CHARS = 300
+MOVED_Z = 5.0
+"""A feature outside the draft joins an incident when its drifted-window mean is this many standard errors off
+its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
+MIN_REFERENCE = 200
+OPTIONAL = frozenset(name for name, spec in FEATURES.items() if spec.optional)
+WARNING_SHARE = 1e-3
+"""The warning level's ERT as a share of the drift level's: warnings are cheap (a draft), drifts page."""
 
 
 @dataclass
 class SegmentMonitor:
+    """The monitoring state of one segment; feed it with :meth:`observe`."""
+
     segment: str
-    delta: float
+    service_ert: float
     warmup: int
-    confirm_events: int
-    detectors: dict[str, FeatureDetector] = field(init=False)
+    reference_events: int
+    resolve_events: int
+    novel: bool = False
+    seed: int = 0
     events: int = 0
+    collect_after: int = 0
+    reference_rows: list[dict[str, float]] = field(default_factory=list)
+    reference_prompts: list[str] = field(default_factory=list)
+    report_reference: list[dict[str, float | str]] = field(default_factory=list)
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    pinned: bool = False
+    detectors: dict[str, CusumDetector] = field(default_factory=dict)
+    since: dict[str, int] = field(default_factory=dict)
+    """Segment event after which each detector started."""
+    pending: dict[str, list[float]] = field(default_factory=dict)
+    """Reference values of features without a detector yet (too few in the reference)."""
+    detector_ert: float = 0.0
+    detector_miss: float = SEGMENT_MISS
     incidents_opened: int = 0
     open_incident: str | None = None
-    draft: dict[str, Shift] = field(default_factory=dict)
-    draft_since: int = 0
+    draft: set[str] = field(default_factory=set)
+    quiet_run: int = 0
     recent: deque[tuple[Evidence, dict[str, float]]] = field(default_factory=lambda: deque(maxlen=EVIDENCE_WINDOW))
 
     def __post_init__(self) -> None:
-        self.detectors = {
-            name: FeatureDetector(name, log_scale, self.delta, self.warmup) for name, log_scale in FEATURES.items()
-        }
+        if self.reference_events < MIN_REFERENCE or self.resolve_events < 1 or self.warmup < 0:
+            raise ValueError("need reference_events >= 200, resolve_events >= 1 and warmup >= 0")
 
     @property
     def state(self) -> str:
-        """quiet, drafting (a first shift is collecting evidence) or open (an incident is open)."""
+        """reference (still collecting it), quiet, drafting (a warning is collecting evidence) or open."""
+        if not self.detectors:
+            return "reference"
         return "open" if self.open_incident else "drafting" if self.draft else "quiet"
 
-    def observe(self, event: TrafficEvent, features: dict[str, float]) -> DriftIncident | None:
-        """Update every detector with one event; return an incident when one opens."""
+    def observe(self, event: TrafficEvent, features: dict[str, float]) -> DriftIncident | Resolution | None:
+        """Update the segment with one event; return the incident it opens or the resolution it reaches."""
         self.events += 1
-        response = redact(event.response)[:EVIDENCE_CHARS] if event.response else None
-        self.recent.append((Evidence(prompt=redact(event.prompt_text)[:EVIDENCE_CHARS], response=response), features))
-        for name, detector in self.detectors.items():
-            shift = detector.update(features[name])
-            if shift and self.open_incident is None and name not in self.draft:
-                self.draft_since = self.draft_since if self.draft else self.events
-                self.draft[name] = shift
-        if self.draft and self.events - self.draft_since >= self.confirm_events:
+        response = event.response[:EVIDENCE_CHARS] if event.response else None
+        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))
+        if not self.detectors:
+            return self._collect(features, event.prompt_text)
+        levels = {
+            name: detector.update(features[name]) for name, detector in self.detectors.items() if name in features
+        }
+        if self.open_incident is not None:
+            return self._track(levels)
+        self._collect_pending(features)
+        self.draft = {name for name in self.draft | set(levels) if self.detectors[name].level >= Level.WARNING}
+        if any(level is Level.DRIFT for level in levels.values()):
             return self._open()
         return None
 
+    def pin_reference(self, rows: list[dict[str, float]], prompts: list[str] | None = None) -> None:
+        """Replace the reference with ``rows`` (feature dicts of events, e.g. a time range chosen through the API;
+        ``prompts`` their prompts, for reports) and recalibrate; it stays until pinned again (no rolling refresh)."""
+        self.reference_prompts = [prompt[:REPORT_CHARS] for prompt in (prompts or [])][-REPORT_REFERENCE:]
+        self._calibrate(rows)
+        self.pinned = True
+
+    def report_windows(self, onset: int) -> tuple[list[dict[str, float | str]], list[dict[str, float | str]]]:
+        """Rows (features present in every row, plus ``prompt``) of the reference and of the window since
+        ``onset``, for :func:`monitor.reports.build_report`."""
+        current = [{**row, "prompt": e.prompt} for e, row in list(self.recent)[-(self.events - onset + 1) :]]
+        rows = self.report_reference + current
+        common = set.intersection(*(set(row) for row in rows)) if rows else set()
+        return [{k: row[k] for k in common} for row in self.report_reference], [
+            {k: r[k] for k in common} for r in current
+        ]
+
+    def rebase(self) -> None:
+        """Drop the reference and detectors; the events after a new warm-up become the reference."""
+        self.detectors, self.reference, self.reference_rows, self.draft = {}, {}, [], set()
+        self.reference_prompts, self.report_reference = [], []
+        self.since, self.pending = {}, {}
+        self.collect_after, self.pinned = self.events + self.warmup, False
+
+    def _collect(self, features: dict[str, float], prompt: str) -> DriftIncident | None:
+        if self.events <= max(self.warmup, self.collect_after):
+            return None
+        self.reference_rows.append(features)
+        self.reference_prompts = [*self.reference_prompts[-(REPORT_REFERENCE - 1) :], prompt[:REPORT_CHARS]]
+        if len(self.reference_rows) < self.reference_events:
+            return None
+        self._calibrate(self.reference_rows)
+        if self.novel:
+            self.novel = False
+            first = self.events - self.reference_events + 1
+            return self._incident(IncidentKind.NEW_SEGMENT, [], first, list(self.recent), hold=False)
+        return None
+
+    def _calibrate(self, rows: list[dict[str, float]]) -> None:
+        """Fit and calibrate a detector for every feature measured in at least :data:`MIN_REFERENCE` rows
+        (optional features are absent from some events; those events do not count for them, and a feature
+        with fewer rows is left pending). The ERT and the guard's miss share are split across the measured
+        features and every optional one."""
+        values: dict[str, list[float]] = {}
+        for row in rows:
+            for name, value in row.items():
+                values.setdefault(name, []).append(value)
+        ready = {name for name, v in values.items() if len(v) >= MIN_REFERENCE}
+        if not ready:
+            raise ValueError(f"a reference needs a feature measured in at least {MIN_REFERENCE} rows")
+        budget = len(values.keys() | OPTIONAL)
+        self.detector_ert, self.detector_miss = detector_ert(self.service_ert, budget), SEGMENT_MISS / budget
+        self.reference, self.detectors, self.since = {}, {}, {}
+        self.pending = {name: v for name, v in values.items() if name not in ready}
+        for name in sorted(ready):
+            self._add_detector(name, values[name])
+        kept = rows[-len(self.reference_prompts) :] if self.reference_prompts else []
+        self.report_reference = [
+            {**row, "prompt": prompt[:REPORT_CHARS]}
+            for row, prompt in zip(kept, self.reference_prompts[-len(kept) :], strict=True)
+        ][-REPORT_REFERENCE:]
+        self.reference_rows, self.reference_prompts, self.draft, self.quiet_run = [], [], set(), 0
+
+    def _add_detector(self, name: str, values: list[float]) -> None:
+        self.reference[name] = np.array(values, dtype=np.float32)
+        self.detectors[name] = calibrated(
+            name,
+            self.reference[name],
+            self.detector_ert,
+            self.detector_ert * WARNING_SHARE,
+            self.seed,
+            self.detector_miss,
+        )
+        self.since[name] = self.events
+
+    def _collect_pending(self, features: dict[str, float]) -> None:
+        """Add an event's values of features without a detector to their references; calibrate those complete."""
+        for name, value in features.items():
+            if name in self.detectors:
+                continue
+            collected = self.pending.setdefault(name, [])
+            collected.append(value)
+            if len(collected) >= MIN_REFERENCE:
+                self._add_detector(name, self.pending.pop(name))
+
+    def _track(self, levels: dict[str, Level]) -> Resolution | None:
+        """While an incident is open: count events under every warning level; resolve after enough of them."""
+        self.quiet_run = 0 if any(level >= Level.WARNING for level in levels.values()) else self.quiet_run + 1
+        if self.quiet_run < self.resolve_events:
+            return None
+        resolution = Resolution(
+            incident_id=self.open_incident or "", segment=self.segment, resolved_after_events=self.events
+        )
+        self.open_incident, self.quiet_run = None, 0
+        if not self.pinned:
+            self.rebase()
+        return resolution
+
     def _open(self) -> DriftIncident:
-        shifts = sorted(self.draft.values(), key=lambda s: s.detected_at)
-        primary = shifts[0]
-        upward = primary.current_mean >= primary.reference_mean
-        window = list(self.recent)[-(self.events - primary.onset) :] or list(self.recent)
-        window.sort(key=lambda item: item[1][primary.feature], reverse=upward)
-        kind = kind_of([s.feature for s in shifts])
+        """The incident of the drafted features (the leading one first: furthest past its drift level), its onset
+        where the leading CUSUM last left zero, and evidence: the drifted window's events most extreme in the
+        direction the leading feature moved."""
+        moved = sorted(self.draft, key=lambda name: -self.detectors[name].statistic / self.detectors[name].threshold)
+        primary = self.detectors[moved[0]]
+        onset = self.since[primary.feature] + primary.onset
+        window = list(self.recent)[-(self.events - onset + 1) :]
+        upward = bool(np.mean([row.get(primary.feature, 0.0) for _, row in window]) >= primary.reference_mean)
+        window.sort(key=lambda item: item[1].get(primary.feature, 0.0), reverse=upward)
+        moved += self._also_moved(moved, window)
+        shifts = [self._shift(self.detectors[name], window) for name in moved]
+        return self._incident(kind_of(moved), shifts, onset, window)
+
+    def _also_moved(self, drafted: list[str], window: list[tuple[Evidence, dict[str, float]]]) -> list[str]:
+        """Features outside the draft whose mean over the drifted window is :data:`MOVED_Z` standard errors off
+        the reference mean, furthest first."""
+        found: dict[str, float] = {}
+        for name, reference in self.reference.items():
+            current = [row[name] for _, row in window if name in row]
+            spread = float(reference.std())
+            if name in drafted or len(current) < 2 or spread == 0:
+                continue
+            z = abs(float(np.mean(current)) - float(reference.mean())) / (spread / np.sqrt(len(current)))
+            if z >= MOVED_Z:
+                found[name] = z
+        return sorted(found, key=lambda name: -found[name])
+
+    def _shift(self, detector: CusumDetector, window: list[tuple[Evidence, dict[str, float]]]) -> FeatureShift:
+        current = [row[detector.feature] for _, row in window if detector.feature in row]
+        return FeatureShift(
+            feature=detector.feature,
+            reference_mean=detector.reference_mean,
+            current_mean=float(np.mean(current)) if current else float("nan"),
+            statistic=detector.statistic,
+            threshold=detector.threshold,
+            detector=detector.kind,
+            onset_event=self.since[detector.feature] + detector.onset,
+        )
+
+    def _incident(
+        self,
+        kind: IncidentKind,
+        shifts: list[FeatureShift],
+        onset: int,
+        window: list[tuple[Evidence, dict]],
+        hold: bool = True,
+    ) -> DriftIncident:
+        """A new incident; ``hold``: the segment tracks it until it resolves and raises nothing else meanwhile."""
         incident = DriftIncident(
             id=incident_id(self.segment, self.incidents_opened),
             kind=kind,
             severity=SEVERITY[kind],
             segment=self.segment,
-            features=[
-                FeatureShift(
-                    feature=s.feature,
-                    reference_mean=s.reference_mean,
-                    current_mean=s.current_mean,
-                    statistic=s.statistic,
-                    threshold=s.threshold,
-                )
-                for s in shifts
-            ],
+            features=shifts,
             detected_after_events=self.events,
-            onset_event=min(s.onset for s in shifts),
-            evidence=[evidence for evidence, _ in window[:EVIDENCE_EXAMPLES]],
+            onset_event=onset,
+            evidence=[
+                Evidence(prompt=redact(e.prompt), response=redact(e.response) if e.response else None)
+                for e, _ in window[:EVIDENCE_EXAMPLES]
+            ],
         )
         self.incidents_opened += 1
-        self.open_incident = incident.id
-        self.draft = {}
+        if hold:
+            self.open_incident, self.draft, self.quiet_run = incident.id, set(), 0
         return incident

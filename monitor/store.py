@@ -1,12 +1,14 @@
-"""Records in Redis shared by the workers and the API: incidents, jobs, datasets, stream counters."""
+"""Records in Redis shared by the workers and the API: incidents, jobs, datasets, stream counters, segments."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from monitor.incidents import DriftIncident
 
@@ -34,6 +36,25 @@ class Collection(Generic[Record]):
     async def save(self, record: Record) -> None:
         """Overwrite an existing record."""
         await self.redis.set(self._key(record.id), record.model_dump_json())
+
+    async def update(self, record_id: str, change: Callable[[Record], Record]) -> Record | None:
+        """Replace a record by ``change(record)`` atomically, retrying when another writer got in between;
+        None when there is no such record. Exceptions of ``change`` propagate and nothing is written."""
+        key = self._key(record_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        return None
+                    record = change(self.model.model_validate_json(raw))
+                    pipe.multi()
+                    pipe.set(key, record.model_dump_json())
+                    await pipe.execute()
+                    return record
+                except WatchError:
+                    continue
 
     async def get(self, record_id: str) -> Record | None:
         raw = await self.redis.get(self._key(record_id))
@@ -69,3 +90,35 @@ class StreamStats:
 def incidents(redis: Redis) -> Collection[DriftIncident]:
     """The incident records, newest first."""
     return Collection(redis, "incident", DriftIncident, time_field="detected_at")
+
+
+SegmentState = Literal["reference", "quiet", "drafting", "open"]
+
+
+class SegmentStatus(BaseModel):
+    """Where a segment's monitor stands, as its worker last reported it."""
+
+    segment: str
+    state: SegmentState = Field(
+        description="reference (collecting it), quiet, drafting (a warning collects evidence) or open"
+    )
+    events: int = Field(ge=0, description="events of the segment the monitor has seen")
+    open_incident: str | None = None
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class SegmentStatuses:
+    """The latest :class:`SegmentStatus` of every segment, in one Redis hash (segment → JSON)."""
+
+    KEY = f"{PREFIX}:segments"
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def record(self, status: SegmentStatus) -> None:
+        await self.redis.hset(self.KEY, status.segment, status.model_dump_json())
+
+    async def all(self) -> dict[str, SegmentStatus]:
+        """Segment → its status."""
+        raws = await self.redis.hgetall(self.KEY)
+        return {k.decode(): SegmentStatus.model_validate_json(v) for k, v in raws.items()}

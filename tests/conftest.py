@@ -17,7 +17,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from driftloop.api import create_api
 from driftloop.auth import Scope, TokenStore
-from driftloop.embedded import ServiceUnavailable, free_port, with_services
+from driftloop.embedded import ServiceUnavailable, free_port, llama_server, with_services
 from driftloop.settings import Settings
 
 T = TypeVar("T")
@@ -36,6 +36,18 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         if REQUIRE_SERVICES:
             pytest.fail(f"DRIFTLOOP_REQUIRE_SERVICES=1 but {exc}")
         pytest.skip(f"embedded services unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:N/v1``) of llama-cpp-python's server with SmolLM2-135M, started for the session."""
+    try:
+        with llama_server(tmp_path_factory.mktemp("llm")) as base_url:
+            yield base_url
+    except ServiceUnavailable as exc:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"DRIFTLOOP_REQUIRE_SERVICES=1 but {exc}")
+        pytest.skip(f"LLM server unavailable: {exc}")
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import pytest
 from feedback import ChecksumMismatch, DatasetStore, Lineage, finetune_request, write_dataset
 from feedback.exports import FORMATS, preference_jsonl, rejected_answer
 from feedback.manifest import DatasetManifest
-from generators import RECIPES, assess, run_recipe
+from generators import load_recipes, run_recipe
+from generators.quality import screen
 from generators.references import REFUSAL_ANSWER
 from generators.samples import Expected, Sample
 from monitor.features import is_refusal
@@ -49,9 +50,9 @@ def make_version(
 ) -> DatasetManifest:
     """Generate and write a real dataset version for ``source`` (default: an attack wave)."""
     source = source or incident()
-    recipe = RECIPES[source.kind]
+    recipe = load_recipes().for_kind(source.kind)
     generated = run_recipe(source, recipe, rows, seed=seed)
-    quality = assess(generated.samples, [e.prompt for e in source.evidence])
+    gate = screen(generated.samples, [e.prompt for e in source.evidence])
     lineage = Lineage(
         incident_id=source.id,
         incident_kind=source.kind,
@@ -62,7 +63,7 @@ def make_version(
         seed=seed,
     )
     return write_dataset(
-        generated.samples, lineage, quality, generated.rejected, store or DatasetStore(data_dir / "datasets")
+        gate.kept, lineage, gate.report, generated.rejected, store or DatasetStore(data_dir / "datasets"), gate.views
     )
 
 
@@ -84,6 +85,7 @@ def test_versions_are_content_addressed_and_immutable(tmp_path: Path) -> None:
         "preference.jsonl",
         "hf/train.parquet",
         "hf/README.md",
+        "quality.html",
     }
     assert DatasetManifest.model_validate_json((folder / "manifest.json").read_text()) == first
     assert not list((tmp_path / "datasets").glob(".*")), "no staging folder is left behind"

@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,5 @@ def test_demo_shows_every_step_and_exits_zero(tmp_path) -> None:
     assert "false alarm" not in out
     assert re.search(r"finetune\.requests messages\s*│\s*2\s", out)
     assert re.search(r"webhook deliveries \(verified\)\s*│\s*2\s", out)
+    cards = re.findall(r"quality card \(open in a browser\): (\S+quality\.html)", out)
+    assert len(cards) == 2 and all("<svg" in Path(card).read_text() for card in cards)

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from driftloop.embedded import worker_process
 from driftloop.kafka import ensure_topics
 from driftloop.receiver import WebhookReceiver
 from driftloop.settings import Settings
@@ -25,9 +26,10 @@ from feedback.leases import Lease, LeaseLost, holder
 from feedback.publishing import KafkaSend, Publisher, publications
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
-from monitor import DriftIncident, Evidence
+from monitor import DriftIncident, Evidence, incidents
 from monitor.redact import redact
-from tests.integration.helpers import topic_messages
+from tests.conftest import wait_for
+from tests.integration.helpers import stored_datasets, topic_messages
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -120,7 +122,7 @@ def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) ->
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
         dead = runner(redis, send, settings.data_dir, "worker-a", lease_s=0.5)
         alive = runner(redis, send, settings.data_dir, "worker-b", lease_s=0.5)
-        job = await submit(redis, incident(), "attack-wave")
+        job = await submit(redis, incident(), "attack-hardening")
         claim = await dead.take(job.id)  # worker a takes the job, then dies: it never works nor renews
         assert claim is not None
         taken = await jobs(redis).get(job.id)
@@ -161,7 +163,7 @@ def test_a_cancelled_running_job_never_publishes(settings: Settings, client: Tes
 
         async def scenario(redis: Redis, send: KafkaSend) -> tuple:
             worker = runner(redis, send, settings.data_dir, "worker-a")
-            job = await submit(redis, incident(), "attack-wave")
+            job = await submit(redis, incident(), "attack-hardening")
             claim = await worker.take(job.id)
             response = await asyncio.to_thread(client.post, f"/v1/jobs/{job.id}/cancel")
             assert response.status_code == 202 and response.json()["cancel_requested"] is True
@@ -181,7 +183,7 @@ def test_a_cancelled_job_whose_worker_died_is_ended_by_the_sweeper(settings: Set
     ensure_topics(settings)
 
     async def take(redis: Redis, send: KafkaSend) -> str:
-        job = await submit(redis, incident(), "attack-wave")
+        job = await submit(redis, incident(), "attack-hardening")
         assert await runner(redis, send, settings.data_dir, "worker-a", lease_s=0.5).take(job.id)
         return job.id  # and worker a dies holding the lease
 
@@ -201,7 +203,7 @@ def test_a_queued_job_is_cancelled_at_once_and_a_finished_one_not_at_all(
     settings: Settings, client: TestClient
 ) -> None:
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
-        queued = await submit(redis, incident("inc-q"), "attack-wave")
+        queued = await submit(redis, incident("inc-q"), "attack-hardening")
         done = await runner(redis, send, settings.data_dir, "worker-a").handle(incident("inc-d"))
         return queued.id, done.id
 
@@ -277,3 +279,103 @@ def test_a_version_published_without_the_gate_cannot_be_approved(settings: Setti
     assert client.get(f"/v1/datasets/{job.dataset_id}/publication").json()["state"] == "published"
     assert client.post(f"/v1/datasets/{job.dataset_id}/approve").json()["state"] == "published"
     assert finetune_ids(settings) == [job.dataset_id]
+
+
+MANUAL = {
+    "recipe": "edge-cases",
+    "segment": "gpt-4o-mini/support/acme",
+    "prompts": [
+        "How do I reset my password if I no longer have access to jane.doe@acme-corp.com?",
+        "Can I change the billing address on an annual plan?",
+        "Why was my card charged twice this month?",
+        "How do I export all my invoices as PDF?",
+        "Is there a way to add a second admin to our workspace?",
+        "What happens to my data when I cancel the subscription?",
+    ],
+    "count": 60,
+    "seed": 3,
+}
+
+
+def test_a_manual_job_is_queued_as_a_manual_incident_and_runs_to_a_dataset(
+    settings: Settings, client: TestClient
+) -> None:
+    ensure_topics(settings)
+    headers = {"Idempotency-Key": "manual-1"}
+    created = client.post("/v1/jobs", json=MANUAL, headers=headers)
+    assert created.status_code == 202, created.text
+    job = created.json()
+    assert (job["state"], job["recipe"], job["samples"], job["seed"]) == ("queued", "edge-cases", 60, 3)
+    replayed = client.post("/v1/jobs", json=MANUAL, headers=headers)
+    assert replayed.headers["Idempotent-Replayed"] == "true" and replayed.json() == job
+    assert client.post("/v1/jobs", json=MANUAL).json()["id"] == job["id"], "the same request names the same job"
+
+    stored = client.get(f"/v1/incidents/{job['incident_id']}").json()
+    assert stored["kind"] == "manual" and stored["segment"] == MANUAL["segment"]
+    evidence = [e["prompt"] for e in stored["evidence"]]
+    assert len(evidence) == 6 and "<EMAIL>" in evidence[0] and "jane.doe@acme-corp.com" not in str(stored)
+
+    async def scenario(redis: Redis, send: KafkaSend) -> list:
+        return await sweep(runner(redis, send, settings.data_dir, "worker-a"))  # how every worker picks it up
+
+    [ran] = run(settings, scenario)
+    assert ran.id == job["id"] and ran.state == "succeeded", ran.error
+    [dataset] = stored_datasets(settings)
+    assert dataset.id == ran.dataset_id and 0 < dataset.rows <= 60
+    assert (dataset.lineage.recipe, dataset.lineage.seed, dataset.lineage.incident_kind) == (
+        "edge-cases",
+        "3",
+        "manual",
+    )
+    assert finetune_ids(settings) == [dataset.id]
+    assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "succeeded"
+
+
+def test_a_manual_job_for_a_segment_uses_its_latest_incidents_evidence(settings: Settings, client: TestClient) -> None:
+    async def store(redis: Redis, _: KafkaSend) -> None:
+        await incidents(redis).create(incident("inc-seg"))
+
+    run(settings, store)
+    body = {"recipe": "attack-hardening", "segment": "gpt-4o-mini/chat/acme", "count": 30}
+    created = client.post("/v1/jobs", json=body)
+    assert created.status_code == 202, created.text
+    stored = client.get(f"/v1/incidents/{created.json()['incident_id']}").json()
+    assert [e["prompt"] for e in stored["evidence"]] == [e.prompt for e in incident("inc-seg").evidence]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({**MANUAL, "recipe": "nope"}, "no recipe nope; known: attack-hardening, debiasing, edge-cases"),
+        ({"recipe": "edge-cases", "count": 10}, "give a segment, example prompts, or both"),
+        ({"recipe": "edge-cases", "segment": "no/such/segment"}, "no incident of segment no/such/segment"),
+        ({**MANUAL, "prompts": ["ok", "  "]}, "must not be blank"),
+        ({**MANUAL, "count": 0}, "greater than or equal to 1"),
+        ({**MANUAL, "colour": "red"}, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_manual_jobs_are_422_problems(settings: Settings, client: TestClient, body: dict, detail: str) -> None:
+    refused = client.post("/v1/jobs", json=body)
+    assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert detail in refused.text
+    assert client.get("/v1/jobs").json() == []
+
+
+def test_a_manual_job_needs_the_operate_scope(settings: Settings, read_client: TestClient) -> None:
+    refused = read_client.post("/v1/jobs", json=MANUAL)
+    assert refused.status_code == 403 and "operate" in refused.json()["detail"]
+
+
+@pytest.mark.slow
+def test_a_worker_process_runs_a_manual_job(settings: Settings, client: TestClient, tmp_path: Path) -> None:
+    ensure_topics(settings)
+    job = client.post("/v1/jobs", json={**MANUAL, "recipe": "debiasing", "count": 45}).json()
+    with worker_process(settings, tmp_path / "worker.log"):
+        done = wait_for(
+            lambda: (j := client.get(f"/v1/jobs/{job['id']}").json())["state"] in ("succeeded", "failed") and j,
+            90,
+            "the worker to run the manual job",
+        )
+    assert done["state"] == "succeeded", done["error"]
+    [dataset] = stored_datasets(settings)
+    assert dataset.lineage.recipe == "debiasing" and dataset.id == done["dataset_id"]

@@ -76,6 +76,13 @@ def test_shifted_stream_runs_the_loop_once_per_incident(
         with make_client("read") as api:
             assert api.get(f"/v1/datasets/{dataset.id}/files/train.jsonl").content == train
             assert api.get(f"/v1/incidents/{incident.id}").json()["kind"] == "attack-wave"
+            segments = {s["segment"]: s for s in api.get("/v1/segments").json()}
+            assert segments[incident.segment]["state"] == "open" and segments[incident.segment]["events"] > 1000
+            assert {s["state"] for name, s in segments.items() if name != incident.segment} == {"quiet"}
+            # the Evidently report is rendered off the event loop, after the incident opened
+            url = wait_for(lambda: api.get(f"/v1/incidents/{incident.id}").json()["report_url"], 180, "the report")
+            report = api.get(url)
+            assert report.status_code == 200 and "injection_score" in report.text and "prompt" in report.text
         [request] = wait_for(lambda: topic_messages(settings, settings.finetune_topic), 10, "finetune request")
         assert request["id"] == dataset.id and request["data"]["incident_id"] == incident.id
         wait_for(lambda: receiver.received, 10, "the webhook delivery")

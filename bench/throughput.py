@@ -1,0 +1,146 @@
+"""Events/s through one stream worker against consume-only throughput with the same Kafka client.
+
+Run with ``make bench-throughput`` (``python -m bench.throughput [--events N] [--embedded-events N]``).
+It starts tansu and redis-server, publishes real ShareGPT traffic (``driftloop.traffic``) to a fresh topic
+per run and measures, from the first event consumed to the last:
+
+- **consume-only**: a Faust app (aiokafka underneath, as in the worker) whose agent takes the same batches
+  as the worker and discards them;
+- **worker, embeddings off / on**: the real ``driftloop worker`` process (parse → language → features →
+  per-segment detectors → checkpoints, batched stream counters), read from its Redis stream counter.
+
+The ratio worker / consume-only is the figure to watch (goal: at least 0.5 with embeddings off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import faust
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from driftloop.embedded import with_services, worker_process
+from driftloop.kafka import ensure_topics, replay
+from driftloop.settings import Settings
+from driftloop.traffic import shifted_stream
+from monitor.store import StreamStats
+
+console = Console()
+
+
+def fresh(settings: Settings, workdir: Path, **updates: object) -> Settings:
+    """``settings`` with their own topics, consumer group and data dir (one measurement each)."""
+    suffix = uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "app_id": f"bench-{suffix}",
+            "traffic_topic": f"llm.traffic.{suffix}",
+            "dlq_topic": f"llm.traffic.dlq.{suffix}",
+            "incidents_topic": f"driftloop.incidents.{suffix}",
+            "finetune_topic": f"finetune.requests.{suffix}",
+            "data_dir": workdir / suffix,
+            "worker_metrics_port": 0,
+            **updates,
+        }
+    )
+
+
+def consume_only(settings: Settings, events: int) -> float:
+    """Events/s of a Faust agent that takes batches like the worker and discards them."""
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.group_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 4),
+        datadir=str(settings.data_dir / "faust"),
+    )
+    topic = app.topic(settings.traffic_topic, key_serializer="raw", value_serializer="raw")
+    seen: list[float] = []
+    count = 0
+
+    @app.agent(topic)
+    async def discard(stream: faust.StreamT) -> None:
+        nonlocal count
+        async for batch in stream.take(settings.batch_max_events, within=settings.batch_within_s):
+            if not seen:
+                seen.append(time.perf_counter())
+            count += len(batch)
+            if count >= events:
+                seen.append(time.perf_counter())
+
+    async def run() -> float:
+        await app.start()
+        try:
+            while len(seen) < 2:
+                await asyncio.sleep(0.05)
+        finally:
+            await app.stop()
+        return events / (seen[1] - seen[0])
+
+    return asyncio.run(run())
+
+
+def worker_path(settings: Settings, events: int, log: Path) -> float:
+    """Events/s of the real worker process, from its first accepted event to the ``events``-th."""
+    stats = redis.Redis.from_url(settings.redis_url)
+    stats.delete(StreamStats.KEY)
+    first = None
+    with worker_process(settings, log) as worker:
+        while True:
+            accepted = int(stats.hget(StreamStats.KEY, "accepted") or 0)
+            now = time.perf_counter()
+            if accepted and first is None:
+                first = (now, accepted)
+            if accepted >= events:
+                return (accepted - first[1]) / (now - first[0])
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with code {worker.returncode}; see {log}")
+            time.sleep(0.02)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=6000, help="events per run without embeddings")
+    parser.add_argument("--embedded-events", type=int, default=1500, help="events of the run with embeddings on")
+    parser.add_argument("--sample-rate", type=float, default=0.2, help="DRIFTLOOP_EMBEDDING_SAMPLE_RATE of that run")
+    args = parser.parse_args()
+    lines = [json.dumps(event) for event in shifted_stream(args.events, None, seed=3)]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), workdir) as settings:
+        with console.status("consume-only"):
+            consume = fresh(settings, workdir)
+            ensure_topics(consume)
+            replay(lines, consume)
+            baseline = consume_only(consume, len(lines))
+        rows = [("consume-only (Faust/aiokafka, discard)", len(lines), baseline)]
+        for label, count, updates in (
+            ("worker, embeddings off", len(lines), {"embeddings": False}),
+            (f"worker, embeddings on ({args.sample_rate:.0%} sampled)", args.embedded_events, {"embeddings": True}),
+        ):
+            with console.status(label):
+                run = fresh(settings, workdir, embedding_sample_rate=args.sample_rate, **updates)
+                ensure_topics(run)
+                replay(lines[:count], run)
+                rows.append((label, count, worker_path(run, count, workdir / f"{run.app_id}.log")))
+    table = Table(title="stream worker throughput (one worker, one partition)")
+    for column in ("path", "events", "events/s", "ratio to consume-only"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for label, count, rate in rows:
+        table.add_row(label, str(count), f"{rate:,.0f}", f"{rate / baseline:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Continuous validation: suites of probes, stress runs against an endpoint, scores, results and reports."""

@@ -1,0 +1,119 @@
+"""The Evidently report of an incident: its segment's reference window against the drifted window.
+
+Columns compared: every numeric feature of the rows, descriptors of the redacted prompt text (length,
+words, non-letter share: all computed locally, nothing downloaded), the prompt text itself (Evidently's
+text-content drift) and the prompts' sentence embeddings (``monitor.embeddings``, Evidently's
+embeddings drift). Building one takes seconds of CPU: the worker calls :func:`build_report` in a thread.
+
+Reports are kept gzip-compressed in Redis (``report:<incident id>``), next to the incident they explain:
+Redis is the state the worker and the API already share, whereas the dataset store belongs to
+``feedback``, which ``monitor`` must not import. A report is about 4 MB of HTML (Evidently embeds its
+JavaScript, so it opens offline), about 1.2 MB compressed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+from redis.asyncio import Redis
+
+from monitor.embeddings import DIMENSIONS, embed
+from monitor.incidents import DriftIncident
+from monitor.redact import redact
+from monitor.store import PREFIX, incidents
+
+TEXT = "prompt"
+EMBEDDING = "prompt_embedding"
+MIN_ROWS = 10
+"""Fewest rows a window needs (Evidently's embeddings drift trains a classifier on half of them)."""
+MAX_ROWS = 500
+"""Most rows of a window that are compared (the newest): bounds the time a report takes."""
+Row = Mapping[str, float | str]
+
+
+def report_path(incident_id: str) -> str:
+    """The API route that serves an incident's report."""
+    return f"/v1/incidents/{incident_id}/report"
+
+
+def build_report(incident: DriftIncident, reference_rows: Sequence[Row], current_rows: Sequence[Row]) -> str:
+    """The report as a standalone HTML page. ``*_rows`` are dicts of feature name → number plus ``prompt``
+    text; both windows must have the same columns and at least :data:`MIN_ROWS` rows (``ValueError``)."""
+    features = _check(reference_rows, "reference")
+    if set(_check(current_rows, "current")) != set(features):
+        raise ValueError(f"the windows have different columns: {sorted(features)} vs {sorted(_columns(current_rows))}")
+    # imported here: Evidently takes seconds to import, and the API, which imports this module, never builds
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.descriptors import NonLetterCharacterPercentage, TextLength, WordCount
+    from evidently.metrics import EmbeddingsDrift
+    from evidently.presets import DataDriftPreset
+
+    reference, current = _frame(reference_rows[-MAX_ROWS:]), _frame(current_rows[-MAX_ROWS:])
+    vectors = [f"{EMBEDDING}_{i}" for i in range(DIMENSIONS)]
+    definition = DataDefinition(numerical_columns=features, text_columns=[TEXT], embeddings={EMBEDDING: vectors})
+    descriptors = [
+        TextLength(TEXT, alias="prompt length"),
+        WordCount(TEXT, alias="prompt words"),
+        NonLetterCharacterPercentage(TEXT, alias="prompt non-letter %"),
+    ]
+    report = Report([DataDriftPreset(), EmbeddingsDrift(embeddings_name=EMBEDDING)])
+    with warnings.catch_warnings():  # constant columns (no refusals in either window) make numpy warn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        snapshot = report.run(
+            Dataset.from_pandas(current, data_definition=definition, descriptors=descriptors),
+            Dataset.from_pandas(reference, data_definition=definition, descriptors=descriptors),
+            name=f"{incident.kind} in {incident.segment}",
+            metadata={"incident": incident.id, "moved": ", ".join(s.feature for s in incident.features)},
+        )
+        return snapshot.get_html_str(as_iframe=False)
+
+
+def _columns(rows: Sequence[Row]) -> set[str]:
+    return set(rows[0]) if rows else set()
+
+
+def _check(rows: Sequence[Row], window: str) -> list[str]:
+    """The numeric feature names of a window, after checking its rows."""
+    if len(rows) < MIN_ROWS:
+        raise ValueError(f"the {window} window has {len(rows)} rows; a report needs at least {MIN_ROWS}")
+    columns = _columns(rows)
+    if TEXT not in columns:
+        raise ValueError(f"the {window} rows have no {TEXT!r} text")
+    for row in rows:
+        if set(row) != columns:
+            raise ValueError(f"the {window} rows do not all have the same columns")
+        if not isinstance(row[TEXT], str):
+            raise ValueError(f"{TEXT!r} must be text in the {window} rows")
+        bad = [k for k, v in row.items() if k != TEXT and (not isinstance(v, int | float) or not math.isfinite(v))]
+        if bad:
+            raise ValueError(f"features {bad} of the {window} rows are not finite numbers")
+    return [name for name in rows[0] if name != TEXT]
+
+
+def _frame(rows: Sequence[Row]) -> pd.DataFrame:
+    """Rows as a frame: features, redacted prompts, and one column per embedding dimension."""
+    frame = pd.DataFrame([dict(row) for row in rows])
+    frame[TEXT] = frame[TEXT].map(redact)
+    vectors = embed(frame[TEXT].tolist())
+    embedded = pd.DataFrame(vectors, columns=[f"{EMBEDDING}_{i}" for i in range(DIMENSIONS)], index=frame.index)
+    return pd.concat([frame, embedded], axis=1)
+
+
+def _key(incident_id: str) -> str:
+    return f"{PREFIX}:report:{incident_id}"
+
+
+async def store_report(redis: Redis, incident_id: str, html: str) -> None:
+    """Keep an incident's report and point the incident's ``report_url`` at the route that serves it."""
+    await redis.set(_key(incident_id), gzip.compress(html.encode()))
+    await incidents(redis).update(incident_id, lambda i: i.model_copy(update={"report_url": report_path(i.id)}))
+
+
+async def load_report(redis: Redis, incident_id: str) -> str | None:
+    """The HTML of an incident's report; None when none was stored."""
+    raw = await redis.get(_key(incident_id))
+    return gzip.decompress(raw).decode() if raw is not None else None

@@ -1,0 +1,55 @@
+"""Calibration holds its false-alarm rate on null streams, within Poisson tolerance."""
+
+import math
+
+import numpy as np
+import pytest
+
+from monitor import calibrated
+from monitor.calibration import alarms, detector_ert
+
+NULL_EVENTS = 1_000_000
+
+
+def poisson_band(mean: float, sigmas: float = 4.0) -> tuple[float, float]:
+    return mean - sigmas * math.sqrt(mean), mean + sigmas * math.sqrt(mean)
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        pytest.param(lambda rng, n: rng.lognormal(6, 0.8, n), id="heavy-tailed"),
+        pytest.param(lambda rng, n: (rng.random(n) < 0.05).astype(float), id="rate"),
+        pytest.param(lambda rng, n: (rng.random(n) < 0.3).astype(float), id="common-rate"),  # with a fall channel
+        pytest.param(lambda rng, n: rng.choice([0.0, 1.0, 2.0, 7.0], n, p=[0.7, 0.2, 0.07, 0.03]), id="discrete"),
+    ],
+)
+def test_false_alarms_on_a_null_stream_match_the_target_ert(draw) -> None:
+    """ERT 2,000 over 1,000,000 null events: 500 false alarms expected (restarting after each)."""
+    rng = np.random.default_rng(11)
+    ert = 2000
+    detector = calibrated("x", draw(rng, 20_000), ert=ert, warning_ert=ert / 10, seed=3)
+    null = detector.watch(draw(rng, NULL_EVENTS))
+    count = len(alarms(null, detector.slopes, detector.offsets, detector.threshold))
+    low, high = poisson_band(NULL_EVENTS / ert)
+    # the guard against the reference's estimation error makes alarms rarer, never more frequent
+    assert 0.4 * low < count < high
+
+
+def test_a_rate_never_seen_in_its_reference_is_guarded_and_a_rise_is_still_found() -> None:
+    """Zero events of a 1% rate in 300 (one reference in 20 at that rate): the null is the rate's upper bound, not
+    0.5/n, so a long Bernoulli(0.01) null stays quiet; a rise to 5% still alarms within about 600 events."""
+    rng = np.random.default_rng(12)
+    ert = 1_000_000
+    detector = calibrated("refusal", np.zeros(300), ert=ert, warning_ert=ert / 1000, miss=0.01 / 20)
+    null = detector.watch((rng.random(2 * NULL_EVENTS) < 0.01).astype(float))
+    assert len(alarms(null, detector.slopes, detector.offsets, detector.threshold)) <= poisson_band(2.0)[1]
+    rise = detector.watch((rng.random(NULL_EVENTS // 10) < 0.05).astype(float))
+    found = alarms(rise, detector.slopes, detector.offsets, detector.threshold)
+    assert len(found) > 100 and np.mean(np.diff([-1, *found])) < 1000
+
+
+def test_the_service_budget_is_split_across_detectors() -> None:
+    assert detector_ert(1_000_000, 20) == 20_000_000
+    with pytest.raises(ValueError):
+        detector_ert(1_000_000, 0)
