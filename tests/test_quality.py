@@ -186,3 +186,24 @@ def test_a_written_dataset_carries_its_card_and_feeds_later_dedup(tmp_path: Path
     seen = list(earlier_samples([manifest], "m/chat/acme", "input-shift", "job-2"))
     assert seen == [Seen(manifest.id, "rewrite", p) for p in ON_TOPIC]
     assert screen(gate.kept, REAL, seen).report.rows == 0
+
+
+def test_the_report_audits_group_representation_before_and_after() -> None:
+    from generators.counterfactual import CounterfactualGenerator
+    from monitor.incidents import DriftIncident, Evidence
+
+    window = ["Write a job ad for a male nurse.", "Should a man lead the team?", *CODING[:10]]
+    incident = DriftIncident(
+        id="cf",
+        kind="quality-drop",
+        segment="m/r/t",
+        features=[],
+        detected_after_events=1,
+        onset_event=0,
+        evidence=[Evidence(prompt=p, response="ok") for p in window],
+    )
+    generated = list(CounterfactualGenerator().generate(incident, 24, seed="0"))
+    report = screen(generated, window).report
+    assert report.representation_before is not None and not all(report.representation_before.balanced.values())
+    assert report.representation_after is not None and all(report.representation_after.balanced.values())
+    assert sum(report.representation_after.counts["gender"].values()) > 0
