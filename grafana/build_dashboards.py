@@ -751,8 +751,8 @@ def health() -> dashboard.Dashboard:
         board(
             "driftloop-health",
             "driftloop / Health",
-            "Pipeline health: consumption and lag, dead letters, processing latency, webhook delivery latency and"
-            " the LLM backend.",
+            "Pipeline health: consumption and lag, dead letters, processing latency, webhook delivery latency, the"
+            " LLM backend and stress runs.",
         )
         .with_row(row("Consumption"))
         .with_panel(
@@ -895,6 +895,63 @@ def health() -> dashboard.Dashboard:
                 ),
                 backend,
                 w=8,
+            )
+        )
+        .with_row(row("LLM endpoint and stress runs"))
+        .with_panel(
+            graph(
+                "LLM calls by outcome",
+                "Chat completions per second asked of DRIFTLOOP_LLM_BASE_URL by generation jobs and stress runs,"
+                " after the client's retries (5m rate); 'none' while nothing called it.",
+                query(
+                    or_placeholder("sum by (outcome) (rate(driftloop_llm_requests_total[5m]))", "outcome", "none"),
+                    "{{outcome}}",
+                ),
+                unit="cps",
+                stacked=True,
+                w=6,
+            )
+        )
+        .with_panel(
+            graph(
+                "LLM tokens by kind",
+                "Prompt and completion tokens per second that the endpoint reported (5m rate).",
+                query(
+                    or_placeholder("sum by (kind) (rate(driftloop_llm_tokens_total[5m]))", "kind", "none"), "{{kind}}"
+                ),
+                w=6,
+            )
+        )
+        .with_panel(
+            graph(
+                "LLM call latency",
+                "95th percentile of one successful chat completion, queueing at the server included (5m).",
+                query(
+                    "histogram_quantile(0.95, sum by (le) (rate(driftloop_llm_request_seconds_bucket[5m])))"
+                    " or vector(0)",
+                    "p95",
+                ),
+                unit="s",
+                w=6,
+            )
+        )
+        .with_panel(
+            graph(
+                "Stress runs: pass rate and attack success by family",
+                "Last scheduled stress run per suite: share of probes with the expected behaviour, and share of attack"
+                " probes whose canary the model emitted; -1 until a suite has run.",
+                query(
+                    or_placeholder("min by (family) (driftloop_stress_pass_rate)", "family", "no run", -1),
+                    "pass {{family}}",
+                ),
+                query(
+                    or_placeholder("max by (family) (driftloop_stress_attack_success_rate)", "family", "no run", -1),
+                    "attack success {{family}}",
+                    ref="B",
+                ),
+                unit="percentunit",
+                min_val=None,
+                w=6,
             )
         )
     )
