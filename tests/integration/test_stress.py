@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from driftloop.cli import app
+from driftloop.embedded import worker_process
 from driftloop.kafka import ensure_topics
 from driftloop.settings import Settings
 from feedback import jobs
@@ -24,6 +25,7 @@ from generators.stress.scheduled import last_run, scheduled_stress
 from generators.stress.suite import Probe, Suite, build_suite
 from monitor.incidents import DriftIncident, Evidence
 from monitor.store import incidents
+from tests.conftest import wait_for
 from tests.integration.test_jobs import runner, services
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -130,3 +132,29 @@ def test_a_planted_regression_opens_one_incident_and_one_job(llm_server: str, se
 async def _with_services(settings: Settings, scenario):
     async with services(settings) as (redis, send):
         return await scenario(redis, send)
+
+
+def test_the_worker_runs_the_suite_on_its_schedule(llm_server: str, settings: Settings, tmp_path: Path) -> None:
+    """With DRIFTLOOP_STRESS_INTERVAL_MINUTES set, a worker runs the suite itself and keeps each run as the
+    suite's last (what the next run is compared with), across runs."""
+    suite_path = Suite(name="scheduled", probes=canary_probes(2)).write(tmp_path / "scheduled.json")
+    scheduled = settings.model_copy(
+        update={"stress_interval_minutes": 0.1, "stress_suite_path": suite_path, "stress_endpoint": llm_server,
+                "stress_max_tokens": 8, "stress_concurrency": 2}
+    )  # fmt: skip
+    ensure_topics(scheduled)
+
+    def latest() -> str | None:
+        async def read() -> str | None:
+            redis = Redis.from_url(scheduled.redis_url)
+            try:
+                run = await last_run(redis, "scheduled")
+                return run.run_id if run is not None and run.scored == 2 else None
+            finally:
+                await redis.aclose()
+
+        return asyncio.run(read())
+
+    with worker_process(scheduled, tmp_path / "worker.log"):
+        first = wait_for(latest, 120, "the first scheduled stress run")
+        wait_for(lambda: latest() not in (None, first), 120, "a second scheduled stress run")
