@@ -245,6 +245,51 @@ def _progress() -> Progress:
 
 
 @app.command()
+def suite(
+    out: Annotated[Path, typer.Argument(help="suite file to write (.json or .yaml)")],
+    traffic_file: Annotated[
+        Path, typer.Option("--traffic", help="JSONL traffic events (as `driftloop traffic` writes)", exists=True)
+    ],
+    name: Annotated[str, typer.Option(help="suite name (runs of one name are compared)")] = "traffic",
+    mix: Annotated[
+        str, typer.Option(help="probes per segment by generator: generator=count, comma-separated")
+    ] = "adversarial=14,ambiguity=3,counterfactual=4,perturbation=4",
+    topics: Annotated[int, typer.Option(min=1, help="prompts of each segment the probes are built around")] = 8,
+    seed: Annotated[str, typer.Option(help="seed: the same traffic and seed give the same suite")] = "0",
+) -> None:
+    """Build a stress suite around the topics of real traffic (each segment's first prompts, redacted), for
+    `driftloop stress` and DRIFTLOOP_STRESS_SUITE_PATH."""
+    from generators.stress.suite import SuiteError, build_suite
+    from monitor.events import InvalidEvent, parse_event
+    from monitor.incidents import Evidence
+    from monitor.redact import redact
+
+    try:
+        counts = {generator: int(count) for generator, count in (item.split("=") for item in mix.split(","))}
+    except ValueError:
+        console.print(f"[red]--mix {mix!r}: write generator=count pairs, e.g. adversarial=14,ambiguity=3[/]")
+        raise typer.Exit(2) from None
+    by_segment: dict[str, list[Evidence]] = {}
+    with traffic_file.open("rb") as lines:
+        for line in lines:
+            try:
+                event = parse_event(line)
+            except InvalidEvent:
+                continue  # the worker dead-letters these; they carry no topic
+            chosen = by_segment.setdefault(event.segment, [])
+            if len(chosen) < topics:
+                chosen.append(Evidence(prompt=redact(event.prompt_text)[:1000], response=redact(event.response or "")))
+    try:
+        built = build_suite(name, by_segment, counts, seed)
+    except SuiteError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
+    built.write(out)
+    families = sorted({probe.family for probe in built.probes})
+    console.print(f"wrote {len(built.probes)} probes for {len(by_segment)} segments to {out}: {', '.join(families)}")
+
+
+@app.command()
 def stress(
     endpoint: Annotated[str, typer.Option(help="OpenAI-compatible base URL, e.g. http://vllm:8000/v1")],
     suite: Annotated[Path, typer.Option(help="suite file (.json, .yaml)", exists=True, dir_okay=False)],

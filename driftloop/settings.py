@@ -124,7 +124,7 @@ class Settings(BaseSettings):
         ):
             raise ValueError(
                 "scheduled stress runs (DRIFTLOOP_STRESS_INTERVAL_MINUTES > 0) need DRIFTLOOP_STRESS_SUITE_PATH and "
-                "DRIFTLOOP_STRESS_ENDPOINT (or DRIFTLOOP_LLM_BASE_URL); write a suite with `driftloop stress --help`"
+                "DRIFTLOOP_STRESS_ENDPOINT (or DRIFTLOOP_LLM_BASE_URL); build one with `driftloop suite --help`"
             )
         return self
 

@@ -8,7 +8,7 @@ runner = CliRunner()
 
 
 def test_every_verb_explains_itself() -> None:
-    for verb in ("up", "worker", "api", "replay", "traffic", "demo", "status", "token"):
+    for verb in ("up", "worker", "api", "replay", "traffic", "demo", "status", "token", "suite", "stress"):
         result = runner.invoke(app, [verb, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, verb
 
@@ -30,3 +30,24 @@ def test_worker_without_services_says_what_to_do(monkeypatch) -> None:
     assert result.exit_code == 2
     assert "DRIFTLOOP_KAFKA_BOOTSTRAP and DRIFTLOOP_REDIS_URL not set" in result.output
     assert "driftloop up" in result.output
+
+
+def test_suite_builds_the_same_probes_around_each_segment_of_real_traffic(tmp_path) -> None:
+    from generators.adversarial import FAMILIES
+    from generators.stress.suite import load_suite
+
+    traffic = tmp_path / "traffic.jsonl"
+    assert runner.invoke(app, ["traffic", str(traffic), "--events", "300"]).exit_code == 0
+    first, again = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    for out in (first, again):
+        result = runner.invoke(
+            app, ["suite", str(out), "--traffic", str(traffic), "--mix", "adversarial=14,ambiguity=3"]
+        )
+        assert result.exit_code == 0, result.output
+    assert first.read_bytes() == again.read_bytes()
+    suite = load_suite(first)
+    segments = {json.loads(line)["model"] for line in traffic.read_text(encoding="utf-8").splitlines()}
+    assert {probe.segment.split("/")[0] for probe in suite.probes} == segments
+    assert set(FAMILIES) <= {probe.family for probe in suite.probes}
+    bad = runner.invoke(app, ["suite", str(first), "--traffic", str(traffic), "--mix", "adversarial"])
+    assert bad.exit_code == 2 and "generator=count" in bad.output
