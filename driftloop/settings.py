@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         "json_schema",
         description="response_format dialect: json_schema (vLLM, OpenAI) or json_object (llama-cpp-python's server)",
     )
+    llm_in_process: bool = Field(
+        False,
+        description="generate with vLLM inside the worker (LLM_MODEL; needs vllm and a GPU), not LLM_BASE_URL",
+    )
     llm_concurrency: int = Field(8, ge=1, description="LLM calls in flight at once, per job")
     llm_timeout_s: float = Field(120.0, gt=0, description="timeout of one LLM call attempt")
     llm_max_retries: int = Field(3, ge=0, description="retries of an LLM call on connection errors, 429 and 5xx")

@@ -33,7 +33,7 @@ from feedback.deps import dispatcher as webhook_dispatcher
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
-from generators.llm import EndpointBackend, LLMGenerator
+from generators.llm import EndpointBackend, LLMGenerator, VLLMEngine
 from generators.llm_client import Endpoint, StructuredOutput
 from generators.recipes import load_recipes
 from generators.samples import Generator
@@ -92,7 +92,12 @@ def llm_endpoint(settings: Settings, base_url: str, model: str | None, concurren
 
 
 def llm_generators(settings: Settings) -> dict[str, Generator]:
-    """``{"llm": ...}`` on ``DRIFTLOOP_LLM_BASE_URL`` when it is set; otherwise none (recipes naming llm skip it)."""
+    """``{"llm": ...}``: vLLM in this process with ``DRIFTLOOP_LLM_IN_PROCESS``, else the endpoint at
+    ``DRIFTLOOP_LLM_BASE_URL``; none when neither is set (recipes naming llm skip it)."""
+    if settings.llm_in_process:
+        if not (settings.llm_model and VLLMEngine.available()):
+            raise RuntimeError("DRIFTLOOP_LLM_IN_PROCESS needs DRIFTLOOP_LLM_MODEL, the vllm package and a CUDA GPU")
+        return {"llm": LLMGenerator(VLLMEngine(settings.llm_model), token_budget=settings.llm_token_budget)}
     if not settings.llm_base_url:
         return {}
     endpoint = llm_endpoint(settings, settings.llm_base_url, settings.llm_model, settings.llm_concurrency)

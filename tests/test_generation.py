@@ -293,3 +293,12 @@ def test_perturbations_change_the_prompt_in_their_own_way() -> None:
     assert all(any("\u0400" <= c <= "\u04ff" or "\u0370" <= c <= "\u03ff" for c in p) for p in confusable)
     invisible = [s.prompt for s in samples if s.technique == "zero_width"]
     assert all(re.search("[\u200b-\u200d\u2060\ufeff]", p) for p in invisible)
+
+
+def test_in_process_vllm_without_vllm_and_a_gpu_says_what_it_needs() -> None:
+    from driftloop.settings import Settings
+    from driftloop.worker import llm_generators
+
+    assert llm_generators(Settings(_env_file=None, llm_base_url=None)) == {}
+    with pytest.raises(RuntimeError, match="vllm package and a CUDA GPU"):
+        llm_generators(Settings(_env_file=None, llm_in_process=True, llm_model="Qwen/Qwen2.5-0.5B-Instruct"))
