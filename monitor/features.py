@@ -59,11 +59,6 @@ class Feature:
     optional: bool = False
     """True when the feature may be absent from an event's dict (not measured for that event)."""
 
-    @property
-    def log_scale(self) -> bool:
-        """Whether detectors watch the feature's logarithm."""
-        return self.kind is Kind.LOG
-
 
 FEATURES: dict[str, Feature] = {
     # text and cost

@@ -10,7 +10,6 @@ of the API and the workers.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,14 +22,6 @@ from monitor.store import PREFIX
 
 SEGMENT_PATTERN = r"^[^/\s]+(/[^/\s]+)*/[^/\s]+/[^/\s]+$"
 """``model/route/tenant``; a model name may hold slashes itself (``meta-llama/Llama-3.1-8B``)."""
-_SEGMENT = re.compile(SEGMENT_PATTERN)
-
-
-def check_segment(segment: str) -> str:
-    """``segment`` when it reads as ``model/route/tenant``, else ``ValueError``."""
-    if len(segment) > 600 or not _SEGMENT.match(segment):
-        raise ValueError(f"segment {segment!r} is not model/route/tenant")
-    return segment
 
 
 class TimeRange(BaseModel):
