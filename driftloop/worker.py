@@ -20,7 +20,9 @@ import logging
 import pickle
 import time
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import faust
 from prometheus_client import REGISTRY, start_http_server
@@ -65,6 +67,7 @@ from monitor.store import SegmentStatus, SegmentStatuses
 from monitor.topics import TopicModel
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 EMBED_CHARS = 1000
 """Characters of a prompt that are embedded (the model reads 256 word pieces, about this many characters)."""
 
@@ -150,34 +153,35 @@ def create_app(settings: Settings) -> faust.App:
     for topic in (settings.traffic_topic, settings.incidents_topic):
         monitor_metrics.CONSUMER_LAG.labels(topic).set(0)
 
+    def restored(live: dict[str, T], table: faust.Table, segment: str, new: Callable[[], T]) -> T:
+        """A segment's live state: in memory, else from its last checkpoint in ``table``, else ``new()``."""
+        if segment not in live:
+            stored = table.get(segment.encode())
+            live[segment] = pickle.loads(stored) if stored else new()
+        return live[segment]
+
     def segment_state(segment: str) -> SegmentMonitor:
-        state = monitors.get(segment)
-        if state is None:
-            stored = segments.get(segment.encode())
-            state = monitors[segment] = (
-                pickle.loads(stored)
-                if stored
-                else SegmentMonitor(
-                    segment,
-                    settings.detector_service_ert,
-                    settings.detector_warmup,
-                    settings.reference_events,
-                    settings.resolve_events,
-                    novel=any(known.detectors for known in monitors.values()),  # appeared after others settled
-                )
-            )
-        return state
+        return restored(
+            monitors,
+            segments,
+            segment,
+            lambda: SegmentMonitor(
+                segment,
+                settings.detector_service_ert,
+                settings.detector_warmup,
+                settings.reference_events,
+                settings.resolve_events,
+                novel=any(known.detectors for known in monitors.values()),  # appeared after others settled
+            ),
+        )
 
     def segment_topics(segment: str) -> TopicModel:
-        model = topic_models.get(segment)
-        if model is None:
-            stored = topic_table.get(segment.encode())
-            model = topic_models[segment] = (
-                pickle.loads(stored)
-                if stored
-                else TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed)
-            )
-        return model
+        return restored(
+            topic_models,
+            topic_table,
+            segment,
+            lambda: TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed),
+        )
 
     async def semantic(events: list[TrafficEvent]) -> dict[int, dict[str, float]]:
         """Embedding features of the sampled events of a batch, by position (embedded in one call, off the loop)."""
