@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import typer
+
 from driftloop.embedded import llama_server
 from generators.llm_client import Endpoint, LLMClient
 from generators.stress.run import StressConfig, stress_run
@@ -38,6 +40,7 @@ async def probes_per_second(suite: Suite, base_url: str, concurrency: int) -> fl
 
 
 def main() -> None:
+    """Probes/s of one suite against SmolLM2 under llama-cpp-python's server at concurrency 1 and 16."""
     suite = build_suite("bench", TOPICS, COUNTS, seed="0")
     with tempfile.TemporaryDirectory() as workdir, llama_server(Path(workdir)) as base_url:
         rates = {c: asyncio.run(probes_per_second(suite, base_url, c)) for c in CONCURRENCY}
@@ -47,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)
