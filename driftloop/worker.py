@@ -62,7 +62,7 @@ from monitor.metrics import DetectorCollector
 from monitor.references import ReferencePins, fetch_range
 from monitor.reports import build_report, store_report
 from monitor.risk import exemplar_vectors, injection_similarity
-from monitor.segments import MIN_REFERENCE
+from monitor.segments import MIN_REFERENCE, Measurements, measurements
 from monitor.store import SegmentStatus, SegmentStatuses
 from monitor.topics import TopicModel
 
@@ -131,6 +131,7 @@ def create_app(settings: Settings) -> faust.App:
     # state in the partition of its traffic, as long as traffic is keyed by segment (driftloop.kafka.segment_key).
     segments = app.Table("segment-monitors", default=None, key_type=bytes, value_type=bytes, use_partitioner=True)
     monitors: dict[str, SegmentMonitor] = {}  # live state; checkpointed into the changelog-backed table
+    state_lock = asyncio.Lock()  # the monitors change in threads: one change at a time
     topic_table = app.Table("segment-topics", default=None, key_type=bytes, value_type=bytes, use_partitioner=True)
     topic_models: dict[str, TopicModel] = {}  # checkpointed with the segment's monitor
 
@@ -183,17 +184,38 @@ def create_app(settings: Settings) -> faust.App:
             lambda: TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed),
         )
 
-    async def semantic(events: list[TrafficEvent]) -> dict[int, dict[str, float]]:
-        """Embedding features of the sampled events of a batch, by position (embedded in one call, off the loop)."""
-        chosen = [i for i, event in enumerate(events) if sampled(event.id, settings.embedding_sample_rate)]
+    async def measure(events: list[TrafficEvent]) -> list[Measurements]:
+        """Each event's :func:`~monitor.segments.measurements`: features, language and, for the embedding sample
+        (when embeddings are on), the prompt embedding and its features (embedded in one call, off the loop)."""
+        languages = detect_languages([event.prompt_text for event in events])
+        inputs = [
+            measurements(extract_features(event, language), language)
+            for event, language in zip(events, languages, strict=True)
+        ]
+        rate = settings.embedding_sample_rate
+        chosen = [i for i, event in enumerate(events) if settings.embeddings and sampled(event.id, rate)]
         if not chosen:
-            return {}
+            return inputs
         vectors = await asyncio.to_thread(embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen])
         similarities = injection_similarity(vectors)
-        return {
-            i: semantic_features(segment_topics(events[i].segment).assign(vector), float(similarity))
-            for i, vector, similarity in zip(chosen, vectors, similarities, strict=True)
-        }
+        for i, vector, similarity in zip(chosen, vectors, similarities, strict=True):
+            topics = segment_topics(events[i].segment).assign(vector)
+            inputs[i] |= measurements(semantic_features(topics, float(similarity)), vector=vector)
+        return inputs
+
+    def observe(events: list[TrafficEvent], inputs: list[Measurements]) -> tuple[list, dict[str, tuple]]:
+        """Feed a batch to its segments' monitors, in a thread (a reference that completes is calibrated here:
+        seconds of CPU that must not stall the event loop). The incidents and resolutions reached, and each
+        incident's report windows as they were when it opened."""
+        outcomes, windows = [], {}
+        for event, measured in zip(events, inputs, strict=True):
+            state = monitors[event.segment]
+            outcome = state.observe(event, measured)
+            if isinstance(outcome, DriftIncident):
+                windows[outcome.id] = state.report_windows(outcome.onset_event)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes, windows
 
     @app.agent(traffic)
     async def monitor_traffic(stream: faust.StreamT) -> None:
@@ -210,23 +232,21 @@ def create_app(settings: Settings) -> faust.App:
                     await reject(raw, error)
             if not events:
                 continue
-            languages = detect_languages([event.prompt_text for event in events])
-            embedded = await semantic(events) if settings.embeddings else {}
-            opened, windows = [], {}
-            for i, (event, language) in enumerate(zip(events, languages, strict=True)):
-                features = extract_features(event, language) | embedded.get(i, {})
-                state = segment_state(event.segment)
-                outcome = state.observe(event, features)
-                if outcome is not None or state.events % settings.checkpoint_events == 0:
-                    segments[event.segment.encode()] = pickle.dumps(state)
-                    if event.segment in topic_models:
-                        topic_table[event.segment.encode()] = pickle.dumps(topic_models[event.segment])
-                if isinstance(outcome, DriftIncident):  # its report compares the windows as they are now
-                    windows[outcome.id] = state.report_windows(outcome.onset_event)
-                if outcome is not None:
-                    opened.append(outcome)
-            for segment in {event.segment for event in events}:
+            inputs = await measure(events)
+            touched = {event.segment for event in events}
+            before = {segment: segment_state(segment).events for segment in touched}  # tables are read on the loop
+            async with state_lock:
+                opened, windows = await asyncio.to_thread(observe, events, inputs)
+            changed = {outcome.segment for outcome in opened}
+            for segment in touched:
                 state = monitors[segment]
+                if (
+                    segment in changed
+                    or before[segment] // settings.checkpoint_events < state.events // settings.checkpoint_events
+                ):
+                    segments[segment.encode()] = pickle.dumps(state)
+                    if segment in topic_models:
+                        topic_table[segment.encode()] = pickle.dumps(topic_models[segment])
                 await statuses.record(
                     SegmentStatus(
                         segment=segment,
@@ -312,7 +332,8 @@ def create_app(settings: Settings) -> faust.App:
             if state is None:
                 continue
             if change.pin is None:
-                state.rebase()
+                async with state_lock:
+                    state.rebase()
                 await pins.released(change.segment)
                 continue
             pin = change.pin
@@ -325,8 +346,7 @@ def create_app(settings: Settings) -> faust.App:
                 pin.end,
                 settings.reference_max_events,
             )
-            languages = detect_languages([event.prompt_text for event in events])
-            rows = [extract_features(event, language) for event, language in zip(events, languages, strict=True)]
+            rows = await measure(events) if events else []
             if len(rows) < MIN_REFERENCE:
                 log.error(
                     "reference pin of %s: %d events in its range, at least %d needed; not applied",
@@ -335,7 +355,8 @@ def create_app(settings: Settings) -> faust.App:
                     MIN_REFERENCE,
                 )
                 continue
-            await asyncio.to_thread(state.pin_reference, rows, [event.prompt_text for event in events])
+            async with state_lock:
+                await asyncio.to_thread(state.pin_reference, rows, [event.prompt_text for event in events])
             await pins.applied(pin, len(rows))
             log.warning(
                 "segment %s: reference pinned to %d events of %s..%s", pin.segment, len(rows), pin.start, pin.end

@@ -129,6 +129,14 @@ def calibrate(
         channels = [cusum(s * (values + g) + o) for s, g, o in zip(slopes, shift, offsets, strict=True)]
         running = np.maximum.accumulate(np.maximum.reduce(channels), axis=-1)
         peaks[start : start + len(values)] = running[:, stride - 1 :: stride][:, : peaks.shape[1]]
+    return run_length_thresholds(peaks, steps, stride, erts)
+
+
+def run_length_thresholds(peaks: np.ndarray, steps: int, stride: int, erts: tuple[float, ...]) -> tuple[float, ...]:
+    """Levels at which the mean run length to a first crossing is ``erts[i]``, from the running peaks of a
+    statistic on simulated null streams (``peaks[p, i]``: path ``p``'s largest value in its first ``(i + 1)·stride``
+    steps of ``steps``). Mean run lengths are estimated on a grid of levels (exposure over crossings) and those
+    beyond the simulation extrapolated along log ARL = a + b·level, fitted on the upper half of the grid."""
     levels = np.linspace(np.quantile(peaks[:, 50 // stride], 0.5), np.quantile(peaks[:, -1], 0.5), GRID)
     before = np.stack([np.searchsorted(path, levels) for path in peaks]) * stride  # steps before each level
     alarms = (before < steps).sum(axis=0)

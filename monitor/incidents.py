@@ -74,6 +74,7 @@ FEATURE_KIND: dict[str, IncidentKind] = {
     "prompt_tokens": IncidentKind.INPUT_SHIFT,
     "response_chars": IncidentKind.INPUT_SHIFT,
     "completion_tokens": IncidentKind.INPUT_SHIFT,
+    "prompt_embedding": IncidentKind.TOPIC_SHIFT,
 }
 _PRIORITY = list(IncidentKind)
 

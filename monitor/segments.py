@@ -47,6 +47,7 @@ from monitor.incidents import (
     kind_of,
 )
 from monitor.redact import redact
+from monitor.windows import CategoryMap, FourierMap, WindowDetector, calibrated_window
 
 EVIDENCE_EXAMPLES = 32
 EVIDENCE_WINDOW = 128
@@ -61,9 +62,38 @@ MOVED_Z = 5.0
 """A feature outside the draft joins an incident when its drifted-window mean is this many standard errors off
 its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
 MIN_REFERENCE = 200
-OPTIONAL = frozenset(name for name, spec in FEATURES.items() if spec.optional)
+WINDOW_EVENTS = 200
+"""Events in a windowed test's current window; its reference needs at least two windows of events."""
+WINDOWED = {"prompt_embedding": FourierMap.fit, "language": CategoryMap.fit}
+"""Inputs watched by a windowed two-sample test (:mod:`monitor.windows`) → the fit of its feature map."""
+OPTIONAL = frozenset(name for name, spec in FEATURES.items() if spec.optional) | {"prompt_embedding"}
 WARNING_SHARE = 1e-3
 """The warning level's ERT as a share of the drift level's: warnings are cheap (a draft), drifts page."""
+
+
+Measurements = dict[str, float | str | np.ndarray]
+"""An event's inputs to its segment's detectors: feature → value, plus the windowed tests' inputs."""
+Detector = CusumDetector | WindowDetector
+
+
+def measurements(
+    features: dict[str, float], language: str | None = None, vector: np.ndarray | None = None
+) -> Measurements:
+    """An event's inputs: its features, its prompt's ``language`` (a categorical test) and its prompt embedding
+    (an MMD test), the embedding quantised to int8 (a reference of 800 of them is 300 KB of checkpoint; the
+    test's kernel bandwidth is fitted in that scale).
+
+    >>> sorted(measurements({"refusal": 0.0}, "en", np.full(4, 0.5, dtype=np.float32)).items(), key=str)[0]
+    ('language', 'en')
+    >>> measurements({}, vector=np.full(2, 0.5))["prompt_embedding"].tolist()
+    [64, 64]
+    """
+    inputs: Measurements = dict(features)
+    if language is not None:
+        inputs["language"] = language
+    if vector is not None:
+        inputs["prompt_embedding"] = np.round(np.asarray(vector) * 127).astype(np.int8)
+    return inputs
 
 
 @dataclass
@@ -79,15 +109,15 @@ class SegmentMonitor:
     seed: int = 0
     events: int = 0
     collect_after: int = 0
-    reference_rows: list[dict[str, float]] = field(default_factory=list)
+    reference_rows: list[Measurements] = field(default_factory=list)
     reference_prompts: list[str] = field(default_factory=list)
     report_reference: list[dict[str, float | str]] = field(default_factory=list)
     reference: dict[str, np.ndarray] = field(default_factory=dict)
     pinned: bool = False
-    detectors: dict[str, CusumDetector] = field(default_factory=dict)
+    detectors: dict[str, Detector] = field(default_factory=dict)
     since: dict[str, int] = field(default_factory=dict)
     """Segment event after which each detector started."""
-    pending: dict[str, list[float]] = field(default_factory=dict)
+    pending: dict[str, list[float | str | np.ndarray]] = field(default_factory=dict)
     """Reference values of features without a detector yet (too few in the reference)."""
     detector_ert: float = 0.0
     detector_miss: float = SEGMENT_MISS
@@ -108,27 +138,28 @@ class SegmentMonitor:
             return "reference"
         return "open" if self.open_incident else "drafting" if self.draft else "quiet"
 
-    def observe(self, event: TrafficEvent, features: dict[str, float]) -> DriftIncident | Resolution | None:
-        """Update the segment with one event; return the incident it opens or the resolution it reaches."""
+    def observe(self, event: TrafficEvent, inputs: Measurements) -> DriftIncident | Resolution | None:
+        """Update the segment with one event's :func:`measurements` (or bare features); return the incident it
+        opens or the resolution it reaches."""
         self.events += 1
         response = event.response[:EVIDENCE_CHARS] if event.response else None
-        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))
+        features = {name: value for name, value in inputs.items() if name not in WINDOWED}
+        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
         if not self.detectors:
-            return self._collect(features, event.prompt_text)
-        levels = {
-            name: detector.update(features[name]) for name, detector in self.detectors.items() if name in features
-        }
+            return self._collect(inputs, event.prompt_text)
+        levels = {name: detector.update(inputs[name]) for name, detector in self.detectors.items() if name in inputs}
         if self.open_incident is not None:
             return self._track(levels)
-        self._collect_pending(features)
+        self._collect_pending(inputs)
         self.draft = {name for name in self.draft | set(levels) if self.detectors[name].level >= Level.WARNING}
         if any(level is Level.DRIFT for level in levels.values()):
             return self._open()
         return None
 
-    def pin_reference(self, rows: list[dict[str, float]], prompts: list[str] | None = None) -> None:
-        """Replace the reference with ``rows`` (feature dicts of events, e.g. a time range chosen through the API;
-        ``prompts`` their prompts, for reports) and recalibrate; it stays until pinned again (no rolling refresh)."""
+    def pin_reference(self, rows: list[Measurements], prompts: list[str] | None = None) -> None:
+        """Replace the reference with ``rows`` (:func:`measurements` of events, e.g. of a time range chosen through
+        the API; ``prompts`` their prompts, for reports) and recalibrate; it stays until pinned again (no rolling
+        refresh)."""
         self.reference_prompts = [prompt[:REPORT_CHARS] for prompt in (prompts or [])][-REPORT_REFERENCE:]
         self._calibrate(rows)
         self.pinned = True
@@ -150,10 +181,10 @@ class SegmentMonitor:
         self.since, self.pending = {}, {}
         self.collect_after, self.pinned = self.events + self.warmup, False
 
-    def _collect(self, features: dict[str, float], prompt: str) -> DriftIncident | None:
+    def _collect(self, inputs: Measurements, prompt: str) -> DriftIncident | None:
         if self.events <= max(self.warmup, self.collect_after):
             return None
-        self.reference_rows.append(features)
+        self.reference_rows.append(inputs)
         self.reference_prompts = [*self.reference_prompts[-(REPORT_REFERENCE - 1) :], prompt[:REPORT_CHARS]]
         if len(self.reference_rows) < self.reference_events:
             return None
@@ -164,16 +195,15 @@ class SegmentMonitor:
             return self._incident(IncidentKind.NEW_SEGMENT, [], first, list(self.recent), hold=False)
         return None
 
-    def _calibrate(self, rows: list[dict[str, float]]) -> None:
-        """Fit and calibrate a detector for every feature measured in at least :data:`MIN_REFERENCE` rows
-        (optional features are absent from some events; those events do not count for them, and a feature
-        with fewer rows is left pending). The ERT and the guard's miss share are split across the measured
-        features and every optional one."""
-        values: dict[str, list[float]] = {}
+    def _calibrate(self, rows: list[Measurements]) -> None:
+        """Fit and calibrate a detector for every input measured in enough rows (:func:`needed`; optional inputs
+        are absent from some events; those events do not count for them, and an input with fewer rows is left
+        pending). The ERT and the guard's miss share are split across the measured inputs and every optional one."""
+        values: dict[str, list] = {}
         for row in rows:
             for name, value in row.items():
                 values.setdefault(name, []).append(value)
-        ready = {name for name, v in values.items() if len(v) >= MIN_REFERENCE}
+        ready = {name for name, v in values.items() if len(v) >= needed(name)}
         if not ready:
             raise ValueError(f"a reference needs a feature measured in at least {MIN_REFERENCE} rows")
         budget = len(values.keys() | OPTIONAL)
@@ -184,31 +214,36 @@ class SegmentMonitor:
             self._add_detector(name, values[name])
         kept = rows[-len(self.reference_prompts) :] if self.reference_prompts else []
         self.report_reference = [
-            {**row, "prompt": prompt[:REPORT_CHARS]}
+            {**{name: value for name, value in row.items() if name not in WINDOWED}, "prompt": prompt[:REPORT_CHARS]}  # type: ignore[misc]
             for row, prompt in zip(kept, self.reference_prompts[-len(kept) :], strict=True)
         ][-REPORT_REFERENCE:]
         self.reference_rows, self.reference_prompts, self.draft, self.quiet_run = [], [], set(), 0
 
-    def _add_detector(self, name: str, values: list[float]) -> None:
-        self.reference[name] = np.array(values, dtype=np.float32)
-        self.detectors[name] = calibrated(
-            name,
-            self.reference[name],
-            self.detector_ert,
-            self.detector_ert * WARNING_SHARE,
-            self.seed,
-            self.detector_miss,
-        )
+    def _add_detector(self, name: str, values: list) -> None:
+        ert, warning_ert = self.detector_ert, self.detector_ert * WARNING_SHARE
+        if name in WINDOWED:
+            if name == "language" and len(set(values)) < 2:
+                return  # one language only: a new one is the rate language_non_english, watched already
+            reference = np.stack(values) if name == "prompt_embedding" else values
+            feature_map = WINDOWED[name](reference)
+            self.detectors[name] = calibrated_window(
+                name, feature_map, reference, WINDOW_EVENTS, ert, warning_ert, self.seed
+            )
+        else:
+            self.reference[name] = np.array(values, dtype=np.float32)
+            self.detectors[name] = calibrated(
+                name, self.reference[name], ert, warning_ert, self.seed, self.detector_miss
+            )
         self.since[name] = self.events
 
-    def _collect_pending(self, features: dict[str, float]) -> None:
-        """Add an event's values of features without a detector to their references; calibrate those complete."""
-        for name, value in features.items():
-            if name in self.detectors:
+    def _collect_pending(self, inputs: Measurements) -> None:
+        """Add an event's values of inputs without a detector to their references; calibrate those complete."""
+        for name, value in inputs.items():
+            if name in self.detectors or (name == "language" and name not in self.pending):
                 continue
             collected = self.pending.setdefault(name, [])
             collected.append(value)
-            if len(collected) >= MIN_REFERENCE:
+            if len(collected) >= needed(name):
                 self._add_detector(name, self.pending.pop(name))
 
     def _track(self, levels: dict[str, Level]) -> Resolution | None:
@@ -252,8 +287,11 @@ class SegmentMonitor:
                 found[name] = z
         return sorted(found, key=lambda name: -found[name])
 
-    def _shift(self, detector: CusumDetector, window: list[tuple[Evidence, dict[str, float]]]) -> FeatureShift:
+    def _shift(self, detector: Detector, window: list[tuple[Evidence, dict[str, float]]]) -> FeatureShift:
+        """The feature's means (a windowed test's: its statistic's null median and its value now)."""
         current = [row[detector.feature] for _, row in window if detector.feature in row]
+        if isinstance(detector, WindowDetector):
+            current = [detector.statistic]
         return FeatureShift(
             feature=detector.feature,
             reference_mean=detector.reference_mean,
@@ -290,3 +328,12 @@ class SegmentMonitor:
         if hold:
             self.open_incident, self.draft, self.quiet_run = incident.id, set(), 0
         return incident
+
+
+def needed(name: str) -> int:
+    """Reference values an input needs before its detector is calibrated: two windows for a windowed test.
+
+    >>> needed("latency_ms"), needed("prompt_embedding")
+    (200, 400)
+    """
+    return 2 * WINDOW_EVENTS if name in WINDOWED else MIN_REFERENCE
