@@ -29,7 +29,7 @@ from monitor.language import detect_languages
 from monitor.package_data import package_file
 from monitor.risk import injection_similarity
 
-CACHE = Path(".cache/bench/corpus.npz")
+CACHE = Path(".cache/bench/corpus-v2.npz")
 QUIET_PAIRS = 6000
 """ShareGPT pairs (in file order) that quiet traffic and the topic, length pools are drawn from."""
 SCAN_PAIRS = 30_000
@@ -47,13 +47,15 @@ class Corpus:
     """Feature tables of unique prompts and responses, the real pairs between them, and the pools shifts draw from.
 
     ``prompts[name]`` is one value per prompt (every prompt-side feature of :data:`monitor.features.FEATURES`
-    plus ``injection_similarity``), ``vectors`` their embeddings; ``responses[name]`` one value per response.
+    plus ``injection_similarity``), ``vectors`` their embeddings, ``languages`` their languages;
+    ``responses[name]`` one value per response.
     ``pairs`` holds (prompt, response) rows; pools index ``pairs`` (``quiet``, ``topic``, ``language``,
     ``long``), ``prompts`` (``attack``) or ``responses`` (``refusal``).
     """
 
     prompts: dict[str, np.ndarray]
     vectors: np.ndarray
+    languages: np.ndarray
     responses: dict[str, np.ndarray]
     pairs: np.ndarray
     pools: dict[str, np.ndarray]
@@ -109,7 +111,8 @@ def build() -> Corpus:
         "attack": np.arange(len(chosen), len(texts)),
         "refusal": np.arange(len(chosen), len(chosen) + len(REFUSALS)),
     }
-    return Corpus(prompts, vectors, responses, pairs, pools)
+    prompt_languages = np.array([languages[i] for i in chosen] + attack_languages)
+    return Corpus(prompts, vectors, prompt_languages, responses, pairs, pools)
 
 
 def load(path: Path = CACHE) -> Corpus:
@@ -120,11 +123,13 @@ def load(path: Path = CACHE) -> Corpus:
         arrays = {f"prompt.{k}": v for k, v in corpus.prompts.items()}
         arrays |= {f"response.{k}": v for k, v in corpus.responses.items()}
         arrays |= {f"pool.{k}": v for k, v in corpus.pools.items()}
-        np.savez(path, vectors=corpus.vectors, pairs=corpus.pairs, **arrays)
+        np.savez(path, vectors=corpus.vectors, languages=corpus.languages, pairs=corpus.pairs, **arrays)
     with np.load(path) as data:
         tables: dict[str, dict[str, np.ndarray]] = {"prompt": {}, "response": {}, "pool": {}}
         for key in data.files:
             group, _, name = key.partition(".")
             if name:
                 tables[group][name] = data[key]
-        return Corpus(tables["prompt"], data["vectors"], tables["response"], data["pairs"], tables["pool"])
+        return Corpus(
+            tables["prompt"], data["vectors"], data["languages"], tables["response"], data["pairs"], tables["pool"]
+        )

@@ -9,9 +9,10 @@ per-event feature arrays (:mod:`bench.corpus`: real ShareGPT and attack prompts,
 
 **driftloop** is a segment as the worker builds it (settings' defaults: service ERT, warm-up, 800 reference
 events) with embeddings on for every event (``DRIFTLOOP_EMBEDDINGS=true``, sample rate 1): its detectors are
-calibrated by :meth:`monitor.segments.SegmentMonitor.pin_reference` on events 50-849 and run through the
-vectorised :func:`monitor.calibration.alarms` (a segment alarm is any detector's alarm; each detector restarts
-after its own). Baselines: River's ``ADWIN()`` and ``PageHinkley()`` with default settings on every raw feature
+calibrated by :meth:`monitor.segments.SegmentMonitor.pin_reference` on events 50-849 and run vectorised:
+CUSUMs through :func:`monitor.calibration.alarms`, the windowed tests (MMD on prompt embeddings, Hellinger on
+languages) through :func:`monitor.windows.window_alarms` (a segment alarm is any detector's alarm; each detector
+restarts after its own). The baselines see the numeric features only. Baselines: River's ``ADWIN()`` and ``PageHinkley()`` with default settings on every raw feature
 (alarm if any fires), Evidently's data drift on consecutive windows of :data:`WINDOW` events against the same
 reference, and a dummy that fires every :data:`DUMMY_EVERY` events. Evidently's default per-column test and
 threshold are called directly (``Report([DataDriftPreset()])`` takes 1.5 s a window and gives the same verdicts):
@@ -42,8 +43,9 @@ from bench.corpus import Corpus, load
 from driftloop.settings import Settings
 from monitor.calibration import alarms
 from monitor.features import FEATURES, TOPIC_FEATURES, semantic_features
-from monitor.segments import SegmentMonitor
+from monitor.segments import WINDOWED, SegmentMonitor, measurements, quantized
 from monitor.topics import TopicModel
+from monitor.windows import WindowDetector, window_alarms
 
 DEFAULTS = {name: spec.default for name, spec in Settings.model_fields.items()}
 WARMUP, REFERENCE = DEFAULTS["detector_warmup"], DEFAULTS["reference_events"]
@@ -161,20 +163,38 @@ def _check_worker_path(corpus: Corpus, stream: Stream, topics: TopicModel, colum
     _checked.append(True)
 
 
-def driftloop(columns: dict[str, np.ndarray]) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """The segment's detectors, calibrated on the reference events of ``columns``; returns the alarm finder
-    (alarm positions per feature, each detector restarting after its alarms)."""
+def windowed(corpus: Corpus, stream: Stream) -> dict[str, np.ndarray]:
+    """The inputs of the segment's windowed tests: each event's prompt embedding (int8, as the worker quantises
+    it) and language."""
+    return {"prompt_embedding": quantized(corpus.vectors[stream.prompt]), "language": corpus.languages[stream.prompt]}
+
+
+Finder = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def driftloop(columns: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> Finder:
+    """The segment's detectors, calibrated on the reference events of ``columns`` (features) and ``inputs``
+    (:func:`windowed`); returns the alarm finder (alarm positions per detector, each restarting after its alarms)."""
     reference = {name: values[WARMUP:START] for name, values in columns.items()}
     rows = [
-        {name: float(values[i]) for name, values in reference.items() if not math.isnan(values[i])}
+        measurements(
+            {name: float(values[i]) for name, values in reference.items() if not math.isnan(values[i])},
+            str(inputs["language"][WARMUP + i]),
+        )
+        | {"prompt_embedding": inputs["prompt_embedding"][WARMUP + i]}
         for i in range(REFERENCE)
     ]
     segment = SegmentMonitor("bench", DEFAULTS["detector_service_ert"], WARMUP, REFERENCE, DEFAULTS["resolve_events"])
     segment.pin_reference(rows)
+    assert set(WINDOWED) <= set(segment.detectors), "every windowed test is calibrated"
 
-    def find(stream: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def find(stream: dict[str, np.ndarray], stream_inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         found = {}
         for name, detector in segment.detectors.items():
+            if isinstance(detector, WindowDetector):
+                statistics = detector.statistics(stream_inputs[name][START:])
+                found[name] = START + np.asarray(window_alarms(statistics, detector.size, detector.threshold), int)
+                continue
             values = stream[name][START:]
             present = np.flatnonzero(~np.isnan(values))
             hits = alarms(detector.watch(values[present]), detector.slopes, detector.offsets, detector.threshold)
@@ -280,8 +300,8 @@ def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> 
         rng = np.random.default_rng(seed)
         base = quiet_stream(corpus, rng, START + per_seed)
         columns = features(corpus, base)
-        find = driftloop(columns)
-        fired = find(columns)
+        find = driftloop(columns, windowed(corpus, base))
+        fired = find(columns, windowed(corpus, base))
         tallies["driftloop"].quiet(np.unique(np.concatenate(list(fired.values()))), per_seed)
         tallies["driftloop"].culprits.update({name: len(found) for name, found in fired.items() if len(found)})
         if tallies["River ADWIN"].quiet_events < river_span:
@@ -294,8 +314,10 @@ def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> 
         tallies[f"dummy (every {DUMMY_EVERY})"].quiet(dummy(START + per_seed), per_seed)
         for shift in SHIFTS:
             change = CHANGE + int(rng.integers(CHANGE_SPREAD))
-            stream = features(corpus, shifted(corpus, base, shift, change, rng))
-            tallies["driftloop"].record(shift.kind, np.unique(np.concatenate(list(find(stream).values()))), change)
+            events = shifted(corpus, base, shift, change, rng)
+            stream = features(corpus, events)
+            found = find(stream, windowed(corpus, events))
+            tallies["driftloop"].record(shift.kind, np.unique(np.concatenate(list(found.values()))), change)
             tallies["River ADWIN"].record(shift.kind, river(ADWIN, stream, change), change)
             tallies["River PageHinkley"].record(shift.kind, river(PageHinkley, stream, change), change)
             dataset, any_column = evidently(stream, change)

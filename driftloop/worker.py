@@ -207,13 +207,17 @@ def create_app(settings: Settings) -> faust.App:
         """Feed a batch to its segments' monitors, in a thread (a reference that completes is calibrated here:
         seconds of CPU that must not stall the event loop). The incidents and resolutions reached, and each
         incident's report windows as they were when it opened."""
-        outcomes, windows = [], {}
+        batches: dict[str, tuple[list[TrafficEvent], list[Measurements]]] = {}
         for event, measured in zip(events, inputs, strict=True):
-            state = monitors[event.segment]
-            outcome = state.observe(event, measured)
-            if isinstance(outcome, DriftIncident):
-                windows[outcome.id] = state.report_windows(outcome.onset_event)
-            if outcome is not None:
+            batch = batches.setdefault(event.segment, ([], []))
+            batch[0].append(event)
+            batch[1].append(measured)
+        outcomes, windows = [], {}
+        for segment, (segment_events, segment_inputs) in batches.items():
+            state = monitors[segment]
+            for outcome in state.observe_many(segment_events, segment_inputs):
+                if isinstance(outcome, DriftIncident):
+                    windows[outcome.id] = state.report_windows(outcome.onset_event)
                 outcomes.append(outcome)
         return outcomes, windows
 

@@ -45,7 +45,7 @@ from river.base import DriftAndWarningDetector
 from scipy.special import ndtri
 from scipy.stats import beta
 
-from monitor.calibration import GUARD_MISS, SEGMENT_MISS, STEPS, calibrate, guard
+from monitor.calibration import GUARD_MISS, SEGMENT_MISS, STEPS, calibrate, cusum, guard
 
 ALLOWANCES = (0.25, 0.75)
 """CUSUM allowances k in reference standard deviations, each half the shift its channel is quickest for: a
@@ -132,6 +132,26 @@ class CusumDetector(DriftAndWarningDetector):
         level = self.level
         self._warning_detected, self._drift_detected = level >= Level.WARNING, level is Level.DRIFT
         return level
+
+    def trajectory(self, values: np.ndarray) -> np.ndarray:
+        """The statistic after each of ``values`` from the current state, vectorised and without changing it
+        (uncapped: a batch is run only up to its first drift, see :meth:`advance`)."""
+        z = self.watch(values)
+        channels = zip(self.slopes, self.offsets, self.sums, strict=True)
+        return np.max([cusum(slope * z + offset, start) for slope, offset, start in channels], axis=0)
+
+    def advance(self, values: np.ndarray) -> None:
+        """Feed ``values`` at once, as :meth:`update` one by one would, when none of them reaches the drift level."""
+        z = self.watch(values)
+        for i, (slope, offset) in enumerate(zip(self.slopes, self.offsets, strict=True)):
+            path = cusum(slope * z + offset, self.sums[i])
+            left = np.flatnonzero((np.concatenate([[self.sums[i]], path[:-1]]) == 0.0) & (path > 0.0))
+            if left.size:
+                self.starts[i] = self.seen + int(left[-1]) + 1
+            self.sums[i] = float(path[-1])
+        self.seen += len(z)
+        level = self.level
+        self._warning_detected, self._drift_detected = level >= Level.WARNING, level is Level.DRIFT
 
     def restart(self) -> None:
         """Back to zero, as after an incident is handled or a reference is replaced."""

@@ -28,6 +28,7 @@ The whole object is pickled into a Faust table, so a restarted worker resumes re
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,8 +93,13 @@ def measurements(
     if language is not None:
         inputs["language"] = language
     if vector is not None:
-        inputs["prompt_embedding"] = np.round(np.asarray(vector) * 127).astype(np.int8)
+        inputs["prompt_embedding"] = quantized(vector)
     return inputs
+
+
+def quantized(vectors: np.ndarray) -> np.ndarray:
+    """Unit-norm embeddings (one or many) as int8: x·127, rounded."""
+    return np.round(np.asarray(vectors) * 127).astype(np.int8)
 
 
 @dataclass
@@ -155,6 +161,65 @@ class SegmentMonitor:
         if any(level is Level.DRIFT for level in levels.values()):
             return self._open()
         return None
+
+    def observe_many(
+        self, events: list[TrafficEvent], inputs: list[Measurements]
+    ) -> Iterator[DriftIncident | Resolution]:
+        """:meth:`observe` over a batch, with the same outcomes, yielded as they are reached (so the state is read
+        as it was then, e.g. :meth:`report_windows`). Stretches where nothing happens (no detector reaches its drift
+        level, no pending reference completes) run vectorised, each detector fed its values at once: it is what
+        lets one worker keep up with its partition."""
+        at = 0
+        while at < len(events):
+            if self.detectors and self.open_incident is None:
+                at += self._quiet_stretch(events[at:], inputs[at:])
+            if at < len(events):
+                outcome = self.observe(events[at], inputs[at])
+                at += 1
+                if outcome is not None:
+                    yield outcome
+
+    def _quiet_stretch(self, events: list[TrafficEvent], inputs: list[Measurements]) -> int:
+        """Feed the events before the first one at which a detector drifts or a pending reference completes (that
+        one is left to :meth:`observe`); how many were fed."""
+        seen: dict[str, list[int]] = {}
+        for position, measured in enumerate(inputs):
+            for name in measured:
+                seen.setdefault(name, []).append(position)
+        stop = len(events)
+        for name, detector in self.detectors.items():
+            if name in seen:
+                drifted = np.flatnonzero(
+                    detector.trajectory(self._values(name, inputs, seen[name])) >= detector.threshold
+                )
+                stop = min(stop, seen[name][drifted[0]]) if drifted.size else stop
+        collecting = [
+            name for name in seen if name not in self.detectors and (name != "language" or name in self.pending)
+        ]
+        for name in collecting:
+            missing = needed(name) - len(self.pending.get(name, []))
+            stop = min(stop, seen[name][missing - 1]) if len(seen[name]) >= missing else stop
+        for name, positions in seen.items():
+            fed = positions[: int(np.searchsorted(positions, stop))]
+            if fed and name in self.detectors:
+                self.detectors[name].advance(self._values(name, inputs, fed))
+            elif fed and name in collecting:
+                self.pending.setdefault(name, []).extend(inputs[i][name] for i in fed)
+        for event, measured in zip(
+            events[max(0, stop - EVIDENCE_WINDOW) : stop], inputs[max(0, stop - EVIDENCE_WINDOW) : stop], strict=True
+        ):
+            response = event.response[:EVIDENCE_CHARS] if event.response else None
+            features = {name: value for name, value in measured.items() if name not in WINDOWED}
+            self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
+        self.events += stop
+        self.draft = {name for name, detector in self.detectors.items() if detector.level >= Level.WARNING}
+        return stop
+
+    @staticmethod
+    def _values(name: str, inputs: list[Measurements], positions: list[int]) -> np.ndarray | list:
+        """The values of input ``name`` at ``positions``: an array of numbers or vectors, or a list of labels."""
+        values = [inputs[i][name] for i in positions]
+        return values if name == "language" else np.stack(values) if name == "prompt_embedding" else np.array(values)
 
     def pin_reference(self, rows: list[Measurements], prompts: list[str] | None = None) -> None:
         """Replace the reference with ``rows`` (:func:`measurements` of events, e.g. of a time range chosen through

@@ -167,6 +167,28 @@ class WindowDetector:
             self.onset = self.seen
         return self.level
 
+    def trajectory(self, values: Any) -> np.ndarray:
+        """The statistic after each of ``values`` from the current window, vectorised and without changing it."""
+        filled = min(self.seen, self.size)
+        oldest = self.seen % self.size if self.seen >= self.size else 0
+        rows = np.vstack([np.roll(self.buffer, -oldest, axis=0)[:filled], self.feature_map(values)])
+        full = window_statistics(rows, self.reference_phi, self.size, self.feature_map.root)
+        ends = filled + np.arange(len(rows) - filled) - self.size + 1  # the window ending at each new row
+        return np.where(ends >= 0, full[np.maximum(ends, 0)] if len(full) else 0.0, self.statistic)
+
+    def advance(self, values: Any) -> None:
+        """Feed ``values`` at once, as :meth:`update` one by one would."""
+        statistics = self.trajectory(values)
+        phi = self.feature_map(values)[-self.size :]
+        slots = (self.seen + len(statistics) - len(phi) + np.arange(len(phi))) % self.size
+        self.buffer[slots] = phi
+        self.total = self.buffer.sum(axis=0, dtype=np.float64)
+        calm = np.flatnonzero(statistics <= self.reference_mean)
+        if calm.size:
+            self.onset = self.seen + int(calm[-1]) + 1
+        self.seen += len(statistics)
+        self.statistic = float(statistics[-1]) if len(statistics) else self.statistic
+
     def restart(self) -> None:
         """An empty window (silent until it is full again)."""
         self.buffer = np.zeros((self.size, len(self.reference_phi)), dtype=np.float16)

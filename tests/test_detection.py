@@ -182,3 +182,24 @@ def test_a_sampled_feature_short_of_reference_rows_gets_its_detector_later_and_r
     assert monitor.detector_ert == 1e6 * (2 + len(OPTIONAL))  # latency, refusal and every optional feature share it
     found = feed(monitor, rows(2000, 0.4))
     assert found and found[0][1].features[0].feature == "injection_similarity"
+
+
+def test_a_batch_fed_at_once_gives_the_same_incidents_and_state_as_one_event_at_a_time() -> None:
+    """The worker feeds batches (:meth:`SegmentMonitor.observe_many`): a quiet stretch runs vectorised, and the
+    outcomes, onsets, statistics and evidence must equal those of :meth:`SegmentMonitor.observe` one by one."""
+    rng = np.random.default_rng(8)
+    rows = _rows(rng, 1200) + _rows(rng, 400, latency=6.4) + _rows(rng, 900)
+    for row, language in zip(rows, rng.choice(["en", "es", "fr"], len(rows), p=[0.8, 0.15, 0.05]), strict=True):
+        row["language"] = str(language)  # type: ignore[assignment]
+    one, many = monitor_for("m/chat/t"), monitor_for("m/chat/t")
+    expected = [out for row in rows if (out := one.observe(_Event(), row))]  # type: ignore[arg-type]
+    found = []
+    for start in range(0, len(rows), 256):
+        found += list(many.observe_many([_Event()] * len(rows[start : start + 256]), rows[start : start + 256]))  # type: ignore[list-item]
+    assert [type(out).__name__ for out in expected] == ["DriftIncident", "Resolution"]
+    assert [out.model_dump(exclude={"detected_at"}) for out in found] == [
+        out.model_dump(exclude={"detected_at"}) for out in expected
+    ]
+    assert many.events == one.events and many.detectors.keys() == one.detectors.keys()
+    for name, detector in one.detectors.items():
+        assert many.detectors[name].statistic == pytest.approx(detector.statistic, abs=1e-9), name

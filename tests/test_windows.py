@@ -109,3 +109,19 @@ def test_a_segment_opens_a_topic_shift_when_only_its_embeddings_move() -> None:
     opened = [out for row in inputs(1000, [0.25, 0.25, 0.2, 0.3]) if (out := monitor.observe(Event(), row))]  # type: ignore[arg-type]
     assert [incident.kind for incident in opened] == ["topic-shift"]
     assert opened[0].features[0].feature == "prompt_embedding" and opened[0].features[0].detector == "mmd"
+
+
+def test_a_window_fed_at_once_equals_one_event_at_a_time() -> None:
+    rng = np.random.default_rng(7)
+    reference = topics(rng, 400, CENTRES, [0.5, 0.5, 0.0, 0.0])
+    one = calibrated_window("prompt_embedding", FourierMap.fit(reference), reference, 50, 1e5, 1e2)
+    many = pickle.loads(pickle.dumps(one))
+    stream = topics(rng, 330, CENTRES, [0.25, 0.25, 0.25, 0.25])
+    trajectory = [(one.update(x), one.statistic)[1] for x in stream[:30]]  # a window not yet full: 0
+    assert many.trajectory(stream[:30]).tolist() == [0.0] * 30 == trajectory
+    trajectory = [(one.update(x), one.statistic)[1] for x in stream[30:]]
+    many.advance(stream[:30])
+    assert many.trajectory(stream[30:]) == pytest.approx(trajectory, rel=1e-12)
+    many.advance(stream[30:100])
+    many.advance(stream[100:])
+    assert (many.seen, many.onset, many.statistic) == (one.seen, one.onset, pytest.approx(one.statistic, rel=1e-12))
