@@ -100,21 +100,30 @@ LABELS = ("language", "finish_reason", "topic")
 SCAN_CHARS = 4000
 """Pattern-based features read at most this many characters of a text (its start): bounded cost per event."""
 
+# Each pattern comes with lowercase words one of which every match holds: a cheap prefilter, the pattern runs only
+# on text whose case fold (see _fold) holds one of them, and most text holds none.
 _INJECTION_PATTERNS = [
-    re.compile(pattern, re.IGNORECASE)
-    for pattern in (
-        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier|all)\b.{0,20}\b(instructions?|rules|prompts?)",
-        r"\bDAN\b|do anything now",
-        r"\bjail ?break",
-        r"developer mode|god mode|unfiltered|uncensored",
-        r"\b(pretend|act|behave)\b.{0,20}\b(as|like|to be)\b",
-        r"\bno (restrictions|limits|filters|rules|guidelines|ethics)\b",
-        r"system prompt|your instructions",
-        r"stay in character|role ?play",
-        r"\b(bypass|override|disable)\b.{0,30}\b(safety|filters?|restrictions|guidelines|policy|policies)",
-        r"openai('s)? (content )?polic",
+    (words, re.compile(pattern, re.IGNORECASE))
+    for words, pattern in (
+        (
+            ("ignore", "disregard", "forget"),
+            r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier|all)\b.{0,20}\b(instructions?|rules|prompts?)",
+        ),
+        (("dan", "do anything now"), r"\bDAN\b|do anything now"),
+        (("jail",), r"\bjail ?break"),
+        (("developer mode", "god mode", "unfiltered", "uncensored"), r"developer mode|god mode|unfiltered|uncensored"),
+        (("pretend", "act", "behave"), r"\b(pretend|act|behave)\b.{0,20}\b(as|like|to be)\b"),
+        (("no ",), r"\bno (restrictions|limits|filters|rules|guidelines|ethics)\b"),
+        (("system prompt", "your instructions"), r"system prompt|your instructions"),
+        (("stay in character", "role"), r"stay in character|role ?play"),
+        (
+            ("bypass", "override", "disable"),
+            r"\b(bypass|override|disable)\b.{0,30}\b(safety|filters?|restrictions|guidelines|policy|policies)",
+        ),
+        (("openai",), r"openai('s)? (content )?polic"),
     )
 ]
+_REFUSAL_WORDS = ("m sorry", "i can", "i won", "i am ", "i 'm ", "as an ai")
 _REFUSAL = re.compile(
     r"\b(I'?m sorry,? but|I (cannot|can'?t|won'?t|am unable to|'m unable to|am not able to)"
     r" (help|assist|comply|provide|do|fulfill|create|generate|write|engage))"
@@ -127,9 +136,32 @@ _CODE_LINE = re.compile(
     r"|from \S+ import\b|<\/?[a-zA-Z][^>]*>|.*[;{}][ \t]*$)",
     re.MULTILINE,
 )
+_URL_WORDS = ("http", "www.")
 _URL = re.compile(r"\bhttps?://|\bwww\.\w", re.IGNORECASE)
 _PUNCTUATION = np.zeros(128, dtype=bool)
 _PUNCTUATION[[ord(c) for c in string.punctuation]] = True
+_DIGIT_BYTES, _PUNCTUATION_BYTES = string.digits.encode(), string.punctuation.encode()
+_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+
+
+def _fold(text: str) -> str:
+    """``text`` lowercased so that what an ``re.IGNORECASE`` pattern of ASCII letters matches reads as those letters:
+    besides ``str.lower``, İ and ı become i and ſ becomes s (the regex engine's other case pairs of ASCII letters).
+
+    >>> _fold("İGNORE ſystem ıt")
+    'ignore system it'
+    """
+    if not text.isascii() and ("\u0130" in text or "\u0131" in text or "\u017f" in text):
+        text = text.translate(_FOLD)
+    return text.lower()
+
+
+def _found(words: tuple[str, ...], pattern: re.Pattern[str], text: str, folded: str) -> bool:
+    """Whether ``pattern`` matches ``text``; it runs only when ``folded`` (``_fold(text)``) holds one of ``words``."""
+    for word in words:
+        if word in folded:
+            return pattern.search(text) is not None
+    return False
 
 
 def estimate_tokens(text: str) -> int:
@@ -140,12 +172,24 @@ def estimate_tokens(text: str) -> int:
 def injection_score(text: str) -> float:
     """Share of prompt-injection / jailbreak pattern families present, capped at 1 (three or more)."""
     text = text[:SCAN_CHARS]
-    return min(1.0, sum(bool(p.search(text)) for p in _INJECTION_PATTERNS) / 3)
+    folded = _fold(text)
+    return min(1.0, sum(_found(words, pattern, text, folded) for words, pattern in _INJECTION_PATTERNS) / 3)
 
 
 def is_refusal(text: str) -> bool:
     """Whether a response reads as the model declining the request."""
-    return bool(_REFUSAL.search(text[:600]))
+    text = text[:600]
+    return _found(_REFUSAL_WORDS, _REFUSAL, text, _fold(text))
+
+
+def has_url(text: str) -> bool:
+    """Whether ``text`` holds a web address (``http://``, ``https://`` or ``www.``).
+
+    >>> has_url("see https://example.org"), has_url("see WWW.example.org"), has_url("a www b")
+    (True, True, False)
+    """
+    text = text[:SCAN_CHARS]
+    return _found(_URL_WORDS, _URL, text, _fold(text))
 
 
 def character_mix(text: str) -> dict[str, float]:
@@ -156,9 +200,18 @@ def character_mix(text: str) -> dict[str, float]:
     >>> character_mix("你好 ok")["cjk"]
     0.4
     """
-    codes = np.frombuffer(text[:SCAN_CHARS].encode("utf-32-le"), dtype="<u4")
-    if not codes.size:
+    text = text[:SCAN_CHARS]
+    if not text:
         return {"digit": 0.0, "punctuation": 0.0, "non_ascii": 0.0, "cjk": 0.0}
+    if text.isascii():  # most prompts: count bytes, no numpy
+        raw, n = text.encode("ascii"), len(text)
+        return {
+            "digit": (n - len(raw.translate(None, _DIGIT_BYTES))) / n,
+            "punctuation": (n - len(raw.translate(None, _PUNCTUATION_BYTES))) / n,
+            "non_ascii": 0.0,
+            "cjk": 0.0,
+        }
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
     ascii_codes = codes[codes < 128]
     cjk = ((codes >= 0x3040) & (codes <= 0x9FFF)) | ((codes >= 0xAC00) & (codes <= 0xD7AF))
     n = codes.size
@@ -207,7 +260,7 @@ def extract_features(event: TrafficEvent, language: str | None = None) -> dict[s
         "prompt_non_ascii_share": mix["non_ascii"],
         "prompt_cjk_share": mix["cjk"],
         "prompt_code_share": code_share(prompt),
-        "prompt_has_url": float(bool(_URL.search(prompt, 0, SCAN_CHARS))),
+        "prompt_has_url": float(has_url(prompt)),
         "language_non_english": float((language or detect_language(prompt)) != "en"),
         "injection_score": injection_score(prompt),
         "pii_count": float(count_pii(prompt[:SCAN_CHARS])),
