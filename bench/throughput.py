@@ -104,6 +104,8 @@ def worker_path(settings: Settings, events: int, log: Path) -> float:
             if accepted and first is None:
                 first = (now, accepted)
             if accepted >= events:
+                if accepted == first[1]:
+                    raise RuntimeError(f"all {accepted} events were accepted at once: too few to time, run more")
                 return (accepted - first[1]) / (now - first[0])
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with code {worker.returncode}; see {log}")
@@ -113,7 +115,9 @@ def worker_path(settings: Settings, events: int, log: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=6000, help="events per run without embeddings")
-    parser.add_argument("--embedded-events", type=int, default=1500, help="events of the run with embeddings on")
+    parser.add_argument(
+        "--embedded-events", type=int, default=1500, help="events of the run with embeddings on (0: no such run)"
+    )
     parser.add_argument("--sample-rate", type=float, default=0.2, help="DRIFTLOOP_EMBEDDING_SAMPLE_RATE of that run")
     args = parser.parse_args()
     lines = [json.dumps(event) for event in shifted_stream(args.events, None, seed=3)]
@@ -125,10 +129,12 @@ def main() -> None:
             replay(lines, consume)
             baseline = consume_only(consume, len(lines))
         rows = [("consume-only (Faust/aiokafka, discard)", len(lines), baseline)]
-        for label, count, updates in (
-            ("worker, embeddings off", len(lines), {"embeddings": False}),
-            (f"worker, embeddings on ({args.sample_rate:.0%} sampled)", args.embedded_events, {"embeddings": True}),
-        ):
+        runs = [("worker, embeddings off", len(lines), {"embeddings": False})]
+        if args.embedded_events:
+            runs.append(
+                (f"worker, embeddings on ({args.sample_rate:.0%} sampled)", args.embedded_events, {"embeddings": True})
+            )
+        for label, count, updates in runs:
             with console.status(label):
                 run = fresh(settings, workdir, embedding_sample_rate=args.sample_rate, **updates)
                 ensure_topics(run)
