@@ -11,8 +11,9 @@ per-event feature arrays (:mod:`bench.corpus`: real ShareGPT and attack prompts,
 events) with embeddings on for every event (``DRIFTLOOP_EMBEDDINGS=true``, sample rate 1): its detectors are
 calibrated by :meth:`monitor.segments.SegmentMonitor.pin_reference` on events 50-849 and run vectorised:
 CUSUMs through :func:`monitor.calibration.alarms`, the windowed tests (MMD on prompt embeddings, Hellinger on
-languages) through :func:`monitor.windows.window_alarms` (a segment alarm is any detector's alarm; each detector
-restarts after its own). The baselines see the numeric features only. Baselines: River's ``ADWIN()`` and ``PageHinkley()`` with default settings on every raw feature
+languages and on the numeric profile) through :func:`monitor.windows.window_alarms` (a segment alarm is any
+detector's alarm; each detector restarts after its own). The baselines see the numeric features only: River's
+``ADWIN()`` and ``PageHinkley()`` with default settings on every raw feature
 (alarm if any fires), Evidently's data drift on consecutive windows of :data:`WINDOW` events against the same
 reference, and a dummy that fires every :data:`DUMMY_EVERY` events. Evidently's default per-column test and
 threshold are called directly (``Report([DataDriftPreset()])`` takes 1.5 s a window and gives the same verdicts):
@@ -43,7 +44,7 @@ from bench.corpus import Corpus, load
 from driftloop.settings import Settings
 from monitor.calibration import alarms
 from monitor.features import FEATURES, TOPIC_FEATURES, semantic_features
-from monitor.segments import WINDOWED, SegmentMonitor, measurements, quantized
+from monitor.segments import PROFILE, WINDOWED, SegmentMonitor, measurements, quantized
 from monitor.topics import TopicModel
 from monitor.windows import WindowDetector, window_alarms
 
@@ -163,10 +164,14 @@ def _check_worker_path(corpus: Corpus, stream: Stream, topics: TopicModel, colum
     _checked.append(True)
 
 
-def windowed(corpus: Corpus, stream: Stream) -> dict[str, np.ndarray]:
+def windowed(corpus: Corpus, stream: Stream, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The inputs of the segment's windowed tests: each event's prompt embedding (int8, as the worker quantises
-    it) and language."""
-    return {"prompt_embedding": quantized(corpus.vectors[stream.prompt]), "language": corpus.languages[stream.prompt]}
+    it), language and numeric profile (its ``columns`` of :data:`monitor.segments.PROFILE`)."""
+    return {
+        "prompt_embedding": quantized(corpus.vectors[stream.prompt]),
+        "language": corpus.languages[stream.prompt],
+        "feature_profile": np.stack([columns[name] for name in PROFILE], axis=1).astype(np.float32),
+    }
 
 
 Finder = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -181,7 +186,7 @@ def driftloop(columns: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> 
             {name: float(values[i]) for name, values in reference.items() if not math.isnan(values[i])},
             str(inputs["language"][WARMUP + i]),
         )
-        | {"prompt_embedding": inputs["prompt_embedding"][WARMUP + i]}
+        | {name: inputs[name][WARMUP + i] for name in ("prompt_embedding", "feature_profile")}
         for i in range(REFERENCE)
     ]
     segment = SegmentMonitor("bench", DEFAULTS["detector_service_ert"], WARMUP, REFERENCE, DEFAULTS["resolve_events"])
@@ -300,8 +305,8 @@ def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> 
         rng = np.random.default_rng(seed)
         base = quiet_stream(corpus, rng, START + per_seed)
         columns = features(corpus, base)
-        find = driftloop(columns, windowed(corpus, base))
-        fired = find(columns, windowed(corpus, base))
+        find = driftloop(columns, windowed(corpus, base, columns))
+        fired = find(columns, windowed(corpus, base, columns))
         tallies["driftloop"].quiet(np.unique(np.concatenate(list(fired.values()))), per_seed)
         tallies["driftloop"].culprits.update({name: len(found) for name, found in fired.items() if len(found)})
         if tallies["River ADWIN"].quiet_events < river_span:
@@ -316,7 +321,7 @@ def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> 
             change = CHANGE + int(rng.integers(CHANGE_SPREAD))
             events = shifted(corpus, base, shift, change, rng)
             stream = features(corpus, events)
-            found = find(stream, windowed(corpus, events))
+            found = find(stream, windowed(corpus, events, stream))
             tallies["driftloop"].record(shift.kind, np.unique(np.concatenate(list(found.values()))), change)
             tallies["River ADWIN"].record(shift.kind, river(ADWIN, stream, change), change)
             tallies["River PageHinkley"].record(shift.kind, river(PageHinkley, stream, change), change)

@@ -36,7 +36,7 @@ import numpy as np
 from monitor.calibration import SEGMENT_MISS, detector_ert
 from monitor.detectors import CusumDetector, Level, calibrated
 from monitor.events import TrafficEvent
-from monitor.features import FEATURES
+from monitor.features import FEATURES, Kind
 from monitor.incidents import (
     SEVERITY,
     DriftIncident,
@@ -48,7 +48,7 @@ from monitor.incidents import (
     kind_of,
 )
 from monitor.redact import redact
-from monitor.windows import CategoryMap, FourierMap, WindowDetector, calibrated_window
+from monitor.windows import CategoryMap, FourierMap, ProfileMap, WindowDetector, calibrated_window
 
 EVIDENCE_EXAMPLES = 32
 EVIDENCE_WINDOW = 128
@@ -65,9 +65,11 @@ its reference mean (so a jailbreak wave that refusals page on first is still nam
 MIN_REFERENCE = 200
 WINDOW_EVENTS = 200
 """Events in a windowed test's current window; its reference needs at least two windows of events."""
-WINDOWED = {"prompt_embedding": FourierMap.fit, "language": CategoryMap.fit}
+WINDOWED = {"prompt_embedding": FourierMap.fit, "language": CategoryMap.fit, "feature_profile": ProfileMap.fit}
 """Inputs watched by a windowed two-sample test (:mod:`monitor.windows`) → the fit of its feature map."""
 OPTIONAL = frozenset(name for name, spec in FEATURES.items() if spec.optional) | {"prompt_embedding"}
+PROFILE = tuple(name for name, spec in FEATURES.items() if spec.kind is not Kind.RATE and not spec.optional)
+"""The numeric features whose joint profile (each one's reference deciles) a windowed test watches."""
 WARNING_SHARE = 1e-3
 """The warning level's ERT as a share of the drift level's: warnings are cheap (a draft), drifts page."""
 
@@ -80,9 +82,9 @@ Detector = CusumDetector | WindowDetector
 def measurements(
     features: dict[str, float], language: str | None = None, vector: np.ndarray | None = None
 ) -> Measurements:
-    """An event's inputs: its features, its prompt's ``language`` (a categorical test) and its prompt embedding
-    (an MMD test), the embedding quantised to int8 (a reference of 800 of them is 300 KB of checkpoint; the
-    test's kernel bandwidth is fitted in that scale).
+    """An event's inputs: its features, their :data:`PROFILE` as one vector (a windowed test of their shapes), its
+    prompt's ``language`` (a categorical test) and its prompt embedding (an MMD test), the embedding quantised to
+    int8 (a reference of 800 of them is 300 KB of checkpoint; the test's kernel bandwidth is fitted in that scale).
 
     >>> sorted(measurements({"refusal": 0.0}, "en", np.full(4, 0.5, dtype=np.float32)).items(), key=str)[0]
     ('language', 'en')
@@ -90,6 +92,8 @@ def measurements(
     [64, 64]
     """
     inputs: Measurements = dict(features)
+    if all(name in features for name in PROFILE):
+        inputs["feature_profile"] = np.array([features[name] for name in PROFILE], dtype=np.float32)
     if language is not None:
         inputs["language"] = language
     if vector is not None:
@@ -219,7 +223,7 @@ class SegmentMonitor:
     def _values(name: str, inputs: list[Measurements], positions: list[int]) -> np.ndarray | list:
         """The values of input ``name`` at ``positions``: an array of numbers or vectors, or a list of labels."""
         values = [inputs[i][name] for i in positions]
-        return values if name == "language" else np.stack(values) if name == "prompt_embedding" else np.array(values)
+        return values if name == "language" else np.stack(values) if name in WINDOWED else np.array(values)
 
     def pin_reference(self, rows: list[Measurements], prompts: list[str] | None = None) -> None:
         """Replace the reference with ``rows`` (:func:`measurements` of events, e.g. of a time range chosen through
@@ -289,7 +293,7 @@ class SegmentMonitor:
         if name in WINDOWED:
             if name == "language" and len(set(values)) < 2:
                 return  # one language only: a new one is the rate language_non_english, watched already
-            reference = np.stack(values) if name == "prompt_embedding" else values
+            reference = values if name == "language" else np.stack(values)
             feature_map = WINDOWED[name](reference)
             self.detectors[name] = calibrated_window(
                 name, feature_map, reference, WINDOW_EVENTS, ert, warning_ert, self.seed

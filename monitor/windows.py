@@ -15,6 +15,9 @@ feature map) and compares the mean of φ over the current window with its mean o
   the window's and the reference's label shares. Pearson's χ² weighs a category by 1/p, so the reference's error
   on a rare language (30 in 800 for a true 5%) doubled its false alarms; √ stabilises a share's variance
   (≈ 1/4n whatever p) and with it the calibration.
+- **numeric features** (:class:`ProfileMap`): φ is the one-hot of each scalar feature's reference decile, all
+  features side by side, g = √: the squared Hellinger distances of the features' marginals, summed. The CUSUMs
+  watch each feature's level; this watches their shapes (a latency spread that widens at the same median).
 
 Calibration is that of Cobb et al. 2021 (arXiv 2108.00883) for online MMD: the reference mean of φ comes from
 the even-indexed reference events, the statistic is simulated over bootstrap streams of the odd-indexed
@@ -110,7 +113,33 @@ class CategoryMap:
         return phi[0] if isinstance(labels, str) else phi
 
 
-FeatureMap = FourierMap | CategoryMap
+@dataclass
+class ProfileMap:
+    """One-hot of the reference decile of each numeric feature, concatenated: the test compares the window's marginal
+    distributions with the reference's (√: squared Hellinger distances summed over features). It sees what a CUSUM
+    on a mean does not: a spread that widens, a new mode, with the mean where it was."""
+
+    edges: tuple[np.ndarray, ...]
+    """Inner bin edges of each feature (its distinct reference deciles)."""
+    root = True
+
+    @classmethod
+    def fit(cls, rows: np.ndarray) -> ProfileMap:
+        quantiles = np.quantile(np.asarray(rows, dtype=np.float64), np.linspace(0.1, 0.9, 9), axis=0)
+        return cls(tuple(np.unique(quantiles[:, j]) for j in range(quantiles.shape[1])))
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """φ of one row of feature values (1-D), or of many (rows)."""
+        values = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        phi = np.zeros((len(values), sum(len(e) + 1 for e in self.edges)), dtype=np.float16)
+        offset = 0
+        for j, edges in enumerate(self.edges):
+            phi[np.arange(len(values)), offset + np.searchsorted(edges, values[:, j], side="right")] = 1.0
+            offset += len(edges) + 1
+        return phi[0] if np.ndim(rows) == 1 else phi
+
+
+FeatureMap = FourierMap | CategoryMap | ProfileMap
 
 
 @dataclass
@@ -274,5 +303,5 @@ def calibrated_window(
         nulls.append(statistics[::size])
     warning, threshold = run_length_thresholds(peaks, steps, 1, (warning_ert, ert))
     median = float(np.median(np.concatenate(nulls)))
-    kind = "mmd" if isinstance(feature_map, FourierMap) else "chi-square"
+    kind = {FourierMap: "mmd", CategoryMap: "hellinger", ProfileMap: "hellinger-profile"}[type(feature_map)]
     return WindowDetector(feature, feature_map, reference_phi, size, warning, threshold, median, kind)

@@ -1,4 +1,4 @@
-"""Windowed two-sample tests: an MMD test on embeddings and a χ² test on labels, calibrated to an ERT."""
+"""Windowed two-sample tests (MMD on embeddings, Hellinger on labels and on numeric profiles), calibrated to an ERT."""
 
 import pickle
 
@@ -7,7 +7,7 @@ import pytest
 
 from monitor.detectors import Level
 from monitor.segments import SegmentMonitor, measurements
-from monitor.windows import CategoryMap, FourierMap, calibrated_window, window_alarms
+from monitor.windows import CategoryMap, FourierMap, ProfileMap, calibrated_window, window_alarms
 from tests.test_calibration import poisson_band
 
 DIM = 16
@@ -38,11 +38,11 @@ def test_the_mmd_test_finds_a_new_topic_and_stays_quiet_on_the_old_mix() -> None
     assert next(i for i, x in enumerate(new_topic) if detector.update(x) is Level.DRIFT) < 600
 
 
-def test_the_chi_square_test_finds_a_new_language_mix_with_the_same_english_share() -> None:
+def test_the_hellinger_test_finds_a_new_language_mix_with_the_same_english_share() -> None:
     rng = np.random.default_rng(2)
     reference = rng.choice(LANGUAGES, 800, p=[0.7, 0.25, 0.05]).tolist()
     detector = calibrated_window("language", CategoryMap.fit(reference), reference, 200, 1e7, 1e4)
-    assert detector.kind == "chi-square"
+    assert detector.kind == "hellinger"
     assert all(detector.update(x) is not Level.DRIFT for x in rng.choice(LANGUAGES, 20_000, p=[0.7, 0.25, 0.05]))
     swapped = rng.choice(LANGUAGES, 2000, p=[0.7, 0.1, 0.2])  # non-English share unchanged
     assert next(i for i, x in enumerate(swapped) if detector.update(x) is Level.DRIFT) < 600
@@ -125,3 +125,17 @@ def test_a_window_fed_at_once_equals_one_event_at_a_time() -> None:
     many.advance(stream[30:100])
     many.advance(stream[100:])
     assert (many.seen, many.onset, many.statistic) == (one.seen, one.onset, pytest.approx(one.statistic, rel=1e-12))
+
+
+def test_the_profile_test_finds_a_spread_that_widens_at_the_same_median() -> None:
+    """Latency's median stays, its spread doubles: the profile of the numeric features moves."""
+    rng = np.random.default_rng(8)
+
+    def rows(n: int, spread: float) -> np.ndarray:
+        return np.stack([rng.lognormal(6, spread, n), rng.poisson(3, n), rng.random(n)], axis=1)
+
+    reference = rows(800, 0.3)
+    detector = calibrated_window("feature_profile", ProfileMap.fit(reference), reference, 200, 1e7, 1e4)
+    assert detector.kind == "hellinger-profile"
+    assert all(detector.update(x) is not Level.DRIFT for x in rows(20_000, 0.3))
+    assert next(i for i, x in enumerate(rows(2000, 0.6)) if detector.update(x) is Level.DRIFT) < 600
