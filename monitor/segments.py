@@ -121,6 +121,9 @@ class SegmentMonitor:
     collect_after: int = 0
     reference_rows: list[Measurements] = field(default_factory=list)
     reference_prompts: list[str] = field(default_factory=list)
+    reference_vectors: int = 0
+    """Prompt embeddings seen while collecting the reference; the first :func:`needed` of them are kept (the MMD
+    test's reference: a larger one would not fit the checkpoint's 1 MB message)."""
     report_reference: list[dict[str, float | str]] = field(default_factory=list)
     reference: dict[str, np.ndarray] = field(default_factory=dict)
     pinned: bool = False
@@ -253,6 +256,10 @@ class SegmentMonitor:
     def _collect(self, inputs: Measurements, prompt: str) -> DriftIncident | None:
         if self.events <= max(self.warmup, self.collect_after):
             return None
+        if "prompt_embedding" in inputs:
+            if self.reference_vectors >= needed("prompt_embedding"):  # enough: the checkpoint stays under 1 MB
+                inputs = {name: value for name, value in inputs.items() if name != "prompt_embedding"}
+            self.reference_vectors += 1
         self.reference_rows.append(inputs)
         self.reference_prompts = [*self.reference_prompts[-(REPORT_REFERENCE - 1) :], prompt[:REPORT_CHARS]]
         if len(self.reference_rows) < self.reference_events:
@@ -272,6 +279,8 @@ class SegmentMonitor:
         for row in rows:
             for name, value in row.items():
                 values.setdefault(name, []).append(value)
+        if "prompt_embedding" in values:  # the first ones, pinned or rolling alike
+            values["prompt_embedding"] = values["prompt_embedding"][: needed("prompt_embedding")]
         ready = {name for name, v in values.items() if len(v) >= needed(name)}
         if not ready:
             raise ValueError(f"a reference needs a feature measured in at least {MIN_REFERENCE} rows")
@@ -287,6 +296,7 @@ class SegmentMonitor:
             for row, prompt in zip(kept, self.reference_prompts[-len(kept) :], strict=True)
         ][-REPORT_REFERENCE:]
         self.reference_rows, self.reference_prompts, self.draft, self.quiet_run = [], [], set(), 0
+        self.reference_vectors = 0
 
     def _add_detector(self, name: str, values: list) -> None:
         ert, warning_ert = self.detector_ert, self.detector_ert * WARNING_SHARE
