@@ -265,6 +265,8 @@ class Tally:
     quiet_streams: int = 0
     alarmed_streams: int = 0
     culprits: Counter[str] = field(default_factory=Counter)
+    leaders: dict[str, Counter[str]] = field(default_factory=dict)
+    """Per kind, the detector whose alarm came first after the change, in runs it was caught (driftloop only)."""
     """Quiet false alarms per feature (driftloop only)."""
 
     def record(self, kind: str, found: np.ndarray, change: int) -> None:
@@ -323,6 +325,9 @@ def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> 
             stream = features(corpus, events)
             found = find(stream, windowed(corpus, events, stream))
             tallies["driftloop"].record(shift.kind, np.unique(np.concatenate(list(found.values()))), change)
+            first = {name: int(hits[hits >= change][0]) for name, hits in found.items() if np.any(hits >= change)}
+            if first and min(first.values()) - change < HORIZON:
+                tallies["driftloop"].leaders.setdefault(shift.kind, Counter())[min(first, key=first.__getitem__)] += 1
             tallies["River ADWIN"].record(shift.kind, river(ADWIN, stream, change), change)
             tallies["River PageHinkley"].record(shift.kind, river(PageHinkley, stream, change), change)
             dataset, any_column = evidently(stream, change)
@@ -371,6 +376,8 @@ def report(tallies: dict[str, Tally]) -> None:
     )
     culprits = ", ".join(f"{name} {count}" for name, count in ours.culprits.most_common()) or "none"
     console.print(f"driftloop quiet false alarms by feature: {culprits}")
+    for kind, leaders in ours.leaders.items():
+        console.print(f"  {kind} caught first by: " + ", ".join(f"{name} {n}" for name, n in leaders.most_common()))
     within = {name: tally for name, tally in tallies.items() if tally.per_million <= GOAL_FALSE_ALARMS}
     console.print(f"baselines within the false-alarm goal: {', '.join(within) or 'none'}")
     faster = True
