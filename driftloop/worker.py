@@ -184,14 +184,18 @@ def create_app(settings: Settings) -> faust.App:
             lambda: TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed),
         )
 
-    async def measure(events: list[TrafficEvent]) -> list[Measurements]:
-        """Each event's :func:`~monitor.segments.measurements`: features, language and, for the embedding sample
-        (when embeddings are on), the prompt embedding and its features (embedded in one call, off the loop)."""
+    def featured(events: list[TrafficEvent]) -> list[Measurements]:
+        """Each event's features and language: run in a thread, so the loop fetches the next batch meanwhile."""
         languages = detect_languages([event.prompt_text for event in events])
-        inputs = [
+        return [
             measurements(extract_features(event, language), language)
             for event, language in zip(events, languages, strict=True)
         ]
+
+    async def measure(events: list[TrafficEvent]) -> list[Measurements]:
+        """Each event's :func:`~monitor.segments.measurements`: features, language and, for the embedding sample
+        (when embeddings are on), the prompt embedding and its features (computed off the loop)."""
+        inputs = await asyncio.to_thread(featured, events)
         rate = settings.embedding_sample_rate
         chosen = [i for i, event in enumerate(events) if settings.embeddings and sampled(event.id, rate)]
         if not chosen:
