@@ -43,7 +43,7 @@ class DetectorCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         statistic = GaugeMetricFamily(
             "driftloop_drift_statistic",
-            "Detector statistic: the largest CUSUM of the feature against the segment's reference",
+            "Detector statistic against the reference: a feature's largest CUSUM, or a windowed test's distance",
             labels=["segment", "feature"],
         )
         threshold = GaugeMetricFamily(
@@ -57,11 +57,12 @@ class DetectorCollector(Collector):
             "1 for the segment's state (reference, quiet, drafting, open)",
             labels=["segment", "state"],
         )
-        busiest = sorted(self.monitors.values(), key=lambda m: m.events, reverse=True)[: self.max_segments]
+        # the worker changes monitors in a thread while this runs in the metrics server's: iterate over copies
+        busiest = sorted(list(self.monitors.values()), key=lambda m: m.events, reverse=True)[: self.max_segments]
         for monitor in busiest:
             events.add_metric([monitor.segment], monitor.events)
             state.add_metric([monitor.segment, monitor.state], 1)
-            for name, detector in monitor.detectors.items():
+            for name, detector in list(monitor.detectors.items()):
                 statistic.add_metric([monitor.segment, name], detector.statistic)
                 threshold.add_metric([monitor.segment, name], detector.threshold)
         yield from (statistic, threshold, events, state)
