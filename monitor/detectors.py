@@ -110,7 +110,8 @@ class CusumDetector(DriftAndWarningDetector):
 
     @property
     def onset(self) -> int:
-        """Event index (1-based, of this detector) where the leading channel's CUSUM last left zero."""
+        """Event where the leading channel's CUSUM last left zero: by the clock :meth:`update` was given (the
+        segment's event count), else this detector's own count (1-based)."""
         return self.starts[self.sums.index(self.statistic)]
 
     @property
@@ -120,15 +121,15 @@ class CusumDetector(DriftAndWarningDetector):
             Level.DRIFT if statistic >= self.threshold else Level.WARNING if statistic >= self.warning else Level.QUIET
         )
 
-    def update(self, x: float) -> Level:  # type: ignore[override]  # River returns None; the level is handier
-        """Feed one raw value; return the level reached."""
+    def update(self, x: float, at: int | None = None) -> Level:  # type: ignore[override]  # River returns None
+        """Feed one raw value, the ``at``-th event of the caller's clock (for :attr:`onset`); return the level."""
         self.seen += 1
         z = float(np.interp(x, self.knots, self.scores))
         for i, (slope, offset) in enumerate(zip(self.slopes, self.offsets, strict=True)):
             before = self.sums[i]
             self.sums[i] = min(max(0.0, before + slope * z + offset), self.threshold)
             if before == 0.0 and self.sums[i] > 0.0:
-                self.starts[i] = self.seen
+                self.starts[i] = self.seen if at is None else at
         level = self.level
         self._warning_detected, self._drift_detected = level >= Level.WARNING, level is Level.DRIFT
         return level
@@ -140,14 +141,15 @@ class CusumDetector(DriftAndWarningDetector):
         channels = zip(self.slopes, self.offsets, self.sums, strict=True)
         return np.max([cusum(slope * z + offset, start) for slope, offset, start in channels], axis=0)
 
-    def advance(self, values: np.ndarray) -> None:
-        """Feed ``values`` at once, as :meth:`update` one by one would, when none of them reaches the drift level."""
+    def advance(self, values: np.ndarray, at: np.ndarray | None = None) -> None:
+        """Feed ``values`` (events ``at`` of the caller's clock) at once, as :meth:`update` one by one would, when
+        none of them reaches the drift level."""
         z = self.watch(values)
         for i, (slope, offset) in enumerate(zip(self.slopes, self.offsets, strict=True)):
             path = cusum(slope * z + offset, self.sums[i])
             left = np.flatnonzero((np.concatenate([[self.sums[i]], path[:-1]]) == 0.0) & (path > 0.0))
             if left.size:
-                self.starts[i] = self.seen + int(left[-1]) + 1
+                self.starts[i] = self.seen + int(left[-1]) + 1 if at is None else int(at[left[-1]])
             self.sums[i] = float(path[-1])
         self.seen += len(z)
         level = self.level

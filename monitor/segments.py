@@ -128,8 +128,6 @@ class SegmentMonitor:
     reference: dict[str, np.ndarray] = field(default_factory=dict)
     pinned: bool = False
     detectors: dict[str, Detector] = field(default_factory=dict)
-    since: dict[str, int] = field(default_factory=dict)
-    """Segment event after which each detector started."""
     pending: dict[str, list[float | str | np.ndarray]] = field(default_factory=dict)
     """Reference values of features without a detector yet (too few in the reference)."""
     detector_ert: float = 0.0
@@ -160,7 +158,11 @@ class SegmentMonitor:
         self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
         if not self.detectors:
             return self._collect(inputs, event.prompt_text)
-        levels = {name: detector.update(inputs[name]) for name, detector in self.detectors.items() if name in inputs}
+        levels = {
+            name: detector.update(inputs[name], at=self.events)
+            for name, detector in self.detectors.items()
+            if name in inputs
+        }
         if self.open_incident is not None:
             return self._track(levels)
         self._collect_pending(inputs)
@@ -209,7 +211,7 @@ class SegmentMonitor:
         for name, positions in seen.items():
             fed = positions[: int(np.searchsorted(positions, stop))]
             if fed and name in self.detectors:
-                self.detectors[name].advance(self._values(name, inputs, fed))
+                self.detectors[name].advance(self._values(name, inputs, fed), at=self.events + 1 + np.array(fed))
             elif fed and name in collecting:
                 self.pending.setdefault(name, []).extend(inputs[i][name] for i in fed)
         for event, measured in zip(
@@ -250,7 +252,7 @@ class SegmentMonitor:
         """Drop the reference and detectors; the events after a new warm-up become the reference."""
         self.detectors, self.reference, self.reference_rows, self.draft = {}, {}, [], set()
         self.reference_prompts, self.report_reference = [], []
-        self.since, self.pending = {}, {}
+        self.pending = {}
         self.collect_after, self.pinned = self.events + self.warmup, False
 
     def _collect(self, inputs: Measurements, prompt: str) -> DriftIncident | None:
@@ -286,7 +288,7 @@ class SegmentMonitor:
             raise ValueError(f"a reference needs a feature measured in at least {MIN_REFERENCE} rows")
         budget = len(values.keys() | OPTIONAL)
         self.detector_ert, self.detector_miss = detector_ert(self.service_ert, budget), SEGMENT_MISS / budget
-        self.reference, self.detectors, self.since = {}, {}, {}
+        self.reference, self.detectors = {}, {}
         self.pending = {name: v for name, v in values.items() if name not in ready}
         for name in sorted(ready):
             self._add_detector(name, values[name])
@@ -313,7 +315,6 @@ class SegmentMonitor:
             self.detectors[name] = calibrated(
                 name, self.reference[name], ert, warning_ert, self.seed, self.detector_miss
             )
-        self.since[name] = self.events
 
     def _collect_pending(self, inputs: Measurements) -> None:
         """Add an event's values of inputs without a detector to their references; calibrate those complete."""
@@ -344,7 +345,7 @@ class SegmentMonitor:
         direction the leading feature moved."""
         moved = sorted(self.draft, key=lambda name: -self.detectors[name].statistic / self.detectors[name].threshold)
         primary = self.detectors[moved[0]]
-        onset = self.since[primary.feature] + primary.onset
+        onset = primary.onset
         window = list(self.recent)[-(self.events - onset + 1) :]
         upward = bool(np.mean([row.get(primary.feature, 0.0) for _, row in window]) >= primary.reference_mean)
         window.sort(key=lambda item: item[1].get(primary.feature, 0.0), reverse=upward)
@@ -378,7 +379,7 @@ class SegmentMonitor:
             statistic=detector.statistic,
             threshold=detector.threshold,
             detector=detector.kind,
-            onset_event=self.since[detector.feature] + detector.onset,
+            onset_event=detector.onset,
         )
 
     def _incident(

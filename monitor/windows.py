@@ -161,7 +161,8 @@ class WindowDetector:
     kind: str
     seen: int = 0
     onset: int = 0
-    """Event (1-based, of this detector) at which the statistic was last at or under its null median."""
+    """Event at which the statistic was last at or under its null median: by the clock :meth:`update` was given
+    (the segment's event count), else this detector's own count (1-based)."""
     statistic: float = 0.0
     """The statistic of the last full window (0 until the window is full)."""
     buffer: np.ndarray = field(init=False, repr=False)
@@ -182,8 +183,8 @@ class WindowDetector:
             else Level.QUIET
         )
 
-    def update(self, value: Any) -> Level:
-        """Slide the window over one event's input; return the level reached."""
+    def update(self, value: Any, at: int | None = None) -> Level:
+        """Slide the window over one event's input, the ``at``-th of the caller's clock; return the level reached."""
         phi = self.feature_map(value)
         slot = self.seen % self.size
         self.seen += 1
@@ -193,7 +194,7 @@ class WindowDetector:
         if self.seen >= self.size:
             self.statistic = float(distance(self.total / self.size, self.reference_phi, self.feature_map.root))
         if self.statistic <= self.reference_mean:
-            self.onset = self.seen
+            self.onset = self.seen if at is None else at
         return self.level
 
     def trajectory(self, values: Any) -> np.ndarray:
@@ -205,8 +206,8 @@ class WindowDetector:
         ends = filled + np.arange(len(rows) - filled) - self.size + 1  # the window ending at each new row
         return np.where(ends >= 0, full[np.maximum(ends, 0)] if len(full) else 0.0, self.statistic)
 
-    def advance(self, values: Any) -> None:
-        """Feed ``values`` at once, as :meth:`update` one by one would."""
+    def advance(self, values: Any, at: np.ndarray | None = None) -> None:
+        """Feed ``values`` (events ``at`` of the caller's clock) at once, as :meth:`update` one by one would."""
         statistics = self.trajectory(values)
         phi = self.feature_map(values)[-self.size :]
         slots = (self.seen + len(statistics) - len(phi) + np.arange(len(phi))) % self.size
@@ -214,7 +215,7 @@ class WindowDetector:
         self.total = self.buffer.sum(axis=0, dtype=np.float64)
         calm = np.flatnonzero(statistics <= self.reference_mean)
         if calm.size:
-            self.onset = self.seen + int(calm[-1]) + 1
+            self.onset = self.seen + int(calm[-1]) + 1 if at is None else int(at[calm[-1]])
         self.seen += len(statistics)
         self.statistic = float(statistics[-1]) if len(statistics) else self.statistic
 

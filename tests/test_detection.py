@@ -180,8 +180,11 @@ def test_a_sampled_feature_short_of_reference_rows_gets_its_detector_later_and_r
     monitor = pickle.loads(pickle.dumps(monitor))
     assert feed(monitor, rows(600, 0.3)) == [] and "injection_similarity" in monitor.detectors
     assert monitor.detector_ert == 1e6 * (2 + len(OPTIONAL))  # latency, refusal and every optional feature share it
+    change = monitor.events
     found = feed(monitor, rows(2000, 0.4))
     assert found and found[0][1].features[0].feature == "injection_similarity"
+    # the onset is counted in the segment's events, not the sampled detector's (which sees one in five)
+    assert change - 100 <= found[0][1].onset_event <= found[0][0]
 
 
 def test_a_batch_fed_at_once_gives_the_same_incidents_and_state_as_one_event_at_a_time() -> None:
