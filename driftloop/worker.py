@@ -229,20 +229,27 @@ def create_app(settings: Settings) -> faust.App:
     async def monitor_traffic(stream: faust.StreamT) -> None:
         if settings.embeddings:
             await asyncio.to_thread(exemplar_vectors)  # load the model and embed the exemplars before consuming
-        async for batch in stream.take(settings.batch_max_events, within=settings.batch_within_s):
+        async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             monitor_metrics.LAST_EVENT.set_to_current_time()
             started = time.perf_counter()
             events = []
-            for raw in batch:
+            for item in batch:
                 try:
-                    events.append(parse_event(raw))
+                    event = parse_event(item.value)
                 except InvalidEvent as error:
-                    await reject(raw, error)
+                    await reject(item.value, error)
+                    continue
+                # a redelivered event already in the segment's state (it was checkpointed after the consumer's last
+                # commit, then the worker died): counted once, not twice
+                positions = segment_state(event.segment).positions
+                if item.message.offset > positions.get(item.message.partition, -1):
+                    positions[item.message.partition] = item.message.offset
+                    events.append(event)
             if not events:
                 continue
             inputs = await measure(events)
             touched = {event.segment for event in events}
-            before = {segment: segment_state(segment).events for segment in touched}  # tables are read on the loop
+            before = {segment: monitors[segment].events for segment in touched}
             async with state_lock:
                 opened, windows = await asyncio.to_thread(observe, events, inputs)
             changed = {outcome.segment for outcome in opened}

@@ -136,6 +136,9 @@ class SegmentMonitor:
     open_incident: str | None = None
     draft: set[str] = field(default_factory=set)
     quiet_run: int = 0
+    positions: dict[int, int] = field(default_factory=dict)
+    """Stream positions (partition → offset) of the last events in this state, kept by the worker so that a
+    redelivered event (at-least-once delivery after a crash) is not counted twice."""
     recent: deque[tuple[Evidence, dict[str, float]]] = field(default_factory=lambda: deque(maxlen=EVIDENCE_WINDOW))
 
     def __post_init__(self) -> None:
