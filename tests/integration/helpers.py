@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from driftloop.settings import Settings
 from feedback import Dispatcher, datasets, jobs
 from monitor import StreamStats, incidents
+from monitor.store import SegmentStatuses
 
 T = TypeVar("T")
 
@@ -61,3 +62,8 @@ def topic_messages(settings: Settings, topic: str, idle_ms: int = 1500) -> list[
         return [json.loads(message.value) for message in consumer]
     finally:
         consumer.close()
+
+
+def segment_events(settings: Settings) -> int:
+    """Events the segments' monitors have folded in, all segments together (their latest statuses)."""
+    return sum(status.events for status in _read(settings, lambda r: SegmentStatuses(r).all()).values())

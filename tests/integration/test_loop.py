@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from redis.asyncio import Redis
 
 from driftloop.embedded import worker_process
@@ -25,6 +25,7 @@ from monitor import DriftIncident, Evidence
 from tests.conftest import wait_for
 from tests.integration.helpers import (
     accepted,
+    segment_events,
     stored_datasets,
     stored_incidents,
     stored_jobs,
@@ -164,3 +165,32 @@ def test_killed_worker_loses_no_incident_and_duplicates_no_job(settings: Setting
     ids = {r["id"] for r in topic_messages(settings, settings.finetune_topic)}
     assert ids == {dataset.id}
     assert {r.message_id for r in receiver.received} == {dataset.id}
+
+
+def rewind(settings: Settings) -> None:
+    """Forget the worker's committed offsets (its consumer group), as if its commits were lost: a worker started
+    next reads the traffic topic from the start."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        admin.delete_groups([settings.app_id])
+    finally:
+        admin.close()
+
+
+def test_events_redelivered_after_a_restart_are_not_counted_twice(settings: Settings, tmp_path: Path) -> None:
+    """Every event the restored state already holds is redelivered (the group rewound to the start): the segments
+    count each event once, and only the events after the last checkpoint are folded in again."""
+    ensure_topics(settings)
+    traffic = lines(None, seed=13)
+    log = tmp_path / "worker.log"
+    replay(traffic[:1500], settings)
+    with worker_process(settings, log) as worker:
+        wait_for(lambda: segment_events(settings) >= 1500, 120, "the first worker to fold in every event")
+        worker.send_signal(signal.SIGTERM)  # a clean stop: offsets committed, checkpoints flushed
+        worker.wait(timeout=60)
+    rewind(settings)
+    with worker_process(settings, log):
+        replay(traffic[1500:1700], settings)
+        wait_for(lambda: segment_events(settings) >= 1700, 120, "the second worker to fold in the new events")
+        wait_for(lambda: accepted(settings) >= 1700, 30, "the accepted counter")
+    assert segment_events(settings) == 1700
