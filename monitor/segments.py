@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,8 @@ MOVED_Z = 5.0
 """A feature outside the draft joins an incident when its drifted-window mean is this many standard errors off
 its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
 MIN_REFERENCE = 200
+CALIBRATION_THREADS = 2
+"""Detectors calibrated at once when a reference completes (the machine's cores: 2 here)."""
 WINDOW_EVENTS = 200
 """Events in a windowed test's current window; its reference needs at least two windows of events."""
 WINDOWED = {"prompt_embedding": FourierMap.fit, "language": CategoryMap.fit, "feature_profile": ProfileMap.fit}
@@ -293,8 +296,9 @@ class SegmentMonitor:
         self.detector_ert, self.detector_miss = detector_ert(self.service_ert, budget), SEGMENT_MISS / budget
         self.reference, self.detectors = {}, {}
         self.pending = {name: v for name, v in values.items() if name not in ready}
-        for name in sorted(ready):
-            self._add_detector(name, values[name])
+        with ThreadPoolExecutor(CALIBRATION_THREADS) as pool:  # numpy releases the GIL in the simulations
+            fitted = pool.map(lambda name: (name, self._fit(name, values[name])), sorted(ready))
+            self._install(dict(fitted), values)
         kept = rows[-len(self.reference_prompts) :] if self.reference_prompts else []
         self.report_reference = [
             {**{name: value for name, value in row.items() if name not in WINDOWED}, "prompt": prompt[:REPORT_CHARS]}  # type: ignore[misc]
@@ -304,20 +308,24 @@ class SegmentMonitor:
         self.reference_vectors = 0
 
     def _add_detector(self, name: str, values: list) -> None:
+        self._install({name: self._fit(name, values)}, {name: values})
+
+    def _fit(self, name: str, values: list) -> Detector | None:
+        """A calibrated detector of input ``name`` on its reference ``values`` (None: nothing to watch)."""
         ert, warning_ert = self.detector_ert, self.detector_ert * WARNING_SHARE
-        if name in WINDOWED:
-            if name == "language" and len(set(values)) < 2:
-                return  # one language only: a new one is the rate language_non_english, watched already
-            reference = values if name == "language" else np.stack(values)
-            feature_map = WINDOWED[name](reference)
-            self.detectors[name] = calibrated_window(
-                name, feature_map, reference, WINDOW_EVENTS, ert, warning_ert, self.seed
-            )
-        else:
-            self.reference[name] = np.array(values, dtype=np.float32)
-            self.detectors[name] = calibrated(
-                name, self.reference[name], ert, warning_ert, self.seed, self.detector_miss
-            )
+        if name not in WINDOWED:
+            return calibrated(name, np.array(values, dtype=np.float32), ert, warning_ert, self.seed, self.detector_miss)
+        if name == "language" and len(set(values)) < 2:
+            return None  # one language only: a new one is the rate language_non_english, watched already
+        reference = values if name == "language" else np.stack(values)
+        return calibrated_window(name, WINDOWED[name](reference), reference, WINDOW_EVENTS, ert, warning_ert, self.seed)
+
+    def _install(self, fitted: dict[str, Detector | None], values: dict[str, list]) -> None:
+        for name, detector in fitted.items():
+            if detector is not None:
+                self.detectors[name] = detector
+            if isinstance(detector, CusumDetector):
+                self.reference[name] = np.array(values[name], dtype=np.float32)
 
     def _collect_pending(self, inputs: Measurements) -> None:
         """Add an event's values of inputs without a detector to their references; calibrate those complete."""
