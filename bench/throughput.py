@@ -130,7 +130,12 @@ def worker_path(settings: Settings, events: int, log: Path) -> tuple[float, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000, help="events per run without embeddings")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=60_000,
+        help="events per run without embeddings (long enough for calibration to weigh as it does in a running service)",
+    )
     parser.add_argument(
         "--embedded-events", type=int, default=1500, help="events of the run with embeddings on (0: no such run)"
     )

@@ -159,9 +159,7 @@ class SegmentMonitor:
         """Update the segment with one event's :func:`measurements` (or bare features); return the incident it
         opens or the resolution it reaches."""
         self.events += 1
-        response = event.response[:EVIDENCE_CHARS] if event.response else None
-        features = {name: value for name, value in inputs.items() if name not in WINDOWED}
-        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
+        self._remember(event, inputs)
         if not self.detectors:
             return self._collect(inputs, event.prompt_text)
         levels = {
@@ -223,12 +221,16 @@ class SegmentMonitor:
         for event, measured in zip(
             events[max(0, stop - EVIDENCE_WINDOW) : stop], inputs[max(0, stop - EVIDENCE_WINDOW) : stop], strict=True
         ):
-            response = event.response[:EVIDENCE_CHARS] if event.response else None
-            features = {name: value for name, value in measured.items() if name not in WINDOWED}
-            self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
+            self._remember(event, measured)
         self.events += stop
         self.draft = {name for name, detector in self.detectors.items() if detector.level >= Level.WARNING}
         return stop
+
+    def _remember(self, event: TrafficEvent, inputs: Measurements) -> None:
+        """Keep the event (cut) and its features among the recent ones, for an incident's evidence."""
+        response = event.response[:EVIDENCE_CHARS] if event.response else None
+        features = {name: value for name, value in inputs.items() if name not in WINDOWED}
+        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
 
     @staticmethod
     def _values(name: str, inputs: list[Measurements], positions: list[int]) -> np.ndarray | list:
