@@ -202,20 +202,19 @@ class SegmentMonitor:
         stop = len(events)
         for name, detector in self.detectors.items():
             if name in seen:
-                drifted = np.flatnonzero(
-                    detector.trajectory(self._values(name, inputs, seen[name])) >= detector.threshold
-                )
+                values = column(name, [inputs[i][name] for i in seen[name]])
+                drifted = np.flatnonzero(detector.trajectory(values) >= detector.threshold)
                 stop = min(stop, seen[name][drifted[0]]) if drifted.size else stop
-        collecting = [
-            name for name in seen if name not in self.detectors and (name != "language" or name in self.pending)
-        ]
+        collecting = [name for name in seen if self._collects(name)]
         for name in collecting:
             missing = needed(name) - len(self.pending.get(name, []))
             stop = min(stop, seen[name][missing - 1]) if len(seen[name]) >= missing else stop
         for name, positions in seen.items():
             fed = positions[: int(np.searchsorted(positions, stop))]
             if fed and name in self.detectors:
-                self.detectors[name].advance(self._values(name, inputs, fed), at=self.events + 1 + np.array(fed))
+                self.detectors[name].advance(
+                    column(name, [inputs[i][name] for i in fed]), at=self.events + 1 + np.array(fed)
+                )
             elif fed and name in collecting:
                 self.pending.setdefault(name, []).extend(inputs[i][name] for i in fed)
         for event, measured in zip(
@@ -232,11 +231,10 @@ class SegmentMonitor:
         features = {name: value for name, value in inputs.items() if name not in WINDOWED}
         self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
 
-    @staticmethod
-    def _values(name: str, inputs: list[Measurements], positions: list[int]) -> np.ndarray | list:
-        """The values of input ``name`` at ``positions``: an array of numbers or vectors, or a list of labels."""
-        values = [inputs[i][name] for i in positions]
-        return values if name == "language" else np.stack(values) if name in WINDOWED else np.array(values)
+    def _collects(self, name: str) -> bool:
+        """Whether values of input ``name`` go to its pending reference: it has no detector yet (a language
+        reference of one language gets none, and is not collected again)."""
+        return name not in self.detectors and (name != "language" or name in self.pending)
 
     def pin_reference(self, rows: list[Measurements], prompts: list[str] | None = None) -> None:
         """Replace the reference with ``rows`` (:func:`measurements` of events, e.g. of a time range chosen through
@@ -319,7 +317,7 @@ class SegmentMonitor:
             return calibrated(name, np.array(values, dtype=np.float32), ert, warning_ert, self.seed, self.detector_miss)
         if name == "language" and len(set(values)) < 2:
             return None  # one language only: a new one is the rate language_non_english, watched already
-        reference = values if name == "language" else np.stack(values)
+        reference = column(name, values)
         return calibrated_window(name, WINDOWED[name](reference), reference, WINDOW_EVENTS, ert, warning_ert, self.seed)
 
     def _install(self, fitted: dict[str, Detector | None], values: dict[str, list]) -> None:
@@ -332,7 +330,7 @@ class SegmentMonitor:
     def _collect_pending(self, inputs: Measurements) -> None:
         """Add an event's values of inputs without a detector to their references; calibrate those complete."""
         for name, value in inputs.items():
-            if name in self.detectors or (name == "language" and name not in self.pending):
+            if not self._collects(name):
                 continue
             collected = self.pending.setdefault(name, [])
             collected.append(value)
@@ -421,6 +419,12 @@ class SegmentMonitor:
         if hold:
             self.open_incident, self.draft, self.quiet_run = incident.id, set(), 0
         return incident
+
+
+def column(name: str, values: list) -> np.ndarray | list:
+    """Values of input ``name`` as its detector takes them at once: a list of labels, or an array of numbers or
+    vectors."""
+    return values if name == "language" else np.stack(values) if name in WINDOWED else np.array(values)
 
 
 def needed(name: str) -> int:
