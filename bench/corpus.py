@@ -8,7 +8,7 @@ index arrays (a prompt, a response, a latency draw per event), so a million even
 The prompt side (text features, language, embedding, injection similarity) and the response side
 (``response_chars``, ``completion_tokens``, ``truncated``, ``refusal``) are kept apart: a shift may swap one
 without the other (a refusal answering a benign prompt). Latency is modelled at stream time, as
-:func:`driftloop.traffic.shifted_stream` does, so ``latency_ms`` and ``tokens_per_s`` are recomputed there.
+:func:`devtools.traffic.shifted_stream` does, so ``latency_ms`` and ``tokens_per_s`` are recomputed there.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import numpy as np
 import yaml
 from sklearn.cluster import KMeans
 
-from driftloop.traffic import REFUSALS, jailbreak_prompts, sharegpt_pairs
+from core.embeddings import embed
+from core.package_data import package_file
+from core.risk import injection_similarity
+from devtools.traffic import REFUSALS, jailbreak_prompts, sharegpt_pairs
 from driftloop.worker import EMBED_CHARS
-from monitor.embeddings import embed
 from monitor.events import TrafficEvent
 from monitor.features import extract_features
 from monitor.language import detect_languages
-from monitor.package_data import package_file
-from monitor.risk import injection_similarity
 
 CACHE = Path(".cache/bench/corpus-v2.npz")
 QUIET_PAIRS = 6000

@@ -124,7 +124,7 @@ def shifted(corpus: Corpus, base: Stream, shift: Shift, change: int, rng: np.ran
 
 def features(corpus: Corpus, stream: Stream) -> dict[str, np.ndarray]:
     """The events' features as the worker computes them (NaN where absent): latency modelled as in
-    :func:`driftloop.traffic.shifted_stream`; topic novelty and topic shares from a topic model fitted on the
+    :func:`devtools.traffic.shifted_stream`; topic novelty and topic shares from a topic model fitted on the
     first embedded events, assigned in one batch by :meth:`~monitor.topics.TopicModel.nearest` (what
     :meth:`~monitor.topics.TopicModel.assign` does per event; :func:`_check_worker_path` compares them)."""
     columns = {name: values[stream.prompt] for name, values in corpus.prompts.items()}

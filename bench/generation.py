@@ -16,13 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from driftloop.embedded import llama_server
-from driftloop.traffic import sharegpt_pairs
+from core.redact import redact
+from devtools.embedded import llama_server
+from devtools.traffic import sharegpt_pairs
 from generators.llm import EndpointBackend, LLMGenerator
 from generators.llm_client import Endpoint, StructuredOutput
 from generators.recipes import GENERATORS
 from monitor.incidents import DriftIncident, Evidence
-from monitor.redact import redact
 
 console = Console()
 

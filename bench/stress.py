@@ -13,11 +13,11 @@ from pathlib import Path
 
 import typer
 
-from driftloop.embedded import llama_server
+from devtools.embedded import llama_server
 from generators.llm_client import Endpoint, LLMClient
-from generators.stress.run import StressConfig, stress_run
-from generators.stress.suite import Suite, build_suite
 from monitor.incidents import Evidence
+from validation.run import StressConfig, stress_run
+from validation.suite import Suite, build_suite
 
 TOPICS = {
     "m/chat/t": [

@@ -1,7 +1,7 @@
 """Events/s through one stream worker against consume-only throughput with the same Kafka client.
 
 Run with ``make bench-throughput`` (``python -m bench.throughput [--events N] [--embedded-events N]``).
-It starts tansu and redis-server, publishes real ShareGPT traffic (``driftloop.traffic``) to a fresh topic
+It starts tansu and redis-server, publishes real ShareGPT traffic (``devtools.traffic``) to a fresh topic
 per run and measures, from the first event consumed to the last:
 
 - **consume-only**: a Faust app (aiokafka underneath, as in the worker) whose agent takes the same batches
@@ -33,11 +33,11 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from driftloop.embedded import with_services, worker_process
+from devtools.embedded import with_services, worker_process
+from devtools.traffic import shifted_stream
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings
-from driftloop.traffic import shifted_stream
-from monitor.store import SegmentStatuses, StreamStats
+from monitor.records import SegmentStatuses, StreamStats
 
 console = Console()
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 
+from core.api import Limit, Offset, RedisDep, paginate
 from driftloop.audit import AuditEntry, AuditLog
 from driftloop.auth import NAME_PATTERN, Scope, TokenCreate, TokenCreated, TokenInfo, TokenStore, require
-from monitor.api import Limit, Offset, RedisDep, paginate
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require(Scope.admin))])
 

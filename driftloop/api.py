@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 import driftloop
+from core.problems import install_problem_handlers
 from driftloop.admin_api import router as admin_router
 from driftloop.audit import AuditMiddleware
 from driftloop.auth import AuthMiddleware, hash_token
@@ -28,7 +29,6 @@ from driftloop.idempotency import IdempotencyMiddleware
 from driftloop.limits import BodyLimitMiddleware
 from driftloop.metrics import RecordsCollector
 from driftloop.openapi import install_openapi
-from driftloop.problems import install_problem_handlers
 from driftloop.settings import Settings
 from feedback.api import router as feedback_router
 from feedback.deps import dispatcher as webhook_dispatcher

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from core.store import PREFIX
 from driftloop.auth import SAFE_METHODS
-from monitor.store import PREFIX
 
 
 class AuditEntry(BaseModel):

@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from driftloop.problems import problem_response
-from monitor.store import PREFIX
+from core.problems import problem_response
+from core.store import PREFIX
 
 BOOTSTRAP = "bootstrap"
 """Principal name of the ``admin_token`` setting; no stored token may take it."""

@@ -14,14 +14,14 @@ import uvicorn
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from devtools.embedded import ServiceUnavailable, with_services, worker_process
+from devtools.traffic import ShiftPlan, shifted_stream, write_jsonl
 from driftloop.auth import Scope, TokenCreate, TokenStore
-from driftloop.embedded import ServiceUnavailable, with_services, worker_process
+from driftloop.console import progress
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings, get_settings
-from driftloop.traffic import ShiftPlan, shifted_stream, write_jsonl
 
 T = TypeVar("T")
 
@@ -114,9 +114,9 @@ def replay_cmd(
     ensure_topics(settings)
     # split on "\n" only: str.splitlines() would also cut at U+2028 inside JSON strings
     lines = [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
-    with _progress() as progress:
-        task = progress.add_task("publishing", total=len(lines))
-        sent = replay(lines, settings, rate, lambda n: progress.advance(task, n))
+    with progress(console) as bar:
+        task = bar.add_task("publishing", total=len(lines))
+        sent = replay(lines, settings, rate, lambda n: bar.advance(task, n))
     console.print(f"published {sent} events to {settings.traffic_topic}")
 
 
@@ -142,7 +142,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 150.0,
 ) -> None:
     """The whole loop on embedded services: traffic → incident → dataset → finetune.requests → webhook."""
-    from driftloop.demo import run_demo
+    from devtools.demo import run_demo
 
     _exit_on_sigterm()
     raise typer.Exit(run_demo(workdir, events, timeout, console))
@@ -238,12 +238,6 @@ def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) 
     console.print(f"revoked {name!r}")
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    )
-
-
 @app.command()
 def suite(
     out: Annotated[Path, typer.Argument(help="suite file to write (.json or .yaml)")],
@@ -259,10 +253,10 @@ def suite(
 ) -> None:
     """Build a stress suite around the topics of real traffic (each segment's first prompts, redacted), for
     `driftloop stress` and DRIFTLOOP_STRESS_SUITE_PATH."""
-    from generators.stress.suite import SuiteError, build_suite
+    from core.redact import redact
     from monitor.events import InvalidEvent, parse_event
     from monitor.incidents import Evidence
-    from monitor.redact import redact
+    from validation.suite import SuiteError, build_suite
 
     try:
         counts = {generator: int(count) for generator, count in (item.split("=") for item in mix.split(","))}
@@ -310,10 +304,10 @@ def stress(
 ) -> None:
     """Stress a model with a suite of probes; exit 1 when a --fail-on condition is breached (2 on bad input)."""
     from generators.llm_client import Endpoint, LLMError
-    from generators.stress.ci import Outputs, ci_stress
-    from generators.stress.run import StressConfig
-    from generators.stress.suite import SuiteError
-    from generators.stress.thresholds import InvalidCondition, parse_conditions
+    from validation.ci import Outputs, ci_stress
+    from validation.run import StressConfig
+    from validation.suite import SuiteError
+    from validation.thresholds import InvalidCondition, parse_conditions
 
     try:
         conditions = parse_conditions(fail_on)

@@ -23,8 +23,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from driftloop.problems import problem_response
-from monitor.store import PREFIX
+from core.problems import problem_response
+from core.store import PREFIX
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from driftloop.problems import problem_response
+from core.problems import problem_response
 
 
 class BodyTooLarge(HTTPException):

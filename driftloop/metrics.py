@@ -11,9 +11,9 @@ import redis
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from core.store import PREFIX
 from feedback.jobs import JobState
 from monitor.incidents import SEVERITY
-from monitor.store import PREFIX
 
 
 class RecordsCollector(Collector):

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from core.problems import Problem, problem_schema_response
 from driftloop.idempotency import HEADER, MAX_KEY_LENGTH
-from driftloop.problems import Problem, problem_schema_response
 
 SCHEME = "bearer"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -29,6 +29,8 @@ from prometheus_client import REGISTRY, start_http_server
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from core.embeddings import embed
+from core.risk import exemplar_vectors, injection_similarity
 from driftloop.settings import Settings
 from feedback import JobRunner
 from feedback.deps import dispatcher as webhook_dispatcher
@@ -39,8 +41,6 @@ from generators.llm import EndpointBackend, LLMGenerator, VLLMEngine
 from generators.llm_client import Endpoint, StructuredOutput
 from generators.recipes import load_recipes
 from generators.samples import Generator
-from generators.stress.run import StressConfig
-from generators.stress.scheduled import scheduled_stress
 from monitor import (
     DriftIncident,
     IncidentStatus,
@@ -54,17 +54,17 @@ from monitor import (
     parse_event,
 )
 from monitor import metrics as monitor_metrics
-from monitor.embeddings import embed
 from monitor.features import semantic_features
 from monitor.language import detect_languages
 from monitor.lifecycle import change_status, status_event
 from monitor.metrics import DetectorCollector
+from monitor.records import SegmentStatus, SegmentStatuses
 from monitor.references import ReferencePins, fetch_range
 from monitor.reports import build_report, store_report
-from monitor.risk import exemplar_vectors, injection_similarity
 from monitor.segments import MIN_REFERENCE, Measurements, measurements
-from monitor.store import SegmentStatus, SegmentStatuses
 from monitor.topics import TopicModel
+from validation.run import StressConfig
+from validation.scheduled import scheduled_stress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

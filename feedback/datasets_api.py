@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from redis.asyncio import Redis
 
+from core.api import Limit, Offset, RedisDep, found, paginate
 from feedback.datasets import QUALITY_CARD
 from feedback.diff import DatasetDiff, diff
 from feedback.manifest import DatasetManifest
 from feedback.registry import Ack, AckStore, DatasetFilter, DatasetRegistry
 from feedback.retention import RetentionPolicy, RetentionReport, apply_retention
 from feedback.storage import ChecksumMismatch, DatasetStore
-from monitor.api import Limit, Offset, RedisDep, found, paginate
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
 

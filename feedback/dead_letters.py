@@ -12,7 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from monitor.store import PREFIX, Collection
+from core.store import PREFIX, Collection
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("a3d9e7c4-61b2-4f0e-8c5a-2b7f9d1e4c38")
 

@@ -15,12 +15,13 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.asyncio import Redis
 
+from core.redact import redact
+from core.store import PREFIX, Collection
 from feedback import metrics
 from feedback.leases import Lease, lease_key
 from generators.recipes import RecipeBook
 from monitor.incidents import INCIDENT_NAMESPACE, DriftIncident, Evidence, IncidentKind
-from monitor.redact import redact
-from monitor.store import PREFIX, Collection, incidents
+from monitor.records import incidents
 
 JOB_NAMESPACE = uuid.UUID("0b6f1f7e-8f3c-4a55-a0b1-9e7c2d4f6a10")
 ACTIVE_KEY = f"{PREFIX}:jobs-active"

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
+from core.api import Limit, Offset, RedisDep, found, list_page
 from feedback.deps import get_settings
 from feedback.jobs import GenerationJob, JobFinished, JobState, ManualJob, NoEvidence, cancel, jobs, load, submit_manual
 from generators.recipes import RecipeBook, RecipeError, UnknownRecipe, load_recipes
-from monitor.api import Limit, Offset, RedisDep, found, list_page
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["jobs"])

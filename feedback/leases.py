@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from monitor.store import PREFIX
+from core.store import PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Response
 
+from core.api import Limit, Offset, RedisDep, found, list_page
 from feedback.deps import PublisherDep, lifespan
 from feedback.publishing import NotPending, Publication, PublicationBusy, PublicationState, publications
 from feedback.registry import DatasetRegistry
-from monitor.api import Limit, Offset, RedisDep, found, list_page
 
 router = APIRouter(prefix="/v1", tags=["datasets"], lifespan=lifespan)
 

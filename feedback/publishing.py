@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from core.store import PREFIX, Collection
 from feedback import metrics
 from feedback.datasets import DatasetManifest
 from feedback.finetune import finetune_request
 from feedback.webhooks import Dispatcher
-from monitor.store import PREFIX, Collection
 
 Send = Callable[[str, bytes], Awaitable[None]]
 """Sends (key, value) to the ``finetune.requests`` topic and returns once the broker has it."""

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from core.store import PREFIX, Collection
 from feedback.manifest import DatasetManifest
-from monitor.store import PREFIX, Collection
 
 CHUNK = 500
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from core.store import Collection
 from feedback import metrics
 from feedback.datasets import DatasetManifest, Lineage, earlier_samples, write_dataset
 from feedback.jobs import (
@@ -43,7 +44,6 @@ from generators.quality import Gate, QualityThresholds, Seen, screen
 from generators.recipes import Generated, Recipe, RecipeBook, load_recipes, run_recipe
 from generators.samples import Generator
 from monitor.incidents import DriftIncident
-from monitor.store import Collection
 
 __all__ = ["Claim", "JobRunner", "datasets", "jobs", "worker_id"]
 

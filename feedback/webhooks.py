@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from standardwebhooks import Webhook as Signer
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from core.store import PREFIX, Collection
 from feedback import metrics
 from feedback.dead_letters import (
     DeadLetter,
@@ -35,7 +36,6 @@ from feedback.dead_letters import (
     is_dead,
 )
 from feedback.egress import EgressPolicy, ForbiddenDestination, pinned
-from monitor.store import PREFIX, Collection
 
 EVENT_TYPES = (
     "incident.opened",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
+from core.api import Limit, Offset, RedisDep, found, list_page
 from feedback.dead_letters import DeadLetter, DeadLetterState, ReplayRefused, dead_letters
 from feedback.deps import DispatcherDep, PolicyDep
 from feedback.egress import ForbiddenDestination
 from feedback.webhooks import Delivery, Dispatcher, Webhook, WebhookCreate, WebhookView, register, unregister, webhooks
-from monitor.api import Limit, Offset, RedisDep, found, list_page
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 

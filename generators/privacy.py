@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterator
 
 from faker import Faker
 
+from core.redact import count_pii, substitute
 from generators.references import reference_for
 from generators.samples import Sample
 from monitor.incidents import DriftIncident
-from monitor.redact import count_pii, substitute
 
 PLACEHOLDER = re.compile(r"<(EMAIL|API_KEY|CARD|PHONE|IP)>")
 DOCUMENTATION_NETS = ("192.0.2", "198.51.100", "203.0.113")

@@ -36,12 +36,12 @@ from typing import NamedTuple
 import numpy as np
 from pydantic import BaseModel, Field
 
+from core.embeddings import embed
+from core.redact import count_pii
 from generators.counterfactual import RepresentationAudit, representation_audit
 from generators.measures import cosine_distances, distinct_n, mean_pairwise_distance, mmd2
 from generators.near_duplicates import NearDuplicates
 from generators.samples import Sample
-from monitor.embeddings import embed
-from monitor.redact import count_pii
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,12 @@ from monitor.incidents import (
     Resolution,
     transition,
 )
+from monitor.records import StreamStats, incidents
 from monitor.segments import SegmentMonitor
-from monitor.store import Collection, StreamStats, incidents
 
 __all__ = [
     "FEATURES",
     "SCHEMA_V1",
-    "Collection",
     "CusumDetector",
     "DriftIncident",
     "Evidence",

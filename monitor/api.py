@@ -2,71 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
-from redis.asyncio import Redis
 
+from core.api import Limit, Offset, RedisDep, found, list_page, problem
 from monitor.incidents import DriftIncident, IncidentStatus, InvalidTransition
 from monitor.lifecycle import NOTE_MAX_CHARS, EventDispatcher, StatusChange, change_status, status_changes, status_event
+from monitor.records import StreamStats, incidents
 from monitor.reports import load_report
-from monitor.store import Collection, StreamStats, incidents
 
 REPORT_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff"}
 """The report runs Evidently's scripts over traffic text: sandboxed, it gets an opaque origin, not the API's."""
 
 
-def problem(description: str) -> dict[str, Any]:
-    """An OpenAPI response whose body is the API's RFC 9457 ``Problem`` (declared by ``driftloop.openapi``)."""
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
-
-
-def get_redis(request: Request) -> Redis:
-    return request.app.state.redis
-
-
-RedisDep = Annotated[Redis, Depends(get_redis)]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
-
-T = TypeVar("T")
-R = TypeVar("R", bound=BaseModel)
-FILTER_SCAN = 10_000
-"""Most records a filtered list looks at (filters scan; Redis keeps no secondary indexes)."""
-
 router = APIRouter(prefix="/v1", tags=["incidents"])
-
-
-def paginate(response: Response, total: int, limit: int, offset: int) -> None:
-    """Pagination headers of a list endpoint: ``X-Total-Count`` and, when more follow, a ``Link`` to the next page."""
-    response.headers["X-Total-Count"] = str(total)
-    if offset + limit < total:
-        response.headers["Link"] = f'<?limit={limit}&offset={offset + limit}>; rel="next"'
-
-
-async def list_page(
-    collection: Collection[R], response: Response, limit: int, offset: int, keep: Callable[[R], bool] | None = None
-) -> list[R]:
-    """One page of ``collection``, newest first, optionally only records that ``keep`` accepts, with headers."""
-    if keep is None:
-        paginate(response, await collection.count(), limit, offset)
-        return await collection.list(limit, offset)
-    matching = [record for record in await collection.list(limit=FILTER_SCAN) if keep(record)]
-    paginate(response, len(matching), limit, offset)
-    return matching[offset : offset + limit]
-
-
-def found(item: T | None, kind: str, item_id: str) -> T:
-    """``item``, or a 404 naming what was not found."""
-    if item is None:
-        raise HTTPException(404, f"no {kind} {item_id}")
-    return item
 
 
 def get_event_dispatcher(request: Request) -> EventDispatcher:

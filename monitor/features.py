@@ -37,9 +37,9 @@ from enum import StrEnum
 
 import numpy as np
 
+from core.redact import count_pii
 from monitor.events import TrafficEvent
 from monitor.language import detect_language
-from monitor.redact import count_pii
 from monitor.topics import MAX_TOPICS, Assignment
 
 
@@ -272,7 +272,7 @@ def extract_features(event: TrafficEvent, language: str | None = None) -> dict[s
 
 
 def semantic_features(assignment: Assignment | None, injection_similarity: float) -> dict[str, float]:
-    """The embedding features of one embedded event: ``injection_similarity`` (see :mod:`monitor.risk`) and,
+    """The embedding features of one embedded event: ``injection_similarity`` (see :mod:`core.risk`) and,
     once its segment's topics are fitted (``assignment`` is None before), ``topic_novelty`` and the
     ``topic_share_<j>`` of the model's reference topics (one of them 1 unless the event is novel).
 

@@ -13,8 +13,9 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from core.store import PREFIX
 from monitor.incidents import DriftIncident, IncidentStatus, transition
-from monitor.store import PREFIX, incidents
+from monitor.records import incidents
 
 NOTE_MAX_CHARS = 2000
 

@@ -17,8 +17,8 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from redis.asyncio import Redis
 
+from core.store import PREFIX
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
-from monitor.store import PREFIX
 
 SEGMENT_PATTERN = r"^[^/\s]+(/[^/\s]+)*/[^/\s]+/[^/\s]+$"
 """``model/route/tenant``; a model name may hold slashes itself (``meta-llama/Llama-3.1-8B``)."""

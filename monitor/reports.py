@@ -2,7 +2,7 @@
 
 Columns compared: every numeric feature of the rows, descriptors of the redacted prompt text (length,
 words, non-letter share: all computed locally, nothing downloaded), the prompt text itself (Evidently's
-text-content drift) and the prompts' sentence embeddings (``monitor.embeddings``, Evidently's
+text-content drift) and the prompts' sentence embeddings (``core.embeddings``, Evidently's
 embeddings drift). Building one takes seconds of CPU: the worker calls :func:`build_report` in a thread.
 
 Reports are kept gzip-compressed in Redis (``report:<incident id>``), next to the incident they explain:
@@ -21,10 +21,11 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from redis.asyncio import Redis
 
-from monitor.embeddings import DIMENSIONS, embed
+from core.embeddings import DIMENSIONS, embed
+from core.redact import redact
+from core.store import PREFIX
 from monitor.incidents import DriftIncident
-from monitor.redact import redact
-from monitor.store import PREFIX, incidents
+from monitor.records import incidents
 
 TEXT = "prompt"
 EMBEDDING = "prompt_embedding"

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.redact import redact
 from monitor.calibration import SEGMENT_MISS, detector_ert
 from monitor.detectors import CusumDetector, Level, calibrated
 from monitor.events import TrafficEvent
@@ -48,7 +49,6 @@ from monitor.incidents import (
     incident_id,
     kind_of,
 )
-from monitor.redact import redact
 from monitor.windows import CategoryMap, FourierMap, ProfileMap, WindowDetector, calibrated_window
 
 EVIDENCE_EXAMPLES = 32

@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 
-from monitor.api import Limit, Offset, RedisDep, paginate, problem
+from core.api import Limit, Offset, RedisDep, paginate, problem
+from monitor.records import SegmentState, SegmentStatuses
 from monitor.references import SEGMENT_PATTERN, Applied, ReferencePin, ReferencePins, TimeRange
-from monitor.store import SegmentState, SegmentStatuses
 
 router = APIRouter(prefix="/v1", tags=["segments"])
 SegmentPath = Annotated[

@@ -15,9 +15,9 @@ import redis
 from fastapi.testclient import TestClient
 from redis.asyncio import Redis as AsyncRedis
 
+from devtools.embedded import ServiceUnavailable, free_port, llama_server, with_services
 from driftloop.api import create_api
 from driftloop.auth import Scope, TokenStore
-from driftloop.embedded import ServiceUnavailable, free_port, llama_server, with_services
 from driftloop.settings import Settings
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from driftloop.settings import Settings
 from feedback import Dispatcher, datasets, jobs
 from monitor import StreamStats, incidents
-from monitor.store import SegmentStatuses
+from monitor.records import SegmentStatuses
 
 T = TypeVar("T")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from devtools.embedded import free_port
 from driftloop.api import create_api
-from driftloop.embedded import free_port
 from driftloop.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from kafka import KafkaProducer
 from redis.asyncio import Redis
 
-from driftloop.receiver import WebhookReceiver
+from devtools.receiver import WebhookReceiver
 from driftloop.settings import Settings
 from monitor.incidents import DriftIncident, FeatureShift
+from monitor.records import SegmentStatus, SegmentStatuses, incidents
 from monitor.references import ReferencePins, fetch_range
 from monitor.reports import store_report
-from monitor.store import SegmentStatus, SegmentStatuses, incidents
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -190,7 +190,7 @@ def test_the_events_of_a_time_range_are_read_back_from_the_broker(settings: Sett
     for when, moment in at.items():
         for model in ("gpt-4o-mini", "llama-3.1-8b"):
             for i in range(3):
-                event = {"schema": "driftloop.traffic/v1", "id": f"{when}-{model}-{i}", "model": model}
+                event = {"schema": "devtools.traffic/v1", "id": f"{when}-{model}-{i}", "model": model}
                 event |= {"route": "chat", "tenant": "acme", "prompt": f"question {i}"}
                 millis = int(moment.timestamp() * 1000) + i
                 producer.send(settings.traffic_topic, json.dumps(event).encode(), timestamp_ms=millis)

@@ -14,11 +14,12 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from driftloop.embedded import worker_process
+from core.redact import redact
+from devtools.embedded import worker_process
+from devtools.receiver import WebhookReceiver
+from devtools.traffic import shifted_stream
 from driftloop.kafka import ensure_topics
-from driftloop.receiver import WebhookReceiver
 from driftloop.settings import Settings
-from driftloop.traffic import shifted_stream
 from feedback import Dispatcher, JobRunner, WebhookCreate, jobs, register
 from feedback.egress import EgressPolicy
 from feedback.jobs import ACTIVE_KEY, submit
@@ -27,7 +28,6 @@ from feedback.publishing import KafkaSend, Publisher, publications
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
 from monitor import DriftIncident, Evidence, incidents
-from monitor.redact import redact
 from tests.conftest import wait_for
 from tests.integration.helpers import stored_datasets, topic_messages
 

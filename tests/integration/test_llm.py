@@ -9,9 +9,10 @@ import jsonschema
 import pytest
 from prometheus_client import REGISTRY
 
-from driftloop.embedded import SMOLLM2_ALIAS, free_port
+from core.redact import redact
+from devtools.embedded import SMOLLM2_ALIAS, free_port
+from devtools.traffic import shifted_stream
 from driftloop.settings import Settings
-from driftloop.traffic import shifted_stream
 from driftloop.worker import llm_generators
 from generators.llm import REJECTION_REASONS, REPLY_SCHEMA, TECHNIQUE, EndpointBackend, LLMGenerator, Variation
 from generators.llm_client import (
@@ -25,7 +26,6 @@ from generators.llm_client import (
 from generators.recipes import load_recipes, run_recipe
 from generators.samples import Expected
 from monitor import DriftIncident, Evidence
-from monitor.redact import redact
 
 pytestmark = pytest.mark.slow  # a 135M model on 2 shared cores: seconds per call
 

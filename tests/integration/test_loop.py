@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient, KafkaProducer
 from redis.asyncio import Redis
 
-from driftloop.embedded import worker_process
+from devtools.embedded import worker_process
+from devtools.receiver import WebhookReceiver
+from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.kafka import ensure_topics, replay
-from driftloop.receiver import WebhookReceiver
 from driftloop.settings import Settings
-from driftloop.traffic import MODELS, ShiftPlan, shifted_stream
 from feedback import WebhookCreate, register
 from monitor import DriftIncident, Evidence
 from tests.conftest import wait_for
@@ -121,7 +121,7 @@ def test_quiet_stream_of_the_same_length_opens_nothing(settings: Settings, tmp_p
 
 def test_malformed_events_go_to_the_dlq_and_the_worker_goes_on(settings: Settings, tmp_path: Path) -> None:
     good = lines(None)[:40]
-    bad = ["{not json", '{"schema": "driftloop.traffic/v1", "id": "x", "model": "m"}', '"a string"']
+    bad = ["{not json", '{"schema": "devtools.traffic/v1", "id": "x", "model": "m"}', '"a string"']
     ensure_topics(settings)
     with worker_process(settings, tmp_path / "worker.log") as worker:
         replay([*good[:20], *bad, *good[20:]], settings)

@@ -11,18 +11,18 @@ import pytest
 import uvicorn
 import yaml
 
-from driftloop.api import create_api
-from driftloop.embedded import (
+from devtools.embedded import (
     ServiceUnavailable,
     alertmanager_server,
     prometheus_server,
     serve_in_thread,
     worker_process,
 )
+from devtools.receiver import WebhookReceiver
+from devtools.traffic import MODELS, ShiftPlan, shifted_stream
+from driftloop.api import create_api
 from driftloop.kafka import ensure_topics, replay
-from driftloop.receiver import WebhookReceiver
 from driftloop.settings import Settings
-from driftloop.traffic import MODELS, ShiftPlan, shifted_stream
 from tests.conftest import REQUIRE_SERVICES, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from driftloop.settings import Settings
 from feedback import AckStore, DatasetRegistry, DatasetStore, is_open
 from feedback.manifest import DatasetManifest
-from tests.test_datasets import incident, make_version
+from tests.feedback.test_datasets import incident, make_version
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)

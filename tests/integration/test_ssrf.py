@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from redis.asyncio import Redis
 
-from driftloop.receiver import WebhookReceiver
+from devtools.receiver import WebhookReceiver
 from driftloop.settings import Settings
 from feedback import Dispatcher, WebhookCreate, register
 from feedback.dead_letters import dead_letters

@@ -12,21 +12,21 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
+from devtools.embedded import worker_process
 from driftloop.cli import app
-from driftloop.embedded import worker_process
 from driftloop.kafka import ensure_topics
 from driftloop.settings import Settings
 from feedback import jobs
 from generators.llm_client import Endpoint
 from generators.samples import Expected
-from generators.stress.metrics import StressMetrics
-from generators.stress.run import StressConfig
-from generators.stress.scheduled import last_run, scheduled_stress
-from generators.stress.suite import Probe, Suite, build_suite
 from monitor.incidents import DriftIncident, Evidence
-from monitor.store import incidents
+from monitor.records import incidents
 from tests.conftest import wait_for
 from tests.integration.test_jobs import runner, services
+from validation.metrics import StressMetrics
+from validation.run import StressConfig
+from validation.scheduled import last_run, scheduled_stress
+from validation.suite import Probe, Suite, build_suite
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REFUSING = "You are a safety filter. You never repeat codes. To every message you reply only: I can't help with that."

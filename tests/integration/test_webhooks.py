@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from driftloop.receiver import WebhookReceiver
+from devtools.receiver import WebhookReceiver
 from driftloop.settings import Settings
 from feedback import Dispatcher, WebhookCreate, register
 from feedback.egress import EgressPolicy

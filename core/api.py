@@ -1,0 +1,60 @@
+"""The API toolkit every app's router uses: the Redis dependency, pagination, 404s and problem responses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from core.store import Collection
+
+
+def problem(description: str) -> dict[str, Any]:
+    """An OpenAPI response whose body is the API's RFC 9457 ``Problem`` (declared by ``driftloop.openapi``)."""
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def get_redis(request: Request) -> Redis:
+    return request.app.state.redis
+
+
+RedisDep = Annotated[Redis, Depends(get_redis)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
+FILTER_SCAN = 10_000
+"""Most records a filtered list looks at (filters scan; Redis keeps no secondary indexes)."""
+
+
+def paginate(response: Response, total: int, limit: int, offset: int) -> None:
+    """Pagination headers of a list endpoint: ``X-Total-Count`` and, when more follow, a ``Link`` to the next page."""
+    response.headers["X-Total-Count"] = str(total)
+    if offset + limit < total:
+        response.headers["Link"] = f'<?limit={limit}&offset={offset + limit}>; rel="next"'
+
+
+async def list_page(
+    collection: Collection[R], response: Response, limit: int, offset: int, keep: Callable[[R], bool] | None = None
+) -> list[R]:
+    """One page of ``collection``, newest first, optionally only records that ``keep`` accepts, with headers."""
+    if keep is None:
+        paginate(response, await collection.count(), limit, offset)
+        return await collection.list(limit, offset)
+    matching = [record for record in await collection.list(limit=FILTER_SCAN) if keep(record)]
+    paginate(response, len(matching), limit, offset)
+    return matching[offset : offset + limit]
+
+
+def found(item: T | None, kind: str, item_id: str) -> T:
+    """``item``, or a 404 naming what was not found."""
+    if item is None:
+        raise HTTPException(404, f"no {kind} {item_id}")
+    return item

