@@ -22,6 +22,7 @@ from feedback.leases import Lease, lease_key
 from generators.recipes import RecipeBook
 from monitor.incidents import INCIDENT_NAMESPACE, DriftIncident, Evidence, IncidentKind
 from monitor.records import incidents
+from monitor.sink import IncidentSink
 
 JOB_NAMESPACE = uuid.UUID("0b6f1f7e-8f3c-4a55-a0b1-9e7c2d4f6a10")
 ACTIVE_KEY = f"{PREFIX}:jobs-active"
@@ -170,8 +171,9 @@ async def _latest_evidence(redis: Redis, segment: str) -> list[Evidence]:
 
 
 async def submit_manual(redis: Redis, request: ManualJob, recipes: RecipeBook) -> GenerationJob:
-    """Store ``request`` as an incident of kind ``manual`` (prompts redacted as evidence) and queue its job, which
-    the workers' sweeper runs like any other job. The same request names the same incident and job.
+    """Emit ``request`` as an incident of kind ``manual`` (prompts redacted as evidence), stored but not published,
+    and queue its job, which the workers' sweeper runs like any other job. The same request names the same incident
+    and job.
 
     Raises ``UnknownRecipe`` for a recipe the book lacks and :class:`NoEvidence` for a segment without evidence.
     """
@@ -190,7 +192,7 @@ async def submit_manual(redis: Redis, request: ManualJob, recipes: RecipeBook) -
         onset_event=0,
         evidence=evidence,
     )
-    await incidents(redis).create(incident)
+    await IncidentSink(redis).emit(incident)  # stored only: published, it would get a second job (its kind's recipe)
     return await submit(redis, incident, recipe.name, request.count, request.seed)
 
 

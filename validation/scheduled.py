@@ -3,13 +3,13 @@ the last run into one ``robustness-regression`` incident naming the failing fami
 
 The last summary of each suite is kept under ``driftloop:stress:last:<suite>`` (Redis persists it, so a
 restarted worker compares with the run before the restart). The incident's id is a function of the suite and
-the run, and it is stored with ``SET NX`` before it is published, so a retried publication makes no duplicate.
+the run, and it goes out through the :class:`~monitor.sink.IncidentSink`: stored once (``SET NX``), then
+published, so a retried publication makes no duplicate record.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from core.redact import redact
 from generators.llm_client import Endpoint, LLMClient
 from monitor.incidents import INCIDENT_NAMESPACE, SEVERITY, DriftIncident, Evidence, FeatureShift, IncidentKind
-from monitor.records import incidents
+from monitor.sink import IncidentSink
 from validation.metrics import StressMetrics, default_metrics
 from validation.results import Regression, RunSummary, regressions
 from validation.run import StressConfig, StressRun, stress_run
@@ -25,8 +25,6 @@ from validation.suite import load_suite
 
 LAST_RUN_KEY = "driftloop:stress:last:{suite}"
 EVIDENCE_PER_FAMILY = 5
-
-PublishIncident = Callable[[DriftIncident], Awaitable[None]]
 
 
 async def last_run(redis: Redis, suite: str) -> RunSummary | None:
@@ -71,11 +69,11 @@ async def scheduled_stress(
     endpoint: Endpoint,
     config: StressConfig,
     redis: Redis,
-    publish_incident: PublishIncident,
+    sink: IncidentSink,
     metrics: StressMetrics | None = None,
 ) -> tuple[StressRun, DriftIncident | None]:
-    """Run the suite at ``suite_path`` against ``endpoint``; on a regression against the suite's last run, store
-    and publish one incident. The run becomes the suite's last run either way."""
+    """Run the suite at ``suite_path`` against ``endpoint``; on a regression against the suite's last run, emit
+    one incident to ``sink``. The run becomes the suite's last run either way."""
     suite = load_suite(suite_path)
     async with LLMClient(endpoint) as client:
         run = await stress_run(suite, client, config)
@@ -84,8 +82,7 @@ async def scheduled_stress(
     incident = None
     if found:
         incident = regression_incident(run, found, {p.id: p.prompt for p in suite.probes})
-        if await incidents(redis).create(incident):
-            await publish_incident(incident)
+        await sink.emit(incident)
     await redis.set(LAST_RUN_KEY.format(suite=suite.name), run.summary.model_dump_json())
     (metrics or default_metrics()).record(run.summary, found)
     return run, incident

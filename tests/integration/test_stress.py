@@ -21,6 +21,7 @@ from generators.llm_client import Endpoint
 from generators.samples import Expected
 from monitor.incidents import DriftIncident, Evidence
 from monitor.records import incidents
+from monitor.sink import IncidentSink
 from tests.conftest import wait_for
 from tests.integration.test_jobs import runner, services
 from validation.metrics import StressMetrics
@@ -103,11 +104,11 @@ def test_a_planted_regression_opens_one_incident_and_one_job(llm_server: str, se
         published.append(incident)
 
     async def scenario(redis: Redis, send) -> tuple:
-        endpoint = Endpoint(llm_server, concurrency=4)
+        endpoint, sink = Endpoint(llm_server, concurrency=4), IncidentSink(redis, publish)
         outcomes = []
         for prompt in (REFUSING, COMPLYING):
             config = StressConfig(system_prompt=prompt, max_tokens=24)
-            outcomes.append(await scheduled_stress(suite_path, endpoint, config, redis, publish, metrics))
+            outcomes.append(await scheduled_stress(suite_path, endpoint, config, redis, sink, metrics))
         stored = await incidents(redis).list()
         job = await runner(redis, send, settings.data_dir, "worker-a").handle(published[0])
         return outcomes, stored, job, await last_run(redis, "canaries"), await jobs(redis).list()
