@@ -21,7 +21,7 @@ from devtools.embedded import llama_server
 from devtools.traffic import sharegpt_pairs
 from generators.llm import EndpointBackend, LLMGenerator
 from generators.llm_client import Endpoint, StructuredOutput
-from generators.recipes import GENERATORS
+from generators.registry import GENERATORS
 from monitor.incidents import DriftIncident, Evidence
 
 console = Console()

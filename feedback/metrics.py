@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from generators.recipes import TECHNIQUES
+from generators.registry import TECHNIQUES
 
 JOBS = Counter("driftloop_jobs_total", "Generation jobs finished, by final state", ["state"])
 JOB_SECONDS = Histogram(

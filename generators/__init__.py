@@ -7,7 +7,6 @@ from generators.perturbations import PerturbationGenerator
 from generators.privacy import PrivacyGenerator
 from generators.quality import QualityReport, assess
 from generators.recipes import (
-    GENERATORS,
     Generated,
     Recipe,
     RecipeBook,
@@ -16,17 +15,22 @@ from generators.recipes import (
     load_recipes,
     run_recipe,
 )
-from generators.samples import Expected, Generator, Sample
+from generators.registry import GENERATOR_FAMILIES, GENERATORS, TECHNIQUES, GeneratorFamily
+from generators.samples import Batch, Expected, Generator, RuleGenerator, Sample
 
 __all__ = [
     "FAMILIES",
     "GENERATORS",
+    "GENERATOR_FAMILIES",
+    "TECHNIQUES",
     "AdversarialGenerator",
     "AmbiguityGenerator",
+    "Batch",
     "CounterfactualGenerator",
     "Expected",
     "Generated",
     "Generator",
+    "GeneratorFamily",
     "PerturbationGenerator",
     "PrivacyGenerator",
     "QualityReport",
@@ -34,6 +38,7 @@ __all__ = [
     "RecipeBook",
     "RecipeError",
     "RepresentationAudit",
+    "RuleGenerator",
     "Sample",
     "UnknownRecipe",
     "assess",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from generators.references import ATTACK_THRESHOLD, REFUSAL_ANSWER
-from generators.samples import Expected, Sample
+from generators.samples import Expected, RuleGenerator, Sample
 from monitor.features import injection_score
 from monitor.incidents import DriftIncident, Evidence
 
@@ -281,13 +281,14 @@ def targeted_families(incident: DriftIncident) -> set[str]:
     return {shift.feature.split(":", 1)[1] for shift in incident.features if ":" in shift.feature} & set(FAMILIES)
 
 
-class AdversarialGenerator:
+class AdversarialGenerator(RuleGenerator):
     """Jailbreak families (expected: refuse) and injections hidden in a benign task (expected: ignore them)."""
 
     name = "adversarial"
     version = "2.0"
+    techniques = tuple(FAMILIES)
 
-    def generate(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
+    def samples(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
         rng = random.Random(f"{seed}:{incident.id}:{self.name}")
         benign = [e for e in incident.evidence if injection_score(e.prompt) < ATTACK_THRESHOLD and e.response]
         families = [name for name, f in sorted(FAMILIES.items()) if benign or f.expected == Expected.REFUSE]

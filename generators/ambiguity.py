@@ -21,7 +21,7 @@ import random
 import re
 from collections.abc import Iterator
 
-from generators.samples import Expected, Sample
+from generators.samples import Expected, RuleGenerator, Sample
 from monitor.incidents import DriftIncident
 
 STOPWORD_TEXT = (
@@ -92,13 +92,14 @@ def false_premise(prompt: str, term: str, rng: random.Random) -> tuple[str, str]
 TECHNIQUES = {f.__name__: f for f in (contradictory_constraints, false_premise, underspecified)}
 
 
-class AmbiguityGenerator:
+class AmbiguityGenerator(RuleGenerator):
     """Requests a model should not answer as asked: it should ask, or point out the conflict or false premise."""
 
     name = "ambiguity"
     version = "1.0"
+    techniques = tuple(TECHNIQUES)
 
-    def generate(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
+    def samples(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
         rng = random.Random(f"{seed}:{incident.id}:{self.name}")
         origin = f"{self.name}/{self.version}"
         for i in range(count):

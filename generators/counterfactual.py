@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pydantic import BaseModel, computed_field
 
 from generators.references import reference_for
-from generators.samples import Expected, Sample
+from generators.samples import Expected, RuleGenerator, Sample
 from monitor.incidents import DriftIncident, Evidence
 
 #: axis -> group -> its terms; the i-th term of every group of an axis is the same form (singular, plural, …).
@@ -147,13 +147,14 @@ def _tuple(prompt: str, axis: str, rng: random.Random) -> list[tuple[str, str, s
     return members
 
 
-class CounterfactualGenerator:
+class CounterfactualGenerator(RuleGenerator):
     """Tuples of prompts identical but for the group term, balanced across the groups of an axis."""
 
     name = "counterfactual"
     version = "1.0"
+    techniques = tuple(TECHNIQUES.values())
 
-    def generate(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
+    def samples(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
         """Whole tuples only, so up to ``count`` samples (none when ``count`` is below the smallest axis)."""
         rng = random.Random(f"{seed}:{incident.id}:{self.name}")
         benign = [e for e in incident.evidence if reference_for(e)[0] == Expected.ANSWER] or incident.evidence

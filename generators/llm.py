@@ -26,7 +26,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -42,7 +42,7 @@ from generators.llm_client import (
     json_or_none,
 )
 from generators.references import REFUSAL_ANSWER
-from generators.samples import Expected, Sample
+from generators.samples import Batch, Expected, Sample
 from monitor.incidents import DriftIncident
 
 TECHNIQUE = "llm_variation"
@@ -171,21 +171,12 @@ class VLLMEngine:
         return results
 
 
-@dataclass
-class LLMBatch(Iterator[Sample]):
-    """The samples of one ``generate`` call (iterate it) and what was dropped, by reason."""
+@dataclass(frozen=True, kw_only=True)
+class LLMBatch(Batch):
+    """A :class:`~generators.samples.Batch` with what the calls cost."""
 
-    samples: list[Sample]
-    rejected: dict[str, int]
     tokens_used: int
     budget_exhausted: bool
-    _rest: Iterator[Sample] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._rest = iter(self.samples)
-
-    def __next__(self) -> Sample:
-        return next(self._rest)
 
 
 @dataclass
@@ -203,6 +194,7 @@ class LLMGenerator:
     temperature: float = 0.9
     name: str = "llm"
     version: str = "1.0"
+    techniques: ClassVar[tuple[str, ...]] = (TECHNIQUE,)
 
     def __post_init__(self) -> None:
         for knob in ("per_call", "shots", "max_tokens"):
@@ -255,7 +247,9 @@ class LLMGenerator:
                 sample = self._sample(variation, result, seed)
                 samples.setdefault(sample.id, sample)
         kept = list(samples.values())[:count]
-        return LLMBatch(kept, dict(rejected), budget.used, budget.exhausted)
+        return LLMBatch(
+            samples=kept, rejected=dict(rejected), tokens_used=budget.used, budget_exhausted=budget.exhausted
+        )
 
     def _variations(self, completion: Completion, rejected: Counter[str]) -> Iterator[Variation]:
         if completion.parsed is None:

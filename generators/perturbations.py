@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from generators.references import reference_for
-from generators.samples import Sample
+from generators.samples import RuleGenerator, Sample
 from monitor.incidents import DriftIncident
 
 ZERO_WIDTH = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff")
@@ -145,13 +145,14 @@ TECHNIQUES: dict[str, Callable[[str, random.Random], str]] = {
 ATTEMPTS = 5
 
 
-class PerturbationGenerator:
+class PerturbationGenerator(RuleGenerator):
     """Evidence prompts perturbed; expected: the answer the original deserved."""
 
     name = "perturbation"
     version = "1.1"
+    techniques = tuple(TECHNIQUES)
 
-    def generate(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
+    def samples(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
         rng = random.Random(f"{seed}:{incident.id}:{self.name}")
         for _ in range(count):
             evidence = rng.choice(incident.evidence)

@@ -25,7 +25,7 @@ from faker import Faker
 
 from core.redact import count_pii, substitute
 from generators.references import reference_for
-from generators.samples import Sample
+from generators.samples import RuleGenerator, Sample
 from monitor.incidents import DriftIncident
 
 PLACEHOLDER = re.compile(r"<(EMAIL|API_KEY|CARD|PHONE|IP)>")
@@ -103,13 +103,14 @@ class Surrogates:
         return rewritten
 
 
-class PrivacyGenerator:
+class PrivacyGenerator(RuleGenerator):
     """Evidence with its personal data turned into surrogates; evidence without any gets surrogate contact details."""
 
     name = "privacy"
     version = "1.0"
+    techniques = TECHNIQUES
 
-    def generate(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
+    def samples(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
         rng = random.Random(f"{seed}:{incident.id}:{self.name}")
         surrogates = Surrogates(rng)
         origin = f"{self.name}/{self.version}"

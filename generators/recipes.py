@@ -25,38 +25,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from generators import ambiguity, counterfactual, perturbations, privacy
-from generators.adversarial import FAMILIES, AdversarialGenerator
-from generators.ambiguity import AmbiguityGenerator
-from generators.counterfactual import CounterfactualGenerator
-from generators.perturbations import PerturbationGenerator
-from generators.privacy import PrivacyGenerator
+from generators.registry import GENERATOR_FAMILIES, GENERATORS
 from generators.samples import Generator, Sample
 from monitor.incidents import DriftIncident
 
 log = logging.getLogger(__name__)
 
-GENERATORS: dict[str, Generator] = {
-    g.name: g
-    for g in (
-        PerturbationGenerator(),
-        AdversarialGenerator(),
-        AmbiguityGenerator(),
-        CounterfactualGenerator(),
-        PrivacyGenerator(),
-    )
-}
-"""The rule generators, always available."""
-TECHNIQUES: tuple[str, ...] = (
-    *perturbations.TECHNIQUES,
-    *FAMILIES,
-    *ambiguity.TECHNIQUES,
-    *counterfactual.TECHNIQUES.values(),
-    *privacy.TECHNIQUES,
-)
-"""Every ``Sample.technique`` the rule generators write (metric label values)."""
-OPTIONAL: dict[str, str] = {"llm": "no LLM endpoint is configured (DRIFTLOOP_LLM_BASE_URL is unset)"}
-"""Generators that callers pass in when they exist (``run_recipe(..., extra=...)``), with why one may be absent."""
 DEFAULT_PATH = files("generators") / "recipes.yaml"
 
 
@@ -113,7 +87,7 @@ class RecipeBook(BaseModel):
         for where, name in [("default", self.default), *((f"kinds.{k}", v) for k, v in self.kinds.items())]:
             if name not in self.recipes:
                 raise ValueError(f"{where} names recipe {name!r}, which is not defined; recipes: {', '.join(known)}")
-        generators = sorted({*GENERATORS, *OPTIONAL})
+        generators = sorted(GENERATOR_FAMILIES)
         for recipe in self.recipes.values():
             unknown = sorted(set(recipe.mix) - set(generators))
             if unknown:
@@ -180,27 +154,32 @@ def run_recipe(
     """Samples for ``incident`` in a deterministic order, exact duplicates dropped and counted.
 
     ``extra`` adds generators that exist only in some deployments (``{"llm": generator}``); a recipe generator
-    that is neither built in nor passed is skipped, with the reason in ``Generated.skipped``.
+    that is neither built in nor passed is skipped, with the reason in ``Generated.skipped``. What a generator
+    drops (its batch's ``rejected``) is added to ``Generated.rejected``.
     """
     if not incident.evidence:
         raise ValueError(f"incident {incident.id} has no evidence to generate from")
     generators = {**GENERATORS, **(extra or {})}
-    skipped = {
-        name: OPTIONAL.get(name, "not available in this process") for name in recipe.mix if name not in generators
-    }
+    skipped = {name: _absence(name) for name in recipe.mix if name not in generators}
     for name, reason in skipped.items():
         log.warning("recipe %s: skipping generator %s: %s", recipe.name, name, reason)
     samples: dict[str, Sample] = {}
     rejected = {"duplicate": 0}
     counts = recipe.counts(total, generators)
     for name, count in counts.items():
-        produced = generators[name].generate(incident, count, seed)
-        for sample in produced:
+        batch = generators[name].generate(incident, count, seed)
+        for sample in batch.samples:
             if sample.id in samples:
                 rejected["duplicate"] += 1
             else:
                 samples[sample.id] = sample
-        for reason, dropped in getattr(produced, "rejected", {}).items():  # a generator that counts its drops
+        for reason, dropped in batch.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + dropped
     versions = {name: generators[name].version for name in counts}
     return Generated(samples=list(samples.values()), rejected=rejected, generator_versions=versions, skipped=skipped)
+
+
+def _absence(name: str) -> str:
+    """Why the generator ``name`` is missing from this process."""
+    family = GENERATOR_FAMILIES.get(name)
+    return family.absent if family is not None and family.absent else "not available in this process"

@@ -5,6 +5,7 @@ import json
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,9 +14,13 @@ from feedback import Lineage, write_dataset
 from feedback.storage import DatasetStore
 from generators import (
     FAMILIES,
+    GENERATOR_FAMILIES,
     GENERATORS,
+    TECHNIQUES,
+    Batch,
     Expected,
     RecipeError,
+    RuleGenerator,
     Sample,
     UnknownRecipe,
     assess,
@@ -261,16 +266,31 @@ def test_missing_recipes_file_is_a_clear_error(tmp_path) -> None:
         load_recipes(tmp_path / "none.yaml")
 
 
-class EchoGenerator:
+class EchoGenerator(RuleGenerator):
     """A real (tiny) generator standing in for an optional one: it rewrites evidence in upper case."""
 
     name = "llm"
     version = "test"
+    techniques = ("echo",)
 
-    def generate(self, incident: DriftIncident, count: int, seed: str):
+    def samples(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
         for i in range(count):
             prompt = f"{incident.evidence[i % len(incident.evidence)].prompt.upper()} #{i}"
             yield Sample.make(prompt, "echo", Expected.ANSWER, "ok", "llm/test", seed)
+
+
+class PickyGenerator:
+    """A generator that drops what it makes of short prompts, and says so in its batch."""
+
+    name = "llm"
+    version = "test"
+    techniques = ("picky",)
+
+    def generate(self, incident: DriftIncident, count: int, seed: str) -> Batch:
+        prompts = [f"{incident.evidence[i % len(incident.evidence)].prompt} #{i}" for i in range(count)]
+        made = [Sample.make(prompt, "picky", Expected.ANSWER, "ok", "llm/test", seed) for prompt in prompts]
+        kept = [sample for sample in made if len(sample.prompt) > 40]
+        return Batch(kept, {"too_short": len(made) - len(kept)})
 
 
 def test_a_recipe_naming_an_absent_llm_skips_it_with_the_reason() -> None:
@@ -282,6 +302,29 @@ def test_a_recipe_naming_an_absent_llm_skips_it_with_the_reason() -> None:
     with_llm = run_recipe(INCIDENT, recipe, 50, seed="0", extra={"llm": EchoGenerator()})
     assert with_llm.skipped == {} and with_llm.generator_versions["llm"] == "test"
     assert sum(s.technique == "echo" for s in with_llm.samples) == recipe.counts(50)["llm"]
+
+
+def test_what_a_generator_drops_reaches_the_recipe_result() -> None:
+    recipe = BOOK.named("topic-coverage")
+    picky = PickyGenerator()
+    batch = picky.generate(INCIDENT, recipe.counts(50)["llm"], seed="0")
+    assert batch.rejected["too_short"] > 0
+    generated = run_recipe(INCIDENT, recipe, 50, seed="0", extra={"llm": picky})
+    assert generated.rejected["too_short"] == batch.rejected["too_short"]
+    assert generated.rejected["duplicate"] == run_recipe(INCIDENT, recipe, 50, seed="0").rejected["duplicate"]
+    assert sum(s.technique == "picky" for s in generated.samples) == len(batch.samples)
+
+
+@pytest.mark.parametrize("name", sorted(GENERATOR_FAMILIES))
+def test_every_family_is_registered_under_its_generators_name_with_its_techniques(name: str) -> None:
+    family = GENERATOR_FAMILIES[name]
+    assert family.generator.name == name and family.generator.techniques
+    assert set(family.generator.techniques) <= set(TECHNIQUES)
+    assert (name in GENERATORS) == (family.absent is None)
+    if name in GENERATORS:
+        batch = GENERATORS[name].generate(INCIDENT, 60, seed="9")
+        assert isinstance(batch, Batch) and batch.samples and batch.rejected == {}
+        assert {s.technique for s in batch} <= set(family.generator.techniques)
 
 
 def test_perturbations_change_the_prompt_in_their_own_way() -> None:
