@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from core import keys
 from core.problems import problem_response
-from core.store import PREFIX
 
 BOOTSTRAP = "bootstrap"
 """Principal name of the ``admin_token`` setting; no stored token may take it."""
@@ -87,42 +87,36 @@ def hash_token(token: str) -> str:
 class TokenStore:
     """Tokens in Redis: ``token:<sha256>`` → record, and the hash ``tokens`` of name → sha256."""
 
-    NAMES = f"{PREFIX}:tokens"
-
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-
-    @staticmethod
-    def _key(digest: str) -> str:
-        return f"{PREFIX}:token:{digest}"
 
     async def create(self, name: str, scopes: Iterable[Scope]) -> TokenCreated | None:
         """A new token; None when ``name`` is taken (or reserved)."""
         token = new_token()
         info = TokenInfo(name=name, scopes=closure(scopes), created_at=datetime.now(UTC))
-        if name == BOOTSTRAP or not await self.redis.hsetnx(self.NAMES, name, hash_token(token)):
+        if name == BOOTSTRAP or not await self.redis.hsetnx(keys.TOKENS, name, hash_token(token)):
             return None
-        await self.redis.set(self._key(hash_token(token)), info.model_dump_json())
+        await self.redis.set(keys.token(hash_token(token)), info.model_dump_json())
         return TokenCreated(**info.model_dump(), token=token)
 
     async def list(self) -> list[TokenInfo]:
         """Every token, oldest first."""
-        digests = [d.decode() for d in (await self.redis.hgetall(self.NAMES)).values()]
-        raws = await self.redis.mget([self._key(d) for d in digests]) if digests else []
+        digests = [d.decode() for d in (await self.redis.hgetall(keys.TOKENS)).values()]
+        raws = await self.redis.mget([keys.token(d) for d in digests]) if digests else []
         return sorted((TokenInfo.model_validate_json(r) for r in raws if r), key=lambda t: t.created_at)
 
     async def revoke(self, name: str) -> bool:
         """Delete the token called ``name``; False when there is none."""
-        digest = await self.redis.hget(self.NAMES, name)
+        digest = await self.redis.hget(keys.TOKENS, name)
         if digest is None:
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.delete(self._key(digest.decode())).hdel(self.NAMES, name).execute()
+            await pipe.delete(keys.token(digest.decode())).hdel(keys.TOKENS, name).execute()
         return True
 
     async def resolve(self, token: str) -> TokenInfo | None:
         """Whose token this is, or None."""
-        raw = await self.redis.get(self._key(hash_token(token)))
+        raw = await self.redis.get(keys.token(hash_token(token)))
         return TokenInfo.model_validate_json(raw) if raw else None
 
 

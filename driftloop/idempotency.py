@@ -23,8 +23,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from core import keys
 from core.problems import problem_response
-from core.store import PREFIX
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -52,7 +52,7 @@ def fingerprint(body: bytes) -> str:
 
 def slot_key(who: str, key: str, method: str, path: str) -> str:
     """The Redis key of a stored response: per token name, idempotency key, method and path."""
-    return f"{PREFIX}:idempotency:" + hashlib.sha256("\0".join((who, key, method, path)).encode()).hexdigest()
+    return keys.idempotency(hashlib.sha256("\0".join((who, key, method, path)).encode()).hexdigest())
 
 
 class IdempotencyMiddleware:

@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from core.store import PREFIX, Collection
+from core import keys
+from core.store import Collection
 from feedback import metrics
 from feedback.datasets import DatasetManifest
 from feedback.finetune import finetune_request
@@ -68,7 +69,7 @@ class NotPending(ValueError):
 
 def publications(redis: Redis) -> Collection[Publication]:
     """Publication records, newest first."""
-    return Collection(redis, "publication", Publication)
+    return Collection(redis, keys.PUBLICATION, Publication)
 
 
 class Publisher:
@@ -86,7 +87,7 @@ class Publisher:
 
     async def approve(self, manifest: DatasetManifest) -> Publication:
         """Publish a held version; approving a published one again returns it unchanged."""
-        claim = f"{PREFIX}:publication-claim:{manifest.id}"
+        claim = keys.publication_claim(manifest.id)
         if not await self.redis.set(claim, uuid.uuid4().hex, nx=True, ex=CLAIM_S):
             raise PublicationBusy(manifest.id)
         try:
@@ -106,7 +107,7 @@ class Publisher:
         if record.state == PublicationState.PUBLISHED:
             return record
         message = finetune_request(manifest)
-        sent = f"{PREFIX}:finetune-published:{manifest.id}"
+        sent = keys.finetune_published(manifest.id)
         if not await self.redis.exists(sent):
             await self.send(manifest.id, json.dumps(message).encode())
             await self.redis.set(sent, 1)
