@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from core import keys
+from core.api import caller
 from driftloop.auth import SAFE_METHODS
 
 
@@ -46,14 +47,14 @@ class AuditLog:
 class AuditMiddleware:
     """Records each authenticated non-GET/HEAD request when its response starts (or fails: as a 500).
 
-    Sits inside ``AuthMiddleware``, whose principal it reads from the request state.
+    Sits inside ``AuthMiddleware``, whose principal it reads (``core.api.caller``).
     """
 
     def __init__(self, app: ASGIApp, max_entries: int = 10_000) -> None:
         self.app, self.max_entries = app, max_entries
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        who = scope.get("state", {}).get("principal") if scope["type"] == "http" else None
+        who = caller(scope)
         if who is None or scope["method"] in SAFE_METHODS:
             return await self.app(scope, receive, send)
         recorded = False

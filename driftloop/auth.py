@@ -2,7 +2,7 @@
 
 A token is ``dl_`` and 43 URL-safe characters, shown once when it is created. ``AuthMiddleware`` guards
 every route but the open ones: GET and HEAD need ``read``, other methods ``operate``; a route asks for
-more with ``Depends(require(Scope.admin))``.
+more with ``Depends(require(Scope.admin))``. Routers read the caller as ``core.api.CurrentPrincipal``.
 
 >>> Scope.operate.implied()
 [<Scope.read: 'read'>, <Scope.operate: 'operate'>]
@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from core import keys
+from core.api import CurrentPrincipal, Principal, authenticate
 from core.problems import problem_response
 
 BOOTSTRAP = "bootstrap"
@@ -53,15 +54,11 @@ def closure(scopes: Iterable[Scope]) -> list[Scope]:
     return [scope for scope in Scope if scope in granted]
 
 
-class TokenInfo(BaseModel):
+class TokenInfo(Principal):
     """A token as listed: never the token nor its hash."""
 
-    name: str
     scopes: list[Scope]
     created_at: datetime
-
-    def allows(self, scope: Scope) -> bool:
-        return scope in self.scopes
 
 
 class TokenCreate(BaseModel):
@@ -131,7 +128,7 @@ def _challenge(error: str | None = None, scope: Scope | None = None) -> dict[str
 class AuthMiddleware:
     """Authenticates every HTTP request outside ``open_paths`` and checks the method's scope.
 
-    The principal (a ``TokenInfo``) is left in ``request.state.principal``. ``admin_token_hash`` is the
+    The principal (a ``TokenInfo``) is recorded with ``core.api.authenticate``. ``admin_token_hash`` is the
     SHA-256 of the bootstrap admin token, which then acts as the principal ``bootstrap``.
     """
 
@@ -158,7 +155,7 @@ class AuthMiddleware:
                 headers=_challenge("insufficient_scope", needed),
             )
         else:
-            scope.setdefault("state", {})["principal"] = principal
+            authenticate(scope, principal)
             return await self.app(scope, receive, send)
         await response(scope, receive, send)
 
@@ -182,18 +179,10 @@ def _bearer(scope: AsgiScope) -> str | None:
     return None
 
 
-def principal(request: Request) -> TokenInfo | None:
-    """Who made this request (None on the open routes)."""
-    return getattr(request.state, "principal", None)
-
-
-def require(needed: Scope) -> Callable[[Request], TokenInfo]:
+def require(needed: Scope) -> Callable[[Principal], Principal]:
     """A dependency that lets only tokens with the ``needed`` scope through (403 otherwise)."""
 
-    def check(request: Request) -> TokenInfo:
-        who = principal(request)
-        if who is None:
-            raise HTTPException(401, "a bearer token is required", headers=_challenge())
+    def check(who: CurrentPrincipal) -> Principal:
         if not who.allows(needed):
             raise HTTPException(403, f"this needs the {needed} scope", headers=_challenge("insufficient_scope", needed))
         return who

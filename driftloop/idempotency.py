@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from core import keys
+from core.api import caller
 from core.problems import problem_response
 
 HEADER = "Idempotency-Key"
@@ -62,7 +63,7 @@ class IdempotencyMiddleware:
         self.app, self.ttl_s = app, ttl_s
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        who = scope.get("state", {}).get("principal") if scope["type"] == "http" else None
+        who = caller(scope)
         key = Headers(scope=scope).get(HEADER) if who is not None and scope["method"] == "POST" else None
         if key is None:
             return await self.app(scope, receive, send)

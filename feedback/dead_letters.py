@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from core import keys
+from core.errors import Conflict
 from core.store import Collection
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("a3d9e7c4-61b2-4f0e-8c5a-2b7f9d1e4c38")
@@ -36,7 +37,7 @@ class DeadLetter(BaseModel):
     replayed_at: datetime | None = None
 
 
-class ReplayRefused(RuntimeError):
+class ReplayRefused(Conflict, RuntimeError):
     """A dead letter that cannot be replayed now: already replayed, being replayed, or its webhook is gone."""
 
     def __init__(self, letter_id: str, reason: str) -> None:

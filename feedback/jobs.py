@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.asyncio import Redis
 
 from core import keys
+from core.errors import Conflict, Unprocessable
 from core.redact import redact
 from core.store import Collection
 from feedback import metrics
@@ -140,7 +141,7 @@ class ManualJob(BaseModel):
         return self
 
 
-class NoEvidence(ValueError):
+class NoEvidence(Unprocessable, ValueError):
     """A manual job names a segment without example prompts, and no incident of that segment has evidence."""
 
     def __init__(self, segment: str) -> None:
@@ -180,7 +181,7 @@ async def submit_manual(redis: Redis, request: ManualJob, recipes: RecipeBook) -
     return await submit(redis, incident, recipe.name, request.count, request.seed)
 
 
-class JobFinished(ValueError):
+class JobFinished(Conflict, ValueError):
     """The job already ended, so it cannot be cancelled."""
 
     def __init__(self, job: GenerationJob) -> None:

@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from core import keys
+from core.errors import Conflict, Unavailable
 from core.store import Collection
 from feedback import metrics
 from feedback.datasets import DatasetManifest
@@ -51,7 +53,7 @@ class Publication(BaseModel):
     published_at: datetime | None = None
 
 
-class PublicationBusy(RuntimeError):
+class PublicationBusy(Conflict, RuntimeError):
     """Another process is publishing this dataset version right now."""
 
     def __init__(self, dataset_id: str) -> None:
@@ -59,12 +61,20 @@ class PublicationBusy(RuntimeError):
         super().__init__(f"dataset {dataset_id} is being published by another process")
 
 
-class NotPending(ValueError):
+class NotPending(Conflict, ValueError):
     """The dataset version is not waiting for approval (never held, or already published)."""
 
     def __init__(self, dataset_id: str, state: str | None) -> None:
         self.dataset_id, self.state = dataset_id, state
         super().__init__(f"dataset {dataset_id} is not awaiting approval" + (f" (it is {state})" if state else ""))
+
+
+class BrokerUnavailable(Unavailable, RuntimeError):
+    """The broker did not take a message on ``topic``."""
+
+    def __init__(self, topic: str, error: KafkaError) -> None:
+        self.topic, self.error = topic, error
+        super().__init__(f"the broker did not take the {topic} message: {error}")
 
 
 def publications(redis: Redis) -> Collection[Publication]:
@@ -134,12 +144,16 @@ class KafkaSend:
         self._lock = asyncio.Lock()
 
     async def __call__(self, key: str, value: bytes) -> None:
-        async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-                await producer.start()
-                self._producer = producer
-        await self._producer.send_and_wait(self.topic, value, key=key.encode())
+        """Send, or raise :class:`BrokerUnavailable`."""
+        try:
+            async with self._lock:
+                if self._producer is None:
+                    producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+                    await producer.start()
+                    self._producer = producer
+            await self._producer.send_and_wait(self.topic, value, key=key.encode())
+        except KafkaError as error:
+            raise BrokerUnavailable(self.topic, error) from error
 
     async def close(self) -> None:
         if self._producer is not None:
