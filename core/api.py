@@ -37,7 +37,7 @@ class Principal(BaseModel):
     """Who makes a request: a token's name and the scopes it was granted."""
 
     name: str = Field(description="the token's name; audit entries and status changes carry it")
-    scopes: list[str] = Field(description="granted scopes, each with those it includes")
+    scopes: list[str] = Field(description="the granted scopes, with every scope they include")
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
