@@ -33,11 +33,11 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from core import keys
 from devtools.embedded import with_services, worker_process
 from devtools.traffic import shifted_stream
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings
-from monitor.records import SegmentStatuses, StreamStats
 
 console = Console()
 
@@ -108,16 +108,16 @@ def worker_path(settings: Settings, events: int, log: Path) -> tuple[float, floa
     """Events/s of the real worker process, from its first accepted event to the ``events``-th, and from the first
     moment every segment had its reference calibrated (None if that came too late to time)."""
     client = redis.Redis.from_url(settings.redis_url)
-    client.delete(StreamStats.KEY, SegmentStatuses.KEY)
+    client.delete(keys.STREAM_COUNTS, keys.SEGMENT_STATUSES)
     first = calibrated = None
     with worker_process(settings, log) as worker:
         while True:
-            accepted = int(client.hget(StreamStats.KEY, "accepted") or 0)
+            accepted = int(client.hget(keys.STREAM_COUNTS, "accepted") or 0)
             now = time.perf_counter()
             if accepted and first is None:
                 first = (now, accepted)
             if calibrated is None and accepted:
-                states = [json.loads(raw)["state"] for raw in client.hvals(SegmentStatuses.KEY)]
+                states = [json.loads(raw)["state"] for raw in client.hvals(keys.SEGMENT_STATUSES)]
                 if states and "reference" not in states:
                     calibrated = (now, accepted)
             if accepted >= events:

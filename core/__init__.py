@@ -1,2 +1,3 @@
-"""core: what every app of driftloop stands on: the Redis store and its key names, the API toolkit and its one
-error mapping, and text tools (redaction, embeddings, injection similarity). It imports no app."""
+"""core: what every app of driftloop stands on: the Redis store and its key names (``store``, ``keys``), the API
+toolkit with the caller (``api``) and one error mapping (``problems``, ``errors``), and text tools (``redact``,
+``embeddings``, ``scan``, ``risk``: injection patterns and similarity, ``refusal``). It imports no app."""

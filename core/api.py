@@ -1,4 +1,9 @@
-"""The API toolkit every app's router uses: the Redis dependency, pagination, 404s and problem responses."""
+"""The API toolkit every app's router uses: the Redis dependency, who is calling, pagination, 404s and problem
+responses.
+
+A router that needs the caller takes ``principal: CurrentPrincipal``; the authentication middleware (the shell's)
+records it with :func:`authenticate`, and middleware inside that one reads it with :func:`caller`.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from starlette.types import Scope as AsgiScope
 
 from core.store import Collection
 
@@ -25,6 +31,40 @@ def get_redis(request: Request) -> Redis:
 
 
 RedisDep = Annotated[Redis, Depends(get_redis)]
+
+
+class Principal(BaseModel):
+    """Who makes a request: a token's name and the scopes it was granted."""
+
+    name: str = Field(description="the token's name; audit entries and status changes carry it")
+    scopes: list[str] = Field(description="the granted scopes, with every scope they include")
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+_STATE = "principal"
+
+
+def authenticate(scope: AsgiScope, principal: Principal) -> None:
+    """Record ``principal`` as the caller of the request of ``scope`` (the authentication middleware does)."""
+    scope.setdefault("state", {})[_STATE] = principal
+
+
+def caller(scope: AsgiScope) -> Principal | None:
+    """The caller of the request of ``scope``; None when nobody was authenticated (an open route, not HTTP)."""
+    return scope.get("state", {}).get(_STATE) if scope["type"] == "http" else None
+
+
+def get_principal(request: Request) -> Principal:
+    """The caller; a 401 on a route that authentication left open."""
+    principal = caller(request.scope)
+    if principal is None:
+        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
 

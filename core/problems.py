@@ -1,9 +1,11 @@
 """Errors as RFC 9457 problem details (``application/problem+json``), for every route of the API.
 
 HTTP errors (raised, or from routing: 404, 405), request validation (422, with ``errors``) and domain
-errors, which subclass built-ins: ``ValueError`` → 400, ``PermissionError`` → 403, ``LookupError`` and
-``FileNotFoundError`` → 404, ``FileExistsError`` → 409, ``TimeoutError`` → 503. Anything else is a 500
-that names no internals.
+errors, by :data:`DOMAIN_ERRORS`: the built-ins they subclass (``ValueError`` → 400, ``PermissionError`` → 403,
+``LookupError`` and ``FileNotFoundError`` → 404, ``FileExistsError`` → 409, ``TimeoutError`` → 503) and the
+meanings of :mod:`core.errors` they mix in before them (``Conflict`` → 409, ``Unprocessable`` → 422,
+``Unavailable`` → 503, ``Misconfigured`` → 500). Routers raise domain errors and catch none. Anything else
+is a 500 that names no internals.
 
 >>> import json
 >>> json.loads(problem_response(404, "no job 7", instance="/v1/jobs/7").body)
@@ -25,10 +27,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException
 
+from core.errors import Conflict, Misconfigured, Unavailable, Unprocessable
+
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 DOMAIN_ERRORS: dict[type[Exception], int] = {
+    Conflict: 409,
+    Unprocessable: 422,
+    Unavailable: 503,
+    Misconfigured: 500,
     ValueError: 400,
     PermissionError: 403,
     LookupError: 404,
@@ -113,15 +121,19 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 def domain_status(exc: Exception) -> int:
-    """The status of a domain error: the mapping of its most specific built-in base.
+    """The status of a domain error: the mapping of the first of its bases that :data:`DOMAIN_ERRORS` knows.
 
-    >>> domain_status(FileNotFoundError()), domain_status(KeyError("x")), domain_status(UnicodeError())
-    (404, 404, 400)
+    >>> class AlreadyDone(Conflict, ValueError): ...
+    >>> domain_status(FileNotFoundError()), domain_status(KeyError("x")), domain_status(AlreadyDone())
+    (404, 404, 409)
     """
     return next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, Misconfigured):
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return problem_response(500, "the server is misconfigured; the API log says why", instance=request.url.path)
     status = domain_status(exc)
     return problem_response(status, _describe(exc) or _phrase(status), instance=request.url.path)
 

@@ -10,25 +10,31 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-PREFIX = "driftloop"
+from core import keys
+
 Record = TypeVar("Record", bound=BaseModel)
 
 
 class Collection(Generic[Record]):
-    """Pydantic records by ``id`` in Redis, listed newest first by ``time_field``."""
+    """Pydantic records by ``id`` in Redis, listed newest first by ``time_field``; ``name`` is one of the
+    collections of :mod:`core.keys`."""
 
     def __init__(self, redis: Redis, name: str, model: type[Record], time_field: str = "created_at") -> None:
         self.redis, self.name, self.model, self.time_field = redis, name, model, time_field
 
     def _key(self, record_id: str) -> str:
-        return f"{PREFIX}:{self.name}:{record_id}"
+        return keys.record(self.name, record_id)
+
+    @property
+    def _index(self) -> str:
+        return keys.index(self.name)
 
     async def create(self, record: Record) -> bool:
         """Store a new record; False (and nothing written) when its id exists: the idempotency guard."""
         created = await self.redis.set(self._key(record.id), record.model_dump_json(), nx=True)
         if created:
             when: datetime = getattr(record, self.time_field)
-            await self.redis.zadd(f"{PREFIX}:{self.name}s", {record.id: when.timestamp()})
+            await self.redis.zadd(self._index, {record.id: when.timestamp()})
         return bool(created)
 
     async def save(self, record: Record) -> None:
@@ -59,9 +65,15 @@ class Collection(Generic[Record]):
         return self.model.model_validate_json(raw) if raw else None
 
     async def list(self, limit: int = 50, offset: int = 0) -> list[Record]:
-        ids = await self.redis.zrevrange(f"{PREFIX}:{self.name}s", offset, offset + limit - 1)
+        ids = await self.redis.zrevrange(self._index, offset, offset + limit - 1)
         raws = await self.redis.mget([self._key(i.decode()) for i in ids]) if ids else []
         return [self.model.model_validate_json(raw) for raw in raws if raw]
 
+    async def remove(self, record_id: str) -> bool:
+        """Delete a record and its index entry; False when there was no record."""
+        removed = await self.redis.delete(self._key(record_id))
+        await self.redis.zrem(self._index, record_id)
+        return bool(removed)
+
     async def count(self) -> int:
-        return await self.redis.zcard(f"{PREFIX}:{self.name}s")
+        return await self.redis.zcard(self._index)

@@ -30,6 +30,7 @@ from driftloop.limits import BodyLimitMiddleware
 from driftloop.metrics import RecordsCollector
 from driftloop.openapi import install_openapi
 from driftloop.settings import Settings
+from driftloop.whoami_api import router as whoami_router
 from feedback.api import router as feedback_router
 from feedback.deps import dispatcher as webhook_dispatcher
 from monitor.api import router as monitor_router
@@ -64,6 +65,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(segments_router)
     app.include_router(feedback_router)
     app.include_router(admin_router)
+    app.include_router(whoami_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from core.store import PREFIX
+from core import keys
+from core.api import caller
 from driftloop.auth import SAFE_METHODS
 
 
@@ -28,34 +29,32 @@ class AuditEntry(BaseModel):
 class AuditLog:
     """A Redis list of ``AuditEntry``, newest first, trimmed to ``max_entries``."""
 
-    KEY = f"{PREFIX}:audit"
-
     def __init__(self, redis: Redis, max_entries: int = 10_000) -> None:
         self.redis, self.max_entries = redis, max_entries
 
     async def record(self, entry: AuditEntry) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.lpush(self.KEY, entry.model_dump_json()).ltrim(self.KEY, 0, self.max_entries - 1).execute()
+            await pipe.lpush(keys.AUDIT, entry.model_dump_json()).ltrim(keys.AUDIT, 0, self.max_entries - 1).execute()
 
     async def count(self) -> int:
-        return await self.redis.llen(self.KEY)
+        return await self.redis.llen(keys.AUDIT)
 
     async def list(self, limit: int = 50, offset: int = 0) -> list[AuditEntry]:
-        raws = await self.redis.lrange(self.KEY, offset, offset + limit - 1)
+        raws = await self.redis.lrange(keys.AUDIT, offset, offset + limit - 1)
         return [AuditEntry.model_validate_json(raw) for raw in raws]
 
 
 class AuditMiddleware:
     """Records each authenticated non-GET/HEAD request when its response starts (or fails: as a 500).
 
-    Sits inside ``AuthMiddleware``, whose principal it reads from the request state.
+    Sits inside ``AuthMiddleware``, whose principal it reads (``core.api.caller``).
     """
 
     def __init__(self, app: ASGIApp, max_entries: int = 10_000) -> None:
         self.app, self.max_entries = app, max_entries
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        who = scope.get("state", {}).get("principal") if scope["type"] == "http" else None
+        who = caller(scope)
         if who is None or scope["method"] in SAFE_METHODS:
             return await self.app(scope, receive, send)
         recorded = False

@@ -2,7 +2,7 @@
 
 A token is ``dl_`` and 43 URL-safe characters, shown once when it is created. ``AuthMiddleware`` guards
 every route but the open ones: GET and HEAD need ``read``, other methods ``operate``; a route asks for
-more with ``Depends(require(Scope.admin))``.
+more with ``Depends(require(Scope.admin))``. Routers read the caller as ``core.api.CurrentPrincipal``.
 
 >>> Scope.operate.implied()
 [<Scope.read: 'read'>, <Scope.operate: 'operate'>]
@@ -19,14 +19,15 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from core import keys
+from core.api import CurrentPrincipal, Principal, authenticate
 from core.problems import problem_response
-from core.store import PREFIX
 
 BOOTSTRAP = "bootstrap"
 """Principal name of the ``admin_token`` setting; no stored token may take it."""
@@ -53,15 +54,11 @@ def closure(scopes: Iterable[Scope]) -> list[Scope]:
     return [scope for scope in Scope if scope in granted]
 
 
-class TokenInfo(BaseModel):
+class TokenInfo(Principal):
     """A token as listed: never the token nor its hash."""
 
-    name: str
     scopes: list[Scope]
     created_at: datetime
-
-    def allows(self, scope: Scope) -> bool:
-        return scope in self.scopes
 
 
 class TokenCreate(BaseModel):
@@ -87,42 +84,36 @@ def hash_token(token: str) -> str:
 class TokenStore:
     """Tokens in Redis: ``token:<sha256>`` → record, and the hash ``tokens`` of name → sha256."""
 
-    NAMES = f"{PREFIX}:tokens"
-
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-
-    @staticmethod
-    def _key(digest: str) -> str:
-        return f"{PREFIX}:token:{digest}"
 
     async def create(self, name: str, scopes: Iterable[Scope]) -> TokenCreated | None:
         """A new token; None when ``name`` is taken (or reserved)."""
         token = new_token()
         info = TokenInfo(name=name, scopes=closure(scopes), created_at=datetime.now(UTC))
-        if name == BOOTSTRAP or not await self.redis.hsetnx(self.NAMES, name, hash_token(token)):
+        if name == BOOTSTRAP or not await self.redis.hsetnx(keys.TOKENS, name, hash_token(token)):
             return None
-        await self.redis.set(self._key(hash_token(token)), info.model_dump_json())
+        await self.redis.set(keys.token(hash_token(token)), info.model_dump_json())
         return TokenCreated(**info.model_dump(), token=token)
 
     async def list(self) -> list[TokenInfo]:
         """Every token, oldest first."""
-        digests = [d.decode() for d in (await self.redis.hgetall(self.NAMES)).values()]
-        raws = await self.redis.mget([self._key(d) for d in digests]) if digests else []
+        digests = [d.decode() for d in (await self.redis.hgetall(keys.TOKENS)).values()]
+        raws = await self.redis.mget([keys.token(d) for d in digests]) if digests else []
         return sorted((TokenInfo.model_validate_json(r) for r in raws if r), key=lambda t: t.created_at)
 
     async def revoke(self, name: str) -> bool:
         """Delete the token called ``name``; False when there is none."""
-        digest = await self.redis.hget(self.NAMES, name)
+        digest = await self.redis.hget(keys.TOKENS, name)
         if digest is None:
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.delete(self._key(digest.decode())).hdel(self.NAMES, name).execute()
+            await pipe.delete(keys.token(digest.decode())).hdel(keys.TOKENS, name).execute()
         return True
 
     async def resolve(self, token: str) -> TokenInfo | None:
         """Whose token this is, or None."""
-        raw = await self.redis.get(self._key(hash_token(token)))
+        raw = await self.redis.get(keys.token(hash_token(token)))
         return TokenInfo.model_validate_json(raw) if raw else None
 
 
@@ -137,7 +128,7 @@ def _challenge(error: str | None = None, scope: Scope | None = None) -> dict[str
 class AuthMiddleware:
     """Authenticates every HTTP request outside ``open_paths`` and checks the method's scope.
 
-    The principal (a ``TokenInfo``) is left in ``request.state.principal``. ``admin_token_hash`` is the
+    The principal (a ``TokenInfo``) is recorded with ``core.api.authenticate``. ``admin_token_hash`` is the
     SHA-256 of the bootstrap admin token, which then acts as the principal ``bootstrap``.
     """
 
@@ -164,7 +155,7 @@ class AuthMiddleware:
                 headers=_challenge("insufficient_scope", needed),
             )
         else:
-            scope.setdefault("state", {})["principal"] = principal
+            authenticate(scope, principal)
             return await self.app(scope, receive, send)
         await response(scope, receive, send)
 
@@ -188,18 +179,10 @@ def _bearer(scope: AsgiScope) -> str | None:
     return None
 
 
-def principal(request: Request) -> TokenInfo | None:
-    """Who made this request (None on the open routes)."""
-    return getattr(request.state, "principal", None)
-
-
-def require(needed: Scope) -> Callable[[Request], TokenInfo]:
+def require(needed: Scope) -> Callable[[Principal], Principal]:
     """A dependency that lets only tokens with the ``needed`` scope through (403 otherwise)."""
 
-    def check(request: Request) -> TokenInfo:
-        who = principal(request)
-        if who is None:
-            raise HTTPException(401, "a bearer token is required", headers=_challenge())
+    def check(who: CurrentPrincipal) -> Principal:
         if not who.allows(needed):
             raise HTTPException(403, f"this needs the {needed} scope", headers=_challenge("insufficient_scope", needed))
         return who

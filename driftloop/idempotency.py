@@ -23,8 +23,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
+from core import keys
+from core.api import caller
 from core.problems import problem_response
-from core.store import PREFIX
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -52,7 +53,7 @@ def fingerprint(body: bytes) -> str:
 
 def slot_key(who: str, key: str, method: str, path: str) -> str:
     """The Redis key of a stored response: per token name, idempotency key, method and path."""
-    return f"{PREFIX}:idempotency:" + hashlib.sha256("\0".join((who, key, method, path)).encode()).hexdigest()
+    return keys.idempotency(hashlib.sha256("\0".join((who, key, method, path)).encode()).hexdigest())
 
 
 class IdempotencyMiddleware:
@@ -62,7 +63,7 @@ class IdempotencyMiddleware:
         self.app, self.ttl_s = app, ttl_s
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        who = scope.get("state", {}).get("principal") if scope["type"] == "http" else None
+        who = caller(scope)
         key = Headers(scope=scope).get(HEADER) if who is not None and scope["method"] == "POST" else None
         if key is None:
             return await self.app(scope, receive, send)

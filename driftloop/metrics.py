@@ -11,7 +11,7 @@ import redis
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from core.store import PREFIX
+from core import keys
 from feedback.jobs import JobState
 from monitor.incidents import SEVERITY
 
@@ -24,23 +24,23 @@ class RecordsCollector(Collector):
         self.llm_base_url = llm_base_url
 
     def _records(self, name: str) -> list[dict]:
-        ids = self.redis.zrange(f"{PREFIX}:{name}s", 0, -1)
-        raws = self.redis.mget([f"{PREFIX}:{name}:{i.decode()}" for i in ids]) if ids else []
+        ids = self.redis.zrange(keys.index(name), 0, -1)
+        raws = self.redis.mget([keys.record(name, i.decode()) for i in ids]) if ids else []
         return [json.loads(raw) for raw in raws if raw]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         open_incidents = GaugeMetricFamily(
             "driftloop_incidents_open", "Open drift incidents", labels=["kind", "severity"]
         )
-        counts = Counter((i["kind"], i["severity"]) for i in self._records("incident") if i["status"] == "open")
+        counts = Counter((i["kind"], i["severity"]) for i in self._records(keys.INCIDENT) if i["status"] == "open")
         for kind, severity in SEVERITY.items():
             open_incidents.add_metric([kind, severity], counts.get((kind, severity), 0))
         jobs = GaugeMetricFamily("driftloop_jobs", "Generation jobs by state", labels=["state"])
-        states = Counter(job["state"] for job in self._records("job"))
+        states = Counter(job["state"] for job in self._records(keys.JOB))
         for state in JobState:
             jobs.add_metric([state], states.get(state, 0))
         datasets = GaugeMetricFamily("driftloop_datasets", "Dataset versions published")
-        datasets.add_metric([], self.redis.zcard(f"{PREFIX}:datasets"))
+        datasets.add_metric([], self.redis.zcard(keys.index(keys.DATASET)))
         yield from (open_incidents, jobs, datasets)
         if self.llm_base_url:
             up = GaugeMetricFamily("driftloop_llm_backend_up", "1 when the LLM endpoint answers GET /models")

@@ -12,7 +12,9 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from core.store import PREFIX, Collection
+from core import keys
+from core.errors import Conflict
+from core.store import Collection
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("a3d9e7c4-61b2-4f0e-8c5a-2b7f9d1e4c38")
 
@@ -35,7 +37,7 @@ class DeadLetter(BaseModel):
     replayed_at: datetime | None = None
 
 
-class ReplayRefused(RuntimeError):
+class ReplayRefused(Conflict, RuntimeError):
     """A dead letter that cannot be replayed now: already replayed, being replayed, or its webhook is gone."""
 
     def __init__(self, letter_id: str, reason: str) -> None:
@@ -49,7 +51,7 @@ def dead_letter_id(webhook_id: str, message_id: str) -> str:
 
 def dead_letters(redis: Redis) -> Collection[DeadLetter]:
     """Dead letters, newest first."""
-    return Collection(redis, "dead-letter", DeadLetter, time_field="at")
+    return Collection(redis, keys.DEAD_LETTER, DeadLetter, time_field="at")
 
 
 async def bury(redis: Redis, letter: DeadLetter) -> DeadLetter:
@@ -63,8 +65,3 @@ async def is_dead(redis: Redis, webhook_id: str, message_id: str) -> bool:
     """Whether this webhook's copy of the message waits in the dead letters (so dispatch leaves it alone)."""
     letter = await dead_letters(redis).get(dead_letter_id(webhook_id, message_id))
     return letter is not None and letter.state == DeadLetterState.DEAD
-
-
-def claim_key(letter_id: str) -> str:
-    """Held while one replay of the letter is in flight."""
-    return f"{PREFIX}:dead-letter-claim:{letter_id}"

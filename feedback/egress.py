@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from core.errors import Unprocessable
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
-class ForbiddenDestination(ValueError):
+class ForbiddenDestination(Unprocessable, ValueError):
     """A webhook URL whose host is, or resolves to, an address the egress policy refuses."""
 
     def __init__(self, url: str, host: str, address: str, reason: str) -> None:

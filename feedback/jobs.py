@@ -15,18 +15,18 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.asyncio import Redis
 
+from core import keys
+from core.errors import Conflict, Unprocessable
 from core.redact import redact
-from core.store import PREFIX, Collection
+from core.store import Collection
 from feedback import metrics
-from feedback.leases import Lease, lease_key
+from feedback.leases import Lease
 from generators.recipes import RecipeBook
 from monitor.incidents import INCIDENT_NAMESPACE, DriftIncident, Evidence, IncidentKind
 from monitor.records import incidents
 from monitor.sink import IncidentSink
 
 JOB_NAMESPACE = uuid.UUID("0b6f1f7e-8f3c-4a55-a0b1-9e7c2d4f6a10")
-ACTIVE_KEY = f"{PREFIX}:jobs-active"
-"""Set of the ids of jobs that are not finished: what the sweeper looks at."""
 
 
 class JobState(StrEnum):
@@ -73,20 +73,7 @@ def job_id(incident_id: str, recipe: str) -> str:
 
 
 def jobs(redis: Redis) -> Collection[GenerationJob]:
-    return Collection(redis, "job", GenerationJob)
-
-
-def job_key(job_id: str) -> str:
-    """The Redis key of a job record (the one ``jobs(redis)`` reads)."""
-    return f"{PREFIX}:job:{job_id}"
-
-
-def _cancel_key(job_id: str) -> str:
-    return f"{PREFIX}:job-cancel:{job_id}"
-
-
-def _input_key(job_id: str) -> str:
-    return f"{PREFIX}:job-incident:{job_id}"
+    return Collection(redis, keys.JOB, GenerationJob)
 
 
 async def submit(
@@ -96,20 +83,20 @@ async def submit(
     job = GenerationJob(
         id=job_id(incident.id, recipe), incident_id=incident.id, recipe=recipe, samples=samples, seed=seed
     )
-    await redis.set(_input_key(job.id), incident.model_dump_json(), nx=True)
-    await redis.sadd(ACTIVE_KEY, job.id)  # before the record: a crash in between leaves nothing unswept
+    await redis.set(keys.job_input(job.id), incident.model_dump_json(), nx=True)
+    await redis.sadd(keys.JOBS_ACTIVE, job.id)  # before the record: a crash in between leaves nothing unswept
     if await jobs(redis).create(job):
         return job
     return await jobs(redis).get(job.id) or job
 
 
 async def stored_incident(redis: Redis, job_id: str) -> DriftIncident | None:
-    raw = await redis.get(_input_key(job_id))
+    raw = await redis.get(keys.job_input(job_id))
     return DriftIncident.model_validate_json(raw) if raw else None
 
 
 async def cancel_requested(redis: Redis, job_id: str) -> bool:
-    return bool(await redis.exists(_cancel_key(job_id)))
+    return bool(await redis.exists(keys.job_cancel(job_id)))
 
 
 async def load(redis: Redis, job_id: str) -> GenerationJob | None:
@@ -117,7 +104,7 @@ async def load(redis: Redis, job_id: str) -> GenerationJob | None:
     job = await jobs(redis).get(job_id)
     if job is not None and not job.finished:
         job.cancel_requested = await cancel_requested(redis, job_id)
-        owner, ttl_ms = await redis.get(lease_key(job_id)), await redis.pttl(lease_key(job_id))
+        owner, ttl_ms = await redis.get(keys.job_lease(job_id)), await redis.pttl(keys.job_lease(job_id))
         job.lease_owner = owner.decode() if owner else None
         job.lease_expires_at = _now() + timedelta(milliseconds=ttl_ms) if owner and ttl_ms > 0 else None
     return job
@@ -155,7 +142,7 @@ class ManualJob(BaseModel):
         return self
 
 
-class NoEvidence(ValueError):
+class NoEvidence(Unprocessable, ValueError):
     """A manual job names a segment without example prompts, and no incident of that segment has evidence."""
 
     def __init__(self, segment: str) -> None:
@@ -196,7 +183,7 @@ async def submit_manual(redis: Redis, request: ManualJob, recipes: RecipeBook) -
     return await submit(redis, incident, recipe.name, request.count, request.seed)
 
 
-class JobFinished(ValueError):
+class JobFinished(Conflict, ValueError):
     """The job already ended, so it cannot be cancelled."""
 
     def __init__(self, job: GenerationJob) -> None:
@@ -215,7 +202,7 @@ async def cancel(redis: Redis, job_id: str) -> GenerationJob | None:
         return job
     if job.finished:
         raise JobFinished(job)
-    await redis.set(_cancel_key(job_id), 1)
+    await redis.set(keys.job_cancel(job_id), 1)
     lease = Lease(redis, job_id, f"cancel-{uuid.uuid4().hex[:8]}", seconds=10)
     if not await lease.acquire():
         job.cancel_requested = True
@@ -226,8 +213,10 @@ async def cancel(redis: Redis, job_id: str) -> GenerationJob | None:
             if job.state != JobState.CANCELLED:
                 raise JobFinished(job)
             return job
-        await lease.write(job_key(job_id), finish(job, JobState.CANCELLED, "cancelled before it ran").model_dump_json())
-        await redis.srem(ACTIVE_KEY, job_id)
+        await lease.write(
+            keys.record(keys.JOB, job_id), finish(job, JobState.CANCELLED, "cancelled before it ran").model_dump_json()
+        )
+        await redis.srem(keys.JOBS_ACTIVE, job_id)
         metrics.JOBS.labels(JobState.CANCELLED).inc()
         return job
     finally:

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from core.api import Limit, Offset, RedisDep, found, list_page
 from feedback.deps import get_settings
-from feedback.jobs import GenerationJob, JobFinished, JobState, ManualJob, NoEvidence, cancel, jobs, load, submit_manual
-from generators.recipes import RecipeBook, RecipeError, UnknownRecipe, load_recipes
+from feedback.jobs import GenerationJob, JobState, ManualJob, cancel, jobs, load, submit_manual
+from generators.recipes import RecipeBook, load_recipes
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
 def get_recipes(request: Request) -> RecipeBook:
-    """The recipe book of ``recipes_path``, read per request so that edits apply without a restart."""
-    try:
-        return load_recipes(get_settings(request).recipes_path)
-    except RecipeError as error:
-        log.error("%s", error)
-        raise HTTPException(500, "the recipes file is invalid; the API log says why") from error
+    """The recipe book of ``recipes_path``, read per request so that edits apply without a restart (an invalid
+    file is a ``RecipeError``: a 500 whose reason goes to the log)."""
+    return load_recipes(get_settings(request).recipes_path)
 
 
 RecipesDep = Annotated[RecipeBook, Depends(get_recipes)]
@@ -37,10 +32,7 @@ async def create_job(request: ManualJob, redis: RedisDep, recipes: RecipesDep) -
     """Run a recipe by hand on example prompts (redacted before they are stored) or, without prompts, on the
     evidence of the segment's latest incident. The request becomes an incident of kind ``manual`` and a queued
     job that the workers run within ``job_sweep_interval_s``; the same request names the same job."""
-    try:
-        return await submit_manual(redis, request, recipes)
-    except (UnknownRecipe, NoEvidence) as error:
-        raise HTTPException(422, str(error)) from error
+    return await submit_manual(redis, request, recipes)
 
 
 @router.get("/jobs")
@@ -58,10 +50,7 @@ async def get_job(job_id: str, redis: RedisDep) -> GenerationJob:
 async def cancel_job(job_id: str, redis: RedisDep, response: Response) -> GenerationJob:
     """Cancel a job. 200 with the cancelled job when no worker was running it; 202 with
     ``cancel_requested`` when one is: it stops before publishing. 409 when the job already ended."""
-    try:
-        job = found(await cancel(redis, job_id), "job", job_id)
-    except JobFinished as exc:
-        raise HTTPException(409, str(exc)) from exc
+    job = found(await cancel(redis, job_id), "job", job_id)
     if job.state != JobState.CANCELLED:
         response.status_code = 202
     return job

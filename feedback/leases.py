@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.store import PREFIX
+from core import keys
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,9 @@ class LeaseLost(RuntimeError):
         super().__init__(f"{owner} no longer holds the lease on job {job_id}")
 
 
-def lease_key(job_id: str) -> str:
-    return f"{PREFIX}:job-lease:{job_id}"
-
-
 async def holder(redis: Redis, job_id: str) -> str | None:
     """The owner of the live lease on ``job_id``, or None when nobody holds one."""
-    owner = await redis.get(lease_key(job_id))
+    owner = await redis.get(keys.job_lease(job_id))
     return owner.decode() if owner else None
 
 
@@ -46,7 +42,7 @@ class Lease:
         if seconds <= 0:
             raise ValueError(f"a lease lasts a positive time, not {seconds}")
         self.redis, self.job_id, self.owner, self.seconds = redis, job_id, owner, seconds
-        self.key = lease_key(job_id)
+        self.key = keys.job_lease(job_id)
         self.expires_at = datetime.now(UTC)
 
     @property

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaError
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 
 from core.api import Limit, Offset, RedisDep, found, list_page
 from feedback.deps import PublisherDep, lifespan
-from feedback.publishing import NotPending, Publication, PublicationBusy, PublicationState, publications
+from feedback.publishing import Publication, PublicationState, publications
 from feedback.registry import DatasetRegistry
 
 router = APIRouter(prefix="/v1", tags=["datasets"], lifespan=lifespan)
@@ -19,12 +18,7 @@ async def approve_dataset(dataset_id: str, redis: RedisDep, publisher: Publisher
     ``dataset.published`` webhooks. Approving a published version again changes nothing; 409 when the
     version was never held or another approval of it is in flight."""
     manifest = found(await DatasetRegistry(redis).get(dataset_id), "dataset", dataset_id)
-    try:
-        return await publisher.approve(manifest)
-    except (NotPending, PublicationBusy) as exc:
-        raise HTTPException(409, str(exc)) from exc
-    except KafkaError as exc:
-        raise HTTPException(503, f"the broker did not take the finetune.requests message: {exc}") from exc
+    return await publisher.approve(manifest)
 
 
 @router.get("/datasets/{dataset_id}/publication")

@@ -17,10 +17,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from core.store import PREFIX, Collection
+from core import keys
+from core.errors import Conflict, Unavailable
+from core.store import Collection
 from feedback import metrics
 from feedback.datasets import DatasetManifest
 from feedback.finetune import finetune_request
@@ -50,7 +53,7 @@ class Publication(BaseModel):
     published_at: datetime | None = None
 
 
-class PublicationBusy(RuntimeError):
+class PublicationBusy(Conflict, RuntimeError):
     """Another process is publishing this dataset version right now."""
 
     def __init__(self, dataset_id: str) -> None:
@@ -58,7 +61,7 @@ class PublicationBusy(RuntimeError):
         super().__init__(f"dataset {dataset_id} is being published by another process")
 
 
-class NotPending(ValueError):
+class NotPending(Conflict, ValueError):
     """The dataset version is not waiting for approval (never held, or already published)."""
 
     def __init__(self, dataset_id: str, state: str | None) -> None:
@@ -66,9 +69,17 @@ class NotPending(ValueError):
         super().__init__(f"dataset {dataset_id} is not awaiting approval" + (f" (it is {state})" if state else ""))
 
 
+class BrokerUnavailable(Unavailable, RuntimeError):
+    """The broker did not take a message on ``topic``."""
+
+    def __init__(self, topic: str, error: KafkaError) -> None:
+        self.topic, self.error = topic, error
+        super().__init__(f"the broker did not take the {topic} message: {error}")
+
+
 def publications(redis: Redis) -> Collection[Publication]:
     """Publication records, newest first."""
-    return Collection(redis, "publication", Publication)
+    return Collection(redis, keys.PUBLICATION, Publication)
 
 
 class Publisher:
@@ -86,7 +97,7 @@ class Publisher:
 
     async def approve(self, manifest: DatasetManifest) -> Publication:
         """Publish a held version; approving a published one again returns it unchanged."""
-        claim = f"{PREFIX}:publication-claim:{manifest.id}"
+        claim = keys.publication_claim(manifest.id)
         if not await self.redis.set(claim, uuid.uuid4().hex, nx=True, ex=CLAIM_S):
             raise PublicationBusy(manifest.id)
         try:
@@ -106,7 +117,7 @@ class Publisher:
         if record.state == PublicationState.PUBLISHED:
             return record
         message = finetune_request(manifest)
-        sent = f"{PREFIX}:finetune-published:{manifest.id}"
+        sent = keys.finetune_published(manifest.id)
         if not await self.redis.exists(sent):
             await self.send(manifest.id, json.dumps(message).encode())
             await self.redis.set(sent, 1)
@@ -133,12 +144,16 @@ class KafkaSend:
         self._lock = asyncio.Lock()
 
     async def __call__(self, key: str, value: bytes) -> None:
-        async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-                await producer.start()
-                self._producer = producer
-        await self._producer.send_and_wait(self.topic, value, key=key.encode())
+        """Send, or raise :class:`BrokerUnavailable`."""
+        try:
+            async with self._lock:
+                if self._producer is None:
+                    producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+                    await producer.start()
+                    self._producer = producer
+            await self._producer.send_and_wait(self.topic, value, key=key.encode())
+        except KafkaError as error:
+            raise BrokerUnavailable(self.topic, error) from error
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from core.store import PREFIX, Collection
+from core import keys
+from core.store import Collection
 from feedback.manifest import DatasetManifest
 
 CHUNK = 500
@@ -47,12 +48,7 @@ class DatasetRegistry:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self.records: Collection[DatasetManifest] = Collection(redis, "dataset", DatasetManifest)
-        self.index = f"{PREFIX}:datasets"
-
-    @staticmethod
-    def _key(dataset_id: str) -> str:
-        return f"{PREFIX}:dataset:{dataset_id}"
+        self.records: Collection[DatasetManifest] = Collection(redis, keys.DATASET, DatasetManifest)
 
     async def register(self, manifest: DatasetManifest) -> bool:
         """Record a version; False when it is already registered."""
@@ -68,7 +64,7 @@ class DatasetRegistry:
         where = where or DatasetFilter()
         high = f"({_utc(where.created_before).timestamp()}" if where.created_before else "+inf"
         low = f"({_utc(where.created_after).timestamp()}" if where.created_after else "-inf"
-        ids = [i.decode() for i in await self.redis.zrevrangebyscore(self.index, high, low)]
+        ids = [i.decode() for i in await self.redis.zrevrangebyscore(keys.index(keys.DATASET), high, low)]
         if where.model_dump(exclude_none=True, exclude={"created_after", "created_before"}):
             matching = [m for m in await self._load(ids) if where.matches(m)]
             return len(matching), matching[offset : offset + limit]
@@ -81,15 +77,13 @@ class DatasetRegistry:
     async def _load(self, ids: list[str]) -> list[DatasetManifest]:
         manifests = []
         for start in range(0, len(ids), CHUNK):
-            raws = await self.redis.mget([self._key(i) for i in ids[start : start + CHUNK]])
+            raws = await self.redis.mget([keys.record(keys.DATASET, i) for i in ids[start : start + CHUNK]])
             manifests += [DatasetManifest.model_validate_json(raw) for raw in raws if raw]
         return manifests
 
     async def remove(self, dataset_id: str) -> bool:
         """Forget a version (its record and index entry); False when it was not registered."""
-        removed = await self.redis.delete(self._key(dataset_id))
-        await self.redis.zrem(self.index, dataset_id)
-        return bool(removed)
+        return await self.records.remove(dataset_id)
 
 
 class Ack(BaseModel):
@@ -103,27 +97,27 @@ class Ack(BaseModel):
 class AckStore:
     """Acknowledgements by dataset id (one Redis hash); the first ack of a version is the one kept."""
 
-    KEY = f"{PREFIX}:finetune-acks"
-
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def ack(self, dataset_id: str, consumer: str | None = None) -> Ack:
         """Close the version's request; acknowledging again returns the first ack unchanged."""
-        await self.redis.hsetnx(self.KEY, dataset_id, Ack(dataset_id=dataset_id, consumer=consumer).model_dump_json())
+        await self.redis.hsetnx(
+            keys.FINETUNE_ACKS, dataset_id, Ack(dataset_id=dataset_id, consumer=consumer).model_dump_json()
+        )
         return await self.get(dataset_id)  # type: ignore[return-value]
 
     async def get(self, dataset_id: str) -> Ack | None:
-        raw = await self.redis.hget(self.KEY, dataset_id)
+        raw = await self.redis.hget(keys.FINETUNE_ACKS, dataset_id)
         return Ack.model_validate_json(raw) if raw else None
 
     async def is_open(self, dataset_id: str) -> bool:
         """True until a training system acknowledges the version (also before its message has gone out)."""
-        return not await self.redis.hexists(self.KEY, dataset_id)
+        return not await self.redis.hexists(keys.FINETUNE_ACKS, dataset_id)
 
     async def forget(self, dataset_id: str) -> None:
         """Drop the ack of a deleted version, so a version re-created with the same id is open again."""
-        await self.redis.hdel(self.KEY, dataset_id)
+        await self.redis.hdel(keys.FINETUNE_ACKS, dataset_id)
 
 
 async def is_open(redis: Redis, dataset_id: str) -> bool:

@@ -21,16 +21,15 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from core import keys
 from core.store import Collection
 from feedback import metrics
 from feedback.datasets import DatasetManifest, Lineage, earlier_samples, write_dataset
 from feedback.jobs import (
-    ACTIVE_KEY,
     GenerationJob,
     JobState,
     cancel_requested,
     finish,
-    job_key,
     jobs,
     stored_incident,
     submit,
@@ -54,7 +53,7 @@ EARLIER_VERSIONS = 20
 
 
 def datasets(redis: Redis) -> Collection[DatasetManifest]:
-    return Collection(redis, "dataset", DatasetManifest)
+    return Collection(redis, keys.DATASET, DatasetManifest)
 
 
 def worker_id() -> str:
@@ -112,7 +111,7 @@ class JobRunner:
         job = await jobs(self.redis).get(job_id)
         incident = await stored_incident(self.redis, job_id)
         if job is None or job.finished:
-            await self.redis.srem(ACTIVE_KEY, job_id)
+            await self.redis.srem(keys.JOBS_ACTIVE, job_id)
             await lease.release()
             return None
         if incident is None:
@@ -217,7 +216,7 @@ class JobRunner:
     async def _save(self, claim: Claim) -> None:
         claim.job.updated_at = datetime.now(UTC)
         claim.job.lease_expires_at = claim.lease.expires_at if claim.job.lease_owner else None
-        await claim.lease.write(job_key(claim.job.id), claim.job.model_dump_json())
+        await claim.lease.write(keys.record(keys.JOB, claim.job.id), claim.job.model_dump_json())
 
     async def _attempt_failed(self, claim: Claim, error: str) -> GenerationJob:
         job = claim.job
@@ -236,8 +235,8 @@ class JobRunner:
     ) -> GenerationJob:
         """Write ``job``'s final state under ``lease``; a failure is announced as ``job.failed``."""
         job = finish(job, state, error)
-        await lease.write(job_key(job.id), job.model_dump_json())
-        await self.redis.srem(ACTIVE_KEY, job.id)
+        await lease.write(keys.record(keys.JOB, job.id), job.model_dump_json())
+        await self.redis.srem(keys.JOBS_ACTIVE, job.id)
         metrics.JOBS.labels(state).inc()
         if started is not None:
             metrics.JOB_SECONDS.observe(time.perf_counter() - started)

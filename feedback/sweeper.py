@@ -6,7 +6,8 @@ Such a job's worker died (its lease lapsed while the job was ``running``) or its
 
 from __future__ import annotations
 
-from feedback.jobs import ACTIVE_KEY, GenerationJob
+from core import keys
+from feedback.jobs import GenerationJob
 from feedback.leases import holder
 from feedback.runner import JobRunner
 
@@ -14,7 +15,7 @@ from feedback.runner import JobRunner
 async def sweep(runner: JobRunner) -> list[GenerationJob]:
     """Run one attempt of every unfinished job without a live lease; return those jobs as they ended up."""
     swept = []
-    for raw in sorted(await runner.redis.smembers(ACTIVE_KEY)):
+    for raw in sorted(await runner.redis.smembers(keys.JOBS_ACTIVE)):
         job_id = raw.decode()
         if await holder(runner.redis, job_id) is None:
             swept.append(await runner.run(job_id))

@@ -23,14 +23,14 @@ from redis.asyncio import Redis
 from standardwebhooks import Webhook as Signer
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from core.store import PREFIX, Collection
+from core import keys
+from core.store import Collection
 from feedback import metrics
 from feedback.dead_letters import (
     DeadLetter,
     DeadLetterState,
     ReplayRefused,
     bury,
-    claim_key,
     dead_letter_id,
     dead_letters,
     is_dead,
@@ -44,7 +44,6 @@ EVENT_TYPES = (
     "dataset.published",
     "job.failed",
 )
-LOG_KEY = f"{PREFIX}:deliveries"
 LOG_LENGTH = 10_000
 
 
@@ -114,7 +113,7 @@ class DeliveryFailed(RuntimeError):
 
 
 def webhooks(redis: Redis) -> Collection[Webhook]:
-    return Collection(redis, "webhook", Webhook)
+    return Collection(redis, keys.WEBHOOK, Webhook)
 
 
 async def register(redis: Redis, request: WebhookCreate, policy: EgressPolicy | None = None) -> Webhook:
@@ -133,9 +132,7 @@ async def register(redis: Redis, request: WebhookCreate, policy: EgressPolicy | 
 
 async def unregister(redis: Redis, webhook_id: str) -> bool:
     """Delete a subscription; False when there was none. Its dead letters stay listed but cannot be replayed."""
-    removed = await redis.delete(f"{PREFIX}:webhook:{webhook_id}")
-    await redis.zrem(f"{PREFIX}:webhooks", webhook_id)
-    return bool(removed)
+    return await webhooks(redis).remove(webhook_id)
 
 
 def signed_headers(hook: Webhook, message_id: str, body: str) -> dict[str, str]:
@@ -147,10 +144,6 @@ def signed_headers(hook: Webhook, message_id: str, body: str) -> dict[str, str]:
         "webhook-timestamp": str(int(timestamp.timestamp())),
         "webhook-signature": Signer(hook.secret).sign(message_id, timestamp, body),
     }
-
-
-def _done_key(webhook_id: str, message_id: str) -> str:
-    return f"{PREFIX}:delivered:{webhook_id}:{message_id}"
 
 
 class Dispatcher:
@@ -173,7 +166,7 @@ class Dispatcher:
         self.policy = policy or EgressPolicy()
 
     async def log(self, limit: int = 100) -> list[Delivery]:
-        return [Delivery.model_validate_json(r) for r in await self.redis.lrange(LOG_KEY, 0, limit - 1)]
+        return [Delivery.model_validate_json(r) for r in await self.redis.lrange(keys.DELIVERIES, 0, limit - 1)]
 
     async def dispatch(self, event_type: str, message_id: str, data: dict) -> list[Delivery]:
         """Deliver to each subscriber neither served nor dead-lettered for ``message_id``; return the final
@@ -186,7 +179,7 @@ class Dispatcher:
                     continue
                 delivery = await self._deliver(client, hook, event_type, message_id, body)
                 if delivery.ok:
-                    await self.redis.set(_done_key(hook.id, message_id), delivery.model_dump_json())
+                    await self.redis.set(keys.delivered(hook.id, message_id), delivery.model_dump_json())
                 else:
                     await self._bury(hook, delivery, body)
                 results.append(delivery)
@@ -199,7 +192,7 @@ class Dispatcher:
         letter = await dead_letters(self.redis).get(letter_id)
         if letter is None:
             return None
-        claim = claim_key(letter_id)
+        claim = keys.dead_letter_claim(letter_id)
         if not await self.redis.set(claim, 1, nx=True, px=int((self.timeout_s + 10) * 1000)):
             raise ReplayRefused(letter_id, "a replay of it is in flight")
         try:
@@ -209,7 +202,7 @@ class Dispatcher:
             hook = await webhooks(self.redis).get(letter.webhook_id)
             if hook is None:
                 raise ReplayRefused(letter_id, f"webhook {letter.webhook_id} no longer exists")
-            done = _done_key(hook.id, letter.message_id)
+            done = keys.delivered(hook.id, letter.message_id)
             if not await self.redis.exists(done):
                 async with httpx.AsyncClient(timeout=self.timeout_s) as client:
                     body, number = json.dumps(letter.payload), letter.attempts + 1
@@ -228,7 +221,7 @@ class Dispatcher:
             await self.redis.delete(claim)
 
     async def _settled(self, webhook_id: str, message_id: str) -> bool:
-        return bool(await self.redis.exists(_done_key(webhook_id, message_id))) or await is_dead(
+        return bool(await self.redis.exists(keys.delivered(webhook_id, message_id))) or await is_dead(
             self.redis, webhook_id, message_id
         )
 
@@ -308,6 +301,6 @@ class Dispatcher:
             latency_ms=round(latency * 1000, 2),
             error=error,
         )
-        await self.redis.lpush(LOG_KEY, delivery.model_dump_json())
-        await self.redis.ltrim(LOG_KEY, 0, LOG_LENGTH - 1)
+        await self.redis.lpush(keys.DELIVERIES, delivery.model_dump_json())
+        await self.redis.ltrim(keys.DELIVERIES, 0, LOG_LENGTH - 1)
         return delivery, retryable

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response
 
 from core.api import Limit, Offset, RedisDep, found, list_page
-from feedback.dead_letters import DeadLetter, DeadLetterState, ReplayRefused, dead_letters
+from feedback.dead_letters import DeadLetter, DeadLetterState, dead_letters
 from feedback.deps import DispatcherDep, PolicyDep
-from feedback.egress import ForbiddenDestination
 from feedback.webhooks import Delivery, Dispatcher, Webhook, WebhookCreate, WebhookView, register, unregister, webhooks
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
@@ -20,10 +19,7 @@ async def create_webhook(request: WebhookCreate, redis: RedisDep, policy: Policy
     Receivers at loopback, private, link-local and other non-public addresses are refused (422) unless
     ``DRIFTLOOP_WEBHOOK_ALLOW_PRIVATE_NETWORKS`` or ``DRIFTLOOP_WEBHOOK_ALLOWED_NETWORKS`` allow them.
     """
-    try:
-        return await register(redis, request, policy)
-    except ForbiddenDestination as exc:
-        raise HTTPException(422, str(exc)) from exc
+    return await register(redis, request, policy)
 
 
 @router.get("/webhooks")
@@ -55,10 +51,7 @@ async def list_dead_letters(
 async def replay_dead_letter(letter_id: str, dispatcher: DispatcherDep) -> DeadLetter:
     """Deliver a dead letter now, once (same ``webhook-id``, fresh signature). 409 when it was replayed
     already or is being replayed, 502 when the receiver failed again (the letter stays ``dead``)."""
-    try:
-        letter = found(await dispatcher.replay(letter_id), "dead letter", letter_id)
-    except ReplayRefused as exc:
-        raise HTTPException(409, str(exc)) from exc
+    letter = found(await dispatcher.replay(letter_id), "dead letter", letter_id)
     if letter.state != DeadLetterState.REPLAYED:
         raise HTTPException(502, f"dead letter {letter_id} was not delivered: {letter.last_error}")
     return letter

@@ -29,9 +29,9 @@ import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from core.risk import injection_score
 from generators.references import ATTACK_THRESHOLD, REFUSAL_ANSWER
 from generators.samples import Expected, RuleGenerator, Sample
-from monitor.features import injection_score
 from monitor.incidents import DriftIncident, Evidence
 
 GOALS = (

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
+from core.errors import Misconfigured, Unprocessable
 from generators.registry import GENERATOR_FAMILIES, GENERATORS
 from generators.samples import Generator, Sample
 from monitor.incidents import DriftIncident
@@ -56,7 +57,7 @@ class Recipe(BaseModel):
         return counts
 
 
-class UnknownRecipe(LookupError):
+class UnknownRecipe(Unprocessable, LookupError):
     """No recipe of that name; carries the known names."""
 
     def __init__(self, name: str, known: list[str]) -> None:
@@ -110,7 +111,7 @@ class RecipeBook(BaseModel):
         return self.recipes[self.kinds[kind]]
 
 
-class RecipeError(ValueError):
+class RecipeError(Misconfigured, ValueError):
     """A recipes file that cannot be read or is not valid; the message says where and why."""
 
 

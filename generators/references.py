@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from core.refusal import is_refusal
+from core.risk import injection_score
 from generators.samples import Expected
-from monitor.features import injection_score, is_refusal
 from monitor.incidents import Evidence
 
 REFUSAL_ANSWER = (

@@ -8,8 +8,8 @@ from fastapi import APIRouter, BackgroundTasks, Body, Depends, HTTPException, Re
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.api import Limit, Offset, RedisDep, found, list_page, problem
-from monitor.incidents import DriftIncident, IncidentStatus, InvalidTransition
+from core.api import CurrentPrincipal, Limit, Offset, RedisDep, found, list_page, problem
+from monitor.incidents import DriftIncident, IncidentStatus
 from monitor.lifecycle import NOTE_MAX_CHARS, EventDispatcher, StatusChange, change_status, status_changes, status_event
 from monitor.records import StreamStats, incidents
 from monitor.reports import load_report
@@ -67,18 +67,24 @@ async def get_incident(incident_id: str, redis: RedisDep) -> DriftIncident:
     return found(await incidents(redis).get(incident_id), "incident", incident_id)
 
 
-async def _move(
-    request: Request, incident_id: str, to: IncidentStatus, body: StatusNote | None, background: BackgroundTasks
-) -> DriftIncident:
-    """Change the status, then announce it (``incident.<status>`` webhooks) after the response."""
-    who = getattr(getattr(request.state, "principal", None), "name", "anonymous")
-    try:
-        moved = await change_status(request.app.state.redis, incident_id, to, who, body.note if body else None)
-    except InvalidTransition as exc:
-        raise HTTPException(409, str(exc)) from exc
-    incident, change = found(moved, "incident", incident_id)
-    background.add_task(get_event_dispatcher(request).dispatch, *status_event(incident, change))
-    return incident
+class Move:
+    """What a status change needs besides its target: the store, who asks, and where to announce it."""
+
+    def __init__(
+        self, redis: RedisDep, principal: CurrentPrincipal, dispatcher: DispatcherDep, background: BackgroundTasks
+    ) -> None:
+        self.redis, self.principal, self.dispatcher, self.background = redis, principal, dispatcher, background
+
+    async def __call__(self, incident_id: str, to: IncidentStatus, body: StatusNote | None) -> DriftIncident:
+        """Change the status, then announce it (``incident.<status>`` webhooks) after the response."""
+        note = body.note if body else None
+        moved = await change_status(self.redis, incident_id, to, self.principal.name, note)
+        incident, change = found(moved, "incident", incident_id)
+        self.background.add_task(self.dispatcher.dispatch, *status_event(incident, change))
+        return incident
+
+
+MoveDep = Annotated[Move, Depends()]
 
 
 TRANSITION_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -88,21 +94,17 @@ TRANSITION_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/incidents/{incident_id}/acknowledge", responses=TRANSITION_RESPONSES)
-async def acknowledge_incident(
-    incident_id: str, request: Request, background: BackgroundTasks, body: NoteBody = None
-) -> DriftIncident:
+async def acknowledge_incident(incident_id: str, move: MoveDep, body: NoteBody = None) -> DriftIncident:
     """Someone is on it: open → acknowledged, announced as ``incident.acknowledged``. Acknowledging again
     changes nothing; 409 once the incident is resolved."""
-    return await _move(request, incident_id, IncidentStatus.ACKNOWLEDGED, body, background)
+    return await move(incident_id, IncidentStatus.ACKNOWLEDGED, body)
 
 
 @router.post("/incidents/{incident_id}/resolve", responses=TRANSITION_RESPONSES)
-async def resolve_incident(
-    incident_id: str, request: Request, background: BackgroundTasks, body: NoteBody = None
-) -> DriftIncident:
+async def resolve_incident(incident_id: str, move: MoveDep, body: NoteBody = None) -> DriftIncident:
     """Close it: open or acknowledged → resolved, announced as ``incident.resolved``. Resolving again (or
     after the monitor resolved it when the segment returned to its reference) changes nothing."""
-    return await _move(request, incident_id, IncidentStatus.RESOLVED, body, background)
+    return await move(incident_id, IncidentStatus.RESOLVED, body)
 
 
 @router.get("/incidents/{incident_id}/changes", responses={404: problem("no such incident")})

@@ -38,6 +38,9 @@ from enum import StrEnum
 import numpy as np
 
 from core.redact import count_pii
+from core.refusal import is_refusal
+from core.risk import injection_score
+from core.scan import SCAN_CHARS, fold, matches
 from monitor.events import TrafficEvent
 from monitor.language import detect_language
 from monitor.topics import MAX_TOPICS, Assignment
@@ -97,39 +100,6 @@ FEATURES |= {f"topic_share_{j}": Feature(Kind.RATE, optional=True) for j in rang
 #: event has none) and ``topic`` (a topic id, absent like an optional feature when the event was not embedded).
 LABELS = ("language", "finish_reason", "topic")
 
-SCAN_CHARS = 4000
-"""Pattern-based features read at most this many characters of a text (its start): bounded cost per event."""
-
-# Each pattern comes with lowercase words one of which every match holds: a cheap prefilter, the pattern runs only
-# on text whose case fold (see _fold) holds one of them, and most text holds none.
-_INJECTION_PATTERNS = [
-    (words, re.compile(pattern, re.IGNORECASE))
-    for words, pattern in (
-        (
-            ("ignore", "disregard", "forget"),
-            r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|earlier|all)\b.{0,20}\b(instructions?|rules|prompts?)",
-        ),
-        (("dan", "do anything now"), r"\bDAN\b|do anything now"),
-        (("jail",), r"\bjail ?break"),
-        (("developer mode", "god mode", "unfiltered", "uncensored"), r"developer mode|god mode|unfiltered|uncensored"),
-        (("pretend", "act", "behave"), r"\b(pretend|act|behave)\b.{0,20}\b(as|like|to be)\b"),
-        (("no ",), r"\bno (restrictions|limits|filters|rules|guidelines|ethics)\b"),
-        (("system prompt", "your instructions"), r"system prompt|your instructions"),
-        (("stay in character", "role"), r"stay in character|role ?play"),
-        (
-            ("bypass", "override", "disable"),
-            r"\b(bypass|override|disable)\b.{0,30}\b(safety|filters?|restrictions|guidelines|policy|policies)",
-        ),
-        (("openai",), r"openai('s)? (content )?polic"),
-    )
-]
-_REFUSAL_WORDS = ("m sorry", "i can", "i won", "i am ", "i 'm ", "as an ai")
-_REFUSAL = re.compile(
-    r"\b(I'?m sorry,? but|I (cannot|can'?t|won'?t|am unable to|'m unable to|am not able to)"
-    r" (help|assist|comply|provide|do|fulfill|create|generate|write|engage))"
-    r"|\bas an AI( language model)?,? I (cannot|can'?t|am not able|do not|don'?t)",
-    re.IGNORECASE,
-)
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _CODE_LINE = re.compile(
     r"^[ \t]*(?:(?:def|class|import|return|function|const|let|var|public|private|#include|SELECT|INSERT|UPDATE)\b"
@@ -141,45 +111,11 @@ _URL = re.compile(r"\bhttps?://|\bwww\.\w", re.IGNORECASE)
 _PUNCTUATION = np.zeros(128, dtype=bool)
 _PUNCTUATION[[ord(c) for c in string.punctuation]] = True
 _DIGIT_BYTES, _PUNCTUATION_BYTES = string.digits.encode(), string.punctuation.encode()
-_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
-
-
-def _fold(text: str) -> str:
-    """``text`` lowercased so that what an ``re.IGNORECASE`` pattern of ASCII letters matches reads as those letters:
-    besides ``str.lower``, İ and ı become i and ſ becomes s (the regex engine's other case pairs of ASCII letters).
-
-    >>> _fold("İGNORE ſystem ıt")
-    'ignore system it'
-    """
-    if not text.isascii() and ("\u0130" in text or "\u0131" in text or "\u017f" in text):
-        text = text.translate(_FOLD)
-    return text.lower()
-
-
-def _found(words: tuple[str, ...], pattern: re.Pattern[str], text: str, folded: str) -> bool:
-    """Whether ``pattern`` matches ``text``; it runs only when ``folded`` (``_fold(text)``) holds one of ``words``."""
-    for word in words:
-        if word in folded:
-            return pattern.search(text) is not None
-    return False
 
 
 def estimate_tokens(text: str) -> int:
     """Token count estimate (about four characters a token) when the event carries none."""
     return max(1, math.ceil(len(text) / 4)) if text else 0
-
-
-def injection_score(text: str) -> float:
-    """Share of prompt-injection / jailbreak pattern families present, capped at 1 (three or more)."""
-    text = text[:SCAN_CHARS]
-    folded = _fold(text)
-    return min(1.0, sum(_found(words, pattern, text, folded) for words, pattern in _INJECTION_PATTERNS) / 3)
-
-
-def is_refusal(text: str) -> bool:
-    """Whether a response reads as the model declining the request."""
-    text = text[:600]
-    return _found(_REFUSAL_WORDS, _REFUSAL, text, _fold(text))
 
 
 def has_url(text: str) -> bool:
@@ -189,7 +125,7 @@ def has_url(text: str) -> bool:
     (True, True, False)
     """
     text = text[:SCAN_CHARS]
-    return _found(_URL_WORDS, _URL, text, _fold(text))
+    return matches(_URL_WORDS, _URL, text, fold(text))
 
 
 def character_mix(text: str) -> dict[str, float]:

@@ -23,6 +23,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from core.errors import Conflict
+
 INCIDENT_NAMESPACE = uuid.UUID("5b0c8c1e-2f7a-4f57-9b8e-0d1f3c6a7e21")
 
 
@@ -55,7 +57,7 @@ TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
 }
 
 
-class InvalidTransition(ValueError):
+class InvalidTransition(Conflict, ValueError):
     """A status change the lifecycle does not allow; carries the incident id and both statuses."""
 
     def __init__(self, incident_id: str, current: IncidentStatus, requested: IncidentStatus) -> None:

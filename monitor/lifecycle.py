@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from core.store import PREFIX
+from core import keys
 from monitor.incidents import DriftIncident, IncidentStatus, transition
 from monitor.records import incidents
 
@@ -35,13 +35,11 @@ class EventDispatcher(Protocol):
     async def dispatch(self, event_type: str, message_id: str, data: dict) -> Any: ...
 
 
-def _log_key(incident_id: str) -> str:
-    return f"{PREFIX}:incident-changes:{incident_id}"
-
-
 async def status_changes(redis: Redis, incident_id: str) -> list[StatusChange]:
     """The changes of an incident, oldest first."""
-    return [StatusChange.model_validate_json(raw) for raw in await redis.lrange(_log_key(incident_id), 0, -1)]
+    return [
+        StatusChange.model_validate_json(raw) for raw in await redis.lrange(keys.incident_changes(incident_id), 0, -1)
+    ]
 
 
 async def change_status(
@@ -65,7 +63,7 @@ async def change_status(
     if incident is None:
         return None
     if moved:
-        await redis.rpush(_log_key(incident_id), change.model_dump_json())
+        await redis.rpush(keys.incident_changes(incident_id), change.model_dump_json())
         return incident, change
     earlier = [c for c in await status_changes(redis, incident_id) if c.status == to]
     return incident, earlier[-1] if earlier else change

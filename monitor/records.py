@@ -8,31 +8,30 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from core.store import PREFIX, Collection
+from core import keys
+from core.store import Collection
 from monitor.incidents import DriftIncident
 
 
 class StreamStats:
     """Counters of the traffic stream (accepted, rejected by reason) that outlive a worker."""
 
-    KEY = f"{PREFIX}:stream"
-
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def accepted(self, count: int = 1) -> None:
-        await self.redis.hincrby(self.KEY, "accepted", count)
+        await self.redis.hincrby(keys.STREAM_COUNTS, "accepted", count)
 
     async def rejected(self, reason: str) -> None:
-        await self.redis.hincrby(self.KEY, f"rejected:{reason}", 1)
+        await self.redis.hincrby(keys.STREAM_COUNTS, f"rejected:{reason}", 1)
 
     async def read(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in (await self.redis.hgetall(self.KEY)).items()}
+        return {k.decode(): int(v) for k, v in (await self.redis.hgetall(keys.STREAM_COUNTS)).items()}
 
 
 def incidents(redis: Redis) -> Collection[DriftIncident]:
     """The incident records, newest first."""
-    return Collection(redis, "incident", DriftIncident, time_field="detected_at")
+    return Collection(redis, keys.INCIDENT, DriftIncident, time_field="detected_at")
 
 
 SegmentState = Literal["reference", "quiet", "drafting", "open"]
@@ -53,15 +52,13 @@ class SegmentStatus(BaseModel):
 class SegmentStatuses:
     """The latest :class:`SegmentStatus` of every segment, in one Redis hash (segment → JSON)."""
 
-    KEY = f"{PREFIX}:segments"
-
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def record(self, status: SegmentStatus) -> None:
-        await self.redis.hset(self.KEY, status.segment, status.model_dump_json())
+        await self.redis.hset(keys.SEGMENT_STATUSES, status.segment, status.model_dump_json())
 
     async def all(self) -> dict[str, SegmentStatus]:
         """Segment → its status."""
-        raws = await self.redis.hgetall(self.KEY)
+        raws = await self.redis.hgetall(keys.SEGMENT_STATUSES)
         return {k.decode(): SegmentStatus.model_validate_json(v) for k, v in raws.items()}

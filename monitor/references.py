@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from redis.asyncio import Redis
 
-from core.store import PREFIX
+from core import keys
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
 
 SEGMENT_PATTERN = r"^[^/\s]+(/[^/\s]+)*/[^/\s]+/[^/\s]+$"
@@ -71,27 +71,28 @@ class ReferenceChange:
 class ReferencePins:
     """Pins (``reference-pins``: segment → pin) and what workers applied (``reference-applied``)."""
 
-    PINS = f"{PREFIX}:reference-pins"
-    APPLIED = f"{PREFIX}:reference-applied"
-
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
     async def pin(self, pin: ReferencePin) -> None:
         """Record ``pin``, replacing the segment's earlier one."""
-        await self.redis.hset(self.PINS, pin.segment, pin.model_dump_json())
+        await self.redis.hset(keys.REFERENCE_PINS, pin.segment, pin.model_dump_json())
 
     async def unpin(self, segment: str) -> bool:
         """Return ``segment`` to a rolling reference; False when it had no pin."""
-        return bool(await self.redis.hdel(self.PINS, segment))
+        return bool(await self.redis.hdel(keys.REFERENCE_PINS, segment))
 
     async def all(self) -> dict[str, ReferencePin]:
         return {
-            k.decode(): ReferencePin.model_validate_json(v) for k, v in (await self.redis.hgetall(self.PINS)).items()
+            k.decode(): ReferencePin.model_validate_json(v)
+            for k, v in (await self.redis.hgetall(keys.REFERENCE_PINS)).items()
         }
 
     async def applied_all(self) -> dict[str, Applied]:
-        return {k.decode(): Applied.model_validate_json(v) for k, v in (await self.redis.hgetall(self.APPLIED)).items()}
+        return {
+            k.decode(): Applied.model_validate_json(v)
+            for k, v in (await self.redis.hgetall(keys.REFERENCE_APPLIED)).items()
+        }
 
     async def pending(self) -> list[ReferenceChange]:
         """Pins not applied yet (or replaced since), and released pins whose segment still uses them."""
@@ -106,12 +107,12 @@ class ReferencePins:
     async def applied(self, pin: ReferencePin, events: int) -> None:
         """The worker took up ``pin`` with ``events`` events of its range."""
         await self.redis.hset(
-            self.APPLIED, pin.segment, Applied(pinned_at=pin.pinned_at, events=events).model_dump_json()
+            keys.REFERENCE_APPLIED, pin.segment, Applied(pinned_at=pin.pinned_at, events=events).model_dump_json()
         )
 
     async def released(self, segment: str) -> None:
         """The worker returned ``segment`` to a rolling reference."""
-        await self.redis.hdel(self.APPLIED, segment)
+        await self.redis.hdel(keys.REFERENCE_APPLIED, segment)
 
 
 def fetch_range(

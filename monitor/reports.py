@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 from redis.asyncio import Redis
 
+from core import keys
 from core.embeddings import DIMENSIONS, embed
 from core.redact import redact
-from core.store import PREFIX
 from monitor.incidents import DriftIncident
 from monitor.records import incidents
 
@@ -104,17 +104,13 @@ def _frame(rows: Sequence[Row]) -> pd.DataFrame:
     return pd.concat([frame, embedded], axis=1)
 
 
-def _key(incident_id: str) -> str:
-    return f"{PREFIX}:report:{incident_id}"
-
-
 async def store_report(redis: Redis, incident_id: str, html: str) -> None:
     """Keep an incident's report and point the incident's ``report_url`` at the route that serves it."""
-    await redis.set(_key(incident_id), gzip.compress(html.encode()))
+    await redis.set(keys.report(incident_id), gzip.compress(html.encode()))
     await incidents(redis).update(incident_id, lambda i: i.model_copy(update={"report_url": report_path(i.id)}))
 
 
 async def load_report(redis: Redis, incident_id: str) -> str | None:
     """The HTML of an incident's report; None when none was stored."""
-    raw = await redis.get(_key(incident_id))
+    raw = await redis.get(keys.report(incident_id))
     return gzip.decompress(raw).decode() if raw is not None else None

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
-from core.api import Limit, Offset, RedisDep, paginate, problem
+from core.api import CurrentPrincipal, Limit, Offset, RedisDep, paginate, problem
 from monitor.records import SegmentState, SegmentStatuses
 from monitor.references import SEGMENT_PATTERN, Applied, ReferencePin, ReferencePins, TimeRange
 
@@ -68,11 +68,12 @@ async def list_segments(
 
 
 @router.put("/segments/{segment:path}/reference", responses={422: problem("not a segment, or not a past time range")})
-async def pin_reference(segment: SegmentPath, window: TimeRange, request: Request, redis: RedisDep) -> Reference:
+async def pin_reference(
+    segment: SegmentPath, window: TimeRange, redis: RedisDep, principal: CurrentPrincipal
+) -> Reference:
     """Pin the segment's reference to the traffic of ``[from, to)`` (broker time), replacing an earlier pin.
     A worker reads the range back from the traffic topic and takes it up within seconds."""
-    who = getattr(getattr(request.state, "principal", None), "name", "anonymous")
-    pin = ReferencePin(segment=segment, start=window.start, end=window.end, pinned_by=who)
+    pin = ReferencePin(segment=segment, start=window.start, end=window.end, pinned_by=principal.name)
     await ReferencePins(redis).pin(pin)
     return reference_of(segment, pin, None)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from core import keys
 from core.redact import redact
 from generators.llm_client import Endpoint, LLMClient
 from monitor.incidents import INCIDENT_NAMESPACE, SEVERITY, DriftIncident, Evidence, FeatureShift, IncidentKind
@@ -23,12 +24,11 @@ from validation.results import Regression, RunSummary, regressions
 from validation.run import StressConfig, StressRun, stress_run
 from validation.suite import load_suite
 
-LAST_RUN_KEY = "driftloop:stress:last:{suite}"
 EVIDENCE_PER_FAMILY = 5
 
 
 async def last_run(redis: Redis, suite: str) -> RunSummary | None:
-    stored = await redis.get(LAST_RUN_KEY.format(suite=suite))
+    stored = await redis.get(keys.stress_last_run(suite))
     return RunSummary.model_validate_json(stored) if stored else None
 
 
@@ -83,6 +83,6 @@ async def scheduled_stress(
     if found:
         incident = regression_incident(run, found, {p.id: p.prompt for p in suite.probes})
         await sink.emit(incident)
-    await redis.set(LAST_RUN_KEY.format(suite=suite.name), run.summary.model_dump_json())
+    await redis.set(keys.stress_last_run(suite.name), run.summary.model_dump_json())
     (metrics or default_metrics()).record(run.summary, found)
     return run, incident

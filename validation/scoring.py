@@ -19,9 +19,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from core.refusal import is_refusal
 from generators.llm_client import LLMClient, LLMError
 from generators.samples import Expected
-from monitor.features import is_refusal
 from validation.suite import Probe
 
 _REFUSAL_EXTRA = re.compile(

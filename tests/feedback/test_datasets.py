@@ -11,6 +11,7 @@ import jsonschema
 import pyarrow.parquet as pq
 import pytest
 
+from core.refusal import is_refusal
 from feedback import ChecksumMismatch, DatasetStore, Lineage, finetune_request, write_dataset
 from feedback.exports import FORMATS, preference_jsonl, rejected_answer
 from feedback.manifest import DatasetManifest
@@ -18,7 +19,6 @@ from generators import load_recipes, run_recipe
 from generators.quality import screen
 from generators.references import REFUSAL_ANSWER
 from generators.samples import Expected, Sample
-from monitor.features import is_refusal
 from monitor.incidents import DriftIncident, Evidence
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "finetune-request.v1.json").read_text())

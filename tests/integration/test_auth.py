@@ -73,6 +73,15 @@ def test_scopes_nest_read_then_operate_then_admin(make_client: Callable[..., Tes
         assert admin.post("/v1/webhooks", json=HOOK).status_code == 201
 
 
+def test_whoami_names_the_calling_token_and_its_scopes(
+    make_client: Callable[..., TestClient], anonymous: TestClient
+) -> None:
+    with make_client("read", name="dashboard") as reader, make_client("operate", name="ci-bot") as operator:
+        assert reader.get("/v1/whoami").json() == {"name": "dashboard", "scopes": ["read"]}
+        assert operator.get("/v1/whoami").json() == {"name": "ci-bot", "scopes": ["read", "operate"]}
+    assert_problem(anonymous.get("/v1/whoami"), 401)
+
+
 def test_tokens_are_created_listed_and_revoked_and_stored_only_as_hashes(
     client: TestClient, anonymous: TestClient, settings: Settings
 ) -> None:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from core import keys
 from core.redact import redact
 from devtools.embedded import worker_process
 from devtools.receiver import WebhookReceiver
@@ -22,7 +23,7 @@ from driftloop.kafka import ensure_topics
 from driftloop.settings import Settings
 from feedback import Dispatcher, JobRunner, WebhookCreate, jobs, register
 from feedback.egress import EgressPolicy
-from feedback.jobs import ACTIVE_KEY, submit
+from feedback.jobs import submit
 from feedback.leases import Lease, LeaseLost, holder
 from feedback.publishing import KafkaSend, Publisher, publications
 from feedback.storage import DatasetStore
@@ -132,7 +133,7 @@ def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) ->
         [swept] = await sweep(alive)
         # Worker a wakes up: every write it tries is fenced off, so it publishes nothing.
         zombie = await dead.execute(claim)
-        return swept, zombie, await holder(redis, job.id), await redis.smembers(ACTIVE_KEY)
+        return swept, zombie, await holder(redis, job.id), await redis.smembers(keys.JOBS_ACTIVE)
 
     swept, zombie, lease, active = run(settings, scenario)
     assert swept.state == "succeeded" and swept.attempts == 2 and swept.dataset_id

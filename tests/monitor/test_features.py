@@ -5,24 +5,19 @@ from statistics import mean
 import numpy as np
 import pytest
 
+from core.scan import SCAN_CHARS
 from devtools.traffic import jailbreak_prompts, sharegpt_pairs
 from monitor.events import TrafficEvent
 from monitor.features import (
-    _INJECTION_PATTERNS,
-    _REFUSAL,
     _URL,
     FEATURES,
-    SCAN_CHARS,
     TOPIC_FEATURES,
     Kind,
-    _fold,
     code_share,
     estimate_tokens,
     event_labels,
     extract_features,
     has_url,
-    injection_score,
-    is_refusal,
     semantic_features,
 )
 from monitor.language import detect_language, detect_languages
@@ -31,20 +26,6 @@ from monitor.topics import TopicModel
 
 def event(prompt: str, **fields: object) -> TrafficEvent:
     return TrafficEvent(id="e", model="m", prompt=prompt, **fields)
-
-
-def test_injection_score_separates_real_jailbreaks_from_real_chat() -> None:
-    attacks = [injection_score(p) for p in jailbreak_prompts()]
-    chat = [injection_score(p) for p, _ in sharegpt_pairs()[:3000]]
-    assert mean(attacks) > 10 * mean(chat)
-    assert sum(s > 0 for s in attacks) / len(attacks) > 0.6
-    assert sum(s > 0 for s in chat) / len(chat) < 0.05
-
-
-def test_refusals_are_recognised() -> None:
-    assert is_refusal("I'm sorry, but I can't help with that.")
-    assert is_refusal("As an AI language model, I cannot browse the internet.")
-    assert not is_refusal("Sure! Here is a list of sorting algorithms.")
 
 
 def test_token_estimate_grows_with_text() -> None:
@@ -102,22 +83,12 @@ CASE_TRAPS = [
 
 
 def test_pattern_prefilters_never_hide_a_match() -> None:
-    """The word prefilters only spare patterns work: every score is what the patterns alone give."""
+    """The word prefilter only spares the pattern work: every answer is what the pattern alone gives (the scores of
+    core are tested alike in tests/core/test_scan.py)."""
     texts = [*jailbreak_prompts(), *(text for pair in sharegpt_pairs()[:2000] for text in pair), *CASE_TRAPS]
     for text in texts:
-        head = text[:SCAN_CHARS]
-        assert injection_score(text) == min(1.0, sum(bool(p.search(head)) for _, p in _INJECTION_PATTERNS) / 3)
-        assert is_refusal(text) == bool(_REFUSAL.search(text[:600]))
-        assert has_url(text) == bool(_URL.search(head))
-    assert injection_score(CASE_TRAPS[0]) > 0 and is_refusal(CASE_TRAPS[3]) and has_url(CASE_TRAPS[5])
-
-
-def test_fold_reads_every_case_variant_of_an_ascii_letter_as_that_letter() -> None:
-    """What an ``re.IGNORECASE`` pattern matches for an ASCII letter, ``_fold`` turns into that letter."""
-    every_char = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
-    for letter in "abcdefghijklmnopqrstuvwxyz":
-        variants = re.compile(letter, re.IGNORECASE).findall(every_char)
-        assert [_fold(variant) for variant in variants] == [letter] * len(variants), letter
+        assert has_url(text) == bool(_URL.search(text[:SCAN_CHARS]))
+    assert has_url(CASE_TRAPS[5])
 
 
 def test_finish_reason_and_feedback() -> None:
@@ -125,17 +96,6 @@ def test_finish_reason_and_feedback() -> None:
     assert truncated["truncated"] == 1.0 and truncated["negative_feedback"] == 1.0
     plain = extract_features(event("hi", response="Hello!", finish_reason="stop"))
     assert plain["truncated"] == 0.0 and "negative_feedback" not in plain  # no feedback: absent, not 0
-
-
-@pytest.mark.slow
-def test_jailbreaks_are_semantically_closer_to_attack_exemplars_than_chat() -> None:
-    from core.embeddings import embed
-    from core.risk import injection_similarity
-
-    attacks = injection_similarity(embed([p[:1000] for p in jailbreak_prompts()[::20]]))
-    chat = injection_similarity(embed([p[:1000] for p, _ in sharegpt_pairs()[:3000:100]]))
-    assert attacks.mean() > chat.mean() + 0.15
-    assert np.median(attacks) > np.quantile(chat, 0.9)
 
 
 @pytest.mark.slow
