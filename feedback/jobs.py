@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from core.redact import redact
 from core.store import PREFIX, Collection
-from feedback import metrics
 from feedback.leases import Lease, lease_key
+from feedback.metrics import FeedbackMetrics
 from generators.recipes import RecipeBook
 from monitor.incidents import INCIDENT_NAMESPACE, DriftIncident, Evidence, IncidentKind
 from monitor.records import incidents
@@ -202,7 +202,7 @@ class JobFinished(ValueError):
         super().__init__(f"job {job.id} already {job.state}")
 
 
-async def cancel(redis: Redis, job_id: str) -> GenerationJob | None:
+async def cancel(redis: Redis, job_id: str, metrics: FeedbackMetrics | None = None) -> GenerationJob | None:
     """Cancel a job: at once when no worker holds it, else by a flag its worker checks before publishing.
 
     Returns the job (``cancel_requested`` while its worker has not stopped yet), None when there is no such
@@ -226,7 +226,7 @@ async def cancel(redis: Redis, job_id: str) -> GenerationJob | None:
             return job
         await lease.write(job_key(job_id), finish(job, JobState.CANCELLED, "cancelled before it ran").model_dump_json())
         await redis.srem(ACTIVE_KEY, job_id)
-        metrics.JOBS.labels(JobState.CANCELLED).inc()
+        (metrics or FeedbackMetrics.default()).jobs.labels(JobState.CANCELLED).inc()
         return job
     finally:
         await lease.release()

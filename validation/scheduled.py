@@ -18,7 +18,7 @@ from core.redact import redact
 from generators.llm_client import Endpoint, LLMClient
 from monitor.incidents import INCIDENT_NAMESPACE, SEVERITY, DriftIncident, Evidence, FeatureShift, IncidentKind
 from monitor.records import incidents
-from validation.metrics import StressMetrics, default_metrics
+from validation.metrics import StressMetrics
 from validation.results import Regression, RunSummary, regressions
 from validation.run import StressConfig, StressRun, stress_run
 from validation.suite import load_suite
@@ -87,5 +87,5 @@ async def scheduled_stress(
         if await incidents(redis).create(incident):
             await publish_incident(incident)
     await redis.set(LAST_RUN_KEY.format(suite=suite.name), run.summary.model_dump_json())
-    (metrics or default_metrics()).record(run.summary, found)
+    (metrics or StressMetrics.default()).record(run.summary, found)
     return run, incident
