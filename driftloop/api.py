@@ -33,6 +33,7 @@ from driftloop.settings import Settings
 from driftloop.whoami_api import router as whoami_router
 from feedback.api import router as feedback_router
 from feedback.deps import dispatcher as webhook_dispatcher
+from feedback.metrics import FeedbackMetrics
 from monitor.api import router as monitor_router
 from monitor.segments_api import router as segments_router
 
@@ -84,6 +85,7 @@ def create_api(settings: Settings) -> FastAPI:
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
+    FeedbackMetrics.default()  # on REGISTRY from the first scrape: this process cancels, approves and delivers
     registry = CollectorRegistry()
     registry.register(RecordsCollector(settings.redis_url, settings.llm_base_url))
 

@@ -19,8 +19,8 @@ from core import keys
 from core.errors import Conflict, Unprocessable
 from core.redact import redact
 from core.store import Collection
-from feedback import metrics
 from feedback.leases import Lease
+from feedback.metrics import FeedbackMetrics
 from generators.recipes import RecipeBook
 from monitor.incidents import INCIDENT_NAMESPACE, DriftIncident, Evidence, IncidentKind
 from monitor.records import incidents
@@ -191,7 +191,7 @@ class JobFinished(Conflict, ValueError):
         super().__init__(f"job {job.id} already {job.state}")
 
 
-async def cancel(redis: Redis, job_id: str) -> GenerationJob | None:
+async def cancel(redis: Redis, job_id: str, metrics: FeedbackMetrics | None = None) -> GenerationJob | None:
     """Cancel a job: at once when no worker holds it, else by a flag its worker checks before publishing.
 
     Returns the job (``cancel_requested`` while its worker has not stopped yet), None when there is no such
@@ -217,7 +217,7 @@ async def cancel(redis: Redis, job_id: str) -> GenerationJob | None:
             keys.record(keys.JOB, job_id), finish(job, JobState.CANCELLED, "cancelled before it ran").model_dump_json()
         )
         await redis.srem(keys.JOBS_ACTIVE, job_id)
-        metrics.JOBS.labels(JobState.CANCELLED).inc()
+        (metrics or FeedbackMetrics.default()).jobs.labels(JobState.CANCELLED).inc()
         return job
     finally:
         await lease.release()

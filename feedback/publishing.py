@@ -24,9 +24,9 @@ from redis.asyncio import Redis
 from core import keys
 from core.errors import Conflict, Unavailable
 from core.store import Collection
-from feedback import metrics
 from feedback.datasets import DatasetManifest
 from feedback.finetune import finetune_request
+from feedback.metrics import FeedbackMetrics
 from feedback.webhooks import Dispatcher
 
 Send = Callable[[str, bytes], Awaitable[None]]
@@ -85,8 +85,11 @@ def publications(redis: Redis) -> Collection[Publication]:
 class Publisher:
     """Holds dataset versions for approval or publishes them, exactly once per version."""
 
-    def __init__(self, redis: Redis, send: Send, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, redis: Redis, send: Send, dispatcher: Dispatcher, metrics: FeedbackMetrics | None = None
+    ) -> None:
         self.redis, self.send, self.dispatcher = redis, send, dispatcher
+        self.metrics = metrics or FeedbackMetrics.default()
 
     async def hold(self, manifest: DatasetManifest) -> Publication:
         """Keep ``manifest`` in ``pending_approval`` (a version held or published before stays as it is)."""
@@ -121,7 +124,7 @@ class Publisher:
         if not await self.redis.exists(sent):
             await self.send(manifest.id, json.dumps(message).encode())
             await self.redis.set(sent, 1)
-            metrics.FINETUNE_REQUESTS.inc()
+            self.metrics.finetune_requests.inc()
         await self.dispatcher.dispatch("dataset.published", manifest.id, message["data"])
         now = datetime.now(UTC)
         record.state, record.published_at = PublicationState.PUBLISHED, now

@@ -23,7 +23,6 @@ from redis.asyncio import Redis
 
 from core import keys
 from core.store import Collection
-from feedback import metrics
 from feedback.datasets import DatasetManifest, Lineage, earlier_samples, write_dataset
 from feedback.jobs import (
     GenerationJob,
@@ -35,6 +34,7 @@ from feedback.jobs import (
     submit,
 )
 from feedback.leases import Lease, LeaseLost
+from feedback.metrics import FeedbackMetrics
 from feedback.publishing import Publisher
 from feedback.registry import DatasetFilter, DatasetRegistry
 from feedback.storage import DatasetStore
@@ -87,6 +87,8 @@ class JobRunner:
     extra_generators: dict[str, Generator] = field(default_factory=dict)
     """Generators only some deployments have (``{"llm": LLMGenerator(...)}``); recipes naming others skip them."""
     quality_thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    metrics: FeedbackMetrics = field(default_factory=FeedbackMetrics.default, repr=False)
+    """Where jobs, samples and takeovers are counted: the process's metrics unless given."""
 
     async def handle(self, incident: DriftIncident) -> GenerationJob:
         """Announce ``incident`` (``incident.opened``), then run (or finish) its job; a finished job is
@@ -123,7 +125,7 @@ class JobRunner:
             return await self._end(job, lease, JobState.FAILED, f"gave up after {job.attempts} attempts; {last}")
         claim = Claim(job, lease, incident)
         if job.state == JobState.RUNNING:
-            metrics.JOB_TAKEOVERS.inc()
+            self.metrics.job_takeovers.inc()
             log.warning("taking over job %s from %s (its lease lapsed)", job_id, job.lease_owner)
         job.state, job.attempts = JobState.RUNNING, job.attempts + 1
         job.started_at = job.updated_at = datetime.now(UTC)
@@ -158,9 +160,9 @@ class JobRunner:
         rejected = Counter(generated.rejected)
         rejected.update(quality.rejected)
         for reason, count in rejected.items():
-            metrics.SAMPLES_REJECTED.labels(reason).inc(count)
+            self.metrics.samples_rejected.labels(reason).inc(count)
         if not quality.passed:
-            metrics.QUALITY_GATE_FAILURES.inc()
+            self.metrics.quality_gate_failures.inc()
             failures = "; ".join(quality.failures)
             return await self._finish(job, claim.lease, JobState.FAILED, f"quality gate: {failures}", claim.started)
         if await cancel_requested(self.redis, job.id):
@@ -193,9 +195,9 @@ class JobRunner:
         else:
             await self.publisher.publish(manifest)
         for sample in gate.kept:
-            metrics.SAMPLES.labels(sample.technique).inc()
+            self.metrics.samples.labels(sample.technique).inc()
         for figure, value in quality.figures().items():
-            metrics.DATASET_QUALITY.labels(figure).set(value)
+            self.metrics.dataset_quality.labels(figure).set(value)
         return await self._finish(job, claim.lease, JobState.SUCCEEDED, started=claim.started)
 
     def _generate(
@@ -237,9 +239,9 @@ class JobRunner:
         job = finish(job, state, error)
         await lease.write(keys.record(keys.JOB, job.id), job.model_dump_json())
         await self.redis.srem(keys.JOBS_ACTIVE, job.id)
-        metrics.JOBS.labels(state).inc()
+        self.metrics.jobs.labels(state).inc()
         if started is not None:
-            metrics.JOB_SECONDS.observe(time.perf_counter() - started)
+            self.metrics.job_seconds.observe(time.perf_counter() - started)
         log.warning("job %s %s%s", job.id, state, f": {error}" if error else "")
         if state == JobState.FAILED:
             await self.dispatcher.dispatch("job.failed", job.id, job.model_dump(mode="json"))

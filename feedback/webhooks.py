@@ -25,7 +25,6 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_af
 
 from core import keys
 from core.store import Collection
-from feedback import metrics
 from feedback.dead_letters import (
     DeadLetter,
     DeadLetterState,
@@ -36,6 +35,7 @@ from feedback.dead_letters import (
     is_dead,
 )
 from feedback.egress import EgressPolicy, ForbiddenDestination, pinned
+from feedback.metrics import FeedbackMetrics
 
 EVENT_TYPES = (
     "incident.opened",
@@ -149,7 +149,8 @@ def signed_headers(hook: Webhook, message_id: str, body: str) -> dict[str, str]:
 class Dispatcher:
     """Sends an event to every subscribed webhook, logs each attempt and dead-letters what it gives up.
 
-    ``policy`` decides which receivers may be reached; the default refuses every non-public address.
+    ``policy`` decides which receivers may be reached; the default refuses every non-public address. Attempts,
+    deliveries, dead letters and replays are counted on ``metrics`` (the process's unless given).
     """
 
     def __init__(
@@ -159,11 +160,13 @@ class Dispatcher:
         backoff_s: float = 0.5,
         timeout_s: float = 5.0,
         policy: EgressPolicy | None = None,
+        metrics: FeedbackMetrics | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, not {attempts}")
         self.redis, self.attempts, self.backoff_s, self.timeout_s = redis, attempts, backoff_s, timeout_s
         self.policy = policy or EgressPolicy()
+        self.metrics = metrics or FeedbackMetrics.default()
 
     async def log(self, limit: int = 100) -> list[Delivery]:
         return [Delivery.model_validate_json(r) for r in await self.redis.lrange(keys.DELIVERIES, 0, limit - 1)]
@@ -208,7 +211,7 @@ class Dispatcher:
                     body, number = json.dumps(letter.payload), letter.attempts + 1
                     delivery, _ = await self._attempt(client, hook, letter.event_type, letter.message_id, body, number)
                 letter.attempts += 1
-                metrics.WEBHOOK_REPLAYS.labels("delivered" if delivery.ok else "failed").inc()
+                self.metrics.webhook_replays.labels("delivered" if delivery.ok else "failed").inc()
                 if not delivery.ok:
                     letter.last_error = delivery.error
                     await dead_letters(self.redis).save(letter)
@@ -236,7 +239,7 @@ class Dispatcher:
             last_error=delivery.error,
         )
         await bury(self.redis, letter)
-        metrics.WEBHOOK_DEAD_LETTERS.labels(delivery.event_type).inc()
+        self.metrics.webhook_dead_letters.labels(delivery.event_type).inc()
 
     async def _deliver(
         self, client: httpx.AsyncClient, hook: Webhook, event_type: str, message_id: str, body: str
@@ -254,12 +257,14 @@ class Dispatcher:
                     number = attempt.retry_state.attempt_number
                     delivery, retryable = await self._attempt(client, hook, event_type, message_id, body, number)
                     refused = not retryable
+                    if not refused:  # a refused receiver was sent nothing
+                        self.metrics.webhook_attempts.labels("delivered" if delivery.ok else "failed").inc()
                     if not delivery.ok and retryable:
                         raise DeliveryFailed(delivery.error)
         except RetryError:
             pass
         assert delivery is not None
-        metrics.WEBHOOK_DELIVERIES.labels("delivered" if delivery.ok else "refused" if refused else "failed").inc()
+        self.metrics.webhook_deliveries.labels("delivered" if delivery.ok else "refused" if refused else "failed").inc()
         return delivery
 
     async def _post(self, client: httpx.AsyncClient, hook: Webhook, message_id: str, body: str) -> httpx.Response:
@@ -290,7 +295,7 @@ class Dispatcher:
         except (httpx.HTTPError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - started
-        metrics.WEBHOOK_SECONDS.observe(latency)
+        self.metrics.webhook_seconds.observe(latency)
         delivery = Delivery(
             webhook_id=hook.id,
             message_id=message_id,

@@ -41,6 +41,7 @@ from generators.llm_client import (
     Usage,
     json_or_none,
 )
+from generators.metrics import LLMMetrics
 from generators.references import REFUSAL_ANSWER
 from generators.samples import Batch, Expected, Sample
 from monitor.incidents import DriftIncident
@@ -109,10 +110,12 @@ class EndpointBackend:
     in a worker thread: the job runner calls generators in ``asyncio.to_thread``)."""
 
     endpoint: Endpoint
+    metrics: LLMMetrics = field(default_factory=LLMMetrics.default, repr=False)
+    """Where its calls are counted: the process's metrics unless given."""
 
     def run(self, requests: Sequence[ChatRequest], budget: TokenBudget) -> list[Completion | LLMError]:
         async def run_all() -> list[Completion | LLMError]:
-            async with LLMClient(self.endpoint) as client:
+            async with LLMClient(self.endpoint, metrics=self.metrics) as client:
                 return await client.complete_all(requests, budget)
 
         return asyncio.run(run_all())

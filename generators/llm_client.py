@@ -26,7 +26,7 @@ from typing import Any
 
 import openai
 
-from generators import metrics
+from generators.metrics import LLMMetrics
 
 Message = dict[str, str]
 UNKNOWN_MODEL = "unknown"
@@ -169,6 +169,8 @@ class LLMClient:
     endpoint: Endpoint
     http_client: Any | None = None
     """An ``httpx.AsyncClient`` for the SDK to use (event hooks, proxies); None: the SDK's own."""
+    metrics: LLMMetrics = field(default_factory=LLMMetrics.default, repr=False)
+    """Where its calls are counted: the process's metrics unless given."""
     _sdk: openai.AsyncOpenAI = field(init=False, repr=False)
     _slots: asyncio.Semaphore = field(init=False, repr=False)
     _model: str | None = field(init=False, default=None)
@@ -196,7 +198,7 @@ class LLMClient:
             try:
                 listed = await self._sdk.models.list()
             except (openai.APIConnectionError, openai.APIStatusError) as error:
-                metrics.LLM_REQUESTS.labels(UNKNOWN_MODEL, "error").inc()
+                self.metrics.requests.labels(UNKNOWN_MODEL, "error").inc()
                 raise self._failure(error) from error
             if not listed.data:
                 raise LLMUnavailable(self.endpoint.base_url, "it lists no models under /models")
@@ -225,7 +227,7 @@ class LLMClient:
             if budget is not None and budget.exhausted:
                 raise BudgetExhausted(budget.used, budget.limit or 0)
             started = time.perf_counter()
-            metrics.LLM_IN_FLIGHT.inc()
+            self.metrics.in_flight.inc()
             try:
                 reply = await self._sdk.chat.completions.create(
                     model=model,
@@ -236,24 +238,24 @@ class LLMClient:
                     **(extra if request.schema is not None else {}),
                 )
             except openai.APITimeoutError as error:
-                metrics.LLM_REQUESTS.labels(model, "timeout").inc()
+                self.metrics.requests.labels(model, "timeout").inc()
                 raise self._failure(error) from error
             except (openai.APIConnectionError, openai.APIStatusError) as error:
-                metrics.LLM_REQUESTS.labels(model, "error").inc()
+                self.metrics.requests.labels(model, "error").inc()
                 raise self._failure(error) from error
             finally:
-                metrics.LLM_IN_FLIGHT.dec()
+                self.metrics.in_flight.dec()
             seconds = time.perf_counter() - started
         usage = Usage(reply.usage.prompt_tokens, reply.usage.completion_tokens) if reply.usage else Usage(0, 0)
-        metrics.LLM_REQUESTS.labels(model, "ok").inc()
-        metrics.LLM_REQUEST_SECONDS.observe(seconds)
-        metrics.LLM_TOKENS.labels(model, "prompt").inc(usage.prompt_tokens)
-        metrics.LLM_TOKENS.labels(model, "completion").inc(usage.completion_tokens)
+        self.metrics.requests.labels(model, "ok").inc()
+        self.metrics.request_seconds.observe(seconds)
+        self.metrics.tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+        self.metrics.tokens.labels(model, "completion").inc(usage.completion_tokens)
         if budget is not None:
             was_exhausted = budget.exhausted
             budget.charge(usage)
             if budget.exhausted and not was_exhausted:
-                metrics.LLM_BUDGET_EXHAUSTED.inc()
+                self.metrics.budget_exhausted.inc()
         choice = reply.choices[0]
         text = choice.message.content or ""
         return Completion(

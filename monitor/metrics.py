@@ -1,34 +1,61 @@
-"""Prometheus metrics of the monitor, and a collector that exports live detector state."""
+"""Prometheus metrics of the monitor (catalogue in ``docs/metrics.md``), and a collector that exports live detector
+state (the worker registers it)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from core.metrics import AppMetrics
 from monitor.events import REJECT_REASONS
 from monitor.incidents import SEVERITY
 from monitor.segments import SegmentMonitor
 
-EVENTS = Counter("driftloop_events_total", "Traffic events consumed, by outcome", ["outcome"])
-REJECTED = Counter("driftloop_events_rejected_total", "Events sent to the dead-letter topic, by reason", ["reason"])
-INCIDENTS = Counter("driftloop_incidents_opened_total", "Drift incidents opened", ["kind", "severity"])
-PROCESSING = Histogram(
-    "driftloop_event_processing_seconds",
-    "Parse, features and detectors for one event",
-    buckets=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
-)
-LAST_EVENT = Gauge("driftloop_last_event_timestamp_seconds", "Unix time when the worker last consumed an event")
-CONSUMER_LAG = Gauge("driftloop_consumer_lag_events", "Events behind the end of the partition, per topic", ["topic"])
-# Every known label value exists from the start, so rate() and increase() see the first event too.
-for outcome in ("accepted", "rejected"):
-    EVENTS.labels(outcome)
-for reason in REJECT_REASONS:
-    REJECTED.labels(reason)
-for kind, severity in SEVERITY.items():
-    INCIDENTS.labels(kind, severity)
+
+class MonitorMetrics(AppMetrics):
+    """What the stream step counts: events consumed and rejected, incidents opened, time per event, lag."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.events = Counter(
+            "driftloop_events_total", "Traffic events consumed, by outcome", ["outcome"], registry=registry
+        )
+        self.rejected = Counter(
+            "driftloop_events_rejected_total",
+            "Events sent to the dead-letter topic, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.incidents = Counter(
+            "driftloop_incidents_opened_total", "Drift incidents opened", ["kind", "severity"], registry=registry
+        )
+        self.processing = Histogram(
+            "driftloop_event_processing_seconds",
+            "Parse, features and detectors for one event",
+            buckets=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+            registry=registry,
+        )
+        self.last_event = Gauge(
+            "driftloop_last_event_timestamp_seconds",
+            "Unix time when the worker last consumed an event",
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "driftloop_consumer_lag_events",
+            "Events behind the end of the partition, per topic",
+            ["topic"],
+            registry=registry,
+        )
+        # Every known label value exists from the start, so rate() and increase() see the first event too.
+        for outcome in ("accepted", "rejected"):
+            self.events.labels(outcome)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        for kind, severity in SEVERITY.items():
+            self.incidents.labels(kind, severity)
 
 
 class DetectorCollector(Collector):

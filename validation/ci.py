@@ -8,7 +8,7 @@ from pathlib import Path
 
 from generators.llm_client import Endpoint, LLMClient
 from validation.junit import write_junit
-from validation.metrics import default_metrics
+from validation.metrics import StressMetrics
 from validation.report import write_html, write_json
 from validation.run import StressConfig, StressRun, stress_run
 from validation.scoring import LLMJudge
@@ -30,6 +30,7 @@ async def ci_stress(
     conditions: list[Condition],
     outputs: Outputs,
     judge: bool = False,
+    metrics: StressMetrics | None = None,
 ) -> tuple[StressRun, list[Condition]]:
     """Run the suite and write ``outputs``; returns the run and the conditions it breached. A suite or a
     condition that cannot be used raises before any probe is sent."""
@@ -37,7 +38,7 @@ async def ci_stress(
     check_families(conditions, suite.families)
     async with LLMClient(endpoint) as client:
         run = await stress_run(suite, client, config, LLMJudge(client) if judge else None)
-    default_metrics().record(run.summary, [])
+    (metrics or StressMetrics.default()).record(run.summary, [])
     for path, write in (
         (outputs.junit, lambda p: write_junit(run, conditions, p)),
         (outputs.json, lambda p: write_json(run, p)),

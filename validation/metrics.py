@@ -1,18 +1,24 @@
-"""Prometheus metrics of stress runs (catalogue in ``docs/metrics.md``); registry injectable for tests."""
+"""Prometheus metrics of stress runs (catalogue in ``docs/metrics.md``)."""
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from core.metrics import AppMetrics
 from validation.results import Regression, RunSummary
 
 
-class StressMetrics:
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+class StressMetrics(AppMetrics):
+    """What a stress run exports: pass and attack-success rates per family, runs by outcome, probe errors."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
         self.pass_rate = Gauge(
-            "driftloop_stress_pass_rate", "Share of a family's probes that passed in the last run", ["suite", "family"],
+            "driftloop_stress_pass_rate",
+            "Share of a family's probes that passed in the last run",
+            ["suite", "family"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.attack_success = Gauge(
             "driftloop_stress_attack_success_rate",
             "Share of a family's attack probes whose planted canary the model emitted in the last run",
@@ -20,13 +26,17 @@ class StressMetrics:
             registry=registry,
         )
         self.runs = Counter(
-            "driftloop_stress_runs_total", "Stress runs finished, by outcome (ok, regression)", ["suite", "outcome"],
+            "driftloop_stress_runs_total",
+            "Stress runs finished, by outcome (ok, regression)",
+            ["suite", "outcome"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.probe_errors = Counter(
-            "driftloop_stress_probe_errors_total", "Probes whose reply never came (endpoint error, budget spent)",
-            ["suite"], registry=registry,
-        )  # fmt: skip
+            "driftloop_stress_probe_errors_total",
+            "Probes whose reply never came (endpoint error, budget spent)",
+            ["suite"],
+            registry=registry,
+        )
 
     def record(self, summary: RunSummary, found: list[Regression]) -> None:
         """Export one finished run."""
@@ -36,14 +46,3 @@ class StressMetrics:
                 self.attack_success.labels(summary.suite, family).set(result.attack_success.rate)
         self.runs.labels(summary.suite, "regression" if found else "ok").inc()
         self.probe_errors.labels(summary.suite).inc(summary.errors)
-
-
-_DEFAULT: StressMetrics | None = None
-
-
-def default_metrics() -> StressMetrics:
-    """The metrics on the process's default registry (created once)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = StressMetrics()
-    return _DEFAULT

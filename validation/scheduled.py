@@ -19,7 +19,7 @@ from core.redact import redact
 from generators.llm_client import Endpoint, LLMClient
 from monitor.incidents import INCIDENT_NAMESPACE, SEVERITY, DriftIncident, Evidence, FeatureShift, IncidentKind
 from monitor.sink import IncidentSink
-from validation.metrics import StressMetrics, default_metrics
+from validation.metrics import StressMetrics
 from validation.results import Regression, RunSummary, regressions
 from validation.run import StressConfig, StressRun, stress_run
 from validation.suite import load_suite
@@ -84,5 +84,5 @@ async def scheduled_stress(
         incident = regression_incident(run, found, {p.id: p.prompt for p in suite.probes})
         await sink.emit(incident)
     await redis.set(keys.stress_last_run(suite.name), run.summary.model_dump_json())
-    (metrics or default_metrics()).record(run.summary, found)
+    (metrics or StressMetrics.default()).record(run.summary, found)
     return run, incident

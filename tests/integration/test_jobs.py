@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from core import keys
@@ -25,6 +25,7 @@ from feedback import Dispatcher, JobRunner, WebhookCreate, jobs, register
 from feedback.egress import EgressPolicy
 from feedback.jobs import submit
 from feedback.leases import Lease, LeaseLost, holder
+from feedback.metrics import FeedbackMetrics
 from feedback.publishing import KafkaSend, Publisher, publications
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
@@ -60,15 +61,25 @@ async def services(settings: Settings) -> AsyncIterator[tuple[Redis, KafkaSend]]
         await redis.aclose()
 
 
-def runner(redis: Redis, send: KafkaSend, data_dir: Path, owner: str, **options: object) -> JobRunner:
-    dispatcher = Dispatcher(redis, attempts=2, backoff_s=0.05, policy=EgressPolicy(allow_private=True))
+def runner(
+    redis: Redis,
+    send: KafkaSend,
+    data_dir: Path,
+    owner: str,
+    metrics: FeedbackMetrics | None = None,
+    **options: object,
+) -> JobRunner:
+    """A runner whose dispatcher, publisher and itself count on ``metrics`` (a fresh registry's unless given)."""
+    metrics = metrics or FeedbackMetrics(CollectorRegistry())
+    dispatcher = Dispatcher(redis, attempts=2, backoff_s=0.05, policy=EgressPolicy(allow_private=True), metrics=metrics)
     return JobRunner(
         redis,
         DatasetStore(data_dir / "datasets"),
-        Publisher(redis, send, dispatcher),
+        Publisher(redis, send, dispatcher, metrics),
         dispatcher,
         samples_per_job=60,
         owner=owner,
+        metrics=metrics,
         **options,
     )
 
@@ -90,10 +101,6 @@ def subscribe(settings: Settings, receiver: WebhookReceiver, *event_types: str) 
 
 def finetune_ids(settings: Settings) -> list[str]:
     return [message["id"] for message in topic_messages(settings, settings.finetune_topic, idle_ms=1000)]
-
-
-def counter(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def test_one_job_per_incident_and_one_announcement(settings: Settings) -> None:
@@ -118,11 +125,12 @@ def test_one_job_per_incident_and_one_announcement(settings: Settings) -> None:
 
 def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) -> None:
     ensure_topics(settings)
-    takeovers = counter("driftloop_job_takeovers_total")
+    registry = CollectorRegistry()
+    metrics = FeedbackMetrics(registry)
 
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
-        dead = runner(redis, send, settings.data_dir, "worker-a", lease_s=0.5)
-        alive = runner(redis, send, settings.data_dir, "worker-b", lease_s=0.5)
+        dead = runner(redis, send, settings.data_dir, "worker-a", metrics, lease_s=0.5)
+        alive = runner(redis, send, settings.data_dir, "worker-b", metrics, lease_s=0.5)
         job = await submit(redis, incident(), "attack-hardening")
         claim = await dead.take(job.id)  # worker a takes the job, then dies: it never works nor renews
         assert claim is not None
@@ -139,7 +147,7 @@ def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) ->
     assert swept.state == "succeeded" and swept.attempts == 2 and swept.dataset_id
     assert zombie.model_dump() == swept.model_dump()
     assert lease is None and active == set()
-    assert counter("driftloop_job_takeovers_total") == takeovers + 1
+    assert registry.get_sample_value("driftloop_job_takeovers_total") == 1
     assert finetune_ids(settings) == [swept.dataset_id]
 
 

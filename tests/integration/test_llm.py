@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import jsonschema
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from core.redact import redact
 from devtools.embedded import SMOLLM2_ALIAS, free_port
@@ -23,6 +23,7 @@ from generators.llm_client import (
     LLMUnavailable,
     StructuredOutput,
 )
+from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes, run_recipe
 from generators.samples import Expected
 from monitor import DriftIncident, Evidence
@@ -30,8 +31,8 @@ from monitor import DriftIncident, Evidence
 pytestmark = pytest.mark.slow  # a 135M model on 2 shared cores: seconds per call
 
 
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def metric(metrics: LLMMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def endpoint(base_url: str, **options: object) -> Endpoint:
@@ -53,10 +54,10 @@ def incident() -> DriftIncident:
 
 
 def test_chat_completion_from_smollm2(llm_server: str) -> None:
-    completion_tokens = metric("driftloop_llm_tokens_total", model=SMOLLM2_ALIAS, kind="completion")
+    metrics = LLMMetrics(CollectorRegistry())
 
     async def ask() -> object:
-        async with LLMClient(endpoint(llm_server)) as client:
+        async with LLMClient(endpoint(llm_server), metrics=metrics) as client:
             return await client.chat([{"role": "user", "content": "Say hello."}], max_tokens=8, seed=1)
 
     completion = asyncio.run(ask())
@@ -64,8 +65,8 @@ def test_chat_completion_from_smollm2(llm_server: str) -> None:
     assert completion.model == SMOLLM2_ALIAS, "the model name comes from the endpoint's /models"
     assert 0 < completion.usage.completion_tokens <= 8
     assert completion.parsed is None, "no schema asked: the text is not decoded"
-    assert metric("driftloop_llm_tokens_total", model=SMOLLM2_ALIAS, kind="completion") == (
-        completion_tokens + completion.usage.completion_tokens
+    assert metric(metrics, "driftloop_llm_tokens_total", model=SMOLLM2_ALIAS, kind="completion") == (
+        completion.usage.completion_tokens
     )
 
 
@@ -122,21 +123,20 @@ def test_generator_writes_schema_valid_samples_from_the_model(llm_server: str) -
 
 
 def test_token_budget_stops_the_job(llm_server: str) -> None:
-    exhausted = metric("driftloop_llm_budget_exhausted_total")
-    calls = metric("driftloop_llm_requests_total", model=SMOLLM2_ALIAS, outcome="ok")
+    metrics = LLMMetrics(CollectorRegistry())
     generator = LLMGenerator(
-        EndpointBackend(endpoint(llm_server, concurrency=1)), token_budget=50, per_call=2, max_tokens=16
+        EndpointBackend(endpoint(llm_server, concurrency=1), metrics), token_budget=50, per_call=2, max_tokens=16
     )
 
     batch = generator.generate(incident(), count=6, seed="3")
 
     assert batch.budget_exhausted and batch.tokens_used >= 50
-    assert metric("driftloop_llm_requests_total", model=SMOLLM2_ALIAS, outcome="ok") == calls + 1, (
+    assert metric(metrics, "driftloop_llm_requests_total", model=SMOLLM2_ALIAS, outcome="ok") == 1, (
         "one call spends the budget (the few-shot prompt alone is over 50 tokens); the other two are not made"
     )
     assert batch.rejected["llm_budget_exhausted"] == 2 * 2, "samples asked of the calls that were not made"
     assert batch.rejected.get("llm_not_json", 0) == 1, "16 tokens cut the one reply short of valid JSON"
-    assert metric("driftloop_llm_budget_exhausted_total") == exhausted + 1
+    assert metric(metrics, "driftloop_llm_budget_exhausted_total") == 1
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
@@ -171,19 +171,18 @@ def test_concurrency_overlaps_requests(llm_server: str, concurrency: int) -> Non
 
 def test_a_server_that_is_down_gives_a_clear_error_and_counts_it() -> None:
     down = f"http://127.0.0.1:{free_port()}/v1"
-    errors = metric("driftloop_llm_requests_total", model="m", outcome="error")
-    lookups = metric("driftloop_llm_requests_total", model=UNKNOWN_MODEL, outcome="error")
+    metrics = LLMMetrics(CollectorRegistry())
 
     async def ask(model: str | None) -> None:
-        async with LLMClient(Endpoint(down, model=model, max_retries=0, timeout_s=5)) as client:
+        async with LLMClient(Endpoint(down, model=model, max_retries=0, timeout_s=5), metrics=metrics) as client:
             await client.chat([{"role": "user", "content": "Hi"}], max_tokens=4)
 
     with pytest.raises(LLMUnavailable, match=f"LLM endpoint {down} unavailable: APIConnectionError"):
         asyncio.run(ask("m"))
-    assert metric("driftloop_llm_requests_total", model="m", outcome="error") == errors + 1
+    assert metric(metrics, "driftloop_llm_requests_total", model="m", outcome="error") == 1
     with pytest.raises(LLMUnavailable):
         asyncio.run(ask(None))  # the /models look-up fails first
-    assert metric("driftloop_llm_requests_total", model=UNKNOWN_MODEL, outcome="error") == lookups + 1
+    assert metric(metrics, "driftloop_llm_requests_total", model=UNKNOWN_MODEL, outcome="error") == 1
 
     generator = LLMGenerator(EndpointBackend(Endpoint(down, model="m", max_retries=0)))
     with pytest.raises(LLMUnavailable, match="unavailable"):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -15,31 +15,41 @@ from devtools.receiver import WebhookReceiver
 from driftloop.settings import Settings
 from feedback import Dispatcher, WebhookCreate, register
 from feedback.egress import EgressPolicy
+from feedback.metrics import FeedbackMetrics
 from feedback.webhooks import signed_headers
 
 pytestmark = pytest.mark.integration
 
 
-def dispatcher(redis: Redis, settings: Settings, attempts: int) -> Dispatcher:
+def dispatcher(redis: Redis, settings: Settings, attempts: int, metrics: FeedbackMetrics | None) -> Dispatcher:
     policy = EgressPolicy.parse(settings.webhook_allow_private_networks, settings.webhook_allowed_networks)
-    return Dispatcher(redis, attempts=attempts, backoff_s=0.05, policy=policy)
+    return Dispatcher(redis, attempts=attempts, backoff_s=0.05, policy=policy, metrics=metrics)
 
 
-def dispatch(settings: Settings, attempts: int = 3, message_id: str = "ds-1") -> list:
-    """Dispatch ``dataset.published`` for ``message_id`` (and an unsubscribed type); the final attempts."""
+def dispatch(
+    settings: Settings, attempts: int = 3, message_id: str = "ds-1", metrics: FeedbackMetrics | None = None
+) -> list:
+    """Dispatch ``dataset.published`` for ``message_id`` (and an unsubscribed type), counted on ``metrics``; the
+    final attempts."""
 
     async def go() -> list:
         redis = Redis.from_url(settings.redis_url)
         try:
-            sent = await dispatcher(redis, settings, attempts).dispatch(
+            sent = await dispatcher(redis, settings, attempts, metrics).dispatch(
                 "dataset.published", message_id, {"dataset_id": message_id}
             )
-            await dispatcher(redis, settings, attempts).dispatch("job.failed", "job-1", {"job": "not subscribed"})
+            await dispatcher(redis, settings, attempts, metrics).dispatch(
+                "job.failed", "job-1", {"job": "not subscribed"}
+            )
             return sent
         finally:
             await redis.aclose()
 
     return asyncio.run(go())
+
+
+def counted(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
 
 
 def log(settings: Settings) -> list:
@@ -61,10 +71,12 @@ def subscribe(client: TestClient, receiver: WebhookReceiver) -> str:
 
 
 def test_a_flaky_receiver_gets_retries_then_exactly_one_delivery(settings: Settings, client: TestClient) -> None:
+    registry = CollectorRegistry()
+    metrics = FeedbackMetrics(registry)
     with WebhookReceiver(secret=None, fail_next=2) as receiver:
         subscribe(client, receiver)
-        dispatch(settings, attempts=5)
-        dispatch(settings, attempts=5)
+        dispatch(settings, attempts=5, metrics=metrics)
+        dispatch(settings, attempts=5, metrics=metrics)
     assert [(d.attempt, d.status_code, d.ok) for d in reversed(log(settings))] == [
         (1, 503, False),
         (2, 503, False),
@@ -75,15 +87,20 @@ def test_a_flaky_receiver_gets_retries_then_exactly_one_delivery(settings: Setti
     assert received.verified and received.message_id == "ds-1"
     assert received.payload["type"] == "dataset.published" and received.payload["data"] == {"dataset_id": "ds-1"}
     assert client.get("/v1/webhooks/dead-letters").json() == []
+    assert counted(registry, "driftloop_webhook_attempts_total", outcome="failed") == 2
+    assert counted(registry, "driftloop_webhook_attempts_total", outcome="delivered") == 1
+    assert counted(registry, "driftloop_webhook_deliveries_total", outcome="delivered") == 1, (
+        "one delivery of three attempts"
+    )
 
 
 def test_a_dead_receiver_gets_its_retries_then_a_dead_letter_replayed_exactly_once(
     settings: Settings, client: TestClient
 ) -> None:
-    dead_before = REGISTRY.get_sample_value("driftloop_webhook_dead_letters_total", {"event_type": "dataset.published"})
+    registry = CollectorRegistry()
     with WebhookReceiver(secret=None, fail_next=3) as receiver:
         hook_id = subscribe(client, receiver)
-        [final] = dispatch(settings, attempts=3)
+        [final] = dispatch(settings, attempts=3, metrics=FeedbackMetrics(registry))
         assert not final.ok and final.attempt == 3
         assert [d.attempt for d in reversed(log(settings))] == [1, 2, 3]
         assert all(d.error == "receiver answered 503" for d in log(settings))
@@ -96,10 +113,9 @@ def test_a_dead_receiver_gets_its_retries_then_a_dead_letter_replayed_exactly_on
         )
         assert letter["attempts"] == 3 and letter["last_error"] == "receiver answered 503"
         assert letter["payload"]["data"] == {"dataset_id": "ds-1"} and letter["state"] == "dead" and letter["at"]
-        assert (
-            REGISTRY.get_sample_value("driftloop_webhook_dead_letters_total", {"event_type": "dataset.published"})
-            == (dead_before or 0) + 1
-        )
+        assert counted(registry, "driftloop_webhook_dead_letters_total", event_type="dataset.published") == 1
+        assert counted(registry, "driftloop_webhook_attempts_total", outcome="failed") == 3
+        assert counted(registry, "driftloop_webhook_deliveries_total", outcome="failed") == 1
 
         assert dispatch(settings) == [], "a dead-lettered message waits for its replay"
         assert receiver.requests == 3

@@ -1,0 +1,42 @@
+"""What every app's metrics class shares: its metrics live on the registry it is given, and ``default()`` is the
+process's one instance on prometheus_client's default ``REGISTRY`` (what a process's ``/metrics`` serves).
+
+Code that counts takes a metrics object as a parameter defaulting to ``default()``, so a test passes one built
+on a fresh ``CollectorRegistry`` and asserts on that registry alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import ClassVar, Self
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+
+class AppMetrics:
+    """Base of an app's metrics class: a subclass makes its metrics on ``registry`` in ``__init__``.
+
+    >>> from prometheus_client import Counter
+    >>> class Calls(AppMetrics):
+    ...     def __init__(self, registry: CollectorRegistry) -> None:
+    ...         super().__init__(registry)
+    ...         self.calls = Counter("demo_calls_total", "Calls made", registry=registry)
+    >>> one, two = Calls(CollectorRegistry()), Calls(CollectorRegistry())
+    >>> one.calls.inc(2)
+    >>> one.registry.get_sample_value("demo_calls_total"), two.registry.get_sample_value("demo_calls_total")
+    (2.0, 0.0)
+    """
+
+    _defaults: ClassVar[dict[type[AppMetrics], AppMetrics]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    @classmethod
+    def default(cls) -> Self:
+        """This class's metrics on the default registry, made on first use (from any thread) and shared after."""
+        with AppMetrics._lock:
+            if cls not in AppMetrics._defaults:
+                AppMetrics._defaults[cls] = cls(REGISTRY)
+            return AppMetrics._defaults[cls]  # type: ignore[return-value]
