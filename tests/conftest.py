@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import redis
@@ -20,7 +18,6 @@ from driftloop.api import create_api
 from driftloop.auth import Scope, TokenStore
 from driftloop.settings import Settings
 
-T = TypeVar("T")
 REQUIRE_SERVICES = os.environ.get("DRIFTLOOP_REQUIRE_SERVICES") == "1"
 
 
@@ -73,27 +70,31 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
     )
 
 
-def issue_token(settings: Settings, name: str, scope: Scope) -> str:
-    """A new API token with ``scope``, written to the test's Redis through the token store."""
+@pytest.fixture
+def issue_token(settings: Settings) -> Callable[[str, Scope], str]:
+    """``issue_token(name, scope)``: a new API token with ``scope``, written to the test's Redis by the token store."""
 
-    async def create() -> str:
-        redis = AsyncRedis.from_url(settings.redis_url)
-        try:
-            created = await TokenStore(redis).create(name, [scope])
-        finally:
-            await redis.aclose()
-        assert created is not None, f"token {name} exists"
-        return created.token
+    def issue(name: str, scope: Scope) -> str:
+        async def create() -> str:
+            redis = AsyncRedis.from_url(settings.redis_url)
+            try:
+                created = await TokenStore(redis).create(name, [scope])
+            finally:
+                await redis.aclose()
+            assert created is not None, f"token {name} exists"
+            return created.token
 
-    return asyncio.run(create())
+        return asyncio.run(create())
+
+    return issue
 
 
 @pytest.fixture
-def make_client(settings: Settings) -> Callable[..., TestClient]:
+def make_client(settings: Settings, issue_token: Callable[[str, Scope], str]) -> Callable[..., TestClient]:
     """``make_client(scope)``: a TestClient (use it in ``with``) on the test's API, with a new token of ``scope``."""
 
     def make(scope: Scope | str = Scope.admin, name: str | None = None, **kwargs: object) -> TestClient:
-        token = issue_token(settings, name or f"test-{scope}-{uuid.uuid4().hex[:6]}", Scope(scope))
+        token = issue_token(name or f"test-{scope}-{uuid.uuid4().hex[:6]}", Scope(scope))
         return TestClient(create_api(settings), headers={"Authorization": f"Bearer {token}"}, **kwargs)
 
     return make
@@ -120,12 +121,7 @@ def operate_client(make_client: Callable[..., TestClient]) -> Iterator[TestClien
         yield api
 
 
-def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+@pytest.fixture(scope="session")
+def require_services() -> bool:
+    """Whether a service that cannot start fails the test (``DRIFTLOOP_REQUIRE_SERVICES=1``) instead of skipping it."""
+    return REQUIRE_SERVICES

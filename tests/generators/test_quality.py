@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from feedback import Lineage, write_dataset
+from feedback import write_dataset
 from feedback.datasets import QUALITY_CARD, earlier_samples
 from feedback.storage import DatasetStore
 from generators.card import render_card
 from generators.quality import QualityThresholds, Seen, screen
 from generators.samples import Expected, Sample
+from tests.factories import make_evidence, make_incident, make_lineage
 
 CODING = [
     "How do I reverse a list in Python?",
@@ -170,15 +171,7 @@ def test_the_card_shows_the_verdict_reasons_figures_and_plots() -> None:
 
 def test_a_written_dataset_carries_its_card_and_feeds_later_dedup(tmp_path: Path) -> None:
     gate = screen(samples(ON_TOPIC), REAL)
-    lineage = Lineage(
-        incident_id="inc-1",
-        incident_kind="input-shift",
-        segment="m/chat/acme",
-        job_id="job-1",
-        recipe="edge-cases",
-        generator_versions={},
-        seed="0",
-    )
+    lineage = make_lineage(incident_kind="input-shift", segment="m/chat/acme", job_id="job-1", recipe="edge-cases")
     manifest = write_dataset(gate.kept, lineage, gate.report, gate.report.rejected, DatasetStore(tmp_path), gate.views)
     page = DatasetStore(tmp_path).read(manifest.id, QUALITY_CARD)
     assert "PASSED" in " ".join(parse(page).text) and manifest.quality == gate.report
@@ -190,17 +183,10 @@ def test_a_written_dataset_carries_its_card_and_feeds_later_dedup(tmp_path: Path
 
 def test_the_report_audits_group_representation_before_and_after() -> None:
     from generators.counterfactual import CounterfactualGenerator
-    from monitor.incidents import DriftIncident, Evidence
 
     window = ["Write a job ad for a male nurse.", "Should a man lead the team?", *CODING[:10]]
-    incident = DriftIncident(
-        id="cf",
-        kind="quality-drop",
-        segment="m/r/t",
-        features=[],
-        detected_after_events=1,
-        onset_event=0,
-        evidence=[Evidence(prompt=p, response="ok") for p in window],
+    incident = make_incident(
+        id="cf", kind="quality-drop", segment="m/r/t", evidence=[make_evidence(prompt=p, response="ok") for p in window]
     )
     generated = list(CounterfactualGenerator().generate(incident, 24, seed="0"))
     report = screen(generated, window).report

@@ -1,17 +1,27 @@
-"""Reading what the loop wrote: Redis records and Kafka topics, synchronously for tests."""
+"""Reading what the loop wrote (Redis records, Kafka topics) synchronously for tests, polling for it, and
+running jobs on the test's real services."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from kafka import KafkaConsumer
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from driftloop.settings import Settings
-from feedback import Dispatcher, datasets, jobs
+from feedback import Dispatcher, JobRunner, datasets, jobs
+from feedback.egress import EgressPolicy
+from feedback.metrics import FeedbackMetrics
+from feedback.publishing import KafkaSend, Publisher
+from feedback.storage import DatasetStore
 from monitor import StreamStats, incidents
 from monitor.records import SegmentStatuses
 
@@ -67,3 +77,59 @@ def topic_messages(settings: Settings, topic: str, idle_ms: int = 1500) -> list[
 def segment_events(settings: Settings) -> int:
     """Events the segments' monitors have folded in, all segments together (their latest statuses)."""
     return sum(status.events for status in _read(settings, lambda r: SegmentStatuses(r).all()).values())
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@asynccontextmanager
+async def services(settings: Settings) -> AsyncIterator[tuple[Redis, KafkaSend]]:
+    """A Redis client and a sender to the finetune topic on the test's services, closed afterwards."""
+    redis, send = Redis.from_url(settings.redis_url), KafkaSend(settings.kafka_bootstrap, settings.finetune_topic)
+    try:
+        yield redis, send
+    finally:
+        await send.close()
+        await redis.aclose()
+
+
+def runner(
+    redis: Redis,
+    send: KafkaSend,
+    data_dir: Path,
+    owner: str,
+    metrics: FeedbackMetrics | None = None,
+    **options: object,
+) -> JobRunner:
+    """A job runner named ``owner``: 60 samples a job, two quick webhook attempts, private receivers allowed; its
+    dispatcher, publisher and itself count on ``metrics`` (a fresh registry's unless given)."""
+    metrics = metrics or FeedbackMetrics(CollectorRegistry())
+    dispatcher = Dispatcher(redis, attempts=2, backoff_s=0.05, policy=EgressPolicy(allow_private=True), metrics=metrics)
+    return JobRunner(
+        redis,
+        DatasetStore(data_dir / "datasets"),
+        Publisher(redis, send, dispatcher, metrics),
+        dispatcher,
+        samples_per_job=60,
+        owner=owner,
+        metrics=metrics,
+        **options,
+    )
+
+
+def run(settings: Settings, scenario: Callable[[Redis, KafkaSend], Awaitable[T]]) -> T:
+    """Run the async ``scenario`` on :func:`services` and return what it returns."""
+
+    async def go() -> T:
+        async with services(settings) as (redis, send):
+            return await scenario(redis, send)
+
+    return asyncio.run(go())

@@ -17,7 +17,6 @@ from driftloop.auth import Scope
 from driftloop.cli import app as cli
 from driftloop.idempotency import Stored, fingerprint, slot_key
 from driftloop.settings import Settings, get_settings
-from tests.conftest import issue_token
 
 pytestmark = pytest.mark.integration
 HOOK = {"url": "https://training.example.com/hooks"}
@@ -152,7 +151,9 @@ def test_errors_are_problem_details(client: TestClient) -> None:
     assert_problem(client.post("/v1/webhooks", content=b"{not json", headers={"content-type": "application/json"}), 422)
 
 
-def test_domain_errors_map_to_statuses_and_internals_do_not_leak(settings: Settings) -> None:
+def test_domain_errors_map_to_statuses_and_internals_do_not_leak(
+    settings: Settings, issue_token: Callable[[str, Scope], str]
+) -> None:
     api = create_api(settings)
     raised = {
         "value": ValueError("limit must be positive"),
@@ -166,7 +167,7 @@ def test_domain_errors_map_to_statuses_and_internals_do_not_leak(settings: Setti
     async def fail(kind: str) -> None:
         raise raised[kind]
 
-    token = issue_token(settings, "raiser", Scope.read)
+    token = issue_token("raiser", Scope.read)
     with TestClient(api, headers=authorized(token), raise_server_exceptions=False) as raiser:
         assert assert_problem(raiser.get("/v1/raise/value"), 400)["detail"] == "limit must be positive"
         assert assert_problem(raiser.get("/v1/raise/key"), 404)["detail"] == "not found: job-7"
@@ -179,9 +180,9 @@ def test_domain_errors_map_to_statuses_and_internals_do_not_leak(settings: Setti
         assert "hunter2" not in crash.text and "secret" not in crash.text and "RuntimeError" not in crash.text
 
 
-def test_bodies_over_the_limit_are_413(settings: Settings) -> None:
+def test_bodies_over_the_limit_are_413(settings: Settings, issue_token: Callable[[str, Scope], str]) -> None:
     small = settings.model_copy(update={"max_request_bytes": 64})
-    token = issue_token(settings, "writer", Scope.operate)
+    token = issue_token("writer", Scope.operate)
     big = {"url": "https://training.example.com/" + "x" * 100}
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
@@ -262,7 +263,9 @@ def test_cli_creates_lists_and_revokes_tokens(settings: Settings, monkeypatch: p
         get_settings.cache_clear()
 
 
-def test_idempotency_keeps_no_server_error_and_refuses_a_key_in_flight(settings: Settings) -> None:
+def test_idempotency_keeps_no_server_error_and_refuses_a_key_in_flight(
+    settings: Settings, issue_token: Callable[[str, Scope], str]
+) -> None:
     api = create_api(settings)
     calls: list[int] = []
 
@@ -273,7 +276,7 @@ def test_idempotency_keeps_no_server_error_and_refuses_a_key_in_flight(settings:
             raise RuntimeError("first call fails")
         return {"calls": len(calls)}
 
-    token = issue_token(settings, "retrier", Scope.operate)
+    token = issue_token("retrier", Scope.operate)
     with TestClient(api, headers=authorized(token), raise_server_exceptions=False) as retrier:
         key = {"Idempotency-Key": "retry-1"}
         assert_problem(retrier.post("/v1/flaky", headers=key), 500)

@@ -15,10 +15,11 @@ from redis.asyncio import Redis
 
 from devtools.receiver import WebhookReceiver
 from driftloop.settings import Settings
-from monitor.incidents import DriftIncident, FeatureShift
+from monitor.incidents import DriftIncident
 from monitor.records import SegmentStatus, SegmentStatuses, incidents
 from monitor.references import ReferencePins, fetch_range
 from monitor.reports import store_report
+from tests.factories import make_incident, make_shift
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -38,16 +39,12 @@ def on_redis(settings: Settings, act: Callable[[Redis], Awaitable[T]]) -> T:
 
 def open_incident(settings: Settings, incident_id: str = "inc-1") -> DriftIncident:
     """An open incident, stored as the worker stores it."""
-    incident = DriftIncident(
+    incident = make_incident(
         id=incident_id,
         kind="attack-wave",
         severity="critical",
         segment=SEGMENT,
-        features=[
-            FeatureShift(feature="injection_score", reference_mean=0.02, current_mean=0.6, statistic=9, threshold=4)
-        ],
-        detected_after_events=900,
-        onset_event=850,
+        features=[make_shift()],
     )
     assert on_redis(settings, lambda r: incidents(r).create(incident))
     return incident

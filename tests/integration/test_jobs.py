@@ -4,10 +4,7 @@ bounded retries, the approval gate and exactly-once publication."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,81 +12,21 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from core import keys
-from core.redact import redact
 from devtools.embedded import worker_process
 from devtools.receiver import WebhookReceiver
-from devtools.traffic import shifted_stream
 from driftloop.kafka import ensure_topics
 from driftloop.settings import Settings
-from feedback import Dispatcher, JobRunner, WebhookCreate, jobs, register
-from feedback.egress import EgressPolicy
+from feedback import WebhookCreate, jobs, register
 from feedback.jobs import submit
 from feedback.leases import Lease, LeaseLost, holder
 from feedback.metrics import FeedbackMetrics
-from feedback.publishing import KafkaSend, Publisher, publications
-from feedback.storage import DatasetStore
+from feedback.publishing import KafkaSend, publications
 from feedback.sweeper import sweep
-from monitor import DriftIncident, Evidence, incidents
-from tests.conftest import wait_for
-from tests.integration.helpers import stored_datasets, topic_messages
+from monitor import incidents
+from tests.factories import traffic_incident
+from tests.integration.helpers import run, runner, stored_datasets, topic_messages, wait_for
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
-
-
-def incident(incident_id: str = "inc-1") -> DriftIncident:
-    """An attack-wave incident whose evidence is real (redacted) traffic, as the monitor writes it."""
-    events = list(shifted_stream(16, None, seed=3))
-    return DriftIncident(
-        id=incident_id,
-        kind="attack-wave",
-        segment="gpt-4o-mini/chat/acme",
-        features=[],
-        detected_after_events=400,
-        onset_event=300,
-        evidence=[Evidence(prompt=redact(e["prompt"][:400]), response=redact(e["response"][:200])) for e in events],
-    )
-
-
-@asynccontextmanager
-async def services(settings: Settings) -> AsyncIterator[tuple[Redis, KafkaSend]]:
-    redis, send = Redis.from_url(settings.redis_url), KafkaSend(settings.kafka_bootstrap, settings.finetune_topic)
-    try:
-        yield redis, send
-    finally:
-        await send.close()
-        await redis.aclose()
-
-
-def runner(
-    redis: Redis,
-    send: KafkaSend,
-    data_dir: Path,
-    owner: str,
-    metrics: FeedbackMetrics | None = None,
-    **options: object,
-) -> JobRunner:
-    """A runner whose dispatcher, publisher and itself count on ``metrics`` (a fresh registry's unless given)."""
-    metrics = metrics or FeedbackMetrics(CollectorRegistry())
-    dispatcher = Dispatcher(redis, attempts=2, backoff_s=0.05, policy=EgressPolicy(allow_private=True), metrics=metrics)
-    return JobRunner(
-        redis,
-        DatasetStore(data_dir / "datasets"),
-        Publisher(redis, send, dispatcher, metrics),
-        dispatcher,
-        samples_per_job=60,
-        owner=owner,
-        metrics=metrics,
-        **options,
-    )
-
-
-def run(settings: Settings, scenario: Callable[[Redis, KafkaSend], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with services(settings) as (redis, send):
-            return await scenario(redis, send)
-
-    return asyncio.run(go())
 
 
 def subscribe(settings: Settings, receiver: WebhookReceiver, *event_types: str) -> None:
@@ -110,7 +47,7 @@ def test_one_job_per_incident_and_one_announcement(settings: Settings) -> None:
 
         async def scenario(redis: Redis, send: KafkaSend) -> list:
             worker = runner(redis, send, settings.data_dir, "worker-a")
-            return [await worker.handle(incident()) for _ in range(2)]
+            return [await worker.handle(traffic_incident(id="inc-1")) for _ in range(2)]
 
         first, second = run(settings, scenario)
     assert first.state == "succeeded" and second.model_dump() == first.model_dump()
@@ -131,7 +68,7 @@ def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) ->
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
         dead = runner(redis, send, settings.data_dir, "worker-a", metrics, lease_s=0.5)
         alive = runner(redis, send, settings.data_dir, "worker-b", metrics, lease_s=0.5)
-        job = await submit(redis, incident(), "attack-hardening")
+        job = await submit(redis, traffic_incident(), "attack-hardening")
         claim = await dead.take(job.id)  # worker a takes the job, then dies: it never works nor renews
         assert claim is not None
         taken = await jobs(redis).get(job.id)
@@ -172,7 +109,7 @@ def test_a_cancelled_running_job_never_publishes(settings: Settings, client: Tes
 
         async def scenario(redis: Redis, send: KafkaSend) -> tuple:
             worker = runner(redis, send, settings.data_dir, "worker-a")
-            job = await submit(redis, incident(), "attack-hardening")
+            job = await submit(redis, traffic_incident(), "attack-hardening")
             claim = await worker.take(job.id)
             response = await asyncio.to_thread(client.post, f"/v1/jobs/{job.id}/cancel")
             assert response.status_code == 202 and response.json()["cancel_requested"] is True
@@ -192,7 +129,7 @@ def test_a_cancelled_job_whose_worker_died_is_ended_by_the_sweeper(settings: Set
     ensure_topics(settings)
 
     async def take(redis: Redis, send: KafkaSend) -> str:
-        job = await submit(redis, incident(), "attack-hardening")
+        job = await submit(redis, traffic_incident(), "attack-hardening")
         assert await runner(redis, send, settings.data_dir, "worker-a", lease_s=0.5).take(job.id)
         return job.id  # and worker a dies holding the lease
 
@@ -212,8 +149,8 @@ def test_a_queued_job_is_cancelled_at_once_and_a_finished_one_not_at_all(
     settings: Settings, client: TestClient
 ) -> None:
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
-        queued = await submit(redis, incident("inc-q"), "attack-hardening")
-        done = await runner(redis, send, settings.data_dir, "worker-a").handle(incident("inc-d"))
+        queued = await submit(redis, traffic_incident(id="inc-q"), "attack-hardening")
+        done = await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident(id="inc-d"))
         return queued.id, done.id
 
     queued, done = run(settings, scenario)
@@ -239,7 +176,7 @@ def test_retries_are_bounded_and_end_in_failed(settings: Settings, tmp_path: Pat
 
         async def scenario(redis: Redis, send: KafkaSend) -> list:
             worker = runner(redis, send, blocked, "worker-a", max_attempts=2)
-            first = await worker.handle(incident())
+            first = await worker.handle(traffic_incident())
             [second] = await sweep(worker)
             return [first, second, await sweep(worker)]
 
@@ -258,7 +195,9 @@ def test_the_approval_gate_holds_then_publishes_exactly_once(settings: Settings,
         subscribe(settings, receiver, "dataset.published")
 
         async def scenario(redis: Redis, send: KafkaSend) -> object:
-            return await runner(redis, send, settings.data_dir, "worker-a", require_approval=True).handle(incident())
+            return await runner(redis, send, settings.data_dir, "worker-a", require_approval=True).handle(
+                traffic_incident()
+            )
 
         job = run(settings, scenario)
         assert job.state == "succeeded" and job.dataset_id
@@ -282,7 +221,7 @@ def test_a_version_published_without_the_gate_cannot_be_approved(settings: Setti
     ensure_topics(settings)
 
     async def scenario(redis: Redis, send: KafkaSend) -> object:
-        return await runner(redis, send, settings.data_dir, "worker-a").handle(incident())
+        return await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident())
 
     job = run(settings, scenario)
     assert client.get(f"/v1/datasets/{job.dataset_id}/publication").json()["state"] == "published"
@@ -342,14 +281,14 @@ def test_a_manual_job_is_queued_as_a_manual_incident_and_runs_to_a_dataset(
 
 def test_a_manual_job_for_a_segment_uses_its_latest_incidents_evidence(settings: Settings, client: TestClient) -> None:
     async def store(redis: Redis, _: KafkaSend) -> None:
-        await incidents(redis).create(incident("inc-seg"))
+        await incidents(redis).create(traffic_incident(id="inc-seg", segment="gpt-4o-mini/chat/acme"))
 
     run(settings, store)
     body = {"recipe": "attack-hardening", "segment": "gpt-4o-mini/chat/acme", "count": 30}
     created = client.post("/v1/jobs", json=body)
     assert created.status_code == 202, created.text
     stored = client.get(f"/v1/incidents/{created.json()['incident_id']}").json()
-    assert [e["prompt"] for e in stored["evidence"]] == [e.prompt for e in incident("inc-seg").evidence]
+    assert [e["prompt"] for e in stored["evidence"]] == [e.prompt for e in traffic_incident(id="inc-seg").evidence]
 
 
 @pytest.mark.parametrize(

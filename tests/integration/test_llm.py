@@ -9,9 +9,7 @@ import jsonschema
 import pytest
 from prometheus_client import CollectorRegistry
 
-from core.redact import redact
 from devtools.embedded import SMOLLM2_ALIAS, free_port
-from devtools.traffic import shifted_stream
 from driftloop.settings import Settings
 from driftloop.worker import llm_generators
 from generators.llm import REJECTION_REASONS, REPLY_SCHEMA, TECHNIQUE, EndpointBackend, LLMGenerator, Variation
@@ -26,7 +24,8 @@ from generators.llm_client import (
 from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes, run_recipe
 from generators.samples import Expected
-from monitor import DriftIncident, Evidence
+from monitor import DriftIncident
+from tests.factories import make_incident, traffic_evidence
 
 pytestmark = pytest.mark.slow  # a 135M model on 2 shared cores: seconds per call
 
@@ -41,16 +40,7 @@ def endpoint(base_url: str, **options: object) -> Endpoint:
 
 def incident() -> DriftIncident:
     """An input-shift incident whose evidence is real (redacted) ShareGPT traffic."""
-    events = list(shifted_stream(12, None, seed=5))
-    return DriftIncident(
-        id="llm-inc",
-        kind="input-shift",
-        segment="gpt-4o-mini/chat/acme",
-        features=[],
-        detected_after_events=400,
-        onset_event=300,
-        evidence=[Evidence(prompt=redact(e["prompt"][:300]), response=redact(e["response"][:200])) for e in events],
-    )
+    return make_incident(id="llm-inc", kind="input-shift", evidence=traffic_evidence(12, seed=5, prompt_chars=300))
 
 
 def test_chat_completion_from_smollm2(llm_server: str) -> None:

@@ -21,8 +21,7 @@ from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings
 from feedback import WebhookCreate, register
-from monitor import DriftIncident, Evidence
-from tests.conftest import wait_for
+from tests.factories import make_incident
 from tests.integration.helpers import (
     accepted,
     segment_events,
@@ -30,6 +29,7 @@ from tests.integration.helpers import (
     stored_incidents,
     stored_jobs,
     topic_messages,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -91,15 +91,7 @@ def test_shifted_stream_runs_the_loop_once_per_incident(
 
         # The same incident delivered again, then a new one: once the new one is done, the duplicate was seen.
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-        sentinel = DriftIncident(
-            id="sentinel",
-            kind="input-shift",
-            segment="m/r/t",
-            features=[],
-            detected_after_events=1,
-            onset_event=1,
-            evidence=[Evidence(prompt=e.prompt, response=e.response) for e in incident.evidence],
-        )
+        sentinel = make_incident(id="sentinel", kind="input-shift", segment="m/r/t", evidence=incident.evidence)
         for message in (incident, sentinel):
             producer.send(settings.incidents_topic, key=message.id.encode(), value=message.model_dump_json().encode())
         producer.flush()

@@ -23,7 +23,7 @@ from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.api import create_api
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings
-from tests.conftest import REQUIRE_SERVICES, wait_for
+from tests.integration.helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def query(prometheus: str, expr: str) -> list[dict]:
 
 
 def test_drift_alert_reaches_alertmanager_and_dashboards_have_data(
-    settings: Settings, api_url: str, tmp_path: Path
+    settings: Settings, api_url: str, tmp_path: Path, require_services: bool
 ) -> None:
     ensure_topics(settings)
     with WebhookReceiver(secret=None) as receiver:
@@ -95,7 +95,7 @@ def test_drift_alert_reaches_alertmanager_and_dashboards_have_data(
                     alerts = wait_for(lambda: _alerts(receiver), 120, "the drift alert at the receiver")
                     _check_dashboards(prometheus)
         except ServiceUnavailable as exc:
-            if REQUIRE_SERVICES:
+            if require_services:
                 pytest.fail(f"DRIFTLOOP_REQUIRE_SERVICES=1 but {exc}")
             pytest.skip(str(exc))
     [alert] = [a for a in alerts if a["labels"]["alertname"] == "DriftIncidentOpened"]

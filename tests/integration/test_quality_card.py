@@ -13,7 +13,8 @@ from driftloop.settings import Settings
 from feedback import DatasetRegistry
 from feedback.publishing import KafkaSend
 from generators.quality import Seen
-from tests.integration.test_jobs import incident, run, runner
+from tests.factories import traffic_incident
+from tests.integration.helpers import run, runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,8 +26,9 @@ def test_a_jobs_dataset_has_a_served_quality_card(
 
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
         worker = runner(redis, send, settings.data_dir, "worker-a")
-        first = await worker.handle(incident("inc-1"))
-        own, other = await worker._earlier(incident("inc-1"), first.id), await worker._earlier(incident("inc-2"), "j")
+        first = await worker.handle(traffic_incident(id="inc-1"))
+        own = await worker._earlier(traffic_incident(id="inc-1"), first.id)
+        other = await worker._earlier(traffic_incident(id="inc-2"), "j")
         return first, await DatasetRegistry(redis).get(first.dataset_id), own, other
 
     first, manifest, own, other = run(settings, scenario)

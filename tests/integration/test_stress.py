@@ -22,8 +22,7 @@ from generators.samples import Expected
 from monitor.incidents import DriftIncident, Evidence
 from monitor.records import incidents
 from monitor.sink import IncidentSink
-from tests.conftest import wait_for
-from tests.integration.test_jobs import runner, services
+from tests.integration.helpers import runner, services, wait_for
 from validation.metrics import StressMetrics
 from validation.run import StressConfig
 from validation.scheduled import last_run, scheduled_stress

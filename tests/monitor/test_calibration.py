@@ -1,18 +1,13 @@
 """Calibration holds its false-alarm rate on null streams, within Poisson tolerance."""
 
-import math
-
 import numpy as np
 import pytest
 
 from monitor import calibrated
 from monitor.calibration import alarms, detector_ert
+from tests.factories import poisson_band
 
 NULL_EVENTS = 1_000_000
-
-
-def poisson_band(mean: float, sigmas: float = 4.0) -> tuple[float, float]:
-    return mean - sigmas * math.sqrt(mean), mean + sigmas * math.sqrt(mean)
 
 
 @pytest.mark.parametrize(

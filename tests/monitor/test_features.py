@@ -7,7 +7,6 @@ import pytest
 
 from core.scan import SCAN_CHARS
 from devtools.traffic import jailbreak_prompts, sharegpt_pairs
-from monitor.events import TrafficEvent
 from monitor.features import (
     _URL,
     FEATURES,
@@ -22,10 +21,7 @@ from monitor.features import (
 )
 from monitor.language import detect_language, detect_languages
 from monitor.topics import TopicModel
-
-
-def event(prompt: str, **fields: object) -> TrafficEvent:
-    return TrafficEvent(id="e", model="m", prompt=prompt, **fields)
+from tests.factories import make_event
 
 
 def test_token_estimate_grows_with_text() -> None:
@@ -35,7 +31,7 @@ def test_token_estimate_grows_with_text() -> None:
 
 def test_every_extracted_feature_is_registered_and_rates_are_zero_or_one() -> None:
     for prompt, response in sharegpt_pairs()[:200]:
-        features = extract_features(event(prompt, response=response, finish_reason="length", feedback="up"))
+        features = extract_features(make_event(prompt=prompt, response=response, finish_reason="length", feedback="up"))
         assert set(features) <= set(FEATURES)
         assert {name for name, spec in FEATURES.items() if not spec.optional} <= set(features)
         assert all(features[name] in (0.0, 1.0) for name in features if FEATURES[name].kind is Kind.RATE)
@@ -51,9 +47,9 @@ def test_language_of_real_prompts() -> None:
         "en",
     ]
     assert detect_language("Explique-moi la différence entre une liste et un tuple, s'il te plaît.") == "fr"
-    features = extract_features(event(chinese))
+    features = extract_features(make_event(prompt=chinese))
     assert features["language_non_english"] == 1.0 and features["prompt_cjk_share"] > 0.3
-    assert event_labels(event(chinese), "zh") == {"language": "zh", "finish_reason": "none"}
+    assert event_labels(make_event(prompt=chinese), "zh") == {"language": "zh", "finish_reason": "none"}
 
 
 def test_most_real_prompts_are_english_and_few_are_unknown() -> None:
@@ -64,11 +60,13 @@ def test_most_real_prompts_are_english_and_few_are_unknown() -> None:
 def test_code_urls_and_pii_in_real_prompts() -> None:
     coding = next(p for p, _ in sharegpt_pairs() if "```" in p or "def " in p)
     assert code_share(coding) > 0
-    assert extract_features(event(coding))["prompt_code_share"] > 0
-    assert extract_features(event("What is the capital of France?"))["prompt_code_share"] == 0
-    with_url = extract_features(event("Summarise https://en.wikipedia.org/wiki/Kafka please"))
+    assert extract_features(make_event(prompt=coding))["prompt_code_share"] > 0
+    assert extract_features(make_event(prompt="What is the capital of France?"))["prompt_code_share"] == 0
+    with_url = extract_features(make_event(prompt="Summarise https://en.wikipedia.org/wiki/Kafka please"))
     assert with_url["prompt_has_url"] == 1.0
-    pii = extract_features(event("Mail ann@example.org or call +1 415 555 0100 about card 4111 1111 1111 1111"))
+    pii = extract_features(
+        make_event(prompt="Mail ann@example.org or call +1 415 555 0100 about card 4111 1111 1111 1111")
+    )
     assert pii["pii_count"] == 3
 
 
@@ -92,9 +90,11 @@ def test_pattern_prefilters_never_hide_a_match() -> None:
 
 
 def test_finish_reason_and_feedback() -> None:
-    truncated = extract_features(event("hi", response="Once upon a", finish_reason="length", feedback="down"))
+    truncated = extract_features(
+        make_event(prompt="hi", response="Once upon a", finish_reason="length", feedback="down")
+    )
     assert truncated["truncated"] == 1.0 and truncated["negative_feedback"] == 1.0
-    plain = extract_features(event("hi", response="Hello!", finish_reason="stop"))
+    plain = extract_features(make_event(prompt="hi", response="Hello!", finish_reason="stop"))
     assert plain["truncated"] == 0.0 and "negative_feedback" not in plain  # no feedback: absent, not 0
 
 

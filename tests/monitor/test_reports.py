@@ -7,19 +7,16 @@ import re
 import pytest
 
 from devtools.traffic import jailbreak_prompts, sharegpt_pairs
-from monitor.events import TrafficEvent
 from monitor.features import extract_features
-from monitor.incidents import DriftIncident, FeatureShift
 from monitor.reports import MIN_ROWS, build_report
+from tests.factories import make_event, make_incident, make_shift
 
 WINDOW = 80
 LEAK = "ann.leak@example.org"
 
 
 def rows(prompts: list[tuple[str, str]]) -> list[dict[str, float | str]]:
-    events = [
-        TrafficEvent(id=str(i), model="m", prompt=p, response=r, latency_ms=900) for i, (p, r) in enumerate(prompts)
-    ]
+    events = [make_event(id=str(i), prompt=p, response=r, latency_ms=900) for i, (p, r) in enumerate(prompts)]
     return [{**extract_features(event), "prompt": event.prompt_text} for event in events]
 
 
@@ -31,14 +28,7 @@ def windows() -> tuple[list[dict], list[dict]]:
     return reference, current
 
 
-INCIDENT = DriftIncident(
-    id="inc-1",
-    kind="attack-wave",
-    segment="m/default/default",
-    features=[FeatureShift(feature="injection_score", reference_mean=0.02, current_mean=0.6, statistic=9, threshold=4)],
-    detected_after_events=900,
-    onset_event=850,
-)
+INCIDENT = make_incident(segment="m/default/default", features=[make_shift()])
 
 
 def verdict(html: str, column: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from monitor.detectors import Level
 from monitor.segments import SegmentMonitor, measurements
 from monitor.windows import CategoryMap, FourierMap, ProfileMap, calibrated_window, window_alarms
-from tests.monitor.test_calibration import poisson_band
+from tests.factories import poisson_band
 
 DIM = 16
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from generators.samples import Expected
-from monitor.incidents import Evidence
+from tests.factories import make_evidence
 from validation.junit import write_junit
 from validation.results import RunSummary, regressions, wilson
 from validation.run import StressRun
@@ -102,7 +102,7 @@ def test_conditions_compare_with_the_run() -> None:
 
 
 def test_suites_round_trip_through_json_and_yaml_with_a_stable_version(tmp_path: Path) -> None:
-    topics = {"m/chat/t": [Evidence(prompt="How do I sort a list in Python?", response="Use sorted().")]}
+    topics = {"m/chat/t": [make_evidence(prompt="How do I sort a list in Python?", response="Use sorted().")]}
     suite = build_suite("s", topics, {"adversarial": 3, "counterfactual": 3, "perturbation": 2}, seed="1")
     assert build_suite("s", topics, {"adversarial": 3, "counterfactual": 3, "perturbation": 2}, seed="1") == suite
     for name in ("s.json", "s.yaml"):
@@ -128,7 +128,7 @@ def test_bad_suite_files_are_refused_clearly(tmp_path: Path, name: str, content:
 
 def test_build_suite_refuses_unknown_generators() -> None:
     with pytest.raises(SuiteError, match="no generator nope"):
-        build_suite("s", {"m": [Evidence(prompt="hi")]}, {"nope": 1}, seed="0")
+        build_suite("s", {"m": [make_evidence(prompt="hi", response=None)]}, {"nope": 1}, seed="0")
 
 
 def test_junit_has_a_case_per_probe_and_per_condition(tmp_path: Path) -> None:
