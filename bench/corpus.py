@@ -24,10 +24,10 @@ from core.embeddings import embed
 from core.package_data import package_file
 from core.risk import injection_similarity
 from devtools.traffic import REFUSALS, jailbreak_prompts, sharegpt_pairs
-from driftloop.worker import EMBED_CHARS
 from monitor.events import TrafficEvent
 from monitor.features import extract_features
 from monitor.language import detect_languages
+from monitor.stream import EMBED_CHARS
 
 CACHE = Path(".cache/bench/corpus-v2.npz")
 QUIET_PAIRS = 6000

@@ -24,7 +24,6 @@ loop per event, so its quiet rate is measured on the first streams (``--river-sp
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import time
 import warnings
@@ -43,13 +42,14 @@ from river.drift import ADWIN, PageHinkley
 from bench.corpus import Corpus, load
 from driftloop.settings import Settings
 from monitor.calibration import alarms
-from monitor.features import FEATURES, TOPIC_FEATURES, semantic_features
-from monitor.segments import PROFILE, WINDOWED, SegmentMonitor, measurements, quantized
-from monitor.topics import TopicModel
+from monitor.features import FEATURES
+from monitor.segments import PROFILE, WINDOWED, measurements, quantized
+from monitor.stream import StreamStep, topic_columns
 from monitor.windows import WindowDetector, window_alarms
 
-DEFAULTS = {name: spec.default for name, spec in Settings.model_fields.items()}
-WARMUP, REFERENCE = DEFAULTS["detector_warmup"], DEFAULTS["reference_events"]
+DEFAULTS = Settings.model_construct()
+"""The settings' defaults (no environment, no ``.env``)."""
+WARMUP, REFERENCE = DEFAULTS.detector_warmup, DEFAULTS.reference_events
 START = WARMUP + REFERENCE
 """First event the detectors see (0-based): the ones before are warm-up and reference."""
 CHANGE, CHANGE_SPREAD, HORIZON, RAMP = 2000, 500, 3000, 1000
@@ -124,44 +124,16 @@ def shifted(corpus: Corpus, base: Stream, shift: Shift, change: int, rng: np.ran
 
 def features(corpus: Corpus, stream: Stream) -> dict[str, np.ndarray]:
     """The events' features as the worker computes them (NaN where absent): latency modelled as in
-    :func:`devtools.traffic.shifted_stream`; topic novelty and topic shares from a topic model fitted on the
-    first embedded events, assigned in one batch by :meth:`~monitor.topics.TopicModel.nearest` (what
-    :meth:`~monitor.topics.TopicModel.assign` does per event; :func:`_check_worker_path` compares them)."""
+    :func:`devtools.traffic.shifted_stream`; topic novelty and topic shares from the segment's topic model as the
+    worker's :class:`~monitor.stream.StreamStep` builds it, fitted on the first embedded events and assigned in one
+    batch by :func:`~monitor.stream.topic_columns` (what the worker's per-event assignment gives)."""
     columns = {name: values[stream.prompt] for name, values in corpus.prompts.items()}
     columns |= {name: values[stream.response] for name, values in corpus.responses.items()}
     latency = (150 + columns["response_chars"] / 4 * 18 * stream.noise) * stream.factor
     columns["latency_ms"] = latency
     columns["tokens_per_s"] = np.where(latency > 0, columns["completion_tokens"] / (latency / 1000), 0.0)
-    topics = TopicModel(DEFAULTS["topic_reference_size"], DEFAULTS["topic_count"], seed=DEFAULTS["job_seed"])
-    fitting = topics.reference_size
-    for vector in corpus.vectors[stream.prompt[:fitting]]:
-        topics.assign(vector)
-    nearest, distance = topics.nearest(corpus.vectors[stream.prompt])
-    novel = distance > topics.radius
-    columns["topic_novelty"] = novel.astype(np.float64)
-    for j in range(min(topics.topics, TOPIC_FEATURES)):
-        columns[f"topic_share_{j}"] = (~novel & (nearest == j)).astype(np.float64)
-    for name in ("topic_novelty", *(f"topic_share_{j}" for j in range(TOPIC_FEATURES))):
-        if name in columns:
-            columns[name][:fitting] = np.nan  # not assigned while the topics are being fitted
-    if not _checked:
-        _check_worker_path(corpus, stream, topics, columns)
+    columns |= topic_columns(StreamStep(DEFAULTS, {}, {}).topics("bench"), corpus.vectors[stream.prompt])
     return {name: np.asarray(columns[name], dtype=np.float64) for name in FEATURES if name in columns}
-
-
-_checked: list[bool] = []
-
-
-def _check_worker_path(corpus: Corpus, stream: Stream, topics: TopicModel, columns: dict[str, np.ndarray]) -> None:
-    """Once a run: the batch columns equal the worker's ``semantic_features(model.assign(vector), …)`` on a
-    stretch of the stream's events (after the fit)."""
-    model = copy.deepcopy(topics)
-    start = model.reference_size
-    for i in range(start, min(start + 2000, len(stream.prompt))):
-        worker = semantic_features(model.assign(corpus.vectors[stream.prompt[i]]), 0.0)
-        batch = {name: columns[name][i] for name in worker if name != "injection_similarity"}
-        assert batch == {name: worker[name] for name in batch}, f"event {i}: batch {batch} != worker {worker}"
-    _checked.append(True)
 
 
 def windowed(corpus: Corpus, stream: Stream, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -189,7 +161,7 @@ def driftloop(columns: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> 
         | {name: inputs[name][WARMUP + i] for name in ("prompt_embedding", "feature_profile")}
         for i in range(REFERENCE)
     ]
-    segment = SegmentMonitor("bench", DEFAULTS["detector_service_ert"], WARMUP, REFERENCE, DEFAULTS["resolve_events"])
+    segment = StreamStep(DEFAULTS, {}, {}).segment("bench")
     segment.pin_reference(rows)
     assert set(WINDOWED) <= set(segment.detectors), "every windowed test is calibrated"
 
