@@ -1,6 +1,7 @@
 """monitor: traffic in, incidents out."""
 
-from monitor.detectors import CusumDetector, Level, calibrated
+from monitor.detector import Detector, Level
+from monitor.detectors import CusumDetector, calibrated
 from monitor.events import SCHEMA_V1, InvalidEvent, Message, TrafficEvent, parse_event
 from monitor.features import FEATURES, extract_features
 from monitor.incidents import (
@@ -13,6 +14,7 @@ from monitor.incidents import (
     Resolution,
     transition,
 )
+from monitor.null import NullDetector
 from monitor.records import StreamStats, incidents
 from monitor.segments import SegmentMonitor
 
@@ -20,6 +22,7 @@ __all__ = [
     "FEATURES",
     "SCHEMA_V1",
     "CusumDetector",
+    "Detector",
     "DriftIncident",
     "Evidence",
     "FeatureShift",
@@ -29,6 +32,7 @@ __all__ = [
     "InvalidTransition",
     "Level",
     "Message",
+    "NullDetector",
     "Resolution",
     "SegmentMonitor",
     "StreamStats",

@@ -1,9 +1,8 @@
 """Online drift detectors for one feature, calibrated on a reference to a target ERT between false alarms.
 
 River's detectors with default settings raise far too many false alarms on a busy stream and cannot be
-set to a false-alarm rate. Here every feature gets a two-sided CUSUM (Page 1954), River's
-``DriftAndWarningDetector`` contract (``update``, ``warning_detected``, ``drift_detected``), whose two
-thresholds :mod:`monitor.calibration` sets on the reference:
+set to a false-alarm rate. Here every feature gets a two-sided CUSUM (Page 1954), a
+:class:`monitor.detector.Detector`, whose two thresholds :mod:`monitor.calibration` sets on the reference:
 
 - **scalar features** are watched as normal scores against the reference (z = Φ⁻¹(reference ECDF(x)),
   standardised): robust to heavy tails (a latency outlier counts once, not by its size) and the same for
@@ -38,14 +37,14 @@ True
 from __future__ import annotations
 
 import math
-from enum import IntEnum
+from collections.abc import Sequence
 
 import numpy as np
-from river.base import DriftAndWarningDetector
 from scipy.special import ndtri
 from scipy.stats import beta
 
 from monitor.calibration import GUARD_MISS, SEGMENT_MISS, STEPS, calibrate, cusum, guard
+from monitor.detector import Level, level_at
 
 ALLOWANCES = (0.25, 0.75)
 """CUSUM allowances k in reference standard deviations, each half the shift its channel is quickest for: a
@@ -65,13 +64,7 @@ RATE_EVENTS = 200
 """A rate's calibration simulates streams long enough to hold this many events of the rate, on average."""
 
 
-class Level(IntEnum):
-    QUIET = 0
-    WARNING = 1
-    DRIFT = 2
-
-
-class CusumDetector(DriftAndWarningDetector):
+class CusumDetector:
     """Multi-channel CUSUM on a transformed feature with calibrated warning and drift levels.
 
     ``knots``/``scores`` map a raw value to the watched value by linear interpolation (a reference ECDF
@@ -90,7 +83,6 @@ class CusumDetector(DriftAndWarningDetector):
         reference_mean: float,
         kind: str,
     ) -> None:
-        super().__init__()
         if not 0 < warning < threshold:
             raise ValueError(f"need 0 < warning < threshold, got {warning}, {threshold}")
         self.feature, self.knots, self.scores = feature, knots, scores
@@ -116,23 +108,18 @@ class CusumDetector(DriftAndWarningDetector):
 
     @property
     def level(self) -> Level:
-        statistic = self.statistic
-        return (
-            Level.DRIFT if statistic >= self.threshold else Level.WARNING if statistic >= self.warning else Level.QUIET
-        )
+        return level_at(self.statistic, self.warning, self.threshold)
 
-    def update(self, x: float, at: int | None = None) -> Level:  # type: ignore[override]  # River returns None
+    def update(self, value: float, at: int | None = None) -> Level:
         """Feed one raw value, the ``at``-th event of the caller's clock (for :attr:`onset`); return the level."""
         self.seen += 1
-        z = float(np.interp(x, self.knots, self.scores))
+        z = float(np.interp(value, self.knots, self.scores))
         for i, (slope, offset) in enumerate(zip(self.slopes, self.offsets, strict=True)):
             before = self.sums[i]
             self.sums[i] = min(max(0.0, before + slope * z + offset), self.threshold)
             if before == 0.0 and self.sums[i] > 0.0:
                 self.starts[i] = self.seen if at is None else at
-        level = self.level
-        self._warning_detected, self._drift_detected = level >= Level.WARNING, level is Level.DRIFT
-        return level
+        return self.level
 
     def trajectory(self, values: np.ndarray) -> np.ndarray:
         """The statistic after each of ``values`` from the current state, vectorised and without changing it
@@ -152,13 +139,14 @@ class CusumDetector(DriftAndWarningDetector):
                 self.starts[i] = self.seen + int(left[-1]) + 1 if at is None else int(at[left[-1]])
             self.sums[i] = float(path[-1])
         self.seen += len(z)
-        level = self.level
-        self._warning_detected, self._drift_detected = level >= Level.WARNING, level is Level.DRIFT
 
     def restart(self) -> None:
         """Back to zero, as after an incident is handled or a reference is replaced."""
         self.sums = [0.0] * len(self.slopes)
-        self._reset()
+
+    def current_mean(self, values: Sequence[float]) -> float:
+        """The mean of the feature's raw ``values`` (nan when there are none)."""
+        return float(np.mean(values)) if values else float("nan")
 
 
 def _normal_scores(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from monitor.calibration import GUARD_MISS, PATHS, STEPS, run_length_thresholds
-from monitor.detectors import Level
+from monitor.detector import Level, level_at
 
 FOURIER_FEATURES = 128
 BANDWIDTH_PAIRS = 2000
@@ -144,11 +144,9 @@ FeatureMap = FourierMap | CategoryMap | ProfileMap
 
 @dataclass
 class WindowDetector:
-    """A calibrated windowed test: :meth:`update` with one event's input (a vector, a label) returns the level.
-
-    Shares :class:`monitor.detectors.CusumDetector`'s reading side (``feature``, ``statistic``, ``level``,
-    ``threshold``, ``onset``, ``kind``); its ``reference_mean`` is the statistic's median on the null, which is
-    what "quiet" looks like, so an incident's headline reads "prompt_embedding 0.004→0.03".
+    """A calibrated windowed test, a :class:`monitor.detector.Detector`: :meth:`update` with one event's input (a
+    vector, a label) returns the level. Its ``reference_mean`` is the statistic's median on the null, which is what
+    "quiet" looks like, so an incident's headline reads "prompt_embedding 0.004→0.03".
     """
 
     feature: str
@@ -175,13 +173,7 @@ class WindowDetector:
 
     @property
     def level(self) -> Level:
-        return (
-            Level.DRIFT
-            if self.statistic >= self.threshold
-            else Level.WARNING
-            if self.statistic >= self.warning
-            else Level.QUIET
-        )
+        return level_at(self.statistic, self.warning, self.threshold)
 
     def update(self, value: Any, at: int | None = None) -> Level:
         """Slide the window over one event's input, the ``at``-th of the caller's clock; return the level reached."""
@@ -224,6 +216,10 @@ class WindowDetector:
         self.buffer = np.zeros((self.size, len(self.reference_phi)), dtype=np.float16)
         self.total = np.zeros(len(self.reference_phi))
         self.seen, self.onset, self.statistic = 0, 0, 0.0
+
+    def current_mean(self, values: Sequence[float]) -> float:
+        """The statistic now (an input of vectors or labels has no mean to report)."""
+        return self.statistic
 
     def statistics(self, values: Any) -> np.ndarray:
         """The statistic of every full window over a stream of inputs (vectorised; for simulation and benchmarks)."""

@@ -9,7 +9,7 @@ import pytest
 from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from monitor import DriftIncident, Level, Resolution, SegmentMonitor, calibrated, extract_features, parse_event
 from monitor.calibration import alarms
-from monitor.segments import OPTIONAL
+from monitor.inputs import OPTIONAL
 
 EVENTS = 4000
 SHIFT_IN_SEGMENT = EVENTS // 4  # the plan shifts at EVENTS // 2; each of the two models gets half the events
@@ -73,7 +73,7 @@ def test_pickled_state_resumes_exactly() -> None:
     monitors: dict[str, SegmentMonitor] = {}
     run(events[:2010], monitors)  # the shift began at 2000: the detectors are part-way up
     restored = {k: pickle.loads(pickle.dumps(v)) for k, v in monitors.items()}
-    assert all(m.detectors and m.reference for m in restored.values())  # reference and detectors survive
+    assert all(m.detectors and m.detector_set.references for m in restored.values())  # reference and detectors survive
     resumed = run(events[2010:], restored)
     assert resumed and [i.model_dump(exclude={"detected_at"}) for i in resumed] == [
         i.model_dump(exclude={"detected_at"}) for i in straight
@@ -127,7 +127,7 @@ def test_a_pinned_reference_recalibrates_and_a_novel_segment_is_an_incident() ->
     found = feed(monitor, _rows(rng, 900))
     assert [out.kind for _, out in found] == ["new-segment"] and monitor.state == "quiet"
     monitor.pin_reference(_rows(rng, 1000, latency=7.0))
-    assert monitor.pinned and monitor.detectors["latency_ms"].reference_mean > 900
+    assert monitor.collection.pinned and monitor.detectors["latency_ms"].reference_mean > 900
     assert [out.kind for _, out in feed(monitor, _rows(rng, 300))] == ["latency-drift"]  # 6.0 is now a shift
 
 
@@ -174,12 +174,15 @@ def test_a_sampled_feature_short_of_reference_rows_gets_its_detector_later_and_r
 
     monitor = monitor_for("m/chat/t")
     assert feed(monitor, rows(850, 0.3)) == []
-    assert "injection_similarity" not in monitor.detectors and 100 < len(monitor.pending["injection_similarity"]) < 200
+    assert (
+        "injection_similarity" not in monitor.detectors
+        and 100 < len(monitor.collection.pending["injection_similarity"]) < 200
+    )
     monitor = pickle.loads(pickle.dumps(monitor))
     assert feed(monitor, rows(100, 0.3)) == [] and "injection_similarity" not in monitor.detectors
     monitor = pickle.loads(pickle.dumps(monitor))
     assert feed(monitor, rows(600, 0.3)) == [] and "injection_similarity" in monitor.detectors
-    assert monitor.detector_ert == 1e6 * (2 + len(OPTIONAL))  # latency, refusal and every optional feature share it
+    assert monitor.detector_set.ert == 1e6 * (2 + len(OPTIONAL))  # latency, refusal and every optional feature share it
     change = monitor.events
     found = feed(monitor, rows(2000, 0.4))
     assert found and found[0][1].features[0].feature == "injection_similarity"

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from monitor.detectors import Level
+from monitor.detector import Level
 from monitor.segments import SegmentMonitor, measurements
 from monitor.windows import CategoryMap, FourierMap, ProfileMap, calibrated_window, window_alarms
 from tests.factories import poisson_band

@@ -1,0 +1,120 @@
+"""A segment's incidents as they open: the moved features, the onset and redacted evidence of the drifted window.
+
+The builder keeps the segment's recent events (cut, not yet redacted) for evidence. When a detector reaches its
+drift level, :meth:`IncidentBuilder.drifted` makes the incident of the drafted inputs (the leading one first:
+furthest past its drift level), its onset where the leading detector's departure began, the features outside the
+draft whose drifted-window mean moved by :data:`MOVED_Z` standard errors, and evidence: the drifted window's events
+most extreme in the direction the leading feature moved.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.redact import redact
+from monitor.detector import Detector
+from monitor.detector_set import DetectorSet
+from monitor.events import TrafficEvent
+from monitor.incidents import SEVERITY, DriftIncident, Evidence, FeatureShift, IncidentKind, incident_id, kind_of
+from monitor.inputs import Measurements, spec
+
+EVIDENCE_EXAMPLES = 32
+EVIDENCE_WINDOW = 128
+"""Recent events kept for evidence (cut to EVIDENCE_CHARS): bounds the pickled state (Faust message size). They
+are redacted when an incident takes them (redacting every event cost more than all the features together); until
+then the checkpoint holds the same text as ``llm.traffic`` and needs the same access control."""
+EVIDENCE_CHARS = 1000
+MOVED_Z = 5.0
+"""A feature outside the draft joins an incident when its drifted-window mean is this many standard errors off
+its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
+
+Window = list[tuple[Evidence, dict[str, float]]]
+"""Recent events (cut) with their scalar inputs."""
+
+
+@dataclass
+class IncidentBuilder:
+    """The incidents of one segment, numbered as they open, and the recent events they take evidence from."""
+
+    segment: str
+    opened: int = 0
+    recent: deque[tuple[Evidence, dict[str, float]]] = field(default_factory=lambda: deque(maxlen=EVIDENCE_WINDOW))
+
+    def remember(self, event: TrafficEvent, inputs: Measurements) -> None:
+        """Keep the event (cut) and its scalar inputs among the recent ones, for an incident's evidence."""
+        response = event.response[:EVIDENCE_CHARS] if event.response else None
+        features = {name: value for name, value in inputs.items() if spec(name).scalar}
+        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
+
+    def since(self, onset: int, event: int) -> Window:
+        """The recent events from the segment's event ``onset`` to its ``event``-th."""
+        return list(self.recent)[-(event - onset + 1) :]
+
+    def drifted(self, detectors: DetectorSet, event: int) -> DriftIncident:
+        """The incident of the drafted inputs of ``detectors``, opened at the segment's ``event``-th event."""
+        watched = detectors.detectors
+        moved = sorted(detectors.draft, key=lambda name: -watched[name].statistic / watched[name].threshold)
+        primary = watched[moved[0]]
+        onset = primary.onset
+        window = self.since(onset, event)
+        upward = bool(np.mean([row.get(primary.feature, 0.0) for _, row in window]) >= primary.reference_mean)
+        window.sort(key=lambda item: item[1].get(primary.feature, 0.0), reverse=upward)
+        moved += self._also_moved(moved, window, detectors.references)
+        shifts = [self._shift(watched[name], window) for name in moved]
+        return self._incident(kind_of(moved), shifts, onset, window, event)
+
+    def new_segment(self, first: int, event: int) -> DriftIncident:
+        """The incident of a segment that appeared once the service was established: its reference began at its
+        event ``first`` and is in at its ``event``-th."""
+        return self._incident(IncidentKind.NEW_SEGMENT, [], first, list(self.recent), event)
+
+    def _also_moved(self, drafted: list[str], window: Window, references: dict[str, np.ndarray]) -> list[str]:
+        """Features outside the draft whose mean over the drifted window is :data:`MOVED_Z` standard errors off
+        the reference mean, furthest first."""
+        found: dict[str, float] = {}
+        for name, reference in references.items():
+            current = [row[name] for _, row in window if name in row]
+            spread = float(reference.std())
+            if name in drafted or len(current) < 2 or spread == 0:
+                continue
+            z = abs(float(np.mean(current)) - float(reference.mean())) / (spread / np.sqrt(len(current)))
+            if z >= MOVED_Z:
+                found[name] = z
+        return sorted(found, key=lambda name: -found[name])
+
+    @staticmethod
+    def _shift(detector: Detector, window: Window) -> FeatureShift:
+        """The input's reference mean and its mean now (a windowed test's: its statistic's null median and its
+        value now)."""
+        return FeatureShift(
+            feature=detector.feature,
+            reference_mean=detector.reference_mean,
+            current_mean=detector.current_mean([row[detector.feature] for _, row in window if detector.feature in row]),
+            statistic=detector.statistic,
+            threshold=detector.threshold,
+            detector=detector.kind,
+            onset_event=detector.onset,
+        )
+
+    def _incident(
+        self, kind: IncidentKind, shifts: list[FeatureShift], onset: int, window: Window, event: int
+    ) -> DriftIncident:
+        """A new incident, detected at the segment's ``event``-th event, with the first of ``window`` as evidence."""
+        incident = DriftIncident(
+            id=incident_id(self.segment, self.opened),
+            kind=kind,
+            severity=SEVERITY[kind],
+            segment=self.segment,
+            features=shifts,
+            detected_after_events=event,
+            onset_event=onset,
+            evidence=[
+                Evidence(prompt=redact(e.prompt), response=redact(e.response) if e.response else None)
+                for e, _ in window[:EVIDENCE_EXAMPLES]
+            ],
+        )
+        self.opened += 1
+        return incident

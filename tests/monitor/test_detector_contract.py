@@ -1,0 +1,182 @@
+"""Every detector a segment can be given keeps the :class:`monitor.detector.Detector` contract: calibrated false
+alarms on reference-like data, a planted shift caught, its state through a pickle, a batch equal to one event at a
+time. Detectors are made through the input registry (:data:`monitor.inputs.INPUTS`), as a segment makes them."""
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor.calibration import SEGMENT_MISS
+from monitor.detector import Detector, Level
+from monitor.inputs import INPUTS, WINDOW_EVENTS, Budget
+from monitor.null import NullDetector
+from tests.monitor.test_calibration import poisson_band
+from tests.monitor.test_windows import CENTRES, LANGUAGES, topics
+
+ERT = 1000
+NULL_EVENTS = 100_000
+BUDGET = Budget(ert=ERT, warning_ert=ERT / 10, miss=SEGMENT_MISS, seed=0)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A detector kind: the registered input it is made for, how its data is drawn, quiet or shifted."""
+
+    kind: str
+    input: str
+    reference_events: int
+    draw: Callable[[np.random.Generator, int, bool], Any]
+    """rng, events, shifted → that many values."""
+    dead: int = 0
+    """Events after a restart before the detector can alarm again (a windowed test refills its window)."""
+    rel: float = 1e-9
+    """Relative tolerance of a batch's statistics against those of one event at a time."""
+
+    def detector(self) -> Detector:
+        if self.kind == "null":
+            return NullDetector(self.input)
+        spec = INPUTS[self.input]
+        reference = self.draw(np.random.default_rng(1), self.reference_events, False)
+        detector = spec.calibrator(self.input, spec.column(list(reference)), BUDGET)
+        assert detector is not None
+        return detector
+
+
+def _profile(rng: np.random.Generator, n: int, shifted: bool) -> np.ndarray:
+    spread = 0.6 if shifted else 0.3
+    return np.stack([rng.lognormal(6, spread, n), rng.poisson(3, n), rng.random(n)], axis=1).astype(np.float32)
+
+
+CASES = [
+    Case("cusum", "latency_ms", 4000, lambda rng, n, shifted: rng.lognormal(6.3 if shifted else 6.0, 0.3, n)),
+    Case(
+        "bernoulli-cusum", "refusal", 4000, lambda rng, n, shifted: (rng.random(n) < (0.15 if shifted else 0.05)) * 1.0
+    ),
+    Case(
+        "mmd",
+        "prompt_embedding",
+        800,
+        lambda rng, n, shifted: topics(rng, n, CENTRES, [0.25, 0.25, 0.2, 0.3] if shifted else [0.4, 0.3, 0.3, 0.0]),
+        dead=WINDOW_EVENTS,
+        rel=1e-5,
+    ),
+    Case(
+        "hellinger",
+        "language",
+        800,
+        lambda rng, n, shifted: rng.choice(LANGUAGES, n, p=[0.7, 0.1, 0.2] if shifted else [0.7, 0.25, 0.05]).tolist(),
+        dead=WINDOW_EVENTS,
+        rel=1e-5,
+    ),
+    Case("hellinger-profile", "feature_profile", 800, _profile, dead=WINDOW_EVENTS, rel=1e-5),
+    Case("null", "latency_ms", 0, lambda rng, n, shifted: rng.lognormal(7.0 if shifted else 6.0, 0.3, n)),
+]
+BY_KIND = {case.kind: case for case in CASES}
+_made: dict[str, bytes] = {}
+
+
+def made(case: Case) -> Detector:
+    """A fresh copy of the case's detector (calibrated once per run)."""
+    if case.kind not in _made:
+        _made[case.kind] = pickle.dumps(case.detector())
+    return pickle.loads(_made[case.kind])
+
+
+def alarms(detector: Detector, values: Any, chunk: int = 2000) -> int:
+    """False alarms over ``values`` through the contract alone, restarting after each (batches up to the alarm)."""
+    count, at = 0, 0
+    while at < len(values):
+        part = values[at : at + chunk]
+        crossed = np.flatnonzero(detector.trajectory(part) >= detector.threshold)
+        fed = int(crossed[0]) if crossed.size else len(part)
+        if fed:
+            detector.advance(part[:fed])
+        if crossed.size:
+            detector.restart()
+            count += 1
+        at += fed + 1 if crossed.size else fed
+    return count
+
+
+def test_every_registered_input_is_covered() -> None:
+    covered = {INPUTS[case.input].calibrator for case in CASES}
+    assert {spec.calibrator for spec in INPUTS.values()} <= covered
+    assert {case.kind for case in CASES} == {made(case).kind for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.kind)
+def test_a_detector_keeps_the_contract(case: Case) -> None:
+    assert isinstance(made(case), Detector)
+    assert made(case).level is Level.QUIET and made(case).warning <= made(case).threshold
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.kind)
+def test_false_alarms_on_reference_like_data_stay_within_the_calibrated_ert(case: Case) -> None:
+    """ERT 1,000 over 100,000 reference-like events, restarting after each alarm: at most the Poisson band's top
+    (the guard against the reference's own error makes alarms rarer, never more frequent)."""
+    detector = made(case)
+    count = alarms(detector, case.draw(np.random.default_rng(2), NULL_EVENTS, False))
+    if case.kind == "null":
+        assert count == 0
+        return
+    low, high = poisson_band(NULL_EVENTS / (ERT + case.dead))
+    assert 0.4 * low < count < high
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.kind)
+def test_a_planted_shift_is_caught(case: Case) -> None:
+    """2,000 reference-like events, then a shift at event 2,000: the drift level within 1,000 events, the onset
+    near the change (a null detector stays quiet)."""
+    detector = made(case)
+    rng = np.random.default_rng(3)
+    for i, x in enumerate(case.draw(rng, 2000, False)):
+        detector.update(x, at=i)
+    levels = []
+    for i, x in enumerate(case.draw(rng, 1000, True), start=2000):
+        levels.append(detector.update(x, at=i))
+        if levels[-1] is Level.DRIFT:
+            break
+    if case.kind == "null":
+        assert set(levels) == {Level.QUIET}
+        return
+    assert levels[-1] is Level.DRIFT and 2000 - WINDOW_EVENTS <= detector.onset <= i
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.kind)
+def test_a_pickled_detector_resumes_where_it_was(case: Case) -> None:
+    straight = made(case)
+    values = case.draw(np.random.default_rng(4), 600, True)
+    for i, x in enumerate(values[:300]):
+        straight.update(x, at=i)
+    resumed = pickle.loads(pickle.dumps(straight))
+    for i, x in enumerate(values[300:], start=300):
+        assert resumed.update(x, at=i) is straight.update(x, at=i)
+    assert (resumed.statistic, resumed.onset, resumed.level) == (straight.statistic, straight.onset, straight.level)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.kind)
+def test_a_batch_equals_one_event_at_a_time(case: Case) -> None:
+    """:meth:`trajectory` then :meth:`advance` on a stretch before the first drift (as a segment batches) equal
+    :meth:`update` event by event (φ rows of a batch and of one vector come from different BLAS kernels: windowed
+    statistics agree to rel 1e-5; a CUSUM's batch sums in another order)."""
+    one, many = made(case), made(case)
+    values = case.draw(np.random.default_rng(5), 700, False)
+    clock = 10 + np.arange(len(values))
+    statistics = []
+    for x, at in zip(values, clock, strict=True):
+        if one.update(x, at=int(at)) is Level.DRIFT:
+            break
+        statistics.append(one.statistic)
+    quiet = len(statistics)
+    assert quiet > 300
+    for start, stop in ((0, 150), (150, quiet - 50), (quiet - 50, quiet)):
+        assert many.trajectory(values[start:stop]) == pytest.approx(statistics[start:stop], rel=case.rel, abs=1e-9)
+        many.advance(values[start:stop], at=clock[start:stop])
+    if quiet < len(values):
+        many.update(values[quiet], at=int(clock[quiet]))
+    assert (many.onset, many.level) == (one.onset, one.level)
+    assert many.statistic == pytest.approx(one.statistic, rel=case.rel, abs=1e-9)
