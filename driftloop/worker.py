@@ -20,7 +20,7 @@ import logging
 from datetime import datetime
 
 import faust
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from driftloop.settings import Settings
@@ -32,13 +32,14 @@ from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
 from generators.llm import EndpointBackend, LLMGenerator, VLLMEngine
 from generators.llm_client import Endpoint, StructuredOutput
+from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes
 from generators.samples import Generator
-from monitor import DriftIncident, TrafficEvent, incidents
-from monitor import metrics as monitor_metrics
+from monitor import DriftIncident, TrafficEvent
 from monitor.agent import Record, TrafficAgent
-from monitor.metrics import DetectorCollector
+from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
+from monitor.sink import IncidentSink
 from monitor.stream import StreamStep
 from validation.run import StressConfig
 from validation.scheduled import scheduled_stress
@@ -105,14 +106,15 @@ def create_app(settings: Settings) -> faust.App:
         await dlq.send(key=key, value=value)
 
     async def publish_incident(incident: DriftIncident) -> None:
-        """Store the incident, then send it to the incidents topic."""
-        await incidents(redis).create(incident)
-        await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode())
+        await (await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode()))
 
-    monitoring = TrafficAgent(step, redis, dead_letter, publish_incident, dispatcher.dispatch)
-    REGISTRY.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
+    metrics = MonitorMetrics.default()
+    LLMMetrics.default()  # exported from the start, an LLM endpoint configured or not
+    sink = IncidentSink(redis, publish_incident, metrics.incidents)  # the stream's incidents and stress regressions
+    monitoring = TrafficAgent(step, redis, dead_letter, sink, dispatcher.dispatch, metrics)
+    metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
     for topic in (settings.traffic_topic, settings.incidents_topic):
-        monitor_metrics.CONSUMER_LAG.labels(topic).set(0)
+        metrics.consumer_lag.labels(topic).set(0)
 
     @app.agent(traffic)
     async def monitor_traffic(stream: faust.StreamT) -> None:
@@ -166,13 +168,10 @@ def create_app(settings: Settings) -> faust.App:
         )
         stress_config = StressConfig(system_prompt=settings.stress_system_prompt, max_tokens=settings.stress_max_tokens)
 
-        async def publish_regression(incident: DriftIncident) -> None:
-            await (await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode()))
-
         @app.timer(interval=settings.stress_interval_minutes * 60, on_leader=True)
         async def stress_model() -> None:
             run, incident = await scheduled_stress(
-                settings.stress_suite_path, stress_endpoint, stress_config, redis, publish_regression
+                settings.stress_suite_path, stress_endpoint, stress_config, redis, sink
             )
             log.warning("stress run of %s: %s", run.summary.suite, incident.headline if incident else "no regression")
 
@@ -184,7 +183,7 @@ def create_app(settings: Settings) -> faust.App:
             if position is not None:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, app.consumer.highwater(tp) - position)
         for topic in (settings.traffic_topic, settings.incidents_topic):
-            monitor_metrics.CONSUMER_LAG.labels(topic).set(lag.get(topic, 0))
+            metrics.consumer_lag.labels(topic).set(lag.get(topic, 0))
 
     return app
 

@@ -23,14 +23,15 @@ from redis.asyncio import Redis
 
 from core.embeddings import embed
 from core.risk import exemplar_vectors
-from monitor import metrics
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
 from monitor.incidents import DriftIncident, IncidentStatus, Resolution
 from monitor.lifecycle import change_status, status_event
+from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatuses, StreamStats
 from monitor.references import ReferencePins
 from monitor.reports import build_report, store_report
 from monitor.segments import MIN_REFERENCE, Measurements
+from monitor.sink import IncidentSink
 from monitor.stream import EMBED_CHARS, StreamStep
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,14 @@ async def measure(
 @dataclass
 class TrafficAgent:
     """Feeds batches of traffic records through ``step``; ``dead_letter(key, value)`` sends to the dead-letter
-    topic, ``publish`` stores and sends an incident, ``announce(type, message id, data)`` sends a webhook event."""
+    topic, ``sink`` stores and publishes an incident, ``announce(type, message id, data)`` sends a webhook event."""
 
     step: StreamStep
     redis: Redis
     dead_letter: Callable[[bytes, bytes], Awaitable[object]]
-    publish: Callable[[DriftIncident], Awaitable[None]]
+    sink: IncidentSink
     announce: Callable[[str, str, dict], Awaitable[object]]
+    metrics: MonitorMetrics = field(default_factory=MonitorMetrics.default)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while the segments' state changes (in threads): one change at a time."""
     reports: set[asyncio.Task] = field(default_factory=set)
@@ -90,7 +92,7 @@ class TrafficAgent:
     async def process(self, records: Iterable[Record]) -> None:
         """Parse, drop redelivered events, measure, observe; checkpoint the segments due, record their statuses,
         count; then resolve, publish and report what was reached."""
-        metrics.LAST_EVENT.set_to_current_time()
+        self.metrics.last_event.set_to_current_time()
         started = time.perf_counter()
         events = []
         for record in records:
@@ -112,16 +114,14 @@ class TrafficAgent:
             await self.statuses.record(self.step.status(segment))
         elapsed = time.perf_counter() - started
         for _ in events:
-            metrics.PROCESSING.observe(elapsed / len(events))
+            self.metrics.processing.observe(elapsed / len(events))
         await self.stats.accepted(len(events))
-        metrics.EVENTS.labels("accepted").inc(len(events))
+        self.metrics.events.labels("accepted").inc(len(events))
         for outcome in outcomes.reached:
             if isinstance(outcome, Resolution):
                 await self.resolve(outcome)
                 continue
-            await self.publish(outcome)
-            metrics.INCIDENTS.labels(outcome.kind, outcome.severity).inc()
-            log.warning("incident %s: %s", outcome.id, outcome.headline)
+            await self.sink.emit(outcome)
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
 
     async def reject(self, raw: bytes, error: InvalidEvent) -> None:
@@ -134,8 +134,8 @@ class TrafficAgent:
         }
         await self.dead_letter(error.reason.encode(), json.dumps(letter).encode())
         await self.stats.rejected(error.reason)
-        metrics.EVENTS.labels("rejected").inc()
-        metrics.REJECTED.labels(error.reason).inc()
+        self.metrics.events.labels("rejected").inc()
+        self.metrics.rejected.labels(error.reason).inc()
 
     async def report(self, incident: DriftIncident, reference: list[dict], current: list[dict]) -> None:
         """Render and store the incident's Evidently report off the event loop (it takes seconds of CPU)."""
