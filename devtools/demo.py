@@ -32,9 +32,9 @@ from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings
 
 MALFORMED = (
-    '{"schema": "devtools.traffic/v1", "id": "bad-1", "model": "gpt-4o-mini"}',
+    '{"schema": "driftloop.traffic/v1", "id": "bad-1", "model": "gpt-4o-mini"}',
     "this is not json",
-    '{"schema": "devtools.traffic/v9", "id": "bad-2"}',
+    '{"schema": "driftloop.traffic/v9", "id": "bad-2"}',
 )
 
 

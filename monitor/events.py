@@ -1,9 +1,9 @@
 """TrafficEvent v1: one LLM call as driftloop sees it, and the parser that accepts or rejects raw bytes.
 
-Two shapes are accepted: the native ``devtools.traffic/v1`` schema and an OpenAI chat-completions
+Two shapes are accepted: the native ``driftloop.traffic/v1`` schema and an OpenAI chat-completions
 request/response pair as gateways log it (``{"request": {...}, "response": {...}}``).
 
->>> event = parse_event(b'{"schema": "devtools.traffic/v1", "id": "e1", "model": "m", "prompt": "hi"}')
+>>> event = parse_event(b'{"schema": "driftloop.traffic/v1", "id": "e1", "model": "m", "prompt": "hi"}')
 >>> event.prompt_text, event.segment
 ('hi', 'm/default/default')
 """
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_V1 = "devtools.traffic/v1"
+SCHEMA_V1 = "driftloop.traffic/v1"
 REJECT_REASONS = ("not_json", "not_an_object", "unknown_schema", "invalid_openai_pair", "invalid_field")
 
 
@@ -39,7 +39,7 @@ class TrafficEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    schema_: Literal["devtools.traffic/v1"] = Field(SCHEMA_V1, alias="schema")
+    schema_: Literal["driftloop.traffic/v1"] = Field(SCHEMA_V1, alias="schema")
     id: str = Field(min_length=1, max_length=200)
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     model: str = Field(min_length=1, max_length=200)

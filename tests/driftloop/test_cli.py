@@ -17,7 +17,7 @@ def test_traffic_writes_one_event_per_line_even_with_unicode_separators(tmp_path
     out = tmp_path / "traffic.jsonl"
     assert runner.invoke(app, ["traffic", str(out), "--events", "300", "--shift-at", "150"]).exit_code == 0
     events = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
-    assert len(events) == 300 and events[0]["schema"] == "devtools.traffic/v1"
+    assert len(events) == 300 and events[0]["schema"] == "driftloop.traffic/v1"
 
 
 def test_worker_without_services_says_what_to_do(monkeypatch) -> None:

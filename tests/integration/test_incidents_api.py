@@ -187,7 +187,7 @@ def test_the_events_of_a_time_range_are_read_back_from_the_broker(settings: Sett
     for when, moment in at.items():
         for model in ("gpt-4o-mini", "llama-3.1-8b"):
             for i in range(3):
-                event = {"schema": "devtools.traffic/v1", "id": f"{when}-{model}-{i}", "model": model}
+                event = {"schema": "driftloop.traffic/v1", "id": f"{when}-{model}-{i}", "model": model}
                 event |= {"route": "chat", "tenant": "acme", "prompt": f"question {i}"}
                 millis = int(moment.timestamp() * 1000) + i
                 producer.send(settings.traffic_topic, json.dumps(event).encode(), timestamp_ms=millis)

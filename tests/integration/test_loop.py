@@ -113,7 +113,7 @@ def test_quiet_stream_of_the_same_length_opens_nothing(settings: Settings, tmp_p
 
 def test_malformed_events_go_to_the_dlq_and_the_worker_goes_on(settings: Settings, tmp_path: Path) -> None:
     good = lines(None)[:40]
-    bad = ["{not json", '{"schema": "devtools.traffic/v1", "id": "x", "model": "m"}', '"a string"']
+    bad = ["{not json", '{"schema": "driftloop.traffic/v1", "id": "x", "model": "m"}', '"a string"']
     ensure_topics(settings)
     with worker_process(settings, tmp_path / "worker.log") as worker:
         replay([*good[:20], *bad, *good[20:]], settings)

@@ -6,7 +6,7 @@ from monitor import InvalidEvent, parse_event
 
 
 def native(**overrides: object) -> bytes:
-    event = {"schema": "devtools.traffic/v1", "id": "e1", "model": "m", "prompt": "hello", **overrides}
+    event = {"schema": "driftloop.traffic/v1", "id": "e1", "model": "m", "prompt": "hello", **overrides}
     return json.dumps(event).encode()
 
 
