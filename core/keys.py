@@ -8,6 +8,8 @@ The strings are the stored layout: changing one orphans the data under the old n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PREFIX = "driftloop"
 
 # Collections (``core.store.Collection``): a record per id and an index of the ids by time.
@@ -49,61 +51,37 @@ AUDIT = f"{PREFIX}:audit"
 """Capped list of audit entries, newest first."""
 
 
-def incident_changes(incident_id: str) -> str:
-    """List of an incident's status changes, oldest first."""
-    return f"{PREFIX}:incident-changes:{incident_id}"
+@dataclass(frozen=True)
+class Keyed:
+    """Keys of one kind, one per id (or ids): ``driftloop:<kind>:<id>[:<id>…]``."""
+
+    kind: str
+
+    def __call__(self, *ids: str) -> str:
+        return ":".join((PREFIX, self.kind, *ids))
 
 
-def report(incident_id: str) -> str:
-    """An incident's gzipped HTML report."""
-    return f"{PREFIX}:report:{incident_id}"
-
-
-def job_lease(job_id: str) -> str:
-    """The owner of the live lease on a job (expires unless renewed)."""
-    return f"{PREFIX}:job-lease:{job_id}"
-
-
-def job_cancel(job_id: str) -> str:
-    """Set when someone asked to cancel a job."""
-    return f"{PREFIX}:job-cancel:{job_id}"
-
-
-def job_input(job_id: str) -> str:
-    """The incident a job works on, kept for reruns."""
-    return f"{PREFIX}:job-incident:{job_id}"
-
-
-def publication_claim(dataset_id: str) -> str:
-    """Held while one approval publishes a dataset version."""
-    return f"{PREFIX}:publication-claim:{dataset_id}"
-
-
-def finetune_published(dataset_id: str) -> str:
-    """Set once a version's ``finetune.requests`` message went out."""
-    return f"{PREFIX}:finetune-published:{dataset_id}"
-
-
-def delivered(webhook_id: str, message_id: str) -> str:
-    """The successful delivery of a message to a webhook."""
-    return f"{PREFIX}:delivered:{webhook_id}:{message_id}"
-
-
-def dead_letter_claim(letter_id: str) -> str:
-    """Held while one replay of a dead letter is in flight."""
-    return f"{PREFIX}:dead-letter-claim:{letter_id}"
-
-
-def token(digest: str) -> str:
-    """A token's record, under the SHA-256 of the token."""
-    return f"{PREFIX}:token:{digest}"
-
-
-def idempotency(digest: str) -> str:
-    """A stored POST response, under the SHA-256 of (token name, ``Idempotency-Key``, method, path)."""
-    return f"{PREFIX}:idempotency:{digest}"
-
-
-def stress_last_run(suite: str) -> str:
-    """The summary of a stress suite's last run."""
-    return f"{PREFIX}:stress:last:{suite}"
+incident_changes = Keyed("incident-changes")
+"""List of an incident's status changes, oldest first."""
+report = Keyed("report")
+"""An incident's gzipped HTML report."""
+job_lease = Keyed("job-lease")
+"""The owner of the live lease on a job (expires unless renewed)."""
+job_cancel = Keyed("job-cancel")
+"""Set when someone asked to cancel a job."""
+job_input = Keyed("job-incident")
+"""The incident a job works on, kept for reruns."""
+publication_claim = Keyed("publication-claim")
+"""Held while one approval publishes a dataset version."""
+finetune_published = Keyed("finetune-published")
+"""Set once a version's ``finetune.requests`` message went out."""
+delivered = Keyed("delivered")
+"""The successful delivery of a message to a webhook."""
+dead_letter_claim = Keyed("dead-letter-claim")
+"""Held while one replay of a dead letter is in flight."""
+token = Keyed("token")
+"""A token's record, under the SHA-256 of the token."""
+idempotency = Keyed("idempotency")
+"""A stored POST response, under the SHA-256 of (token name, ``Idempotency-Key``, method, path)."""
+stress_last_run = Keyed("stress:last")
+"""The summary of a stress suite's last run."""
