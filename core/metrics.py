@@ -8,19 +8,19 @@ on a fresh ``CollectorRegistry`` and asserts on that registry alone.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import ClassVar, Self
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 
 class AppMetrics:
     """Base of an app's metrics class: a subclass makes its metrics on ``registry`` in ``__init__``.
 
-    >>> from prometheus_client import Counter
     >>> class Calls(AppMetrics):
     ...     def __init__(self, registry: CollectorRegistry) -> None:
     ...         super().__init__(registry)
-    ...         self.calls = Counter("demo_calls_total", "Calls made", registry=registry)
+    ...         self.calls = self.counter("demo_calls_total", "Calls made")
     >>> one, two = Calls(CollectorRegistry()), Calls(CollectorRegistry())
     >>> one.calls.inc(2)
     >>> one.registry.get_sample_value("demo_calls_total"), two.registry.get_sample_value("demo_calls_total")
@@ -32,6 +32,21 @@ class AppMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, registry=self.registry, buckets=buckets)
 
     @classmethod
     def default(cls) -> Self:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from core.metrics import AppMetrics
 from generators.registry import TECHNIQUES
@@ -13,66 +13,46 @@ class FeedbackMetrics(AppMetrics):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.jobs = Counter(
-            "driftloop_jobs_total", "Generation jobs finished, by final state", ["state"], registry=registry
-        )
-        self.job_seconds = Histogram(
+        self.jobs = self.counter("driftloop_jobs_total", "Generation jobs finished, by final state", ["state"])
+        self.job_seconds = self.histogram(
             "driftloop_job_duration_seconds",
             "Wall time of a generation job",
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-            registry=registry,
         )
-        self.samples = Counter(
-            "driftloop_samples_generated_total",
-            "Samples kept in datasets, by technique",
-            ["technique"],
-            registry=registry,
+        self.samples = self.counter(
+            "driftloop_samples_generated_total", "Samples kept in datasets, by technique", ["technique"]
         )
-        self.samples_rejected = Counter(
-            "driftloop_samples_rejected_total",
-            "Samples dropped before a dataset, by reason",
-            ["reason"],
-            registry=registry,
+        self.samples_rejected = self.counter(
+            "driftloop_samples_rejected_total", "Samples dropped before a dataset, by reason", ["reason"]
         )
-        self.quality_gate_failures = Counter(
-            "driftloop_quality_gate_failures_total", "Jobs that failed the quality gate", registry=registry
+        self.quality_gate_failures = self.counter(
+            "driftloop_quality_gate_failures_total", "Jobs that failed the quality gate"
         )
-        self.dataset_quality = Gauge(
-            "driftloop_dataset_quality", "Quality figures of the last dataset version", ["figure"], registry=registry
+        self.dataset_quality = self.gauge(
+            "driftloop_dataset_quality", "Quality figures of the last dataset version", ["figure"]
         )
-        self.finetune_requests = Counter(
-            "driftloop_finetune_requests_published_total",
-            "Messages published on finetune.requests",
-            registry=registry,
+        self.finetune_requests = self.counter(
+            "driftloop_finetune_requests_published_total", "Messages published on finetune.requests"
         )
-        self.webhook_deliveries = Counter(
-            "driftloop_webhook_deliveries_total",
-            "Webhook deliveries by final outcome",
-            ["outcome"],
-            registry=registry,
+        self.webhook_deliveries = self.counter(
+            "driftloop_webhook_deliveries_total", "Webhook deliveries by final outcome", ["outcome"]
         )
-        self.webhook_attempts = Counter(
+        self.webhook_attempts = self.counter(
             "driftloop_webhook_attempts_total",
             "HTTP attempts of webhook deliveries, retries included, by outcome",
             ["outcome"],
-            registry=registry,
         )
-        self.webhook_seconds = Histogram(
-            "driftloop_webhook_delivery_seconds", "Latency of one webhook delivery attempt", registry=registry
+        self.webhook_seconds = self.histogram(
+            "driftloop_webhook_delivery_seconds", "Latency of one webhook delivery attempt"
         )
-        self.webhook_dead_letters = Counter(
-            "driftloop_webhook_dead_letters_total",
-            "Webhook messages given up after the last retry",
-            ["event_type"],
-            registry=registry,
+        self.webhook_dead_letters = self.counter(
+            "driftloop_webhook_dead_letters_total", "Webhook messages given up after the last retry", ["event_type"]
         )
-        self.webhook_replays = Counter(
-            "driftloop_webhook_replays_total", "Dead-letter replays by outcome", ["outcome"], registry=registry
+        self.webhook_replays = self.counter(
+            "driftloop_webhook_replays_total", "Dead-letter replays by outcome", ["outcome"]
         )
-        self.job_takeovers = Counter(
-            "driftloop_job_takeovers_total",
-            "Running jobs taken over after their worker's lease lapsed",
-            registry=registry,
+        self.job_takeovers = self.counter(
+            "driftloop_job_takeovers_total", "Running jobs taken over after their worker's lease lapsed"
         )
         # Every known label value exists from the start, so rate() and increase() see the first event too.
         for state in ("succeeded", "failed", "cancelled"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from core.metrics import AppMetrics
 
@@ -13,29 +13,23 @@ class LLMMetrics(AppMetrics):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.requests = Counter(
+        self.requests = self.counter(
             "driftloop_llm_requests_total",
             "Chat completions asked of the LLM endpoint, by outcome",
             ["model", "outcome"],
-            registry=registry,
         )
-        self.tokens = Counter(
+        self.tokens = self.counter(
             "driftloop_llm_tokens_total",
             "Tokens the LLM endpoint reported, by kind (prompt, completion)",
             ["model", "kind"],
-            registry=registry,
         )
-        self.request_seconds = Histogram(
+        self.request_seconds = self.histogram(
             "driftloop_llm_request_seconds",
             "Latency of one chat completion, retries included",
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-            registry=registry,
         )
-        self.in_flight = Gauge(
-            "driftloop_llm_requests_in_flight", "Chat completions sent and not yet answered", registry=registry
-        )
-        self.budget_exhausted = Counter(
+        self.in_flight = self.gauge("driftloop_llm_requests_in_flight", "Chat completions sent and not yet answered")
+        self.budget_exhausted = self.counter(
             "driftloop_llm_budget_exhausted_total",
             "Token budgets (one per job) that ran out before all calls were made",
-            registry=registry,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -20,34 +20,23 @@ class MonitorMetrics(AppMetrics):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.events = Counter(
-            "driftloop_events_total", "Traffic events consumed, by outcome", ["outcome"], registry=registry
+        self.events = self.counter("driftloop_events_total", "Traffic events consumed, by outcome", ["outcome"])
+        self.rejected = self.counter(
+            "driftloop_events_rejected_total", "Events sent to the dead-letter topic, by reason", ["reason"]
         )
-        self.rejected = Counter(
-            "driftloop_events_rejected_total",
-            "Events sent to the dead-letter topic, by reason",
-            ["reason"],
-            registry=registry,
+        self.incidents = self.counter(
+            "driftloop_incidents_opened_total", "Drift incidents opened", ["kind", "severity"]
         )
-        self.incidents = Counter(
-            "driftloop_incidents_opened_total", "Drift incidents opened", ["kind", "severity"], registry=registry
-        )
-        self.processing = Histogram(
+        self.processing = self.histogram(
             "driftloop_event_processing_seconds",
             "Parse, features and detectors for one event",
             buckets=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
-            registry=registry,
         )
-        self.last_event = Gauge(
-            "driftloop_last_event_timestamp_seconds",
-            "Unix time when the worker last consumed an event",
-            registry=registry,
+        self.last_event = self.gauge(
+            "driftloop_last_event_timestamp_seconds", "Unix time when the worker last consumed an event"
         )
-        self.consumer_lag = Gauge(
-            "driftloop_consumer_lag_events",
-            "Events behind the end of the partition, per topic",
-            ["topic"],
-            registry=registry,
+        self.consumer_lag = self.gauge(
+            "driftloop_consumer_lag_events", "Events behind the end of the partition, per topic", ["topic"]
         )
         # Every known label value exists from the start, so rate() and increase() see the first event too.
         for outcome in ("accepted", "rejected"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from core.metrics import AppMetrics
 from validation.results import Regression, RunSummary
@@ -13,29 +13,21 @@ class StressMetrics(AppMetrics):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
-        self.pass_rate = Gauge(
-            "driftloop_stress_pass_rate",
-            "Share of a family's probes that passed in the last run",
-            ["suite", "family"],
-            registry=registry,
+        self.pass_rate = self.gauge(
+            "driftloop_stress_pass_rate", "Share of a family's probes that passed in the last run", ["suite", "family"]
         )
-        self.attack_success = Gauge(
+        self.attack_success = self.gauge(
             "driftloop_stress_attack_success_rate",
             "Share of a family's attack probes whose planted canary the model emitted in the last run",
             ["suite", "family"],
-            registry=registry,
         )
-        self.runs = Counter(
-            "driftloop_stress_runs_total",
-            "Stress runs finished, by outcome (ok, regression)",
-            ["suite", "outcome"],
-            registry=registry,
+        self.runs = self.counter(
+            "driftloop_stress_runs_total", "Stress runs finished, by outcome (ok, regression)", ["suite", "outcome"]
         )
-        self.probe_errors = Counter(
+        self.probe_errors = self.counter(
             "driftloop_stress_probe_errors_total",
             "Probes whose reply never came (endpoint error, budget spent)",
             ["suite"],
-            registry=registry,
         )
 
     def record(self, summary: RunSummary, found: list[Regression]) -> None:
