@@ -47,8 +47,8 @@ DELIVERIES = f"{PREFIX}:deliveries"
 """Capped list of webhook delivery attempts, newest first."""
 TOKENS = f"{PREFIX}:tokens"
 """Hash of token name → the SHA-256 of the token."""
-AUDIT = f"{PREFIX}:audit"
-"""Capped list of audit entries, newest first."""
+AUDIT = f"{PREFIX}:audit-log"
+"""Sorted set of audit entries (JSON) scored by their time; those past the retention are dropped on write."""
 
 
 @dataclass(frozen=True)
@@ -83,5 +83,7 @@ token = Keyed("token")
 """A token's record, under the SHA-256 of the token."""
 idempotency = Keyed("idempotency")
 """A stored POST response, under the SHA-256 of (token name, ``Idempotency-Key``, method, path)."""
+audit_unauthenticated = Keyed("audit-unauthenticated")
+"""How many calls refused with 401 were audited in one minute (by its number since the epoch; expires)."""
 stress_last_run = Keyed("stress:last")
 """The summary of a stress suite's last run."""

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import uvicorn
 from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 from rich.console import Console
@@ -25,7 +24,7 @@ from rich.table import Table
 from devtools.embedded import ServiceUnavailable, free_port, serve_in_thread, with_services, worker_process
 from devtools.receiver import WebhookReceiver
 from devtools.traffic import MODELS, ShiftPlan, shifted_stream
-from driftloop.api import create_api
+from driftloop.api import api_server
 from driftloop.auth import Scope, TokenStore
 from driftloop.console import progress
 from driftloop.kafka import ensure_topics, replay
@@ -75,9 +74,7 @@ def run_demo(workdir: Path, events: int, timeout: float, console: Console) -> in
             )
             ensure_topics(settings)
             with worker_process(settings, workdir / "worker.log") as worker, WebhookReceiver(None) as receiver:
-                server = uvicorn.Server(
-                    uvicorn.Config(create_api(settings), host="127.0.0.1", port=settings.api_port, log_level="warning")
-                )
+                server = api_server(settings, host="127.0.0.1")
                 serve_in_thread(server)
                 try:
                     code = asyncio.run(_narrate(settings, plan, events, receiver, timeout, console, worker))

@@ -37,7 +37,8 @@ async def revoke_token(name: Annotated[str, Path(pattern=NAME_PATTERN)], redis: 
 
 @router.get("/audit", tags=["audit"])
 async def list_audit(redis: RedisDep, response: Response, limit: Limit = 50, offset: Offset = 0) -> list[AuditEntry]:
-    """Changes made through the API (every authenticated call but GET and HEAD), newest first."""
+    """Changes made through the API (every authenticated call but GET and HEAD) and refused calls (401, 403), newest
+    first, for ``DRIFTLOOP_AUDIT_RETENTION_DAYS``."""
     log = AuditLog(redis)
     paginate(response, await log.count(), limit, offset)
     return await log.list(limit, offset)

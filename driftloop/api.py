@@ -1,7 +1,7 @@
 """The control plane: FastAPI app assembled from the packages' routers, plus health and metrics.
 
 Every route but ``/healthz``, ``/readyz``, ``/metrics`` and the API docs needs a bearer token
-(``driftloop.auth``); changes are audited, errors are problem details, POSTs take an
+(``driftloop.auth``); changes and refusals are audited, errors are problem details, POSTs take an
 ``Idempotency-Key`` and bodies are capped. These are app-wide middleware and handlers, so routes
 added to the packages' routers get them too. Run it with ``driftloop api``.
 """
@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
+import uvicorn
 from aiokafka import AIOKafkaClient
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -19,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import driftloop
 from core.problems import install_problem_handlers
@@ -98,14 +101,30 @@ def create_api(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
     open_paths = {"/healthz", "/readyz", "/metrics", *filter(None, docs)}
-    # added innermost first: a request meets auth, then audit, then the body cap, then idempotency
+    # added innermost first: a request meets the trusted proxies' headers, audit, auth, the body cap, idempotency
     app.add_middleware(IdempotencyMiddleware, ttl_s=settings.idempotency_ttl_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(AuditMiddleware, max_entries=settings.audit_max_entries)
     admin_hash = hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
     app.add_middleware(AuthMiddleware, open_paths=open_paths, admin_token_hash=admin_hash)
+    retention = timedelta(days=settings.audit_retention_days)
+    app.add_middleware(
+        AuditMiddleware, retention=retention, unauthenticated_per_minute=settings.audit_unauthenticated_per_minute
+    )
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(network) for network in settings.trusted_proxies])
     install_openapi(app, open_paths)
     return app
+
+
+def api_server(settings: Settings, host: str | None = None, port: int | None = None) -> uvicorn.Server:
+    """A uvicorn server of the API; it leaves ``X-Forwarded-*`` to the app, which trusts only ``trusted_proxies``."""
+    config = uvicorn.Config(
+        create_api(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="warning",
+        proxy_headers=False,
+    )
+    return uvicorn.Server(config)
 
 
 class Readiness(BaseModel):

@@ -128,8 +128,8 @@ def _challenge(error: str | None = None, scope: Scope | None = None) -> dict[str
 class AuthMiddleware:
     """Authenticates every HTTP request outside ``open_paths`` and checks the method's scope.
 
-    The principal (a ``TokenInfo``) is recorded with ``core.api.authenticate``. ``admin_token_hash`` is the
-    SHA-256 of the bootstrap admin token, which then acts as the principal ``bootstrap``.
+    The principal (a ``TokenInfo``) is recorded with ``core.api.authenticate``, also when its scope is too weak.
+    ``admin_token_hash`` is the SHA-256 of the bootstrap admin token, which then acts as the principal ``bootstrap``.
     """
 
     def __init__(self, app: ASGIApp, open_paths: Iterable[str], admin_token_hash: str | None = None) -> None:
@@ -139,7 +139,7 @@ class AuthMiddleware:
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _route_path(scope) in self.open_paths:
             return await self.app(scope, receive, send)
-        token = _bearer(scope)
+        token = bearer(scope)
         principal = await self._principal(scope, token) if token else None
         needed = Scope.read if scope["method"] in SAFE_METHODS else Scope.operate
         if principal is None:
@@ -147,16 +147,16 @@ class AuthMiddleware:
             response = problem_response(
                 401, detail, instance=scope["path"], headers=_challenge(None if token is None else "invalid_token")
             )
-        elif not principal.allows(needed):
+        else:
+            authenticate(scope, principal)  # also when the scope is too weak: the audit names who was refused
+            if principal.allows(needed):
+                return await self.app(scope, receive, send)
             response = problem_response(
                 403,
                 f"{scope['method']} needs the {needed} scope",
                 instance=scope["path"],
                 headers=_challenge("insufficient_scope", needed),
             )
-        else:
-            authenticate(scope, principal)
-            return await self.app(scope, receive, send)
         await response(scope, receive, send)
 
     async def _principal(self, scope: AsgiScope, token: str) -> TokenInfo | None:
@@ -171,7 +171,8 @@ def _route_path(scope: AsgiScope) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-def _bearer(scope: AsgiScope) -> str | None:
+def bearer(scope: AsgiScope) -> str | None:
+    """The request's bearer token; "" for other credentials, None without an ``Authorization`` header."""
     for key, value in scope["headers"]:
         if key == b"authorization":
             kind, _, token = value.decode("latin-1").partition(" ")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from rich.console import Console
@@ -69,12 +68,9 @@ def api(
     port: Annotated[int | None, typer.Option(help="port")] = None,
 ) -> None:
     """Serve the control plane (incidents, jobs, datasets, webhooks, /metrics) over HTTP."""
-    from driftloop.api import create_api
+    from driftloop.api import api_server
 
-    settings = _configured(get_settings())
-    uvicorn.run(
-        create_api(settings), host=host or settings.api_host, port=port or settings.api_port, log_level="warning"
-    )
+    api_server(_configured(get_settings()), host, port).run()
 
 
 @app.command()
@@ -82,7 +78,7 @@ def up(
     workdir: Annotated[Path, typer.Option(help="where embedded services keep logs and data")] = Path(".driftloop/up"),
 ) -> None:
     """Run API and worker; starts embedded Kafka and Redis for whichever is not configured."""
-    from driftloop.api import create_api
+    from driftloop.api import api_server
 
     _exit_on_sigterm()
     try:
@@ -98,7 +94,7 @@ def up(
                         f"API tokens: DRIFTLOOP_REDIS_URL={settings.redis_url} driftloop token create "
                         "--name NAME --scope admin (or set DRIFTLOOP_ADMIN_TOKEN)"
                     )
-                uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+                api_server(settings).run()
     except ServiceUnavailable as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None

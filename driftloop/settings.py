@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -95,7 +95,13 @@ class Settings(BaseSettings):
         None, min_length=16, description="bootstrap admin bearer token; only its SHA-256 is kept by the API"
     )
     max_request_bytes: int = Field(1_048_576, ge=1, description="largest request body accepted; larger: 413")
-    audit_max_entries: int = Field(10_000, ge=1, description="audit log entries kept in Redis (the newest)")
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        [], description="comma-separated IPs or CIDRs whose X-Forwarded-For is believed; unset = the peer is the client"
+    )
+    audit_retention_days: float = Field(90, gt=0, description="how long audit entries are kept")
+    audit_unauthenticated_per_minute: int = Field(
+        10, ge=0, description="calls refused with 401 audited per minute (all clients together); the rest are not"
+    )
     idempotency_ttl_s: int = Field(86_400, ge=1, description="how long a response is replayed for its Idempotency-Key")
 
     # --- dataset registry and storage ---
@@ -120,6 +126,11 @@ class Settings(BaseSettings):
     webhook_allowed_networks: str = Field(
         "", description="comma-separated CIDRs or host names allowed as webhook receivers even when not public"
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _stress_runs_need_a_suite_and_an_endpoint(self) -> Settings:
