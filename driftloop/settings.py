@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1_048_576, ge=1, description="largest request body accepted; larger: 413")
     audit_max_entries: int = Field(10_000, ge=1, description="audit log entries kept in Redis (the newest)")
     idempotency_ttl_s: int = Field(86_400, ge=1, description="how long a response is replayed for its Idempotency-Key")
+    api_docs: bool = Field(
+        False, description="serve /docs, /redoc and /openapi.json to anyone; off in production (no map for attackers)"
+    )
 
     # --- dataset registry and storage ---
     storage_url: str | None = Field(
