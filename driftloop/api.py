@@ -1,9 +1,10 @@
 """The control plane: FastAPI app assembled from the packages' routers, plus health and metrics.
 
-Every route but ``/healthz``, ``/readyz``, ``/metrics`` and the API docs needs a bearer token
-(``driftloop.auth``); changes and refusals are audited, errors are problem details, POSTs take an
-``Idempotency-Key`` and bodies are capped. These are app-wide middleware and handlers, so routes
-added to the packages' routers get them too. Run it with ``driftloop api``.
+Every route but ``/healthz``, ``/readyz``, ``/metrics`` and the API docs (served only with
+``DRIFTLOOP_API_DOCS``) needs a bearer token (``driftloop.auth``); changes and refusals are audited,
+errors are problem details, POSTs take an ``Idempotency-Key`` and bodies are capped. These are
+app-wide middleware and handlers, so routes added to the packages' routers get them too. Run it
+with ``driftloop api``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ Send `Authorization: Bearer <token>`: GET and HEAD need scope `read`, other meth
 tokens and the audit log `admin` (admin ⊃ operate ⊃ read). Errors are RFC 9457 problem details.
 A POST with an `Idempotency-Key` header is answered once; a retry with the same key and body gets
 the stored response again (`Idempotent-Replayed: true`)."""
+# Without DRIFTLOOP_API_DOCS no /docs, /redoc or /openapi.json is served (app.openapi() still builds the document).
+NO_DOCS: dict[str, None] = dict.fromkeys(("openapi_url", "docs_url", "redoc_url", "swagger_ui_oauth2_redirect_url"))
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -63,6 +66,7 @@ def create_api(settings: Settings) -> FastAPI:
         version=driftloop.__version__,
         lifespan=lifespan,
         description=DESCRIPTION,
+        **({} if settings.api_docs else NO_DOCS),
     )
     app.state.settings = settings  # read by the packages' routers (feedback.deps)
     app.include_router(monitor_router)
@@ -90,7 +94,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     FeedbackMetrics.default()  # on REGISTRY from the first scrape: this process cancels, approves and delivers
     registry = CollectorRegistry()
-    registry.register(RecordsCollector(settings.redis_url, settings.llm_base_url))
+    registry.register(RecordsCollector(settings.redis_url, settings.llm_base_url, settings.llm_api_key))
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:

@@ -10,6 +10,7 @@ import httpx
 import redis
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import SecretStr
 
 from core import keys
 from feedback.jobs import JobState
@@ -19,9 +20,10 @@ from monitor.incidents import SEVERITY
 class RecordsCollector(Collector):
     """Reads Redis on each scrape, so every API replica reports the same numbers."""
 
-    def __init__(self, redis_url: str, llm_base_url: str | None = None) -> None:
+    def __init__(self, redis_url: str, llm_base_url: str | None = None, llm_api_key: SecretStr | None = None) -> None:
         self.redis = redis.Redis.from_url(redis_url)
         self.llm_base_url = llm_base_url
+        self.llm_api_key = llm_api_key
 
     def _records(self, name: str) -> list[dict]:
         ids = self.redis.zrange(keys.index(name), 0, -1)
@@ -49,6 +51,7 @@ class RecordsCollector(Collector):
 
     def _llm_up(self) -> bool:
         try:
-            return httpx.get(f"{self.llm_base_url.rstrip('/')}/models", timeout=1.0).is_success
+            headers = {"Authorization": f"Bearer {self.llm_api_key.get_secret_value()}"} if self.llm_api_key else {}
+            return httpx.get(f"{self.llm_base_url.rstrip('/')}/models", headers=headers, timeout=1.0).is_success
         except httpx.HTTPError:
             return False

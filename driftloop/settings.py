@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         10, ge=0, description="calls refused with 401 audited per minute (all clients together); the rest are not"
     )
     idempotency_ttl_s: int = Field(86_400, ge=1, description="how long a response is replayed for its Idempotency-Key")
+    api_docs: bool = Field(
+        False, description="serve /docs, /redoc and /openapi.json to anyone; off in production (no map for attackers)"
+    )
 
     # --- dataset registry and storage ---
     storage_url: str | None = Field(

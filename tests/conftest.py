@@ -66,6 +66,7 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
             "job_sweep_interval_s": 2.0,
             "worker_metrics_port": free_port(),
             "api_port": free_port(),
+            "api_docs": True,  # tests read /openapi.json; tests/integration/test_api.py checks it off
         }
     )
 
