@@ -1,5 +1,5 @@
-"""The API toolkit every app's router uses: the Redis dependency, who is calling, pagination, 404s and problem
-responses.
+"""The API toolkit every app's router uses: the Redis dependency, who is calling, pagination, 404s, problem
+responses and the mark of a response that carries a secret.
 
 A router that needs the caller takes ``principal: CurrentPrincipal``; the authentication middleware (the shell's)
 records it with :func:`authenticate`, and middleware inside that one reads it with :func:`caller`.
@@ -65,6 +65,16 @@ def get_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def no_store(response: Response) -> None:
+    """Mark a response as carrying a secret: ``Cache-Control: no-store``, so neither the idempotency store nor
+    an HTTP cache keeps it."""
+    response.headers["Cache-Control"] = "no-store"
+
+
+NoStore = Depends(no_store)
+"""``dependencies=[NoStore]`` on a route whose successful response carries a secret (a token, a signing key)."""
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
 

@@ -82,6 +82,6 @@ dead_letter_claim = Keyed("dead-letter-claim")
 token = Keyed("token")
 """A token's record, under the SHA-256 of the token."""
 idempotency = Keyed("idempotency")
-"""A stored POST response, under the SHA-256 of (token name, ``Idempotency-Key``, method, path)."""
+"""A stored POST response, under the SHA-256 of (token id, ``Idempotency-Key``, method, path)."""
 stress_last_run = Keyed("stress:last")
 """The summary of a stress suite's last run."""
