@@ -75,8 +75,10 @@ def no_store(response: Response) -> None:
 
 NoStore = Depends(no_store)
 """``dependencies=[NoStore]`` on a route whose successful response carries a secret (a token, a signing key)."""
+MAX_OFFSET = 1_000_000_000
+"""The largest ``offset`` a list takes: past any collection; ``offset + limit`` stays inside Redis's 64-bit range."""
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 T = TypeVar("T")
 R = TypeVar("R", bound=BaseModel)
