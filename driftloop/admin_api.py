@@ -1,4 +1,4 @@
-"""Admin-only routes: API tokens and the audit log. ``driftloop.api`` hands them to ``AuthMiddleware`` as its admin
+"""Admin-only routes: API tokens and the audit log. ``driftloop.api`` hands them to ``ScopeMiddleware`` as its admin
 routes, so every one needs the ``admin`` scope before anything else runs."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The first response (status, content type, body) is kept in Redis for ``ttl_s`` under (token, key, method,
 path), the token by its SHA-256 (``driftloop.auth.token_id``), never by its name: a token re-issued under a
-revoked one's name starts afresh. This runs inside ``AuthMiddleware``, so a replay only reaches a caller who
+revoked one's name starts afresh. This runs inside ``ScopeMiddleware``, so a replay only reaches a caller who
 passed the route's scope check just now. A retry with the same body is answered from there with
 ``Idempotent-Replayed: true``; the same key with another body is a 422 problem, and one whose first request is
 still running a 409. Server errors are not kept, so a retry after one runs again. JSON bodies compare by content
@@ -77,8 +77,8 @@ def slot_key(token: str, key: str, method: str, path: str) -> str:
 
 
 class IdempotencyMiddleware:
-    """Stores and replays POST responses by ``Idempotency-Key``; inside ``AuthMiddleware`` (keys are per token,
-    replays go only to a caller it let through)."""
+    """Stores and replays POST responses by ``Idempotency-Key``; inside ``AuthMiddleware`` (keys are per token)
+    and ``ScopeMiddleware`` (replays go only to a caller whose scope allows the route)."""
 
     def __init__(self, app: ASGIApp, ttl_s: int = 86_400) -> None:
         self.app, self.ttl_s = app, ttl_s
