@@ -1,5 +1,5 @@
-"""The API toolkit every app's router uses: the Redis dependency, who is calling, pagination, 404s and problem
-responses.
+"""The API toolkit every app's router uses: the Redis dependency, who is calling, pagination, 404s, problem
+responses and the mark of a response that carries a secret.
 
 A router that needs the caller takes ``principal: CurrentPrincipal``; the authentication middleware (the shell's)
 records it with :func:`authenticate`, and middleware inside that one reads it with :func:`caller`.
@@ -65,8 +65,20 @@ def get_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def no_store(response: Response) -> None:
+    """Mark a response as carrying a secret: ``Cache-Control: no-store``, so neither the idempotency store nor
+    an HTTP cache keeps it."""
+    response.headers["Cache-Control"] = "no-store"
+
+
+NoStore = Depends(no_store)
+"""``dependencies=[NoStore]`` on a route whose successful response carries a secret (a token, a signing key)."""
+MAX_OFFSET = 1_000_000_000
+"""The largest ``offset`` a list takes: past any collection; ``offset + limit`` stays inside Redis's 64-bit range."""
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 T = TypeVar("T")
 R = TypeVar("R", bound=BaseModel)

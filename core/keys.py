@@ -82,7 +82,7 @@ dead_letter_claim = Keyed("dead-letter-claim")
 token = Keyed("token")
 """A token's record, under the SHA-256 of the token."""
 idempotency = Keyed("idempotency")
-"""A stored POST response, under the SHA-256 of (token name, ``Idempotency-Key``, method, path)."""
+"""A stored POST response, under the SHA-256 of (token id, ``Idempotency-Key``, method, path)."""
 audit_unauthenticated = Keyed("audit-unauthenticated")
 """How many calls refused with 401 were audited in one minute (by its number since the epoch; expires)."""
 stress_last_run = Keyed("stress:last")

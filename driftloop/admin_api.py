@@ -1,19 +1,20 @@
-"""Admin-only routes: API tokens and the audit log."""
+"""Admin-only routes: API tokens and the audit log. ``driftloop.api`` hands them to ``ScopeMiddleware`` as its admin
+routes, so every one needs the ``admin`` scope before anything else runs."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, HTTPException, Path, Response
 
-from core.api import Limit, Offset, RedisDep, paginate
+from core.api import Limit, NoStore, Offset, RedisDep, paginate
 from driftloop.audit import AuditEntry, AuditLog
-from driftloop.auth import NAME_PATTERN, Scope, TokenCreate, TokenCreated, TokenInfo, TokenStore, require
+from driftloop.auth import NAME_PATTERN, TokenCreate, TokenCreated, TokenInfo, TokenStore
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require(Scope.admin))])
+router = APIRouter(prefix="/v1")
 
 
-@router.post("/tokens", status_code=201, tags=["tokens"])
+@router.post("/tokens", status_code=201, tags=["tokens"], dependencies=[NoStore])
 async def create_token(request: TokenCreate, redis: RedisDep) -> TokenCreated:
     """Issue a token; only this response carries it (Redis keeps its SHA-256)."""
     created = await TokenStore(redis).create(request.name, request.scopes)

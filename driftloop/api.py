@@ -2,9 +2,9 @@
 
 Every route but ``/healthz``, ``/readyz``, ``/metrics`` and the API docs (served only with
 ``DRIFTLOOP_API_DOCS``) needs a bearer token (``driftloop.auth``); changes and refusals are audited,
-errors are problem details, POSTs take an ``Idempotency-Key`` and bodies are capped. These are
-app-wide middleware and handlers, so routes added to the packages' routers get them too. Run it
-with ``driftloop api``.
+errors are problem details, POSTs take an ``Idempotency-Key`` (kept per token, never for a response marked
+``Cache-Control: no-store``) and bodies are capped. These are app-wide middleware and handlers, so routes
+added to the packages' routers get them too. Run it with ``driftloop api``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import driftloop
 from core.problems import install_problem_handlers
 from driftloop.admin_api import router as admin_router
 from driftloop.audit import AuditMiddleware
-from driftloop.auth import AuthMiddleware, hash_token
+from driftloop.auth import AuthMiddleware, ScopeMiddleware, hash_token
 from driftloop.idempotency import IdempotencyMiddleware
 from driftloop.limits import BodyLimitMiddleware
 from driftloop.metrics import RecordsCollector
@@ -105,9 +105,12 @@ def create_api(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
     open_paths = {"/healthz", "/readyz", "/metrics", *filter(None, docs)}
-    # added innermost first: a request meets the trusted proxies' headers, audit, auth, the body cap, idempotency
+    # added innermost first: a request meets the trusted proxies' headers, then audit (refusals included), then
+    # authentication, then the scope check, then the body cap, then idempotency, whose replays so reach only
+    # callers the scope check passed
     app.add_middleware(IdempotencyMiddleware, ttl_s=settings.idempotency_ttl_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ScopeMiddleware, admin_routes=admin_router.routes)
     admin_hash = hash_token(settings.admin_token.get_secret_value()) if settings.admin_token else None
     app.add_middleware(AuthMiddleware, open_paths=open_paths, admin_token_hash=admin_hash)
     retention = timedelta(days=settings.audit_retention_days)

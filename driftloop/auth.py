@@ -1,8 +1,11 @@
 """Bearer tokens with nested scopes (``admin`` ⊃ ``operate`` ⊃ ``read``), kept in Redis only as SHA-256 hashes.
 
-A token is ``dl_`` and 43 URL-safe characters, shown once when it is created. ``AuthMiddleware`` guards
-every route but the open ones: GET and HEAD need ``read``, other methods ``operate``; a route asks for
-more with ``Depends(require(Scope.admin))``. Routers read the caller as ``core.api.CurrentPrincipal``.
+A token is ``dl_`` and 43 URL-safe characters, shown once when it is created. ``AuthMiddleware`` lets
+through only requests with a valid token on every route but the open ones; ``ScopeMiddleware``, inside it,
+only those whose token has the scope they need: GET and HEAD ``read``, other methods ``operate``, the admin
+routes (``driftloop.admin_api``'s) ``admin``. Both run before the body cap, idempotency and any route, so
+nothing past them serves a caller its scope does not allow. Routers read the caller as
+``core.api.CurrentPrincipal``; middleware reads the calling token's id (its SHA-256) with :func:`token_id`.
 
 >>> Scope.operate.implied()
 [<Scope.read: 'read'>, <Scope.operate: 'operate'>]
@@ -15,24 +18,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from core import keys
-from core.api import CurrentPrincipal, Principal, authenticate
+from core.api import Principal, authenticate, caller
 from core.problems import problem_response
 
 BOOTSTRAP = "bootstrap"
 """Principal name of the ``admin_token`` setting; no stored token may take it."""
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+_TOKEN_ID = "token_id"
 
 
 class Scope(StrEnum):
@@ -126,10 +130,11 @@ def _challenge(error: str | None = None, scope: Scope | None = None) -> dict[str
 
 
 class AuthMiddleware:
-    """Authenticates every HTTP request outside ``open_paths`` and checks the method's scope.
+    """Authenticates every HTTP request outside ``open_paths`` (401 otherwise).
 
-    The principal (a ``TokenInfo``) is recorded with ``core.api.authenticate``, also when its scope is too weak.
-    ``admin_token_hash`` is the SHA-256 of the bootstrap admin token, which then acts as the principal ``bootstrap``.
+    The principal (a ``TokenInfo``) is recorded with ``core.api.authenticate`` and the token's id with
+    :func:`token_id`. ``admin_token_hash`` is the SHA-256 of the bootstrap admin token, which then acts as the
+    principal ``bootstrap``. What the principal may do is ``ScopeMiddleware``'s to check.
     """
 
     def __init__(self, app: ASGIApp, open_paths: Iterable[str], admin_token_hash: str | None = None) -> None:
@@ -141,28 +146,58 @@ class AuthMiddleware:
             return await self.app(scope, receive, send)
         token = bearer(scope)
         principal = await self._principal(scope, token) if token else None
-        needed = Scope.read if scope["method"] in SAFE_METHODS else Scope.operate
         if principal is None:
             detail = "a bearer token is required" if token is None else "the bearer token is not valid"
             response = problem_response(
                 401, detail, instance=scope["path"], headers=_challenge(None if token is None else "invalid_token")
             )
-        else:
-            authenticate(scope, principal)  # also when the scope is too weak: the audit names who was refused
-            if principal.allows(needed):
-                return await self.app(scope, receive, send)
-            response = problem_response(
-                403,
-                f"{scope['method']} needs the {needed} scope",
-                instance=scope["path"],
-                headers=_challenge("insufficient_scope", needed),
-            )
-        await response(scope, receive, send)
+            return await response(scope, receive, send)
+        authenticate(scope, principal)
+        scope["state"][_TOKEN_ID] = hash_token(token)
+        await self.app(scope, receive, send)
 
     async def _principal(self, scope: AsgiScope, token: str) -> TokenInfo | None:
         if self.admin_token_hash and hmac.compare_digest(hash_token(token), self.admin_token_hash):
             return self.bootstrap
         return await TokenStore(scope["app"].state.redis).resolve(token)
+
+
+class ScopeMiddleware:
+    """Refuses (403) a request whose caller lacks the scope it needs: ``admin`` for one that one of
+    ``admin_routes`` would serve, else ``read`` for GET and HEAD and ``operate`` for other methods.
+
+    Inside ``AuthMiddleware``, whose principal it reads; requests on open routes (no principal) pass.
+    """
+
+    def __init__(self, app: ASGIApp, admin_routes: Iterable[BaseRoute]) -> None:
+        self.app, self.admin_routes = app, tuple(admin_routes)
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        principal = caller(scope)
+        if principal is None:
+            return await self.app(scope, receive, send)
+        needed = self.needed(scope)
+        if principal.allows(needed):
+            return await self.app(scope, receive, send)
+        response = problem_response(
+            403,
+            f"{scope['method']} {_route_path(scope)} needs the {needed} scope",
+            instance=scope["path"],
+            headers=_challenge("insufficient_scope", needed),
+        )
+        await response(scope, receive, send)
+
+    def needed(self, scope: AsgiScope) -> Scope:
+        """The scope a request needs: ``admin`` on an admin route, else by its method."""
+        if any(route.matches(scope)[0] is not Match.NONE for route in self.admin_routes):
+            return Scope.admin
+        return Scope.read if scope["method"] in SAFE_METHODS else Scope.operate
+
+
+def token_id(scope: AsgiScope) -> str | None:
+    """The id (SHA-256) of the token ``AuthMiddleware`` let the request of ``scope`` through with; None on open
+    routes."""
+    return scope.get("state", {}).get(_TOKEN_ID) if scope["type"] == "http" else None
 
 
 def _route_path(scope: AsgiScope) -> str:
@@ -178,14 +213,3 @@ def bearer(scope: AsgiScope) -> str | None:
             kind, _, token = value.decode("latin-1").partition(" ")
             return token.strip() if kind.lower() == "bearer" and token.strip() else ""
     return None
-
-
-def require(needed: Scope) -> Callable[[Principal], Principal]:
-    """A dependency that lets only tokens with the ``needed`` scope through (403 otherwise)."""
-
-    def check(who: CurrentPrincipal) -> Principal:
-        if not who.allows(needed):
-            raise HTTPException(403, f"this needs the {needed} scope", headers=_challenge("insufficient_scope", needed))
-        return who
-
-    return check

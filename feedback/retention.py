@@ -13,6 +13,9 @@ from feedback.manifest import DatasetManifest
 from feedback.registry import AckStore, DatasetRegistry
 from feedback.storage import DatasetStore
 
+MAX_AGE_DAYS = 36_500
+"""A century: the longest age limit (a ``timedelta`` overflows past 999,999,999 days)."""
+
 
 class RetentionPolicy(BaseModel):
     """Limits on the versions kept; both unset (the default) keeps everything."""
@@ -20,7 +23,9 @@ class RetentionPolicy(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"max_versions": 50, "max_age_days": 30}]})
 
     max_versions: int | None = Field(None, ge=1, description="keep at most this many versions, newest first")
-    max_age_days: float | None = Field(None, gt=0, description="versions older than this are due for deletion")
+    max_age_days: float | None = Field(
+        None, gt=0, le=MAX_AGE_DAYS, description="versions older than this are due for deletion"
+    )
 
 
 class Decision(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
-from core.api import Limit, Offset, RedisDep, found, list_page
+from core.api import Limit, NoStore, Offset, RedisDep, found, list_page
 from feedback.dead_letters import DeadLetter, DeadLetterState, dead_letters
 from feedback.deps import DispatcherDep, PolicyDep
 from feedback.webhooks import Delivery, Dispatcher, Webhook, WebhookCreate, WebhookView, register, unregister, webhooks
@@ -12,7 +12,7 @@ from feedback.webhooks import Delivery, Dispatcher, Webhook, WebhookCreate, Webh
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
 
-@router.post("/webhooks", status_code=201)
+@router.post("/webhooks", status_code=201, dependencies=[NoStore])
 async def create_webhook(request: WebhookCreate, redis: RedisDep, policy: PolicyDep) -> Webhook:
     """Register a receiver; only this response carries the signing secret (Standard Webhooks ``whsec_…``).
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from driftloop.api import create_api
-from driftloop.auth import Scope
+from driftloop.auth import Scope, hash_token
 from driftloop.cli import app as cli
 from driftloop.idempotency import Stored, fingerprint, slot_key
 from driftloop.settings import Settings, get_settings
@@ -196,35 +196,42 @@ def test_bodies_over_the_limit_are_413(settings: Settings, issue_token: Callable
         assert api.post("/v1/webhooks", json={"url": "https://t.example.com/"}).status_code == 201
 
 
-def test_idempotency_key_replays_the_first_response(client: TestClient, make_client: Callable[..., TestClient]) -> None:
-    first = client.post("/v1/webhooks", json=HOOK, headers={"Idempotency-Key": "hook-1"})
-    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
-    again = client.post(
-        "/v1/webhooks",
-        content=b'{ "url" : "https://training.example.com/hooks" }',
-        headers={"Idempotency-Key": "hook-1", "content-type": "application/json"},
-    )
-    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
-    assert again.json() == first.json() and again.headers["content-type"] == "application/json"
-    assert len(client.get("/v1/webhooks").json()) == 1
+def test_idempotency_key_replays_the_first_response(
+    settings: Settings, issue_token: Callable[[str, Scope], str]
+) -> None:
+    api = create_api(settings)
+    calls: list[int] = []
 
-    reused = client.post(
-        "/v1/webhooks", json={"url": "https://other.example.com/"}, headers={"Idempotency-Key": "hook-1"}
-    )
-    assert "another request body" in assert_problem(reused, 422)["detail"]
-    assert_problem(client.post("/v1/webhooks", json=HOOK, headers={"Idempotency-Key": "k" * 256}), 400)
+    @api.post("/v1/things", status_code=201)
+    async def create_thing(thing: dict[str, str]) -> dict[str, int | str]:
+        calls.append(1)
+        return {"calls": len(calls), **thing}
 
-    invalid = client.post("/v1/webhooks", json={"url": "nope"}, headers={"Idempotency-Key": "bad"})
-    replayed = client.post("/v1/webhooks", json={"url": "nope"}, headers={"Idempotency-Key": "bad"})
-    assert invalid.status_code == replayed.status_code == 422 and replayed.json() == invalid.json()
-    assert replayed.headers["content-type"] == PROBLEM
-
-    with make_client("operate") as other:  # keys belong to a token: another one's same key is a new request
-        assert (
-            "idempotent-replayed"
-            not in other.post("/v1/webhooks", json=HOOK, headers={"Idempotency-Key": "hook-1"}).headers
+    other = authorized(issue_token("other", Scope.operate))
+    with TestClient(api, headers=authorized(issue_token("first", Scope.operate))) as client:
+        first = client.post("/v1/things", json={"a": "1", "b": "2"}, headers={"Idempotency-Key": "thing-1"})
+        assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+        again = client.post(
+            "/v1/things",
+            content=b'{ "b" : "2", "a": "1" }',
+            headers={"Idempotency-Key": "thing-1", "content-type": "application/json"},
         )
-    assert len(client.get("/v1/webhooks").json()) == 2
+        assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json() and again.headers["content-type"] == "application/json"
+        assert len(calls) == 1
+
+        reused = client.post("/v1/things", json={"a": "other"}, headers={"Idempotency-Key": "thing-1"})
+        assert "another request body" in assert_problem(reused, 422)["detail"]
+        assert_problem(client.post("/v1/things", json={}, headers={"Idempotency-Key": "k" * 256}), 400)
+
+        invalid = client.post("/v1/things", json={"a": 1}, headers={"Idempotency-Key": "bad"})
+        replayed = client.post("/v1/things", json={"a": 1}, headers={"Idempotency-Key": "bad"})
+        assert invalid.status_code == replayed.status_code == 422 and replayed.json() == invalid.json()
+        assert replayed.headers["content-type"] == PROBLEM
+
+        # keys belong to a token: another one's same key is a new request
+        new = client.post("/v1/things", json={"a": "1", "b": "2"}, headers={**other, "Idempotency-Key": "thing-1"})
+        assert new.json()["calls"] == 2 and "idempotent-replayed" not in new.headers
 
 
 def test_openapi_declares_bearer_security_and_problems(anonymous: TestClient) -> None:
@@ -286,7 +293,8 @@ def test_idempotency_keeps_no_server_error_and_refuses_a_key_in_flight(
         assert third.json() == {"calls": 2} and third.headers["idempotent-replayed"] == "true"
 
         pending = Stored(fingerprint=fingerprint(b"")).model_dump_json()
-        redis.Redis.from_url(settings.redis_url).set(slot_key("retrier", "busy", "POST", "/v1/flaky"), pending)
+        slot = slot_key(hash_token(token), "busy", "POST", "/v1/flaky")
+        redis.Redis.from_url(settings.redis_url).set(slot, pending)
         assert (
             "in progress"
             in assert_problem(retrier.post("/v1/flaky", headers={"Idempotency-Key": "busy"}), 409)["detail"]

@@ -1,7 +1,10 @@
 """Schemathesis against the API's own OpenAPI document: no server errors, every response as documented.
 
 Each operation gets a bounded, derandomized run (no shrinking) on the real Redis and broker, with the
-bootstrap admin token, so every route — tokens and audit included — is reached past authentication.
+bootstrap admin token, so every route — tokens and audit included — is reached past authentication. Data is
+positive and negative (schemathesis's default modes, which a test holds to), with the coverage phase's boundary values
+(``offset`` at ``MAX_OFFSET`` and one past it, …). What a schema cannot express — JSON nested past the parser's
+limit, integers past Redis's 64-bit range — is sent explicitly by ``test_api.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ def _document() -> dict[str, Any]:
 
 # schemathesis.pytest.from_fixture would load it from the fixture, but fails on pytest 9.2 (Node._nodeid is gone)
 schema = schemathesis.openapi.from_dict(_document())
+
+
+def test_negative_data_and_boundary_values_are_generated() -> None:
+    assert set(schema.config.generation.modes) == set(GenerationMode)
+    assert schema.config.phases.coverage.enabled
 
 
 @schema.parametrize()
