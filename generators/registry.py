@@ -4,11 +4,10 @@
 To add a family: write its module, then add one :class:`GeneratorFamily` line to :data:`GENERATOR_FAMILIES`;
 recipes may then name it.
 
->>> sorted(GENERATOR_FAMILIES), sorted(GENERATORS)
-(['adversarial', 'ambiguity', 'counterfactual', 'llm', 'perturbation', 'privacy'], \
-['adversarial', 'ambiguity', 'counterfactual', 'perturbation', 'privacy'])
->>> TECHNIQUES[-1], GENERATOR_FAMILIES["llm"].absent
-('llm_variation', 'no LLM endpoint is configured (DRIFTLOOP_LLM_BASE_URL is unset)')
+>>> {"perturbation", "adversarial", "llm"} <= set(GENERATOR_FAMILIES), "llm" in GENERATORS
+(True, False)
+>>> GENERATOR_FAMILIES["llm"].absent
+'no LLM endpoint is configured (DRIFTLOOP_LLM_BASE_URL is unset)'
 """
 
 from __future__ import annotations
