@@ -46,7 +46,8 @@ the stored response again (`Idempotent-Replayed: true`)."""
 
 
 def create_api(settings: Settings) -> FastAPI:
-    """The API bound to the Redis and broker of ``settings``."""
+    """The API bound to the Redis and broker of ``settings``; ``SecretKeysMissing`` without ``secret_keys``."""
+    settings.secret_box().install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,8 +10,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.secrets import SecretBox, SecretKeysMissing
+
+NO_SECRET_KEYS = (
+    "DRIFTLOOP_SECRET_KEYS is not set: the API and the worker seal webhook secrets in Redis with it. Set it to a "
+    "Fernet key, made by `driftloop secrets new-key` or "
+    '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`, '
+    "and give the API and every worker the same value (`driftloop demo` and `driftloop up` with embedded Redis "
+    "make their own)."
+)
 
 
 class Settings(BaseSettings):
@@ -94,6 +104,12 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, min_length=16, description="bootstrap admin bearer token; only its SHA-256 is kept by the API"
     )
+    secret_keys: SecretStr | None = Field(
+        None,
+        description="comma-separated Fernet keys sealing the secrets kept in Redis (webhook signing secrets): the "
+        "first seals, each opens; needed by the API and the worker. Rotate: put a new key first, run "
+        "`driftloop secrets rotate`, drop the old one",
+    )
     max_request_bytes: int = Field(1_048_576, ge=1, description="largest request body accepted; larger: 413")
     audit_max_entries: int = Field(10_000, ge=1, description="audit log entries kept in Redis (the newest)")
     idempotency_ttl_s: int = Field(86_400, ge=1, description="how long a response is replayed for its Idempotency-Key")
@@ -120,6 +136,30 @@ class Settings(BaseSettings):
     webhook_allowed_networks: str = Field(
         "", description="comma-separated CIDRs or host names allowed as webhook receivers even when not public"
     )
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _blank_secret_keys_are_unset(cls, keys: object) -> object:
+        return None if isinstance(keys, str) and not keys.strip() else keys
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _secret_keys_are_fernet_keys(cls, keys: SecretStr | None) -> SecretStr | None:
+        if keys is not None:
+            try:
+                SecretBox.parse(keys.get_secret_value())
+            except ValueError:
+                raise ValueError(
+                    "DRIFTLOOP_SECRET_KEYS must be comma-separated Fernet keys (32 bytes, URL-safe base64); "
+                    "make one with `driftloop secrets new-key`"
+                ) from None
+        return keys
+
+    def secret_box(self) -> SecretBox:
+        """The box of ``secret_keys``; ``SecretKeysMissing``, saying what to set, when there are none."""
+        if self.secret_keys is None:
+            raise SecretKeysMissing(NO_SECRET_KEYS)
+        return SecretBox.parse(self.secret_keys.get_secret_value())
 
     @model_validator(mode="after")
     def _stress_runs_need_a_suite_and_an_endpoint(self) -> Settings:
