@@ -163,7 +163,7 @@ def test_rotation_reseals_every_secret_under_the_new_key(
     assert delivery.ok and [(r.message_id, r.verified) for r in receiver.received] == [("ds-2", True)]
 
 
-def test_rotation_without_the_old_key_refuses_and_changes_nothing(
+def test_rotation_without_the_old_key_refuses_and_leaves_the_secret_to_that_key(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, issue_token
 ) -> None:
     old = new_key()
