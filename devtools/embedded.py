@@ -25,6 +25,7 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
+from core.secrets import new_key
 from driftloop.settings import Settings
 
 
@@ -234,16 +235,29 @@ def llama_server(workdir: Path, model: Path | None = None, n_ctx: int = 2048, n_
         stop_process(process, timeout=5)
 
 
+def embedded_secret_key(workdir: Path) -> str:
+    """The key sealing the secrets of the embedded Redis whose data is in ``workdir``: made on first use and kept
+    beside that data (``secret.key``, owner-only), so a restart on the same data reads them again."""
+    path = workdir / "secret.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_key(), encoding="ascii")
+    return path.read_text(encoding="ascii").strip()
+
+
 @contextlib.contextmanager
 def with_services(settings: Settings, workdir: Path) -> Iterator[Settings]:
-    """``settings`` with embedded Kafka and/or Redis started for whichever of the two is not configured."""
+    """``settings`` with embedded Kafka and/or Redis started for whichever of the two is not configured; with
+    embedded Redis and no ``secret_keys``, the key of that Redis's secrets (:func:`embedded_secret_key`)."""
     with contextlib.ExitStack() as stack:
         workdir.mkdir(parents=True, exist_ok=True)
-        updates = {}
+        updates: dict[str, object] = {}
         if not settings.kafka_bootstrap:
             updates["kafka_bootstrap"] = stack.enter_context(kafka_broker(workdir))
         if not settings.redis_url:
             updates["redis_url"] = stack.enter_context(redis_server(workdir))
+            if settings.secret_keys is None:
+                updates["secret_keys"] = SecretStr(embedded_secret_key(workdir))
         yield settings.model_copy(update=updates)
 
 

@@ -52,7 +52,8 @@ NO_DOCS: dict[str, None] = dict.fromkeys(("openapi_url", "docs_url", "redoc_url"
 
 
 def create_api(settings: Settings) -> FastAPI:
-    """The API bound to the Redis and broker of ``settings``."""
+    """The API bound to the Redis and broker of ``settings``; ``SecretKeysMissing`` without ``secret_keys``."""
+    settings.secret_box().install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
+from core.secrets import SecretKeysMissing, UnreadableSecret, new_key
 from devtools.embedded import ServiceUnavailable, with_services, worker_process
 from devtools.traffic import ShiftPlan, shifted_stream, write_jsonl
 from driftloop.auth import Scope, TokenCreate, TokenStore
@@ -49,6 +50,16 @@ def _configured(settings: Settings) -> Settings:
     return settings
 
 
+def _keyed(settings: Settings) -> Settings:
+    """``settings`` if they carry the keys that seal stored secrets; else say what to set and exit."""
+    try:
+        settings.secret_box()
+    except SecretKeysMissing as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    return settings
+
+
 @app.command()
 def worker(loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug")] = "warn") -> None:
     """Run a stream worker (monitor + jobs) against DRIFTLOOP_KAFKA_BOOTSTRAP and DRIFTLOOP_REDIS_URL.
@@ -57,7 +68,7 @@ def worker(loglevel: Annotated[str, typer.Option(help="crit, error, warn, info o
     """
     from driftloop.worker import run_worker
 
-    settings = _configured(get_settings())
+    settings = _keyed(_configured(get_settings()))
     ensure_topics(settings)
     run_worker(settings, loglevel)
 
@@ -70,19 +81,21 @@ def api(
     """Serve the control plane (incidents, jobs, datasets, webhooks, /metrics) over HTTP."""
     from driftloop.api import api_server
 
-    api_server(_configured(get_settings()), host, port).run()
+    api_server(_keyed(_configured(get_settings())), host, port).run()
 
 
 @app.command()
 def up(
     workdir: Annotated[Path, typer.Option(help="where embedded services keep logs and data")] = Path(".driftloop/up"),
 ) -> None:
-    """Run API and worker; starts embedded Kafka and Redis for whichever is not configured."""
+    """Run API and worker; starts embedded Kafka and Redis for whichever is not configured (with embedded Redis, a
+    key for stored secrets is kept in WORKDIR unless DRIFTLOOP_SECRET_KEYS is set)."""
     from driftloop.api import api_server
 
     _exit_on_sigterm()
     try:
         with with_services(get_settings(), workdir) as settings:
+            _keyed(settings)
             ensure_topics(settings)
             with worker_process(settings, workdir / "worker.log"):
                 console.print(
@@ -172,12 +185,15 @@ token_app = typer.Typer(help="API bearer tokens, kept in Redis (DRIFTLOOP_REDIS_
 app.add_typer(token_app, name="token", no_args_is_help=True)
 
 
-def _token_store() -> tuple[Redis, TokenStore]:
-    settings = get_settings()
+def _redis(settings: Settings) -> Redis:
     if not settings.redis_url:
         console.print("[red]DRIFTLOOP_REDIS_URL not set.[/] Point it at the Redis of your API.")
         raise typer.Exit(2)
-    redis = Redis.from_url(settings.redis_url)
+    return Redis.from_url(settings.redis_url)
+
+
+def _token_store() -> tuple[Redis, TokenStore]:
+    redis = _redis(get_settings())
     return redis, TokenStore(redis)
 
 
@@ -232,6 +248,47 @@ def token_revoke(name: Annotated[str, typer.Argument(help="the token's name")]) 
         console.print(f"[red]no token {name!r}[/]")
         raise typer.Exit(1)
     console.print(f"revoked {name!r}")
+
+
+secrets_app = typer.Typer(
+    help="Keys of the secrets kept in Redis (webhook signing secrets), sealed with DRIFTLOOP_SECRET_KEYS."
+)
+app.add_typer(secrets_app, name="secrets", no_args_is_help=True)
+
+
+@secrets_app.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new Fernet key for DRIFTLOOP_SECRET_KEYS."""
+    typer.echo(new_key())
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Seal every stored secret again under the first key of DRIFTLOOP_SECRET_KEYS.
+
+    To rotate: put a new key first (DRIFTLOOP_SECRET_KEYS=NEW,OLD) on the API and every worker, run this, then
+    drop OLD.
+    """
+    from feedback.webhooks import webhooks
+
+    settings = _keyed(get_settings())
+    redis = _redis(settings)
+
+    async def reseal() -> int:
+        try:
+            return await webhooks(redis, settings.secret_box()).reseal()
+        finally:
+            await redis.aclose()
+
+    try:
+        count = asyncio.run(reseal())
+    except UnreadableSecret:
+        console.print(
+            "[red]a stored secret opens under none of DRIFTLOOP_SECRET_KEYS[/]: add back the key it was sealed "
+            "under (after the new one) and run this again"
+        )
+        raise typer.Exit(1) from None
+    console.print(f"resealed {count} webhook secrets under the first key; the other keys can be dropped now")
 
 
 @app.command()

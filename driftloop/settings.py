@@ -13,6 +13,16 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.secrets import SecretBox, SecretKeysMissing
+
+NO_SECRET_KEYS = (
+    "DRIFTLOOP_SECRET_KEYS is not set: the API and the worker seal webhook secrets in Redis with it. Set it to a "
+    "Fernet key, made by `driftloop secrets new-key` or "
+    '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`, '
+    "and give the API and every worker the same value (`driftloop demo` and `driftloop up` with embedded Redis "
+    "make their own)."
+)
+
 
 class Settings(BaseSettings):
     """Service settings; every field can be set as ``DRIFTLOOP_<FIELD>``."""
@@ -94,6 +104,12 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, min_length=16, description="bootstrap admin bearer token; only its SHA-256 is kept by the API"
     )
+    secret_keys: SecretStr | None = Field(
+        None,
+        description="comma-separated Fernet keys sealing the secrets kept in Redis (webhook signing secrets): the "
+        "first seals, each opens; needed by the API and the worker. Rotate: put a new key first, run "
+        "`driftloop secrets rotate`, drop the old one",
+    )
     max_request_bytes: int = Field(1_048_576, ge=1, description="largest request body accepted; larger: 413")
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
         [], description="comma-separated IPs or CIDRs whose X-Forwarded-For is believed; unset = the peer is the client"
@@ -134,6 +150,30 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _blank_secret_keys_are_unset(cls, keys: object) -> object:
+        return None if isinstance(keys, str) and not keys.strip() else keys
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _secret_keys_are_fernet_keys(cls, keys: SecretStr | None) -> SecretStr | None:
+        if keys is not None:
+            try:
+                SecretBox.parse(keys.get_secret_value())
+            except ValueError:
+                raise ValueError(
+                    "DRIFTLOOP_SECRET_KEYS must be comma-separated Fernet keys (32 bytes, URL-safe base64); "
+                    "make one with `driftloop secrets new-key`"
+                ) from None
+        return keys
+
+    def secret_box(self) -> SecretBox:
+        """The box of ``secret_keys``; ``SecretKeysMissing``, saying what to set, when there are none."""
+        if self.secret_keys is None:
+            raise SecretKeysMissing(NO_SECRET_KEYS)
+        return SecretBox.parse(self.secret_keys.get_secret_value())
 
     @model_validator(mode="after")
     def _stress_runs_need_a_suite_and_an_endpoint(self) -> Settings:

@@ -74,7 +74,9 @@ def llm_generators(settings: Settings) -> dict[str, Generator]:
 
 
 def create_app(settings: Settings) -> faust.App:
-    """The Faust app with its topics, tables, agents and timers, bound to ``settings``."""
+    """The Faust app with its topics, tables, agents and timers, bound to ``settings``; ``SecretKeysMissing``
+    without ``secret_keys``."""
+    settings.secret_box().install()
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,

@@ -5,6 +5,9 @@ the last retry the message goes to the dead letters (``feedback.dead_letters``),
 alone until an operator replays it. Every attempt is appended to the delivery log. Receivers pass the
 egress policy (``feedback.egress``) at delivery time, after DNS resolution, and are connected to at the
 address that was checked.
+
+Subscriptions are kept with their signing secret sealed (``core.secrets``, the process's ``SecretBox``):
+:func:`webhooks` seals on write and opens on read.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from standardwebhooks import Webhook as Signer
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from core import keys
+from core.secrets import SecretBox
 from core.store import Collection
 from feedback.dead_letters import (
     DeadLetter,
@@ -112,8 +116,54 @@ class DeliveryFailed(RuntimeError):
     """A receiver answered with a non-2xx status or could not be reached (retried)."""
 
 
-def webhooks(redis: Redis) -> Collection[Webhook]:
-    return Collection(redis, keys.WEBHOOK, Webhook)
+class SealedWebhook(WebhookView):
+    """A subscription as Redis keeps it: its signing secret sealed."""
+
+    sealed_secret: str
+
+
+class Webhooks:
+    """The subscriptions in Redis, newest first; ``box`` seals each secret on write and opens it on read."""
+
+    def __init__(self, redis: Redis, box: SecretBox) -> None:
+        self.records, self.box = Collection(redis, keys.WEBHOOK, SealedWebhook), box
+
+    async def create(self, hook: Webhook) -> bool:
+        """Store a new subscription; False (and nothing written) when its id exists."""
+        sealed = SealedWebhook(**hook.model_dump(exclude={"secret"}), sealed_secret=self.box.seal(hook.secret))
+        return await self.records.create(sealed)
+
+    async def get(self, webhook_id: str) -> Webhook | None:
+        record = await self.records.get(webhook_id)
+        return self._open(record) if record else None
+
+    async def list(self, limit: int = 50, offset: int = 0) -> list[Webhook]:
+        return [self._open(record) for record in await self.records.list(limit, offset)]
+
+    async def remove(self, webhook_id: str) -> bool:
+        """Delete a subscription; False when there was none."""
+        return await self.records.remove(webhook_id)
+
+    async def reseal(self) -> int:
+        """Seal every stored secret again under the box's first key (after a new key was put first), so that the
+        older keys can be dropped; the number of subscriptions resealed. ``UnreadableSecret`` when a secret opens
+        under none of the keys (that one is left as it was)."""
+        count = await self.records.count()
+        resealed = 0
+        for record in await self.records.list(limit=count) if count else []:
+            changed = await self.records.update(
+                record.id, lambda r: r.model_copy(update={"sealed_secret": self.box.reseal(r.sealed_secret)})
+            )
+            resealed += changed is not None
+        return resealed
+
+    def _open(self, record: SealedWebhook) -> Webhook:
+        return Webhook(**record.model_dump(exclude={"sealed_secret"}), secret=self.box.open(record.sealed_secret))
+
+
+def webhooks(redis: Redis, box: SecretBox | None = None) -> Webhooks:
+    """The subscriptions on ``redis``, their secrets sealed by ``box`` (the process's installed one by default)."""
+    return Webhooks(redis, box or SecretBox.installed())
 
 
 async def register(redis: Redis, request: WebhookCreate, policy: EgressPolicy | None = None) -> Webhook:

@@ -52,6 +52,7 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
     """Per-test settings: own topics, consumer group and data dir on the session's services; empty Redis."""
     suffix = uuid.uuid4().hex[:8]
     redis.Redis.from_url(services.redis_url).flushdb()
+    services.secret_box().install()  # what stores of secrets called directly in this process seal with
     return services.model_copy(
         update={
             "app_id": f"driftloop-test-{suffix}",

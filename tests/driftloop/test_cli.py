@@ -8,7 +8,7 @@ runner = CliRunner()
 
 
 def test_every_verb_explains_itself() -> None:
-    for verb in ("up", "worker", "api", "replay", "traffic", "demo", "status", "token", "suite", "stress"):
+    for verb in ("up", "worker", "api", "replay", "traffic", "demo", "status", "token", "secrets", "suite", "stress"):
         result = runner.invoke(app, [verb, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, verb
 

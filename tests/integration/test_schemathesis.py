@@ -21,6 +21,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from core.secrets import new_key
 from driftloop.api import create_api
 from driftloop.settings import Settings
 
@@ -36,7 +37,8 @@ def api(settings: Settings) -> FastAPI:
 
 def _document() -> dict[str, Any]:
     """The OpenAPI document (it does not depend on the services, which are only started by the fixtures)."""
-    return create_api(Settings(_env_file=None, kafka_bootstrap="unused:9092", redis_url="redis://unused")).openapi()
+    unused = Settings(_env_file=None, kafka_bootstrap="unused:9092", redis_url="redis://unused", secret_keys=new_key())
+    return create_api(unused).openapi()
 
 
 # schemathesis.pytest.from_fixture would load it from the fixture, but fails on pytest 9.2 (Node._nodeid is gone)
