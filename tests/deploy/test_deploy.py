@@ -26,6 +26,7 @@ import yaml
 from jsonschema import Draft7Validator
 from jsonschema.validators import validator_for
 
+from core.secrets import new_key
 from driftloop.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,6 +298,9 @@ def k8s_driftloop_env() -> dict[str, str]:
             for item in container.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
                 env[item["name"]] = secret[ref["key"]] if ref else str(item.get("value", ""))
+    # the example's key is a placeholder (a pod with it does not start); the operator's is a real Fernet key
+    if "DRIFTLOOP_SECRET_KEYS" in env:
+        env["DRIFTLOOP_SECRET_KEYS"] = new_key()
     return {key: value for key, value in env.items() if key.startswith(PREFIX)}
 
 
