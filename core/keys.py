@@ -49,6 +49,8 @@ TOKENS = f"{PREFIX}:tokens"
 """Hash of token name → the SHA-256 of the token."""
 AUDIT = f"{PREFIX}:audit"
 """Capped list of audit entries, newest first."""
+OUTBOX_RECEIVERS = f"{PREFIX}:outbox-receivers"
+"""Set of the webhooks that may have deliveries waiting in the outbox."""
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,7 @@ idempotency = Keyed("idempotency")
 """A stored POST response, under the SHA-256 of (token name, ``Idempotency-Key``, method, path)."""
 stress_last_run = Keyed("stress:last")
 """The summary of a stress suite's last run."""
+outbox = Keyed("outbox")
+"""A webhook's waiting deliveries: message ids scored by when they are due (ms since the epoch)."""
+outbox_entry = Keyed("outbox-entry")
+"""A waiting delivery of a message to a webhook (its event type and body)."""
