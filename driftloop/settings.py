@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_concurrency: int = Field(
-        8, ge=1, description="webhook deliveries a process runs at once (one per receiver), from the outbox"
+        8, ge=1, description="webhook deliveries a process runs at once (at most one per receiver), from the outbox"
     )
     webhook_poll_s: float = Field(0.25, gt=0, description="how often a process looks for due webhook deliveries")
     webhook_lease_s: float = Field(
