@@ -49,6 +49,8 @@ TOKENS = f"{PREFIX}:tokens"
 """Hash of token name → the SHA-256 of the token."""
 AUDIT = f"{PREFIX}:audit-log"
 """Sorted set of audit entries (JSON) scored by their time; those past the retention are dropped on write."""
+OUTBOX_RECEIVERS = f"{PREFIX}:outbox-receivers"
+"""Set of the webhooks that may have deliveries waiting in the outbox."""
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,7 @@ audit_unauthenticated = Keyed("audit-unauthenticated")
 """How many calls refused with 401 were audited in one minute (by its number since the epoch; expires)."""
 stress_last_run = Keyed("stress:last")
 """The summary of a stress suite's last run."""
+outbox = Keyed("outbox")
+"""A webhook's waiting deliveries: message ids scored by when they are due (ms since the epoch)."""
+outbox_entry = Keyed("outbox-entry")
+"""A waiting delivery of a message to a webhook (its event type and body)."""

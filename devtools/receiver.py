@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,11 +28,12 @@ class WebhookReceiver:
     """Listens on a free loopback port. With a ``secret`` it answers 204 to verified deliveries and 401
     otherwise; without one it records and accepts everything (e.g. Alertmanager's notifications).
 
-    ``fail_next`` makes it answer 503 to that many requests first (a receiver that is down).
+    ``fail_next`` makes it answer 503 to that many requests first (a receiver that is down); ``delay_s`` makes it
+    wait that long before it answers each request (a slow receiver).
     """
 
-    def __init__(self, secret: str | None, fail_next: int = 0) -> None:
-        self.secret, self.fail_next = secret, fail_next
+    def __init__(self, secret: str | None, fail_next: int = 0, delay_s: float = 0.0) -> None:
+        self.secret, self.fail_next, self.delay_s = secret, fail_next, delay_s
         self.received: list[Received] = []
         self.requests = 0
         receiver = self
@@ -40,6 +42,7 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 receiver.requests += 1
+                time.sleep(receiver.delay_s)
                 if receiver.fail_next > 0:
                     receiver.fail_next -= 1
                     self.send_response(503)

@@ -36,6 +36,7 @@ from driftloop.openapi import install_openapi
 from driftloop.settings import Settings
 from driftloop.whoami_api import router as whoami_router
 from feedback.api import router as feedback_router
+from feedback.deps import delivery_loop
 from feedback.deps import dispatcher as webhook_dispatcher
 from feedback.metrics import FeedbackMetrics
 from monitor.api import router as monitor_router
@@ -59,7 +60,8 @@ def create_api(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = Redis.from_url(settings.redis_url)
         app.state.event_dispatcher = webhook_dispatcher(app.state.redis, settings)  # read by monitor.api
-        yield
+        async with delivery_loop(app.state.redis, settings).running():  # delivers the webhooks of every process
+            yield
         await app.state.redis.aclose()
 
     app = FastAPI(

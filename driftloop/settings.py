@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(5, ge=1)
     webhook_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles each attempt")
     webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_concurrency: int = Field(
+        8, ge=1, description="webhook deliveries a process runs at once (at most one per receiver), from the outbox"
+    )
+    webhook_poll_s: float = Field(0.25, gt=0, description="how often a process looks for due webhook deliveries")
+    webhook_lease_s: float = Field(
+        30.0, gt=0, description="a claimed webhook delivery's lease; renewed every third of it, retaken once it lapses"
+    )
 
     # --- API security and conventions ---
     admin_token: SecretStr | None = Field(

@@ -9,6 +9,8 @@
   generation job under a lease → dataset version → ``finetune.requests`` and ``dataset.published`` webhooks, or
   ``pending_approval`` when ``require_approval`` is on).
 - ``sweep_jobs`` (timer): re-runs jobs whose worker died or whose attempt failed (``feedback.sweeper``).
+- ``deliver_webhooks`` (task): delivers the webhook outbox (``feedback.outbox``); whoever dispatches an event
+  only records it there.
 - ``stress_model`` (timer, when scheduled): a stress suite against the model; a regression is an incident.
 
 Run it with ``driftloop worker``.
@@ -26,6 +28,7 @@ from redis.asyncio import Redis
 from driftloop.settings import Settings
 from feedback import JobRunner
 from feedback.agent import run_job
+from feedback.deps import delivery_loop
 from feedback.deps import dispatcher as webhook_dispatcher
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
@@ -160,6 +163,12 @@ def create_app(settings: Settings) -> faust.App:
     async def sweep_jobs() -> None:
         for job in await sweep(runner):
             log.warning("swept job %s for incident %s: %s", job.id, job.incident_id, job.state)
+
+    deliveries = delivery_loop(redis, settings)
+
+    @app.task
+    async def deliver_webhooks() -> None:
+        await deliveries.run()  # until the worker stops
 
     if settings.stress_interval_minutes:
         stress_endpoint = llm_endpoint(

@@ -1,5 +1,6 @@
 """FastAPI dependencies of the feedback routers: the settings they read, the webhook dispatcher and the
-dataset publisher (with a Kafka producer started on the first publication, stopped with the app)."""
+dataset publisher (with a Kafka producer started on the first publication, stopped with the app); and the
+webhook delivery loop that the API and the worker run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from redis.asyncio import Redis
 
 from feedback.egress import EgressPolicy
+from feedback.outbox import DeliveryLoop, Outbox
 from feedback.publishing import KafkaSend, Publisher
 from feedback.webhooks import Dispatcher
 
@@ -24,6 +26,9 @@ class FeedbackSettings(Protocol):
     webhook_attempts: int
     webhook_backoff_s: float
     webhook_timeout_s: float
+    webhook_concurrency: int
+    webhook_poll_s: float
+    webhook_lease_s: float
     webhook_allow_private_networks: bool
     webhook_allowed_networks: str
     recipes_path: Path | None
@@ -45,7 +50,14 @@ def dispatcher(redis: Redis, settings: FeedbackSettings) -> Dispatcher:
         settings.webhook_backoff_s,
         settings.webhook_timeout_s,
         egress_policy(settings),
+        outbox=Outbox(redis, settings.webhook_lease_s),
     )
+
+
+def delivery_loop(redis: Redis, settings: FeedbackSettings) -> DeliveryLoop:
+    """The loop that delivers the outbox on ``redis`` as ``settings`` describe (one per process)."""
+    sender = dispatcher(redis, settings)
+    return DeliveryLoop(sender.outbox, sender.deliver, settings.webhook_concurrency, settings.webhook_poll_s)
 
 
 def get_policy(request: Request) -> EgressPolicy:

@@ -114,8 +114,9 @@ class Publisher:
             await self.redis.delete(claim)
 
     async def publish(self, manifest: DatasetManifest, approved: bool = False) -> Publication:
-        """Send the ``finetune.requests`` message (unless it went out already), then the webhooks; the caller
-        makes sure nobody else publishes this version meanwhile (job lease or approval claim)."""
+        """Send the ``finetune.requests`` message (unless it went out already), then record the webhooks in the
+        outbox (no receiver is waited on); the caller makes sure nobody else publishes this version meanwhile
+        (job lease or approval claim)."""
         record = await publications(self.redis).get(manifest.id) or _record(manifest)
         if record.state == PublicationState.PUBLISHED:
             return record

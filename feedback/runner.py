@@ -91,8 +91,8 @@ class JobRunner:
     """Where jobs, samples and takeovers are counted: the process's metrics unless given."""
 
     async def handle(self, incident: DriftIncident) -> GenerationJob:
-        """Announce ``incident`` (``incident.opened``), then run (or finish) its job; a finished job is
-        returned untouched, and so is one another runner holds."""
+        """Announce ``incident`` (``incident.opened``, recorded in the webhook outbox: no receiver is waited on),
+        then run (or finish) its job; a finished job is returned untouched, and so is one another runner holds."""
         await self.dispatcher.dispatch("incident.opened", incident.id, incident.model_dump(mode="json"))
         job = await submit(self.redis, incident, self.recipes.for_kind(incident.kind).name)
         return await self.run(job.id)

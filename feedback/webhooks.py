@@ -1,10 +1,13 @@
 """Webhook subscriptions and signed deliveries (Standard Webhooks), retried with exponential backoff and jitter.
 
-Each (webhook, message id) is delivered at most once successfully: a redelivered event is skipped. After
-the last retry the message goes to the dead letters (``feedback.dead_letters``), which dispatch leaves
-alone until an operator replays it. Every attempt is appended to the delivery log. Receivers pass the
-egress policy (``feedback.egress``) at delivery time, after DNS resolution, and are connected to at the
-address that was checked.
+Dispatching an event records one delivery per subscriber in the outbox (``feedback.outbox``) and returns; the
+delivery loops deliver it, so no caller waits on a receiver and one receiver's failure touches no other. Each
+(webhook, message id) is delivered at most once successfully: a redelivered event is skipped. After the last
+retry the message goes to the dead letters (``feedback.dead_letters``), which dispatch leaves alone until an
+operator replays it; so does a delivery that cannot be signed (a stored secret that breaks the rule, written
+before registration checked it). Every attempt is appended to the delivery log. Receivers pass the egress
+policy (``feedback.egress``) at delivery time, after DNS resolution, and are connected to at the address that
+was checked.
 
 Subscriptions are kept with their signing secret sealed (``core.secrets``, the process's ``SecretBox``):
 :func:`webhooks` seals on write and opens on read.
@@ -13,6 +16,7 @@ Subscriptions are kept with their signing secret sealed (``core.secrets``, the p
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import secrets
@@ -27,6 +31,7 @@ from standardwebhooks import Webhook as Signer
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from core import keys
+from core.errors import Unprocessable
 from core.secrets import SecretBox
 from core.store import Collection
 from feedback.dead_letters import (
@@ -40,6 +45,7 @@ from feedback.dead_letters import (
 )
 from feedback.egress import EgressPolicy, ForbiddenDestination, pinned
 from feedback.metrics import FeedbackMetrics
+from feedback.outbox import Outbox, Pending
 
 EVENT_TYPES = (
     "incident.opened",
@@ -49,14 +55,42 @@ EVENT_TYPES = (
     "job.failed",
 )
 LOG_LENGTH = 10_000
+SECRET_PREFIX = "whsec_"
+SECRET_MIN_BYTES = 24
+SECRET_RULE = f"a webhook secret is {SECRET_PREFIX} followed by the base64 of at least {SECRET_MIN_BYTES} random bytes"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class BadSecret(Unprocessable, ValueError):
+    """A signing secret that breaks :data:`SECRET_RULE`; the message says how (never the secret)."""
+
+
+def checked_secret(secret: str) -> str:
+    """``secret`` when it follows :data:`SECRET_RULE`, else :class:`BadSecret`.
+
+    >>> checked_secret(new_secret()).startswith("whsec_")
+    True
+    >>> checked_secret("whsec_AA==")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    feedback.webhooks.BadSecret: a webhook secret is whsec_ followed by the base64 of at least 24 ...; this one has 1
+    """
+    if not secret.startswith(SECRET_PREFIX):
+        raise BadSecret(f"{SECRET_RULE}; this one does not start with {SECRET_PREFIX}")
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except binascii.Error:
+        raise BadSecret(f"{SECRET_RULE}; what follows {SECRET_PREFIX} here is not base64") from None
+    if len(key) < SECRET_MIN_BYTES:
+        raise BadSecret(f"{SECRET_RULE}; this one has {len(key)}")
+    return secret
+
+
 def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_MIN_BYTES)).decode()
 
 
 class WebhookCreate(BaseModel):
@@ -75,7 +109,12 @@ class WebhookCreate(BaseModel):
     event_types: list[str] = Field(
         default=["*"], description=f"event types to receive ({', '.join(EVENT_TYPES)}); '*' for all"
     )
-    secret: str | None = Field(None, description="whsec_… signing secret; generated when omitted")
+    secret: str | None = Field(None, description=f"signing secret, generated when omitted; {SECRET_RULE}")
+
+    @field_validator("secret")
+    @classmethod
+    def _usable(cls, secret: str | None) -> str | None:
+        return None if secret is None else checked_secret(secret)
 
     @field_validator("event_types")
     @classmethod
@@ -186,18 +225,19 @@ async def unregister(redis: Redis, webhook_id: str) -> bool:
 
 
 def signed_headers(hook: Webhook, message_id: str, body: str) -> dict[str, str]:
-    """Standard Webhooks headers for ``body``."""
+    """Standard Webhooks headers for ``body``; :class:`BadSecret` when the hook's secret breaks the rule."""
     timestamp = _now()
     return {
         "content-type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": Signer(hook.secret).sign(message_id, timestamp, body),
+        "webhook-signature": Signer(checked_secret(hook.secret)).sign(message_id, timestamp, body),
     }
 
 
 class Dispatcher:
-    """Sends an event to every subscribed webhook, logs each attempt and dead-letters what it gives up.
+    """Records an event for every subscribed webhook in the ``outbox``; delivers what the outbox holds, logging each
+    attempt and dead-lettering what it gives up.
 
     ``policy`` decides which receivers may be reached; the default refuses every non-public address. Attempts,
     deliveries, dead letters and replays are counted on ``metrics`` (the process's unless given).
@@ -211,32 +251,45 @@ class Dispatcher:
         timeout_s: float = 5.0,
         policy: EgressPolicy | None = None,
         metrics: FeedbackMetrics | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, not {attempts}")
         self.redis, self.attempts, self.backoff_s, self.timeout_s = redis, attempts, backoff_s, timeout_s
         self.policy = policy or EgressPolicy()
         self.metrics = metrics or FeedbackMetrics.default()
+        self.outbox = outbox or Outbox(redis)
 
     async def log(self, limit: int = 100) -> list[Delivery]:
         return [Delivery.model_validate_json(r) for r in await self.redis.lrange(keys.DELIVERIES, 0, limit - 1)]
 
-    async def dispatch(self, event_type: str, message_id: str, data: dict) -> list[Delivery]:
-        """Deliver to each subscriber neither served nor dead-lettered for ``message_id``; return the final
-        attempts."""
+    async def dispatch(self, event_type: str, message_id: str, data: dict) -> list[str]:
+        """Record a delivery for each subscriber neither served, dead-lettered nor waiting for ``message_id``;
+        return their webhook ids. Nothing is sent here: the delivery loops send it."""
         body = json.dumps({"type": event_type, "timestamp": _now().isoformat(), "data": data})
-        results = []
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-            for hook in await webhooks(self.redis).list(limit=1000):
-                if not hook.wants(event_type) or await self._settled(hook.id, message_id):
-                    continue
-                delivery = await self._deliver(client, hook, event_type, message_id, body)
-                if delivery.ok:
-                    await self.redis.set(keys.delivered(hook.id, message_id), delivery.model_dump_json())
-                else:
-                    await self._bury(hook, delivery, body)
-                results.append(delivery)
-        return results
+        queued = []
+        for hook in await webhooks(self.redis).list(limit=1000):
+            if not hook.wants(event_type) or await self._settled(hook.id, message_id):
+                continue
+            pending = Pending(webhook_id=hook.id, message_id=message_id, event_type=event_type, body=body)
+            if await self.outbox.put(pending):
+                queued.append(hook.id)
+        return queued
+
+    async def deliver(self, pending: Pending) -> Delivery | None:
+        """Deliver a claimed delivery, with its retries, then take it out of the outbox: marked delivered or
+        dead-lettered; None (nothing sent) when its webhook is gone or the message was settled meanwhile."""
+        hook = await webhooks(self.redis).get(pending.webhook_id)
+        delivery = None
+        if hook is not None and not await self._settled(hook.id, pending.message_id):
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                delivery = await self._deliver(client, hook, pending.event_type, pending.message_id, pending.body)
+            if delivery.ok:
+                await self.redis.set(keys.delivered(hook.id, pending.message_id), delivery.model_dump_json())
+            else:
+                await self._bury(hook, delivery, pending.body)
+        await self.outbox.done(pending)
+        return delivery
 
     async def replay(self, letter_id: str) -> DeadLetter | None:
         """Deliver a dead letter now, once: its state says whether it went through (``replayed``) or failed
@@ -307,7 +360,7 @@ class Dispatcher:
                     number = attempt.retry_state.attempt_number
                     delivery, retryable = await self._attempt(client, hook, event_type, message_id, body, number)
                     refused = not retryable
-                    if not refused:  # a refused receiver was sent nothing
+                    if not refused:  # a refused receiver or an unsigned message was sent nothing
                         self.metrics.webhook_attempts.labels("delivered" if delivery.ok else "failed").inc()
                     if not delivery.ok and retryable:
                         raise DeliveryFailed(delivery.error)
@@ -342,6 +395,8 @@ class Dispatcher:
             error = None if response.is_success else f"receiver answered {status}"
         except ForbiddenDestination as exc:
             error, retryable = f"refused: {exc}", False
+        except BadSecret as exc:
+            error, retryable = f"not signed: {exc}", False
         except (httpx.HTTPError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - started

@@ -1,11 +1,12 @@
 """Reading what the loop wrote (Redis records, Kafka topics) synchronously for tests, polling for it, and
-running jobs on the test's real services."""
+running jobs and webhook deliveries on the test's real services."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,9 +18,10 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from driftloop.settings import Settings
-from feedback import Dispatcher, JobRunner, datasets, jobs
+from feedback import Dispatcher, JobRunner, Webhook, datasets, jobs, webhooks
 from feedback.egress import EgressPolicy
 from feedback.metrics import FeedbackMetrics
+from feedback.outbox import DeliveryLoop, Outbox
 from feedback.publishing import KafkaSend, Publisher
 from feedback.storage import DatasetStore
 from monitor import StreamStats, incidents
@@ -53,6 +55,23 @@ def stored_datasets(settings: Settings) -> list:
 
 def delivery_log(settings: Settings) -> list:
     return _read(settings, lambda r: Dispatcher(r).log(limit=1000))
+
+
+def outbox_size(settings: Settings) -> int:
+    """Webhook deliveries waiting or in flight."""
+    return _read(settings, lambda r: Outbox(r).size())
+
+
+def drained(settings: Settings, timeout: float = 30) -> None:
+    """Wait until the delivery loops (the API's, a worker's) have delivered or dead-lettered every waiting delivery."""
+    wait_for(lambda: outbox_size(settings) == 0, timeout, "the webhook outbox to drain", every=0.05)
+
+
+def store_unchecked_webhook(settings: Settings, url: str, secret: str, event_types: tuple[str, ...] = ("*",)) -> str:
+    """A subscription written straight to Redis, as a version that did not check secrets stored it; its id."""
+    hook = Webhook(id=f"wh-old-{uuid.uuid4().hex[:6]}", url=url, event_types=list(event_types), secret=secret)
+    assert _read(settings, lambda r: webhooks(r).create(hook))
+    return hook.id
 
 
 def accepted(settings: Settings) -> int:
@@ -123,6 +142,18 @@ def runner(
         metrics=metrics,
         **options,
     )
+
+
+@asynccontextmanager
+async def delivering(dispatcher: Dispatcher, timeout: float = 30) -> AsyncIterator[None]:
+    """Deliver ``dispatcher``'s outbox while the block runs, and after it until the outbox is empty."""
+    async with DeliveryLoop(dispatcher.outbox, dispatcher.deliver, poll_s=0.05).running():
+        yield
+        deadline = time.monotonic() + timeout
+        while await dispatcher.outbox.size():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:.0f} s waiting for the webhook outbox to drain")
+            await asyncio.sleep(0.05)
 
 
 def run(settings: Settings, scenario: Callable[[Redis, KafkaSend], Awaitable[T]]) -> T:

@@ -20,6 +20,7 @@ from monitor.records import SegmentStatus, SegmentStatuses, incidents
 from monitor.references import ReferencePins, fetch_range
 from monitor.reports import store_report
 from tests.factories import make_incident, make_shift
+from tests.integration.helpers import outbox_size, wait_for
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -103,6 +104,7 @@ def test_each_transition_is_delivered_once_as_a_signed_webhook(settings: Setting
         operate_client.post("/v1/incidents/inc-1/acknowledge")
         operate_client.post("/v1/incidents/inc-1/resolve")
         operate_client.post("/v1/incidents/inc-1/resolve")
+        wait_for(lambda: len(receiver.received) == 2 and outbox_size(settings) == 0, 10, "the API's deliveries")
     assert [(r.verified, r.message_id, r.payload["type"]) for r in receiver.received] == [
         (True, "inc-1.acknowledged", "incident.acknowledged"),
         (True, "inc-1.resolved", "incident.resolved"),

@@ -1,5 +1,5 @@
 """Job lifecycle on a real Redis, broker and webhook receiver: leases and takeover, cancellation,
-bounded retries, the approval gate and exactly-once publication."""
+bounded retries, the approval gate, exactly-once publication, and jobs that never wait on a receiver."""
 
 from __future__ import annotations
 
@@ -24,7 +24,16 @@ from feedback.publishing import KafkaSend, publications
 from feedback.sweeper import sweep
 from monitor import incidents
 from tests.factories import traffic_incident
-from tests.integration.helpers import run, runner, stored_datasets, topic_messages, wait_for
+from tests.integration.helpers import (
+    delivering,
+    drained,
+    run,
+    runner,
+    store_unchecked_webhook,
+    stored_datasets,
+    topic_messages,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +56,8 @@ def test_one_job_per_incident_and_one_announcement(settings: Settings) -> None:
 
         async def scenario(redis: Redis, send: KafkaSend) -> list:
             worker = runner(redis, send, settings.data_dir, "worker-a")
-            return [await worker.handle(traffic_incident(id="inc-1")) for _ in range(2)]
+            async with delivering(worker.dispatcher):
+                return [await worker.handle(traffic_incident(id="inc-1")) for _ in range(2)]
 
         first, second = run(settings, scenario)
     assert first.state == "succeeded" and second.model_dump() == first.model_dump()
@@ -116,7 +126,8 @@ def test_a_cancelled_running_job_never_publishes(settings: Settings, client: Tes
             running = (await asyncio.to_thread(client.get, f"/v1/jobs/{job.id}")).json()
             assert running["cancel_requested"] is True and running["lease_owner"] == "worker-a"
             assert running["state"] == "running" and running["lease_expires_at"]
-            return await worker.execute(claim), await publications(redis).list()
+            async with delivering(worker.dispatcher):
+                return await worker.execute(claim), await publications(redis).list()
 
         job, published = run(settings, scenario)
     assert job.state == "cancelled" and job.error == "cancelled before its dataset was written"
@@ -176,9 +187,10 @@ def test_retries_are_bounded_and_end_in_failed(settings: Settings, tmp_path: Pat
 
         async def scenario(redis: Redis, send: KafkaSend) -> list:
             worker = runner(redis, send, blocked, "worker-a", max_attempts=2)
-            first = await worker.handle(traffic_incident())
-            [second] = await sweep(worker)
-            return [first, second, await sweep(worker)]
+            async with delivering(worker.dispatcher):
+                first = await worker.handle(traffic_incident())
+                [second] = await sweep(worker)
+                return [first, second, await sweep(worker)]
 
         first, second, third = run(settings, scenario)
     assert (first.state, first.attempts) == ("queued", 1) and first.error.startswith("attempt 1 of 2: ")
@@ -195,9 +207,9 @@ def test_the_approval_gate_holds_then_publishes_exactly_once(settings: Settings,
         subscribe(settings, receiver, "dataset.published")
 
         async def scenario(redis: Redis, send: KafkaSend) -> object:
-            return await runner(redis, send, settings.data_dir, "worker-a", require_approval=True).handle(
-                traffic_incident()
-            )
+            worker = runner(redis, send, settings.data_dir, "worker-a", require_approval=True)
+            async with delivering(worker.dispatcher):
+                return await worker.handle(traffic_incident())
 
         job = run(settings, scenario)
         assert job.state == "succeeded" and job.dataset_id
@@ -212,9 +224,42 @@ def test_the_approval_gate_holds_then_publishes_exactly_once(settings: Settings,
         again = client.post(f"/v1/datasets/{job.dataset_id}/approve")
         assert again.status_code == 200 and again.json() == approved.json()
         assert client.post("/v1/datasets/ds-nope/approve").status_code == 404
+        drained(settings)  # the API's delivery loop sends what the approval recorded
     assert finetune_ids(settings) == [job.dataset_id]
     assert [(r.message_id, r.verified) for r in receiver.received] == [(job.dataset_id, True)]
     assert client.get("/v1/publications?state=pending_approval").json() == []
+
+
+def test_a_receiver_whose_stored_secret_cannot_sign_stops_no_job_and_no_approval(
+    settings: Settings, client: TestClient
+) -> None:
+    ensure_topics(settings)
+    with WebhookReceiver(secret=None) as good, WebhookReceiver(secret=None) as poisoned:
+        subscribe(settings, good, "incident.opened", "dataset.published")
+        poisoned_id = store_unchecked_webhook(settings, poisoned.url, "whsec_")  # written before secrets were checked
+
+        async def scenario(redis: Redis, send: KafkaSend) -> object:
+            worker = runner(redis, send, settings.data_dir, "worker-a", require_approval=True)
+            async with delivering(worker.dispatcher):
+                return await worker.handle(traffic_incident(id="inc-1"))  # incident.opened comes before the job
+
+        job = run(settings, scenario)
+        assert job.state == "succeeded" and job.dataset_id
+        approved = client.post(f"/v1/datasets/{job.dataset_id}/approve")
+        assert approved.status_code == 200 and approved.json()["state"] == "published", approved.text
+        drained(settings)
+    assert [(r.payload["type"], r.message_id, r.verified) for r in good.received] == [
+        ("incident.opened", "inc-1", True),
+        ("dataset.published", job.dataset_id, True),
+    ]
+    assert finetune_ids(settings) == [job.dataset_id]
+    assert poisoned.requests == 0
+    letters = client.get("/v1/webhooks/dead-letters").json()
+    assert sorted((d["webhook_id"], d["event_type"]) for d in letters) == [
+        (poisoned_id, "dataset.published"),
+        (poisoned_id, "incident.opened"),
+    ]
+    assert all(d["last_error"].endswith("this one has 0") for d in letters)
 
 
 def test_a_version_published_without_the_gate_cannot_be_approved(settings: Settings, client: TestClient) -> None:

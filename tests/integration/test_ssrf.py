@@ -51,15 +51,16 @@ def test_registration_accepts_public_receivers(client: TestClient) -> None:
 
 
 def deliver(settings: Settings, url: str, policy: EgressPolicy) -> tuple[list, list]:
-    """Register ``url`` as stored earlier (no check), dispatch under ``policy``: (final attempts, dead letters)."""
+    """Register ``url`` as stored earlier (no check), dispatch and deliver under ``policy``: (final attempts, dead
+    letters)."""
 
     async def go() -> tuple[list, list]:
         redis = Redis.from_url(settings.redis_url)
         try:
             await register(redis, WebhookCreate(url=url, event_types=["job.failed"]))
-            sent = await Dispatcher(redis, attempts=3, backoff_s=0.05, policy=policy).dispatch(
-                "job.failed", "job-1", {"job_id": "job-1"}
-            )
+            sender = Dispatcher(redis, attempts=3, backoff_s=0.05, policy=policy)
+            await sender.dispatch("job.failed", "job-1", {"job_id": "job-1"})
+            sent = [await sender.deliver(pending) for pending in await sender.outbox.claim(10)]
             return sent, await dead_letters(redis).list()
         finally:
             await redis.aclose()
