@@ -27,7 +27,7 @@ from driftloop.settings import Settings, get_settings
 from feedback import Delivery, Dispatcher
 from feedback.egress import EgressPolicy
 from feedback.webhooks import Webhook, webhooks
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import delivering, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -79,13 +79,15 @@ def read_hook(settings: Settings, webhook_id: str, keys: str) -> Webhook | None:
 
 def deliver(settings: Settings, message_id: str) -> list[Delivery]:
     """``dataset.published`` for ``message_id`` to every subscriber, signed with the secrets the process's keys
-    open."""
+    open: the deliveries, once the outbox has drained (through this process's loop or a running API's)."""
 
     async def go() -> list[Delivery]:
         client = Redis.from_url(settings.redis_url)
         try:
             dispatcher = Dispatcher(client, attempts=1, policy=EgressPolicy(allow_private=True))
-            return await dispatcher.dispatch("dataset.published", message_id, {"dataset_id": message_id})
+            async with delivering(dispatcher):
+                await dispatcher.dispatch("dataset.published", message_id, {"dataset_id": message_id})
+            return [delivery for delivery in await dispatcher.log() if delivery.message_id == message_id]
         finally:
             await client.aclose()
 
