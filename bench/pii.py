@@ -8,9 +8,9 @@ Run with ``make bench-pii`` (``python -m bench.pii [--texts N] [--real N] [--see
   each locale's formats, cards, IBANs, US SSNs, IPv4 and IPv6 addresses, AWS access and secret keys, JWTs,
   ``password=`` values, GitHub, Slack and OpenAI-style tokens and private-key blocks. Some values stand with a cue
   (``my SSN is``), some without.
-- **Real prompts**: ShareGPT human turns (cut to the 1,000 characters evidence keeps). They carry no planted value,
-  so every value found there counts against precision (a real prompt may hold real personal data: the figure is a
-  floor).
+- **Real prompts**: ShareGPT human turns (cut to the 1,000 characters evidence keeps). They carry no planted value:
+  a value found there counts against precision unless it is one of :data:`REVIEWED`, the findings of the default
+  sample checked by hand (real people's names, a real street address).
 
 A planted value counts as redacted when at least :data:`COVERED` of its letters and digits are masked. A masked
 stretch is a true positive when it overlaps a planted value. Goal: recall ≥ 0.95 on structured identifiers, ≥ 0.85
@@ -43,6 +43,16 @@ COVERED = 0.9
 EVIDENCE_CHARS = 1000
 LOCALES = {"en": ("en_US", "en_GB"), "de": ("de_DE",), "fr": ("fr_FR",), "es": ("es_ES",)}
 NAMES_AND_ADDRESSES = ("person", "address")
+REVIEWED = {
+    # personal data the detector finds in the default sample of real prompts (--real 500), checked by hand
+    "<PERSON>": {
+        *("Ellie Goulding", "Erik Satie", "Frédéric Chopin", "Jean-Michel Blais", "Mark Gottfredson", "Maurice Ravel"),
+        *("Michael Mankins", "Penny Pennington", "Philip Glass", "Sergei Rachmaninoff", "Steve Reich", "Yann Tiersen"),
+        "Otávio Bopp",  # a participant of a pasted chat
+        "Gene Starwind",  # the player's character of a role-play
+    },
+    "<ADDRESS>": {"10 STAR ISLAND DR, MIAMI BEACH, FL 33139"},
+}
 
 
 # --- baseline: the hand-written patterns that core/redact.py held before Presidio (a frozen copy) ---------------
@@ -252,12 +262,15 @@ class Score:
     redacted: Counter
     found: Counter
     true: Counter
+    real_found: Counter
+    real_true: Counter
+    """Of ``found`` and ``true``: those in real prompts."""
     seconds: float = 0.0
 
 
 def score(redactor: Callable[[str, Callable[[str, str], str]], str], texts: list[Labelled]) -> Score:
     """Planted and redacted values per kind; masked stretches and true ones per placeholder."""
-    result = Score(Counter(), Counter(), Counter(), Counter())
+    result = Score(Counter(), Counter(), Counter(), Counter(), Counter(), Counter())
     started = time.perf_counter()
     for item in texts:
         spans = masked(redactor, item.text)
@@ -269,8 +282,12 @@ def score(redactor: Callable[[str, Callable[[str, str], str]], str], texts: list
             result.planted[kind] += 1
             result.redacted[kind] += sum(mask[i] for i in chars) >= COVERED * len(chars)
         for placeholder, start, end in spans:
+            true = any(start < e and end > s for _, s, e in item.planted)
+            true |= not item.planted and item.text[start:end] in REVIEWED.get(placeholder, ())
             result.found[placeholder] += 1
-            result.true[placeholder] += any(start < e and end > s for _, s, e in item.planted)
+            result.true[placeholder] += true
+            result.real_found[placeholder] += not item.planted
+            result.real_true[placeholder] += not item.planted and true
     result.seconds = time.perf_counter() - started
     return result
 
@@ -287,7 +304,7 @@ def table(new: Score, old: Score, texts: int, real: int) -> tuple[Table, Table, 
         met &= r_new >= goal
         recall.add_row(kind, str(new.planted[kind]), _rate(r_new, goal), f"{r_old:.3f}", f"≥ {goal}")
     precision = Table(title=f"Precision per detected kind (labelled texts + {real:,} real ShareGPT prompts)")
-    for column in ("placeholder", "found", "detector", "old: found", "old patterns"):
+    for column in ("placeholder", "found", "of which in real prompts (true)", "detector", "old: found", "old patterns"):
         precision.add_column(column, justify="left" if column == "placeholder" else "right")
     for placeholder in sorted(set(new.found) | set(old.found)):
         p_new = new.true[placeholder] / new.found[placeholder] if new.found[placeholder] else float("nan")

@@ -6,7 +6,7 @@ Credentials are two entities. ``API_KEY``: tokens with a recognisable shape, fro
 ``SECRET``: values that only their context gives away: what follows ``password=``, ``secret:``, ``api_key=``, …, an
 AWS secret access key next to its name, a private-key block. ``STREET_ADDRESS``: a street with its number (or a
 postcode after it) as the US, the UK, Germany, France, Spain and Italy write them, with city and postcode when they
-follow.
+follow, on one line.
 
 These recognizers match case-sensitively (Presidio's own pattern recognizers ignore case).
 
@@ -64,14 +64,14 @@ CONTEXT_SECRETS = [
 
 WORD = r"[A-ZÀ-ÖØ-Þ][\w'’.-]*"
 """A capitalised word (a street's or a city's name)."""
-WORDS = rf"(?:{WORD}\s+|(?:de|del|de la|du|des|di|van|von|y)\s+){{0,4}}{WORD}"
-CITY = rf"{WORD}(?:[\s-](?:{WORD}|sur|sous|le|la|les|de|en|am|an|der|im|upon))*"
+WORDS = rf"(?:{WORD}[ \t]+|(?:de|del|de la|du|des|di|van|von|y)[ \t]+){{0,4}}{WORD}"
+CITY = rf"{WORD}(?:[ \t-](?:{WORD}|sur|sous|le|la|les|de|en|am|an|der|im|upon))*"
 NUMBER = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?"
-UNIT = r"(?:,?\s+(?:Apt\.|Apartment|Suite|Unit|Piso|Puerta|Appartamento|Interno|#)\s*\w+)"
-US_TAIL = rf",\s+{CITY},\s+[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?"
-UK_TAIL = rf"(?:,\s+{CITY})?,\s+[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}"
-EU_TAIL = rf",?\s+\d{{4,5}}\s+{CITY}"
-ES_TAIL = rf"\s*,\s+{CITY},\s+\d{{5}}"
+UNIT = r"(?:,?[ \t]+(?:Apt\.|Apartment|Suite|Unit|Piso|Puerta|Appartamento|Interno|#)[ \t]*\w+)"
+US_TAIL = rf",[ \t]+{CITY},[ \t]+[A-Z]{{2}}[ \t]+\d{{5}}(?:-\d{{4}})?"
+UK_TAIL = rf"(?:,[ \t]+{CITY})?,[ \t]+[A-Z]{{1,2}}\d[A-Z\d]?[ \t]?\d[A-Z]{{2}}"
+EU_TAIL = rf",?[ \t]+\d{{4,5}}[ \t]+{CITY}"
+ES_TAIL = rf"[ \t]*,[ \t]+{CITY},[ \t]+\d{{5}}"
 TAIL = rf"(?:{US_TAIL}|{UK_TAIL}|{ES_TAIL}|{EU_TAIL})"
 STREET_TYPES = (
     r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Square|Sq|Terrace|Way|Parkway|"
@@ -88,17 +88,19 @@ COMPOUND_STREET = (
 )
 ADDRESSES = [
     (  # 0487 Hopkins Squares Apt. 817, New Jamie, KS 18395; Flat 9, Anna Common, Julieport, E7E 0NA
-        re.compile(rf"\b(?:(?:Flat|Studio|Apartment|Unit)\s+\w+,\s+)?(?:{NUMBER},?\s+)?{WORDS}{UNIT}?{TAIL}"),
+        re.compile(rf"\b(?:(?:Flat|Studio|Apartment|Unit)[ \t]+\w+,[ \t]+)?(?:{NUMBER},?[ \t]+)?{WORDS}{UNIT}?{TAIL}"),
         0.7,
     ),
-    (re.compile(rf"\b{NUMBER}\s+{WORDS}\s+(?:{STREET_TYPES})\b\.?{UNIT}?"), 0.6),  # 742 Evergreen Terrace
+    (re.compile(rf"\b{NUMBER}[ \t]+{WORDS}[ \t]+(?:{STREET_TYPES})\b\.?{UNIT}?"), 0.6),  # 742 Evergreen Terrace
     (  # Calle de Ana Sancho 46 Piso 3, Jaén, 02857; 5, avenue Samson, 57583 Lacroix
-        re.compile(rf"\b(?:{NUMBER},?\s+)?(?:{TYPE_FIRST})\s+{WORDS}(?:(?:\s+{NUMBER}{UNIT}?)(?:{TAIL})?|{TAIL})"),
+        re.compile(
+            rf"\b(?:{NUMBER},?[ \t]+)?(?:{TYPE_FIRST})[ \t]+{WORDS}(?:(?:[ \t]+{NUMBER}{UNIT}?)(?:{TAIL})?|{TAIL})"
+        ),
         0.7,
     ),
-    (re.compile(rf"\b{COMPOUND_STREET}\s+{NUMBER}(?:{EU_TAIL})?"), 0.7),  # Musterstraße 12-14, 10115 Berlin
+    (re.compile(rf"\b{COMPOUND_STREET}[ \t]+{NUMBER}(?:{EU_TAIL})?"), 0.7),  # Musterstraße 12-14, 10115 Berlin
     (  # PSC 2790, Box 6196, APO AA 31053
-        re.compile(r"\b(?:PSC|Unit|USNS|USNV|USS|USCGC)\s+\w+(?:,?\s+Box\s+\d+)?,\s+(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}"),
+        re.compile(r"\b(?:PSC|Unit|USNS|USNV|USS|USCGC) \w+(?:,? Box \d+)?, (?:APO|FPO|DPO) A[AEP] \d{5}"),
         0.8,
     ),
 ]
