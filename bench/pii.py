@@ -304,21 +304,21 @@ def table(new: Score, old: Score, texts: int, real: int) -> tuple[Table, Table, 
         met &= r_new >= goal
         recall.add_row(kind, str(new.planted[kind]), _rate(r_new, goal), f"{r_old:.3f}", f"≥ {goal}")
     precision = Table(title=f"Precision per detected kind (labelled texts + {real:,} real ShareGPT prompts)")
-    for column in ("placeholder", "found", "of which in real prompts (true)", "detector", "old: found", "old patterns"):
+    for column in ("placeholder", "found", "in real prompts (true)", "detector", "old: found", "old patterns"):
         precision.add_column(column, justify="left" if column == "placeholder" else "right")
     for placeholder in sorted(set(new.found) | set(old.found)):
         p_new = new.true[placeholder] / new.found[placeholder] if new.found[placeholder] else float("nan")
         p_old = old.true[placeholder] / old.found[placeholder] if old.found[placeholder] else float("nan")
         met &= not new.found[placeholder] or p_new >= 0.9
-        precision.add_row(
-            placeholder, str(new.found[placeholder]), _rate(p_new, 0.9), str(old.found[placeholder]), f"{p_old:.3f}"
-        )
+        real_prompts = f"{new.real_found[placeholder]} ({new.real_true[placeholder]})"
+        found, old_found = str(new.found[placeholder]), str(old.found[placeholder])
+        precision.add_row(placeholder, found, real_prompts, _rate(p_new, 0.9), old_found, f"{p_old:.3f}")
     overall_new = sum(new.true.values()) / max(1, sum(new.found.values()))
     overall_old = sum(old.true.values()) / max(1, sum(old.found.values()))
     met &= overall_new >= 0.9
-    precision.add_row(
-        "all", str(sum(new.found.values())), _rate(overall_new, 0.9), str(sum(old.found.values())), f"{overall_old:.3f}"
-    )
+    real_prompts = f"{sum(new.real_found.values())} ({sum(new.real_true.values())})"
+    found, old_found = str(sum(new.found.values())), str(sum(old.found.values()))
+    precision.add_row("all", found, real_prompts, _rate(overall_new, 0.9), old_found, f"{overall_old:.3f}")
     return recall, precision, met
 
 
