@@ -1,8 +1,8 @@
 """A cheap count of personal-data values for a per-event feature: a few regular expressions with prefilters.
 
-It is not the detector (:mod:`core.pii` is, for every redaction and every PII check): at about 10 µs an event it
-stays cheap enough to run on every event, which Presidio (about 15 ms) is not. It counts e-mail addresses, some API
-keys, card numbers (Luhn-checked), phone numbers and IPv4 addresses.
+It is not the detector (:mod:`core.pii` is, for every redaction and every PII check): at about 13 µs an event it
+stays cheap enough to run on every event, which Presidio (about 7 ms a prompt) is not. It counts e-mail addresses,
+some API keys, card numbers (Luhn-checked), phone numbers and IPv4 addresses.
 
 >>> estimate_pii("mail me at ann@example.org or call +1 415 555 0100")
 2

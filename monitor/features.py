@@ -199,7 +199,7 @@ def extract_features(event: TrafficEvent, language: str | None = None) -> dict[s
         "prompt_has_url": float(has_url(prompt)),
         "language_non_english": float((language or detect_language(prompt)) != "en"),
         "injection_score": injection_score(prompt),
-        "pii_count": float(estimate_pii(prompt[:SCAN_CHARS])),  # regexes: Presidio costs ~250 times the features
+        "pii_count": float(estimate_pii(prompt[:SCAN_CHARS])),  # ~13 µs; Presidio's detector takes ~7 ms a prompt
         "refusal": float(is_refusal(response)),
     }
     if event.feedback is not None:

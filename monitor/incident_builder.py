@@ -26,7 +26,7 @@ EVIDENCE_EXAMPLES = 32
 EVIDENCE_WINDOW = 128
 """Recent events kept for evidence (cut to EVIDENCE_CHARS): bounds the pickled state (Faust message size). They
 are redacted when an incident takes them: redacting each event as it comes would cost about 400 times all its
-features (Presidio: ~25 ms for a prompt and its response against ~60 µs). So their text is left out of the pickled
+features (Presidio: ~20 ms for a prompt and its response against ~60 µs). So their text is left out of the pickled
 state (no raw prompt at rest in a checkpoint): a restored builder has the features of its recent events but not
 their text, until new events replace them."""
 EVIDENCE_CHARS = 1000
