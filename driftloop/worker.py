@@ -116,7 +116,9 @@ def create_app(settings: Settings) -> faust.App:
     metrics = MonitorMetrics.default()
     LLMMetrics.default()  # exported from the start, an LLM endpoint configured or not
     sink = IncidentSink(redis, publish_incident, metrics.incidents)  # the stream's incidents and stress regressions
-    monitoring = TrafficAgent(step, redis, dead_letter, sink, dispatcher.dispatch, metrics)
+    monitoring = TrafficAgent(
+        step, redis, dead_letter, sink, dispatcher.dispatch, metrics, keep_raw_dead_letters=settings.dlq_keep_raw
+    )
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
     for topic in (settings.traffic_topic, settings.incidents_topic):
         metrics.consumer_lag.labels(topic).set(0)

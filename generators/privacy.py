@@ -1,11 +1,12 @@
 """Privacy-preserving augmentation: PII in evidence becomes consistent, seeded surrogate values.
 
-Evidence arrives redacted by the monitor (``<EMAIL>``, ``<PHONE>``, … placeholders); any value the redactor
-would still catch is real. :class:`Surrogates` maps each real value to one surrogate for the whole job (the same
-value always gets the same surrogate) and fills each placeholder with a fresh one. Surrogates come from Faker,
-seeded, in reserved ranges where there are any (``example.*`` mail domains, 555-01xx phone numbers, RFC 5737
-addresses); each sample lists the ones it carries in ``metadata["surrogates"]`` (one per line). Prompts with no
-personal data get a contact line of surrogates, so a model learns to answer around it.
+Evidence arrives redacted by the monitor (``<PERSON>``, ``<EMAIL>``, … placeholders of :mod:`core.pii`); any
+value the detector would still catch is real. :class:`Surrogates` maps each real value to one surrogate for the
+whole job (the same value always gets the same surrogate) and fills each placeholder with a fresh one. Surrogates
+come from Faker, seeded, in reserved ranges where there are any (``example.*`` mail domains, 555-01xx phone
+numbers, RFC 5737 addresses, SSNs beginning with 9); each sample lists the ones it carries in
+``metadata["surrogates"]`` (one per line). Prompts with no personal data get a contact line of surrogates, so a
+model learns to answer around it.
 
 >>> import random
 >>> surrogates = Surrogates(random.Random(0))
@@ -23,19 +24,25 @@ from collections.abc import Callable, Iterator
 
 from faker import Faker
 
+from core.pii import PLACEHOLDERS
 from core.redact import count_pii, substitute
 from generators.references import reference_for
 from generators.samples import RuleGenerator, Sample
 from monitor.incidents import DriftIncident
 
-PLACEHOLDER = re.compile(r"<(EMAIL|API_KEY|CARD|PHONE|IP)>")
+PLACEHOLDER = re.compile("|".join(map(re.escape, PLACEHOLDERS.values())))
 DOCUMENTATION_NETS = ("192.0.2", "198.51.100", "203.0.113")
 MAKERS: dict[str, Callable[[Faker], str]] = {
+    "<PERSON>": lambda fake: fake.unique.name(),
+    "<ADDRESS>": lambda fake: fake.unique.address().replace("\n", ", "),
     "<EMAIL>": lambda fake: fake.unique.safe_email(),
     "<PHONE>": lambda fake: fake.unique.numerify("+1 ### 555 01##"),
     "<CARD>": lambda fake: " ".join(re.findall("....", fake.unique.credit_card_number(card_type="visa16"))),
+    "<IBAN>": lambda fake: fake.unique.iban(),
+    "<SSN>": lambda fake: fake.unique.numerify("9##-##-####"),  # never issued: SSNs do not start with 9
     "<IP>": lambda fake: f"{fake.random_element(DOCUMENTATION_NETS)}.{fake.unique.random_int(1, 254)}",
     "<API_KEY>": lambda fake: "sk_test_" + fake.unique.lexify("?" * 24),
+    "<SECRET>": lambda fake: fake.unique.password(length=16),
 }
 REWRITE, CONTACT = TECHNIQUES = ("pii_surrogates", "pii_contact_details")
 CONTACT_LINES = (

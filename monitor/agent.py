@@ -22,6 +22,7 @@ import numpy as np
 from redis.asyncio import Redis
 
 from core.embeddings import embed
+from core.redact import redact
 from core.risk import exemplar_vectors
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
 from monitor.incidents import DriftIncident, IncidentStatus, Resolution
@@ -36,6 +37,8 @@ from monitor.stream import EMBED_CHARS, StreamStep
 
 log = logging.getLogger(__name__)
 
+DEAD_LETTER_CHARS = 20_000
+"""Characters of a rejected record that its redacted dead letter keeps (enough to see why it was rejected)."""
 FetchRange = Callable[[str, datetime, datetime], list[TrafficEvent]]
 """The events of a segment in a time range of the traffic topic (blocking: run in a thread)."""
 
@@ -79,6 +82,8 @@ class TrafficAgent:
     """Held while the segments' state changes (in threads): one change at a time."""
     reports: set[asyncio.Task] = field(default_factory=set)
     """Running report builds (a reference keeps each task alive)."""
+    keep_raw_dead_letters: bool = False
+    """Dead letters keep the raw record (``DRIFTLOOP_DLQ_KEEP_RAW``) instead of a redacted copy."""
 
     def __post_init__(self) -> None:
         self.stats, self.statuses = StreamStats(self.redis), SegmentStatuses(self.redis)
@@ -125,12 +130,18 @@ class TrafficAgent:
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
 
     async def reject(self, raw: bytes, error: InvalidEvent) -> None:
-        """Send a record that is not an event to the dead letters, with the reason; count it."""
+        """Send a record that is not an event to the dead letters, with the reason; count it. The record goes
+        redacted (its first :data:`DEAD_LETTER_CHARS` characters, personal data masked) unless
+        ``keep_raw_dead_letters``."""
+        event = raw.decode("utf-8", errors="replace")
+        if not self.keep_raw_dead_letters:
+            event = await asyncio.to_thread(redact, event[:DEAD_LETTER_CHARS])
         letter = {
             "reason": error.reason,
             "detail": error.detail,
             "received_at": datetime.now(UTC).isoformat(),
-            "event": raw.decode("utf-8", errors="replace"),
+            "event": event,
+            "redacted": not self.keep_raw_dead_letters,
         }
         await self.dead_letter(error.reason.encode(), json.dumps(letter).encode())
         await self.stats.rejected(error.reason)

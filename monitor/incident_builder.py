@@ -1,6 +1,7 @@
 """A segment's incidents as they open: the moved features, the onset and redacted evidence of the drifted window.
 
-The builder keeps the segment's recent events (cut, not yet redacted) for evidence. When a detector reaches its
+The builder keeps the segment's recent events (cut, not yet redacted) for evidence; their text stays out of its
+pickled state (the checkpoint), see :data:`EVIDENCE_WINDOW`. When a detector reaches its
 drift level, :meth:`IncidentBuilder.drifted` makes the incident of the drafted inputs (the leading one first:
 furthest past its drift level), its onset where the leading detector's departure began, the features outside the
 draft whose drifted-window mean moved by :data:`MOVED_Z` standard errors, and evidence: the drifted window's events
@@ -24,15 +25,17 @@ from monitor.inputs import Measurements, spec
 EVIDENCE_EXAMPLES = 32
 EVIDENCE_WINDOW = 128
 """Recent events kept for evidence (cut to EVIDENCE_CHARS): bounds the pickled state (Faust message size). They
-are redacted when an incident takes them (redacting every event cost more than all the features together); until
-then the checkpoint holds the same text as ``llm.traffic`` and needs the same access control."""
+are redacted when an incident takes them: redacting each event as it comes would cost about 400 times all its
+features (Presidio: ~20 ms for a prompt and its response against ~60 µs). So their text is left out of the pickled
+state (no raw prompt at rest in a checkpoint): a restored builder has the features of its recent events but not
+their text, until new events replace them."""
 EVIDENCE_CHARS = 1000
 MOVED_Z = 5.0
 """A feature outside the draft joins an incident when its drifted-window mean is this many standard errors off
 its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
 
-Window = list[tuple[Evidence, dict[str, float]]]
-"""Recent events (cut) with their scalar inputs."""
+Window = list[tuple[Evidence | None, dict[str, float]]]
+"""Recent events (cut) with their scalar inputs; an event restored from a checkpoint has no text (None)."""
 
 
 @dataclass
@@ -41,7 +44,14 @@ class IncidentBuilder:
 
     segment: str
     opened: int = 0
-    recent: deque[tuple[Evidence, dict[str, float]]] = field(default_factory=lambda: deque(maxlen=EVIDENCE_WINDOW))
+    recent: deque[tuple[Evidence | None, dict[str, float]]] = field(
+        default_factory=lambda: deque(maxlen=EVIDENCE_WINDOW)
+    )
+
+    def __getstate__(self) -> dict[str, object]:
+        """The state to pickle: the recent events' features, not their text."""
+        recent = deque(((None, features) for _, features in self.recent), maxlen=EVIDENCE_WINDOW)
+        return {**self.__dict__, "recent": recent}
 
     def remember(self, event: TrafficEvent, inputs: Measurements) -> None:
         """Keep the event (cut) and its scalar inputs among the recent ones, for an incident's evidence."""
@@ -113,7 +123,7 @@ class IncidentBuilder:
             onset_event=onset,
             evidence=[
                 Evidence(prompt=redact(e.prompt), response=redact(e.response) if e.response else None)
-                for e, _ in window[:EVIDENCE_EXAMPLES]
+                for e in [e for e, _ in window if e is not None][:EVIDENCE_EXAMPLES]
             ],
         )
         self.opened += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass, field
 
+from core.redact import redact
 from monitor.detector_set import DetectorSet
 from monitor.inputs import MIN_REFERENCE, Measurements, spec
 
@@ -37,6 +38,16 @@ class ReferenceCollection:
     pinned: bool = False
     pending: dict[str, list[float | str]] = field(default_factory=dict)
     """Reference values of inputs without a detector yet (too few in the reference)."""
+    report_redacted: bool = False
+    """Whether the prompts of :attr:`report_rows` are redacted (they are once the state is first pickled)."""
+
+    def __getstate__(self) -> dict[str, object]:
+        """The state to pickle: the report rows' prompts redacted (once per reference: about a second for 200 of
+        them), the prompts of a reference still being collected left out."""
+        if not self.report_redacted:
+            self.report_rows = [{**row, "prompt": redact(str(row["prompt"]))} for row in self.report_rows]
+            self.report_redacted = True
+        return {**self.__dict__, "prompts": []}
 
     def take(self, inputs: Measurements, prompt: str, event: int) -> bool:
         """Add the segment's ``event``-th event to the reference once past the warm-up; whether it is complete."""
@@ -80,7 +91,7 @@ class ReferenceCollection:
             {**{name: value for name, value in row.items() if spec(name).scalar}, "prompt": prompt[:REPORT_CHARS]}  # type: ignore[misc]
             for row, prompt in zip(kept, self.prompts[-len(kept) :], strict=True)
         ][-REPORT_REFERENCE:]
-        self.rows, self.prompts, self.taken = [], [], {}
+        self.rows, self.prompts, self.taken, self.report_redacted = [], [], {}, False
 
     def rebase(self, event: int) -> None:
         """Drop the reference; the events after the segment's ``event``-th and a new warm-up become the next one."""

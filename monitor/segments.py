@@ -26,7 +26,9 @@ A segment (model/route/tenant) goes through:
 A :class:`SegmentMonitor` is the facade of three parts: its reference
 (:class:`~monitor.reference_collection.ReferenceCollection`), its detectors
 (:class:`~monitor.detector_set.DetectorSet`) and its incidents (:class:`~monitor.incident_builder.IncidentBuilder`).
-The whole object is pickled into a Faust table, so a restarted worker resumes reference and detectors.
+The whole object is pickled into a Faust table, so a restarted worker resumes reference and detectors. No raw text
+is pickled: the recent events' text stays out (a restored segment's report window shows them as empty prompts), the
+reference's prompts kept for reports are pickled redacted.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ class SegmentMonitor:
         """Rows (features present in every row, plus ``prompt``) of the reference and of the window since
         ``onset``, for :func:`monitor.reports.build_report`."""
         reference = self.collection.report_rows
-        current = [{**row, "prompt": e.prompt} for e, row in self.builder.since(onset, self.events)]
+        current = [{**row, "prompt": e.prompt if e else ""} for e, row in self.builder.since(onset, self.events)]
         rows = reference + current
         common = set.intersection(*(set(row) for row in rows)) if rows else set()
         return [{k: row[k] for k in common} for row in reference], [{k: r[k] for k in common} for r in current]

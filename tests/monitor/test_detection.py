@@ -67,7 +67,8 @@ def test_quiet_stream_of_the_same_length_stays_quiet() -> None:
 
 @pytest.mark.slow
 def test_pickled_state_resumes_exactly() -> None:
-    """What the worker checkpoints into its Faust table continues as if never interrupted."""
+    """What the worker checkpoints into its Faust table continues as if never interrupted; only the evidence may
+    differ: the events kept before the restart come back without their text (no raw prompt at rest)."""
     events = list(shifted_stream(EVENTS, ShiftPlan(shift_at=EVENTS // 2), seed=5))
     straight = run(events)
     monitors: dict[str, SegmentMonitor] = {}
@@ -75,9 +76,10 @@ def test_pickled_state_resumes_exactly() -> None:
     restored = {k: pickle.loads(pickle.dumps(v)) for k, v in monitors.items()}
     assert all(m.detectors and m.detector_set.references for m in restored.values())  # reference and detectors survive
     resumed = run(events[2010:], restored)
-    assert resumed and [i.model_dump(exclude={"detected_at"}) for i in resumed] == [
-        i.model_dump(exclude={"detected_at"}) for i in straight
+    assert resumed and [i.model_dump(exclude={"detected_at", "evidence"}) for i in resumed] == [
+        i.model_dump(exclude={"detected_at", "evidence"}) for i in straight
     ]
+    assert all(i.evidence for i in resumed)
 
 
 def _rows(rng: np.random.Generator, n: int, latency: float = 6.0, refusal: float = 0.02) -> list[dict[str, float]]:
