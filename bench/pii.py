@@ -34,6 +34,7 @@ from faker import Faker
 from rich.console import Console
 from rich.table import Table
 
+from core.pii_estimate import _CARD, _INVISIBLE, _PATTERNS, luhn_valid
 from core.redact import substitute
 from devtools.traffic import sharegpt_pairs
 
@@ -55,21 +56,8 @@ REVIEWED = {
 }
 
 
-# --- baseline: the hand-written patterns that core/redact.py held before Presidio (a frozen copy) ---------------
-def _old_luhn_valid(number: str) -> bool:
-    digits = [int(c) for c in reversed(number) if c.isdigit()]
-    return sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(digits)) % 10 == 0
-
-
-_OLD_CARD = re.compile(r"\b\d(?:[ -]?\d){12,15}\b")
-_OLD_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("<EMAIL>", re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")),
-    ("<API_KEY>", re.compile(r"\b(sk|pk|ghp|xox[bp])[-_][A-Za-z0-9_-]{16,}\b")),
-    ("<CARD>", _OLD_CARD),
-    ("<PHONE>", re.compile(r"(?<!\w)\+?\d{1,3}[ .-]?\(?\d{2,4}\)?[ .-]?\d{3}[ .-]?\d{3,4}(?!\w)")),
-    ("<IP>", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")),
-]
-_OLD_INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff]")
+# --- baseline: the hand-written patterns that core/redact.py held before Presidio (core.pii_estimate keeps them,
+# unchanged, for the per-event pii_count) -------------------------------------------------------------------
 _OLD_HELD = 0xF0000
 _OLD_HELD_RANGE = re.compile(f"[{chr(_OLD_HELD)}-{chr(0x10FFFF)}]")
 
@@ -77,10 +65,10 @@ _OLD_HELD_RANGE = re.compile(f"[{chr(_OLD_HELD)}-{chr(0x10FFFF)}]")
 def old_substitute(text: str, replace: Callable[[str, str], str]) -> str:
     """The former ``core.redact.substitute``, unchanged."""
     held: list[str] = []
-    text = _OLD_HELD_RANGE.sub("", _OLD_INVISIBLE.sub("", text))
-    for placeholder, pattern in _OLD_PATTERNS:
+    text = _OLD_HELD_RANGE.sub("", _INVISIBLE.sub("", text))
+    for placeholder, pattern in _PATTERNS:
         found = list(pattern.finditer(text))
-        for match in reversed([m for m in found if _old_luhn_valid(m.group())] if pattern is _OLD_CARD else found):
+        for match in reversed([m for m in found if luhn_valid(m.group())] if pattern is _CARD else found):
             held.append(replace(placeholder, match.group()))
             text = f"{text[: match.start()]}{chr(_OLD_HELD + len(held) - 1)}{text[match.end() :]}"
     return _OLD_HELD_RANGE.sub(lambda m: held[ord(m.group()) - _OLD_HELD], text)
@@ -333,7 +321,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     texts = labelled_texts(args.texts, args.seed)
-    prompts = [_OLD_INVISIBLE.sub("", prompt)[:EVIDENCE_CHARS] for prompt, _ in sharegpt_pairs(args.real * 6)][::6][
+    prompts = [_INVISIBLE.sub("", prompt)[:EVIDENCE_CHARS] for prompt, _ in sharegpt_pairs(args.real * 6)][::6][
         : args.real
     ]
     everything = texts + [Labelled(prompt, []) for prompt in prompts]
