@@ -262,12 +262,19 @@ def with_services(settings: Settings, workdir: Path) -> Iterator[Settings]:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """``DRIFTLOOP_*`` variables that reproduce ``settings`` in a child process (secrets included, unmasked)."""
+    """``DRIFTLOOP_*`` variables that reproduce ``settings`` in a child process (secrets included, unmasked; lists
+    comma-separated, as the settings read them)."""
     return {
-        f"DRIFTLOOP_{name.upper()}": value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        f"DRIFTLOOP_{name.upper()}": _env_value(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 @contextlib.contextmanager
