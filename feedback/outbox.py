@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core import keys
+from core.tasks import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class Outbox:
         """Renew the lease on ``pending`` every third of its length while the block runs."""
 
         async def renew_forever() -> None:
-            while True:
+            while not cancel_requested():
                 await asyncio.sleep(self.lease_s / 3)
                 try:
                     await self.renew(pending)
@@ -162,10 +163,11 @@ class DeliveryLoop:
         self.outbox, self.deliver, self.concurrency, self.poll_s = outbox, deliver, concurrency, poll_s
 
     async def run(self) -> None:
-        """Deliver until cancelled; the deliveries in flight then are handed back to the outbox."""
+        """Deliver until cancelled (:func:`~core.tasks.cancel_requested`: redis-py may swallow the cancellation);
+        the deliveries in flight then are handed back to the outbox."""
         running: dict[asyncio.Task[None], Pending] = {}
         try:
-            while True:
+            while not cancel_requested():
                 free = self.concurrency - len(running)
                 if free:
                     for pending in await self._claim(free, {p.webhook_id for p in running.values()}):
