@@ -55,3 +55,16 @@ class AppMetrics:
             if cls not in AppMetrics._defaults:
                 AppMetrics._defaults[cls] = cls(REGISTRY)
             return AppMetrics._defaults[cls]  # type: ignore[return-value]
+
+
+class RedisMetrics(AppMetrics):
+    """Redis as every process's client sees it (:mod:`core.redis_client`)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.outages = self.counter("driftloop_redis_outages", "Times Redis stopped answering this process")
+        self.errors = self.counter(
+            "driftloop_redis_errors", "Attempts of Redis commands that failed to connect or timed out"
+        )
+        self.up = self.gauge("driftloop_redis_up", "1 while Redis answers this process's commands, 0 during an outage")
+        self.up.set(1)

@@ -200,8 +200,8 @@ class DeliveryLoop:
     async def _claim(self, most: int, busy: set[str]) -> list[Pending]:
         try:
             return await self.outbox.claim(most, busy)
-        except (RedisError, OSError) as error:
-            log.warning("could not claim webhook deliveries: %s", error)
+        except (RedisError, OSError) as error:  # the client logs an outage once (core.redis_client)
+            log.debug("could not claim webhook deliveries: %s", error)
             return []
 
     async def _deliver(self, pending: Pending) -> None:

@@ -9,14 +9,14 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from core.metrics import AppMetrics
+from core.metrics import AppMetrics, RedisMetrics
 from feedback.metrics import FeedbackMetrics
 from generators.metrics import LLMMetrics
 from monitor.metrics import MonitorMetrics
 from validation.metrics import StressMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = [MonitorMetrics, LLMMetrics, StressMetrics, FeedbackMetrics]
+APPS = [MonitorMetrics, LLMMetrics, StressMetrics, FeedbackMetrics, RedisMetrics]
 
 
 def touch_every_metric(metrics: AppMetrics) -> None:
