@@ -2,10 +2,12 @@
 
 HTTP errors (raised, or from routing: 404, 405), request validation (422, with ``errors``) and domain
 errors, by :data:`DOMAIN_ERRORS`: the built-ins they subclass (``ValueError`` → 400, ``PermissionError`` → 403,
-``LookupError`` and ``FileNotFoundError`` → 404, ``FileExistsError`` → 409, ``TimeoutError`` → 503) and the
+``LookupError`` and ``FileNotFoundError`` → 404, ``FileExistsError`` → 409, ``TimeoutError`` → 503), the
 meanings of :mod:`core.errors` they mix in before them (``Conflict`` → 409, ``Unprocessable`` → 422,
-``Unavailable`` → 503, ``Misconfigured`` → 500). Routers raise domain errors and catch none. Anything else
-is a 500 that names no internals.
+``Unavailable`` → 503, ``Misconfigured`` → 500), and Redis that does not answer (redis-py's ``ConnectionError``
+and ``TimeoutError`` → 503). A 503 carries ``Retry-After``. Routers raise domain errors and catch none;
+:class:`UnavailableMiddleware` answers those of the middleware (authentication, the audit log) alike. Anything
+else is a 500 that names no internals.
 
 >>> import json
 >>> json.loads(problem_response(404, "no job 7", instance="/v1/jobs/7").body)
@@ -25,7 +27,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import Conflict, Misconfigured, Unavailable, Unprocessable
 
@@ -43,7 +48,11 @@ DOMAIN_ERRORS: dict[type[Exception], int] = {
     FileNotFoundError: 404,
     FileExistsError: 409,
     TimeoutError: 503,
+    RedisConnectionError: 503,
+    RedisTimeoutError: 503,
 }
+RETRY_AFTER_S = 5
+"""Seconds a client is asked to wait before it retries a 503 (``Retry-After``)."""
 
 
 class ValidationIssue(BaseModel):
@@ -120,26 +129,37 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def domain_status(exc: Exception) -> int:
-    """The status of a domain error: the mapping of the first of its bases that :data:`DOMAIN_ERRORS` knows.
+def domain_status(exc: Exception) -> int | None:
+    """The status of a domain error: the mapping of the first of its bases that :data:`DOMAIN_ERRORS` knows;
+    None for an exception that is no domain error.
 
+    >>> from redis.exceptions import BusyLoadingError
     >>> class AlreadyDone(Conflict, ValueError): ...
     >>> domain_status(FileNotFoundError()), domain_status(KeyError("x")), domain_status(AlreadyDone())
     (404, 404, 409)
+    >>> domain_status(BusyLoadingError("Redis is loading the dataset in memory")), domain_status(RuntimeError())
+    (503, None)
     """
-    return next(DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS)
+    return next((DOMAIN_ERRORS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_ERRORS), None)
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
+    return _domain_response(exc, request.method, request.url.path)
+
+
+def _domain_response(exc: Exception, method: str, path: str) -> Response:
     if isinstance(exc, Misconfigured):
-        log.error("%s %s: %s", request.method, request.url.path, exc)
-        return problem_response(500, "the server is misconfigured; the API log says why", instance=request.url.path)
-    status = domain_status(exc)
-    return problem_response(status, _describe(exc) or _phrase(status), instance=request.url.path)
+        log.error("%s %s: %s", method, path, exc)
+        return problem_response(500, "the server is misconfigured; the API log says why", instance=path)
+    status = domain_status(exc) or 500
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return problem_response(status, _describe(exc) or _phrase(status), instance=path, headers=headers)
 
 
 def _describe(exc: Exception) -> str:
-    """A client-facing message of a domain error: its text, without file system paths."""
+    """A client-facing message of a domain error: its text, without file system paths or Redis's address."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return "Redis does not answer; retry later"
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{exc.strerror or type(exc).__name__}: {Path(str(exc.filename)).name}"
     if isinstance(exc, KeyError) and exc.args:
@@ -151,6 +171,31 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, PydanticValidationError):  # handled here, not by the server: log it ourselves
         log.error("invalid data in %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "the server could not handle this request", instance=request.url.path)
+
+
+class UnavailableMiddleware:
+    """Answers a 503 domain error that the middleware inside it raise (Redis down while authenticating or
+    auditing) as a route's would be answered, when no response has started; other errors pass."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def send_started(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_started)
+        except Exception as exc:
+            if started or domain_status(exc) != 503:
+                raise
+            await _domain_response(exc, scope["method"], scope["path"])(scope, receive, send)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
