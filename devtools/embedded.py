@@ -108,9 +108,10 @@ def kafka_broker(workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """Run redis-server with append-only persistence in ``workdir`` and yield its URL."""
-    port = free_port()
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
+    """Run redis-server with append-only persistence in ``workdir`` (on ``port``, else a free one) and yield its
+    URL; run it again with the same ``workdir`` and ``port`` to restart it on its data."""
+    port = port or free_port()
     argv = [
         redis_binary(),
         "--port",

@@ -25,7 +25,8 @@ from redis.exceptions import RedisError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import driftloop
-from core.problems import install_problem_handlers
+from core.problems import UnavailableMiddleware, install_problem_handlers
+from core.redis_client import connect
 from driftloop.admin_api import router as admin_router
 from driftloop.audit import AuditMiddleware
 from driftloop.auth import AuthMiddleware, ScopeMiddleware, hash_token
@@ -49,6 +50,8 @@ tokens and the audit log `admin` (admin ⊃ operate ⊃ read). Errors are RFC 94
 A POST with an `Idempotency-Key` header is answered once; a retry with the same key and body gets
 the stored response again (`Idempotent-Replayed: true`)."""
 # Without DRIFTLOOP_API_DOCS no /docs, /redoc or /openapi.json is served (app.openapi() still builds the document).
+API_REDIS_ATTEMPTS = 2
+"""Attempts of a Redis command in the API: one more after a dropped connection, then a 503."""
 NO_DOCS: dict[str, None] = dict.fromkeys(("openapi_url", "docs_url", "redoc_url", "swagger_ui_oauth2_redirect_url"))
 
 
@@ -58,7 +61,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = Redis.from_url(settings.redis_url)
+        app.state.redis = connect(settings.redis_url, settings.redis_timeout_s, attempts=API_REDIS_ATTEMPTS)
         app.state.event_dispatcher = webhook_dispatcher(app.state.redis, settings)  # read by monitor.api
         async with delivery_loop(app.state.redis, settings).running():  # delivers the webhooks of every process
             yield
@@ -108,9 +111,9 @@ def create_api(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
     open_paths = {"/healthz", "/readyz", "/metrics", *filter(None, docs)}
-    # added innermost first: a request meets the trusted proxies' headers, then audit (refusals included), then
-    # authentication, then the scope check, then the body cap, then idempotency, whose replays so reach only
-    # callers the scope check passed
+    # added innermost first: a request meets the trusted proxies' headers, then the 503 of a dependency down in
+    # the middleware, then audit (refusals included), then authentication, then the scope check, then the body
+    # cap, then idempotency, whose replays so reach only callers the scope check passed
     app.add_middleware(IdempotencyMiddleware, ttl_s=settings.idempotency_ttl_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ScopeMiddleware, admin_routes=admin_router.routes)
@@ -120,6 +123,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.add_middleware(
         AuditMiddleware, retention=retention, unauthenticated_per_minute=settings.audit_unauthenticated_per_minute
     )
+    app.add_middleware(UnavailableMiddleware)
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(network) for network in settings.trusted_proxies])
     install_openapi(app, open_paths)
     return app

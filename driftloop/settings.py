@@ -31,6 +31,12 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str | None = Field(None, description="host:port of the Kafka broker; unset = embedded tansu")
     redis_url: str | None = Field(None, description="redis:// URL; unset = embedded redis-server")
+    redis_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="bound on one attempt of a Redis command (connect, answer); the worker retries failed attempts "
+        "until Redis is back, the API answers 503 after two",
+    )
     data_dir: Path = Field(Path(".driftloop"), description="where dataset versions are written")
 
     app_id: str = "driftloop"
@@ -44,6 +50,12 @@ class Settings(BaseSettings):
     finetune_topic: str = "finetune.requests"
     topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")
     group_session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
+    worker_stop_timeout_s: float = Field(
+        8.0,
+        gt=0,
+        description="how long a stopping worker waits for Faust's shutdown (commits, producer flush) before it exits "
+        "without it (code 1): the broker or Redis may be gone",
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -19,12 +19,16 @@ Run it with ``driftloop worker``.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from datetime import datetime
+from typing import Any
 
 import faust
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 
+from core.redis_client import connect
+from driftloop.log_repeats import Repeats
 from driftloop.settings import Settings
 from feedback import JobRunner
 from feedback.agent import run_job
@@ -104,7 +108,7 @@ def create_app(settings: Settings) -> faust.App:
     topic_table = app.Table("segment-topics", default=None, key_type=bytes, value_type=bytes, use_partitioner=True)
     step = StreamStep(settings, segments, topic_table)  # live state, checkpointed into the changelog-backed tables
 
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings.redis_url, settings.redis_timeout_s)  # waits out Redis outages
     dispatcher = webhook_dispatcher(redis, settings)
 
     async def dead_letter(key: bytes, value: bytes) -> None:
@@ -201,9 +205,40 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+KAFKA_LOGGERS = ("aiokafka",)
+"""Loggers whose repeated lines are summarised (:class:`~driftloop.log_repeats.Repeats`): during a broker outage
+aiokafka logs every failed connection, metadata update and fetch."""
+
+
+class Worker(faust.Worker):
+    """Faust's worker whose log summarises the Kafka client's repeated lines, and whose stop (on SIGTERM, or after
+    a crash) is bounded: ``stop_timeout_s`` after it began, the process exits with code 1 and says so, whatever
+    Faust's shutdown still waits for (a commit or a flush to a broker that is gone)."""
+
+    def __init__(self, app: faust.App, stop_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.stop_timeout_s = stop_timeout_s
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        repeats = Repeats(KAFKA_LOGGERS)
+        for handler in logger.handlers:
+            handler.addFilter(repeats)
+
+    async def on_stop(self) -> None:
+        deadline = threading.Timer(self.stop_timeout_s, self._abandon)
+        deadline.daemon = True
+        deadline.start()
+        await super().on_stop()
+
+    def _abandon(self) -> None:
+        log.critical("the worker did not stop within %.0f s: exiting without waiting for the rest", self.stop_timeout_s)
+        os._exit(1)
+
+
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run the worker until interrupted (blocks)."""
     app = create_app(settings)
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.api_host)
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    Worker(app, settings.worker_stop_timeout_s, loglevel=loglevel).execute_from_commandline()
