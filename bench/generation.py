@@ -74,7 +74,8 @@ def main(
     for name, samples, seconds in rule_rows(incident, rule_samples):
         table.add_row(name, str(samples), f"{seconds:.3f}", f"{samples / seconds:,.0f}", "rule-based, in process")
 
-    with tempfile.TemporaryDirectory() as workdir, llama_server(Path(workdir), n_threads=n_threads) as base_url:
+    with tempfile.TemporaryDirectory() as workdir, llama_server(Path(workdir), n_threads=n_threads) as server:
+        base_url = server.base_url
         console.print(f"llama-cpp-python server with SmolLM2-135M at {base_url}; {n_threads} threads")
         runs = {c: llm_row(base_url, incident, llm_samples, c, max_tokens) for c in (1, concurrency)}
     for c, run in runs.items():

@@ -42,8 +42,8 @@ async def probes_per_second(suite: Suite, base_url: str, concurrency: int) -> fl
 def main() -> None:
     """Probes/s of one suite against SmolLM2 under llama-cpp-python's server at concurrency 1 and 16."""
     suite = build_suite("bench", TOPICS, COUNTS, seed="0")
-    with tempfile.TemporaryDirectory() as workdir, llama_server(Path(workdir)) as base_url:
-        rates = {c: asyncio.run(probes_per_second(suite, base_url, c)) for c in CONCURRENCY}
+    with tempfile.TemporaryDirectory() as workdir, llama_server(Path(workdir)) as server:
+        rates = {c: asyncio.run(probes_per_second(suite, server.base_url, c)) for c in CONCURRENCY}
     for concurrency, rate in rates.items():
         print(f"concurrency {concurrency:>2}: {rate:6.2f} probes/s ({len(suite.probes)} probes, <={MAX_TOKENS} tokens)")
     print(f"ratio {CONCURRENCY[1]} vs {CONCURRENCY[0]}: {rates[CONCURRENCY[1]] / rates[CONCURRENCY[0]]:.2f}x")

@@ -13,12 +13,14 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -181,11 +183,28 @@ def smollm2_path() -> Path:
     return path
 
 
+def exit_reason(process: subprocess.Popen) -> str | None:
+    """How ``process`` ended (its exit code, or the signal that killed it, named), or None while it runs.
+
+    >>> killed = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    >>> exit_reason(killed) if killed.wait() else None
+    'killed by SIGKILL'
+    """
+    code = process.poll()
+    if code is None:
+        return None
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (an illegal instruction: a llama.cpp build for another CPU? `make clean install` rebuilds it)"
+        return f"killed by {name}{hint if name == 'SIGILL' else ''}"
+    return f"exited with code {code}"
+
+
 def _wait_for_models(base_url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServiceUnavailable(f"llama server exited with code {process.returncode} before answering")
+        if (reason := exit_reason(process)) is not None:
+            raise ServiceUnavailable(f"llama server {reason} before answering")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{base_url}/models", timeout=1.0).is_success:
                 return
@@ -193,10 +212,30 @@ def _wait_for_models(base_url: str, process: subprocess.Popen, timeout: float = 
     raise ServiceUnavailable(f"llama server at {base_url} did not answer /models within {timeout:.0f} s")
 
 
+class ServiceDied(RuntimeError):
+    """An embedded service that was answering has exited."""
+
+
+@dataclass(frozen=True)
+class LlamaServer:
+    """A running llama-cpp-python server: its base URL, process and log."""
+
+    base_url: str
+    process: subprocess.Popen
+    log: Path
+
+    def check(self) -> None:
+        """Raise :class:`ServiceDied`, saying how the server ended, when it is no longer running."""
+        if (reason := exit_reason(self.process)) is not None:
+            raise ServiceDied(f"the llama server at {self.base_url} {reason}; its log: {self.log}")
+
+
 @contextlib.contextmanager
-def llama_server(workdir: Path, model: Path | None = None, n_ctx: int = 2048, n_threads: int = 1) -> Iterator[str]:
-    """Run llama-cpp-python's OpenAI-compatible server (SmolLM2-135M unless ``model``) and yield its base URL
-    ``http://127.0.0.1:N/v1``; the model is served as ``smollm2-135m``.
+def llama_server(
+    workdir: Path, model: Path | None = None, n_ctx: int = 2048, n_threads: int = 1
+) -> Iterator[LlamaServer]:
+    """Run llama-cpp-python's OpenAI-compatible server (SmolLM2-135M unless ``model``) and yield it, answering at
+    ``base_url`` ``http://127.0.0.1:N/v1``; the model is served as ``smollm2-135m``.
 
     The server answers one completion at a time (it holds a global lock around the model; it has no
     parallel slots): concurrent requests queue there, so client-side concurrency overlaps only the round
@@ -227,11 +266,12 @@ def llama_server(workdir: Path, model: Path | None = None, n_ctx: int = 2048, n_
     ]
     base_url = f"http://127.0.0.1:{port}/v1"
     workdir.mkdir(parents=True, exist_ok=True)
-    with (workdir / "llama-server.log").open("wb") as out:
+    log = workdir / "llama-server.log"
+    with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_models(base_url, process)
-        yield base_url
+        yield LlamaServer(base_url, process, log)
     finally:
         stop_process(process, timeout=5)
 

@@ -13,7 +13,7 @@ import redis
 from fastapi.testclient import TestClient
 from redis.asyncio import Redis as AsyncRedis
 
-from devtools.embedded import ServiceUnavailable, free_port, llama_server, with_services
+from devtools.embedded import LlamaServer, ServiceUnavailable, free_port, llama_server, with_services
 from driftloop.api import create_api
 from driftloop.auth import Scope, TokenStore
 from driftloop.settings import Settings
@@ -36,15 +36,24 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL (``http://127.0.0.1:N/v1``) of llama-cpp-python's server with SmolLM2-135M, started for the session."""
+def llm_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama-cpp-python's server with SmolLM2-135M, started for the session."""
     try:
-        with llama_server(tmp_path_factory.mktemp("llm")) as base_url:
-            yield base_url
+        with llama_server(tmp_path_factory.mktemp("llm")) as server:
+            yield server
     except ServiceUnavailable as exc:
         if REQUIRE_SERVICES:
             pytest.fail(f"DRIFTLOOP_REQUIRE_SERVICES=1 but {exc}")
         pytest.skip(f"LLM server unavailable: {exc}")
+
+
+@pytest.fixture
+def llm_server(llm_service: LlamaServer) -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:N/v1``) of the session's LLM server; a test during which it dies fails
+    saying how (its exit code or signal), not only with the refused connections that follow."""
+    llm_service.check()
+    yield llm_service.base_url
+    llm_service.check()
 
 
 @pytest.fixture

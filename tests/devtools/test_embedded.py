@@ -1,8 +1,13 @@
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
 from core.secrets import new_key
-from devtools.embedded import settings_env
+from devtools.embedded import LlamaServer, ServiceDied, settings_env
 from driftloop.settings import Settings
 
 
@@ -20,3 +25,21 @@ def test_a_child_process_reads_back_the_settings_it_was_given(
     for name, value in settings_env(given).items():
         monkeypatch.setenv(name, value)
     assert Settings(_env_file=None).model_dump() == given.model_dump()
+
+
+def test_a_server_killed_by_an_illegal_instruction_is_reported_with_its_signal_and_what_to_do(tmp_path: Path) -> None:
+    no_core = "import resource; resource.setrlimit(resource.RLIMIT_CORE, (0, 0))"
+    crash = f"{no_core}; import os, signal; os.kill(os.getpid(), signal.SIGILL)"
+    server = LlamaServer("http://127.0.0.1:1/v1", subprocess.Popen([sys.executable, "-c", crash]), tmp_path / "log")
+    assert server.process.wait() == -signal.SIGILL
+    with pytest.raises(ServiceDied, match=r"killed by SIGILL \(an illegal instruction.*make clean install"):
+        server.check()
+
+
+def test_a_running_server_passes_the_check(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        LlamaServer("http://127.0.0.1:1/v1", process, tmp_path / "log").check()
+    finally:
+        process.kill()
+        process.wait()
