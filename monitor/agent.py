@@ -95,8 +95,9 @@ class TrafficAgent:
             await asyncio.to_thread(exemplar_vectors)
 
     async def process(self, records: Iterable[Record]) -> None:
-        """Parse, drop redelivered events, measure, observe; checkpoint the segments due, record their statuses,
-        count; then resolve, publish and report what was reached."""
+        """Parse, fold past the segment limits, drop redelivered events, measure, observe; checkpoint the segments
+        due, record their statuses, evict the least recently used beyond the cap, count; then resolve, publish and
+        report what was reached."""
         self.metrics.last_event.set_to_current_time()
         started = time.perf_counter()
         events = []
@@ -106,6 +107,7 @@ class TrafficAgent:
             except InvalidEvent as error:
                 await self.reject(record.value, error)
                 continue
+            event = self.step.fold(event)
             if self.step.admit(event, record.partition, record.offset):
                 events.append(event)
         if not events:
@@ -117,6 +119,8 @@ class TrafficAgent:
             if segment in outcomes.checkpoints:
                 self.step.checkpoint(segment)
             await self.statuses.record(self.step.status(segment))
+        async with self.lock:
+            self.step.evict()
         elapsed = time.perf_counter() - started
         for _ in events:
             self.metrics.processing.observe(elapsed / len(events))
@@ -167,14 +171,14 @@ class TrafficAgent:
 
     async def apply_reference_pins(self, fetch: FetchRange) -> None:
         """Take up references pinned through the API (the range's events, read back with ``fetch``), and return
-        released ones to rolling; only segments this worker monitors."""
+        released ones to rolling; only segments this worker monitors (live or evicted to their checkpoint: looked up
+        under the lock, which eviction takes too)."""
         for change in await self.pins.pending():
-            state = self.step.monitors.get(change.segment)
-            if state is None:
+            if not self.step.holds(change.segment):
                 continue
             if change.pin is None:
                 async with self.lock:
-                    state.rebase()
+                    self.step.segment(change.segment).rebase()
                 await self.pins.released(change.segment)
                 continue
             pin = change.pin
@@ -189,7 +193,8 @@ class TrafficAgent:
                 )
                 continue
             async with self.lock:
-                await asyncio.to_thread(state.pin_reference, rows, [event.prompt_text for event in events])
+                prompts = [event.prompt_text for event in events]
+                await asyncio.to_thread(self.step.pin_reference, change.segment, rows, prompts)
             await self.pins.applied(pin, len(rows))
             log.warning(
                 "segment %s: reference pinned to %d events of %s..%s", pin.segment, len(rows), pin.start, pin.end

@@ -10,13 +10,15 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from core.metrics import AppMetrics
+from monitor.cardinality import DIMENSIONS
 from monitor.events import REJECT_REASONS
 from monitor.incidents import SEVERITY
 from monitor.segments import SegmentMonitor
 
 
 class MonitorMetrics(AppMetrics):
-    """What the stream step counts: events consumed and rejected, incidents opened, time per event, lag."""
+    """What the stream step counts: events consumed and rejected, incidents opened, time per event, lag, live and
+    evicted segments, events folded into an overflow segment."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
@@ -38,6 +40,17 @@ class MonitorMetrics(AppMetrics):
         self.consumer_lag = self.gauge(
             "driftloop_consumer_lag_events", "Events behind the end of the partition, per topic", ["topic"]
         )
+        self.segments_live = self.gauge(
+            "driftloop_segments_live", "Segments whose detector state is in the worker's memory (at most the cap)"
+        )
+        self.segments_evicted = self.counter(
+            "driftloop_segments_evicted_total", "Segments checkpointed and dropped from memory, least recently used"
+        )
+        self.folded = self.counter(
+            "driftloop_events_folded_total",
+            "Events whose route or tenant was past its limit per model, monitored in an overflow segment",
+            ["dimension"],
+        )
         # Every known label value exists from the start, so rate() and increase() see the first event too.
         for outcome in ("accepted", "rejected"):
             self.events.labels(outcome)
@@ -45,6 +58,8 @@ class MonitorMetrics(AppMetrics):
             self.rejected.labels(reason)
         for kind, severity in SEVERITY.items():
             self.incidents.labels(kind, severity)
+        for dimension in DIMENSIONS:
+            self.folded.labels(dimension)
 
 
 class DetectorCollector(Collector):

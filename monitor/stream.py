@@ -9,6 +9,23 @@ already in that state (redelivered after a crash) is dropped by its stream posit
 segment (:meth:`~StreamStep.observe`), which also says which segments are due a checkpoint. Which part runs in a
 thread and under which lock is the caller's choice (:mod:`monitor.agent`).
 
+Memory stays bounded however many segments the traffic names:
+
+- an event's route and tenant past their limits per model (``segment_max_routes``, ``segment_max_tenants``) fold
+  into :data:`~monitor.cardinality.OVERFLOW` (:meth:`~StreamStep.fold`, first thing after parsing). The fold
+  rewrites the event itself, so :attr:`TrafficEvent.segment <monitor.events.TrafficEvent.segment>` stays the one
+  definition of the segment key: positions, detectors, checkpoints, statuses and incidents all see the folded
+  segment. Producers cannot know what folds, so their partition key (``driftloop.kafka.segment_key``) keeps the
+  event's own values: with several workers, each folds the traffic of its partitions under its own limits, and an
+  overflow segment's events may come from several partitions (like any event not keyed by its segment);
+- at most ``max_live_segments`` segments stay in memory: after each batch the least recently used beyond it are
+  checkpointed and dropped (:meth:`~StreamStep.evict`), and restored from their checkpoint on their next event,
+  events, positions, detectors and open incident included. Like a restart, a restored segment has the features of
+  its recent events but not their text (evidence of an incident that opens soon after shows fewer events);
+- a new segment is ``novel`` (a ``new-segment`` incident once its reference is in) when the service is
+  established: :attr:`~StreamStep.established`, set when any segment settles (calibrates, or is restored settled,
+  or is pinned), and derived once from the checkpoints by a restarted worker, not a scan of all segments.
+
 >>> from types import SimpleNamespace
 >>> settings = SimpleNamespace(detector_service_ert=1e6, detector_warmup=50, reference_events=800, resolve_events=500)
 >>> step = StreamStep(settings, {}, {})
@@ -23,17 +40,21 @@ from __future__ import annotations
 
 import pickle
 import zlib
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol, TypeVar
 
 import numpy as np
 
 from core.risk import injection_similarity
+from monitor.cardinality import Cardinality
 from monitor.events import TrafficEvent
 from monitor.features import TOPIC_FEATURES, extract_features, semantic_features
 from monitor.incidents import DriftIncident, Resolution
 from monitor.language import detect_languages
+from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatus
 from monitor.segments import Measurements, SegmentMonitor, measurements
 from monitor.topics import TopicModel
@@ -57,6 +78,9 @@ class StreamSettings(Protocol):
     embeddings: bool
     embedding_sample_rate: float
     checkpoint_events: int
+    max_live_segments: int
+    segment_max_routes: int
+    segment_max_tenants: int
 
 
 class CheckpointStore(Protocol):
@@ -65,6 +89,8 @@ class CheckpointStore(Protocol):
     def get(self, key: bytes, /) -> bytes | None: ...
 
     def __setitem__(self, key: bytes, value: bytes, /) -> None: ...
+
+    def values(self) -> Iterable[bytes]: ...
 
 
 @dataclass
@@ -118,21 +144,31 @@ def topic_columns(model: TopicModel, vectors: np.ndarray) -> dict[str, np.ndarra
 
 class StreamStep:
     """The segments' live monitors and topic models, restored from and checkpointed into ``monitor_checkpoints``
-    and ``topic_checkpoints``; see the module docstring."""
+    and ``topic_checkpoints``; counts on ``metrics``. See the module docstring."""
 
     def __init__(
-        self, settings: StreamSettings, monitor_checkpoints: CheckpointStore, topic_checkpoints: CheckpointStore
+        self,
+        settings: StreamSettings,
+        monitor_checkpoints: CheckpointStore,
+        topic_checkpoints: CheckpointStore,
+        metrics: MonitorMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.monitor_checkpoints, self.topic_checkpoints = monitor_checkpoints, topic_checkpoints
-        self.monitors: dict[str, SegmentMonitor] = {}
-        self.topic_models: dict[str, TopicModel] = {}
+        self.metrics = metrics or MonitorMetrics.default()
+        self.monitors: OrderedDict[str, SegmentMonitor] = OrderedDict()
+        """The live segments, least recently used first."""
+        self.topic_models: OrderedDict[str, TopicModel] = OrderedDict()
+        self.cardinality = Cardinality()
+        self.established = False
+        """Whether some segment has settled (calibrated its reference): a segment that appears after is novel."""
+        self._looked_in_checkpoints = False
 
     def segment(self, segment: str) -> SegmentMonitor:
-        """The segment's monitor: live, else from its checkpoint, else a new one (``novel`` when another segment
-        has settled already: it appeared after the service was established)."""
+        """The segment's monitor: live, else from its checkpoint, else a new one (``novel`` when the service is
+        :attr:`established`: it appeared after another segment settled)."""
         settings = self.settings
-        return _restored(
+        state = _restored(
             self.monitors,
             self.monitor_checkpoints,
             segment,
@@ -142,9 +178,42 @@ class StreamStep:
                 settings.detector_warmup,
                 settings.reference_events,
                 settings.resolve_events,
-                novel=any(known.detectors for known in self.monitors.values()),
+                novel=self._established(),
             ),
         )
+        self.established = self.established or bool(state.detectors)
+        return state
+
+    def _established(self) -> bool:
+        """:attr:`established`; the first time it is asked while false, from the checkpoints too (a restarted
+        worker's settled segments are there, not live): one look at each until a settled one, once per step."""
+        if not self.established and not self._looked_in_checkpoints:
+            self._looked_in_checkpoints = True
+            self.established = any(pickle.loads(state).detectors for state in self.monitor_checkpoints.values())
+        return self.established
+
+    def holds(self, segment: str) -> bool:
+        """Whether the segment has state here: live or a checkpoint."""
+        return segment in self.monitors or self.monitor_checkpoints.get(segment.encode()) is not None
+
+    def fold(self, event: TrafficEvent) -> TrafficEvent:
+        """The event as it is monitored: its route and tenant folded into :data:`~monitor.cardinality.OVERFLOW`
+        past their limits per model (``segment_max_routes``, ``segment_max_tenants``; 0: no limit), counted per
+        dimension."""
+        folded = self.cardinality.fold(
+            event.model,
+            {"route": event.route, "tenant": event.tenant},
+            {"route": self.settings.segment_max_routes or None, "tenant": self.settings.segment_max_tenants or None},
+            exists=lambda: self.holds(event.segment),
+        )
+        for dimension in folded:
+            self.metrics.folded.labels(dimension).inc()
+        return event.model_copy(update=folded) if folded else event
+
+    def pin_reference(self, segment: str, rows: list[Measurements], prompts: list[str] | None = None) -> None:
+        """Pin the segment's reference to ``rows`` (:meth:`SegmentMonitor.pin_reference`); it is settled then."""
+        self.segment(segment).pin_reference(rows, prompts)
+        self.established = True
 
     def topics(self, segment: str) -> TopicModel:
         """The segment's topic model: live, else from its checkpoint, else a new one."""
@@ -213,6 +282,7 @@ class StreamStep:
                 outcomes += 1
             if outcomes or before // every < state.events // every:
                 due.append(segment)
+            self.established = self.established or bool(state.detectors)
         return Outcomes(reached, windows, list(batches), due)
 
     def checkpoint(self, segment: str) -> None:
@@ -221,15 +291,30 @@ class StreamStep:
         if segment in self.topic_models:
             self.topic_checkpoints[segment.encode()] = pickle.dumps(self.topic_models[segment])
 
+    def evict(self) -> list[str]:
+        """Checkpoint and drop from memory the least recently used segments beyond ``max_live_segments`` (they are
+        restored on their next event); count them. Returns them."""
+        evicted = list(islice(self.monitors, max(0, len(self.monitors) - self.settings.max_live_segments)))
+        for segment in evicted:
+            self.checkpoint(segment)
+            del self.monitors[segment]
+            self.topic_models.pop(segment, None)
+        self.metrics.segments_evicted.inc(len(evicted))
+        self.metrics.segments_live.set(len(self.monitors))
+        return evicted
+
     def status(self, segment: str) -> SegmentStatus:
         """The segment's state, event count and open incident, as the API shows them."""
-        state = self.monitors[segment]
+        state = self.segment(segment)
         return SegmentStatus(segment=segment, state=state.state, events=state.events, open_incident=state.open_incident)
 
 
-def _restored(live: dict[str, T], store: CheckpointStore, segment: str, new: Callable[[], T]) -> T:
-    """A segment's live state: in memory, else from its last checkpoint in ``store``, else ``new()``."""
-    if segment not in live:
+def _restored(live: OrderedDict[str, T], store: CheckpointStore, segment: str, new: Callable[[], T]) -> T:
+    """A segment's live state, now the most recently used: in memory, else from its last checkpoint in ``store``,
+    else ``new()``."""
+    if segment in live:
+        live.move_to_end(segment)
+    else:
         stored = store.get(segment.encode())
         live[segment] = pickle.loads(stored) if stored else new()
     return live[segment]

@@ -68,7 +68,7 @@ def test_a_checkpoint_is_due_every_checkpoint_events() -> None:
 def test_a_checkpoint_is_due_on_an_outcome() -> None:
     """A segment that appears after another settled opens a new-segment incident when its reference is in."""
     step = StreamStep(settings(checkpoint_events=10_000), {}, {})
-    step.segment("settled/default/default").pin_reference(rows(200))
+    step.pin_reference("settled/default/default", rows(200))
     batch = events(150, model="late") + events(5, model="m")
     assert step.observe(batch, rows(155)).checkpoints == []
     outcomes = step.observe(events(60, model="late", start=150), rows(60, seed=1))
