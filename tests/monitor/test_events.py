@@ -56,7 +56,6 @@ def test_invalid_events_say_why(raw: bytes, reason: str) -> None:
     assert caught.value.detail
 
 
-
 def deep(depth: int) -> bytes:
     """An event whose metadata nests ``depth`` JSON arrays."""
     return native(metadata={"x": "X"}).replace(b'"X"', b"[" * depth + b"]" * depth)
