@@ -139,7 +139,7 @@ def replay_cmd(
     console.print(f"published {result.sent} of {len(lines)} events to {settings.traffic_topic}")
     if result.failed:
         errors = ", ".join(f"{name} ×{count}" for name, count in result.errors.most_common())
-        console.print(f"[red]{result.failed} events failed ({errors})[/]")
+        console.print(f"[red]failed: {result.failed} of {len(lines)} events ({errors})[/]")
         raise typer.Exit(1)
 
 
