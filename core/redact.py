@@ -19,6 +19,9 @@ from presidio_anonymizer.entities import EngineResult
 from core.pii import PLACEHOLDERS, analyze
 
 _INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff]")
+_SYMBOL_RUN = re.compile(r"(?:[^\w\s]|_){32,}")
+"""32 or more symbols in a row (no letter, digit or space): no personal-data value holds such a run, and spaCy's
+tokenizer takes time quadratic in its length (20,000 brackets: about a minute)."""
 
 
 @cache
@@ -34,16 +37,29 @@ def _ascii_digits(text: str) -> str:
     return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
 
 
+def _blank_symbol_runs(text: str) -> str:
+    """``text`` with each run of :data:`_SYMBOL_RUN` written as spaces: the same length, so positions found in it
+    hold in ``text``.
+
+    >>> _blank_symbol_runs("a" + "[" * 40 + "b ]]")
+    'a                                        b ]]'
+    """
+    return _SYMBOL_RUN.sub(lambda run: " " * len(run.group()), text)
+
+
 def _anonymize(text: str, replace: Callable[[str, str], str]) -> EngineResult:
-    """Presidio's anonymizer over the detector's findings in ``text`` (invisible characters dropped first);
-    overlapping findings are trimmed so that their union is replaced."""
+    """Presidio's anonymizer over the detector's findings in ``text`` (invisible characters dropped first, long
+    runs of symbols not analysed); overlapping findings are trimmed so that their union is replaced."""
     text = _INVISIBLE.sub("", text)
     operators = {
         entity: OperatorConfig("custom", {"lambda": lambda value, p=placeholder: replace(p, value)})
         for entity, placeholder in PLACEHOLDERS.items()
     }
     return _anonymizer().anonymize(
-        text, analyze(_ascii_digits(text)), operators, ConflictResolutionStrategy.REMOVE_INTERSECTIONS
+        text,
+        analyze(_blank_symbol_runs(_ascii_digits(text))),
+        operators,
+        ConflictResolutionStrategy.REMOVE_INTERSECTIONS,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from rich.console import Console
@@ -117,16 +118,29 @@ def up(
 def replay_cmd(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, one event a line")],
     rate: Annotated[float | None, typer.Option(help="events per second; default: unthrottled")] = None,
+    delivery_timeout: Annotated[
+        float, typer.Option(min=1, help="seconds a send is retried before it counts as failed")
+    ] = 120.0,
 ) -> None:
-    """Publish a JSONL file of TrafficEvents (or OpenAI request/response pairs) to llm.traffic."""
+    """Publish a JSONL file of TrafficEvents (or OpenAI request/response pairs) to llm.traffic; exit 1 when any
+    event was not acknowledged by the broker."""
     settings = _configured(get_settings())
-    ensure_topics(settings)
-    # split on "\n" only: str.splitlines() would also cut at U+2028 inside JSON strings
-    lines = [line for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
+    try:
+        ensure_topics(settings)
+    except KafkaError as error:
+        console.print(f"[red]cannot reach the broker at {settings.kafka_bootstrap}: {error}[/]")
+        raise typer.Exit(1) from None
+    # bytes split on b"\n" only: a line that is not UTF-8 goes as it is (the worker dead-letters it), and
+    # str.splitlines() would also cut at U+2028 inside JSON strings
+    lines = [line for line in file.read_bytes().split(b"\n") if line.strip()]
     with progress(console) as bar:
         task = bar.add_task("publishing", total=len(lines))
-        sent = replay(lines, settings, rate, lambda n: bar.advance(task, n))
-    console.print(f"published {sent} events to {settings.traffic_topic}")
+        result = replay(lines, settings, rate, lambda n: bar.advance(task, n), delivery_timeout)
+    console.print(f"published {result.sent} of {len(lines)} events to {settings.traffic_topic}")
+    if result.failed:
+        errors = ", ".join(f"{name} ×{count}" for name, count in result.errors.most_common())
+        console.print(f"[red]failed: {result.failed} of {len(lines)} events ({errors})[/]")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from driftloop.settings import Settings
 
@@ -34,33 +36,75 @@ def segment_key(event: dict) -> bytes:
     return f"{model}/{event.get('route', 'default')}/{event.get('tenant', 'default')}".encode()
 
 
+class Replayed(NamedTuple):
+    """What a replay published: events the broker acknowledged, events it did not, and the errors by type."""
+
+    sent: int
+    failed: int
+    errors: Counter[str]
+
+
+def _key(line: bytes) -> bytes:
+    """The line's segment key; ``b"invalid"`` for a line that is not a JSON object (the worker dead-letters it)."""
+    try:
+        return segment_key(json.loads(line))
+    except (ValueError, RecursionError, AttributeError):
+        return b"invalid"
+
+
 def replay(
-    lines: Iterable[str],
+    lines: Iterable[str | bytes],
     settings: Settings,
     rate: float | None = None,
     progress: Callable[[int], None] = lambda n: None,
-) -> int:
-    """Publish JSONL lines to the traffic topic, at most ``rate`` events/s; lines that are not JSON are
-    published as they are (the worker dead-letters them). Returns the count sent."""
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
-    started, sent = time.monotonic(), 0
+    delivery_timeout_s: float = 120.0,
+) -> Replayed:
+    """Publish JSONL lines to the traffic topic, at most ``rate`` events/s; lines that are not JSON are published
+    as they are (the worker dead-letters them). Every send is checked: the producer retries transient failures
+    with backoff for up to ``delivery_timeout_s``; a send the broker has not acknowledged by then, or one it
+    refuses (a record over its size limit, a broker unreachable), counts as failed."""
+    timeout_ms = int(delivery_timeout_s * 1000)
+    sent, errors = 0, Counter[str]()
+
+    def acknowledged(_: object) -> None:
+        nonlocal sent
+        sent += 1  # callbacks run on the producer's one I/O thread
+
+    def refused(error: BaseException) -> None:
+        errors[type(error).__name__] += 1
+
+    started, published = time.monotonic(), 0
+    lines = (line.encode() if isinstance(line, str) else line for line in lines)
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            linger_ms=5,
+            acks="all",
+            delivery_timeout_ms=timeout_ms,
+            request_timeout_ms=min(30_000, timeout_ms),
+            max_block_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        )
+    except KafkaError as error:
+        count = sum(1 for line in lines if line.strip())
+        return Replayed(0, count, Counter({type(error).__name__: count}))
     try:
         for line in lines:
             line = line.strip()
             if not line:
                 continue
             try:
-                key = segment_key(json.loads(line))
-            except (json.JSONDecodeError, AttributeError):
-                key = b"invalid"
-            producer.send(settings.traffic_topic, key=key, value=line.encode())
-            sent += 1
+                future = producer.send(settings.traffic_topic, key=_key(line), value=line)
+                future.add_callback(acknowledged).add_errback(refused)
+            except KafkaError as error:  # over the size limit, no metadata or buffer within the timeout
+                refused(error)
+            published += 1
             progress(1)
             if rate:
-                ahead = sent / rate - (time.monotonic() - started)
+                ahead = published / rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
         producer.flush()
     finally:
         producer.close()
-    return sent
+    return Replayed(sent, published - sent, errors)

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         False,
         description="dead letters keep the raw rejected record, personal data included; off: a redacted copy",
     )
+    max_event_bytes: int = Field(
+        1_048_576,
+        ge=1,
+        description="largest traffic record read (bytes, as Kafka's default message limit); larger: dead-lettered "
+        "as too_large",
+    )
     incidents_topic: str = "driftloop.incidents"
     finetune_topic: str = "finetune.requests"
     topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")

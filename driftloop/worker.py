@@ -121,7 +121,14 @@ def create_app(settings: Settings) -> faust.App:
     LLMMetrics.default()  # exported from the start, an LLM endpoint configured or not
     sink = IncidentSink(redis, publish_incident, metrics.incidents)  # the stream's incidents and stress regressions
     monitoring = TrafficAgent(
-        step, redis, dead_letter, sink, dispatcher.dispatch, metrics, keep_raw_dead_letters=settings.dlq_keep_raw
+        step,
+        redis,
+        dead_letter,
+        sink,
+        dispatcher.dispatch,
+        metrics,
+        keep_raw_dead_letters=settings.dlq_keep_raw,
+        max_event_bytes=settings.max_event_bytes,
     )
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
     for topic in (settings.traffic_topic, settings.incidents_topic):

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 from redis.asyncio import Redis
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
 from core.embeddings import embed
 from core.redact import redact
@@ -33,10 +34,13 @@ from monitor.references import ReferencePins
 from monitor.reports import build_report, store_report
 from monitor.segments import MIN_REFERENCE, Measurements
 from monitor.sink import IncidentSink
-from monitor.stream import EMBED_CHARS, StreamStep
+from monitor.stream import EMBED_CHARS, Outcomes, StreamStep
 
 log = logging.getLogger(__name__)
 
+ATTEMPTS = 3
+"""Tries of a batch's measurement and observation before it is observed event by event."""
+RETRY_WAIT = wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1)
 DEAD_LETTER_CHARS = 20_000
 """Characters of a rejected record that its redacted dead letter keeps (enough to see why it was rejected)."""
 FetchRange = Callable[[str, datetime, datetime], list[TrafficEvent]]
@@ -44,9 +48,9 @@ FetchRange = Callable[[str, datetime, datetime], list[TrafficEvent]]
 
 
 class Record(NamedTuple):
-    """One record of the traffic topic: its raw value and its stream position."""
+    """One record of the traffic topic: its raw value (``None`` for a null value) and its stream position."""
 
-    value: bytes
+    value: bytes | None
     partition: int
     offset: int
 
@@ -84,6 +88,8 @@ class TrafficAgent:
     """Running report builds (a reference keeps each task alive)."""
     keep_raw_dead_letters: bool = False
     """Dead letters keep the raw record (``DRIFTLOOP_DLQ_KEEP_RAW``) instead of a redacted copy."""
+    max_event_bytes: int | None = None
+    """Records larger than this are dead-lettered unread (``too_large``; ``DRIFTLOOP_MAX_EVENT_BYTES``)."""
 
     def __post_init__(self) -> None:
         self.stats, self.statuses = StreamStats(self.redis), SegmentStatuses(self.redis)
@@ -97,30 +103,22 @@ class TrafficAgent:
     async def process(self, records: Iterable[Record]) -> None:
         """Parse, fold past the segment limits, drop redelivered events, measure, observe; checkpoint the segments
         due, record their statuses, evict the least recently used beyond the cap, count; then resolve, publish and
-        report what was reached."""
+        report what was reached. A record that cannot be read, or an event that still fails after :data:`ATTEMPTS`
+        tries of its batch, goes to the dead letters; none stops the stream."""
         self.metrics.last_event.set_to_current_time()
         started = time.perf_counter()
-        events = []
-        for record in records:
-            try:
-                event = parse_event(record.value)
-            except InvalidEvent as error:
-                await self.reject(record.value, error)
-                continue
-            event = self.step.fold(event)
-            if self.step.admit(event, record.partition, record.offset):
-                events.append(event)
-        if not events:
+        admitted = [(record, event) for record in records if (event := await self.admit(record)) is not None]
+        if not admitted:
             return
-        inputs = await measure(self.step, events)
-        async with self.lock:
-            outcomes = await asyncio.to_thread(self.step.observe, events, inputs)
+        events, outcomes = await self.observe(admitted)
         for segment in outcomes.segments:
             if segment in outcomes.checkpoints:
                 self.step.checkpoint(segment)
             await self.statuses.record(self.step.status(segment))
         async with self.lock:
             self.step.evict()
+        if not events:
+            return
         elapsed = time.perf_counter() - started
         for _ in events:
             self.metrics.processing.observe(elapsed / len(events))
@@ -133,11 +131,62 @@ class TrafficAgent:
             await self.sink.emit(outcome)
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
 
-    async def reject(self, raw: bytes, error: InvalidEvent) -> None:
+    async def admit(self, record: Record) -> TrafficEvent | None:
+        """The record's event if it is new to its segment's state; a record that cannot be read is dead-lettered
+        (a null value reads as empty, so as ``not_json``)."""
+        try:
+            event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
+            return event if self.step.admit(event, record.partition, record.offset) else None
+        except InvalidEvent as error:
+            await self.reject(record.value, error)
+        except Exception as error:  # a poison record must not stop the stream
+            log.exception("record %d of partition %d could not be read", record.offset, record.partition)
+            await self.reject(record.value, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
+        return None
+
+    async def observe(self, admitted: list[tuple[Record, TrafficEvent]]) -> tuple[list[TrafficEvent], Outcomes]:
+        """Measure and observe the events, their batch tried :data:`ATTEMPTS` times; then one by one, the events that
+        still fail dead-lettered (``processing_error``). Returns the events observed and what they reached."""
+        events = [event for _, event in admitted]
+        try:
+            async for attempt in AsyncRetrying(stop=stop_after_attempt(ATTEMPTS), wait=RETRY_WAIT, reraise=True):
+                with attempt:
+                    return events, await self.observed(events)
+        except Exception:
+            log.exception("a batch of %d events failed %d times: observing it event by event", len(events), ATTEMPTS)
+        observed, reached, windows, due = [], [], {}, []
+        for record, event in admitted:
+            try:
+                outcomes = await self.observed([event])
+            except Exception as error:
+                log.exception("event %s failed on its own too: dead-lettered", event.id)
+                await self.reject(record.value, InvalidEvent("processing_error", f"{type(error).__name__}: {error}"))
+                continue
+            observed.append(event)
+            reached += outcomes.reached
+            windows |= outcomes.windows
+            due += outcomes.checkpoints
+        segments = list(dict.fromkeys(event.segment for _, event in admitted))
+        return observed, Outcomes(reached, windows, segments, list(dict.fromkeys(due)))
+
+    async def observed(self, events: list[TrafficEvent]) -> Outcomes:
+        """Measure and observe ``events``; when that fails, their segments' state is put back as it was."""
+        async with self.lock:
+            saved = await asyncio.to_thread(self.step.snapshot, {event.segment for event in events})
+        try:
+            inputs = await measure(self.step, events)
+            async with self.lock:
+                return await asyncio.to_thread(self.step.observe, events, inputs)
+        except Exception:
+            async with self.lock:
+                self.step.restore(saved)
+            raise
+
+    async def reject(self, raw: bytes | None, error: InvalidEvent) -> None:
         """Send a record that is not an event to the dead letters, with the reason; count it. The record goes
         redacted (its first :data:`DEAD_LETTER_CHARS` characters, personal data masked) unless
         ``keep_raw_dead_letters``."""
-        event = raw.decode("utf-8", errors="replace")
+        event = (raw or b"").decode("utf-8", errors="replace")
         if not self.keep_raw_dead_letters:
             event = await asyncio.to_thread(redact, event[:DEAD_LETTER_CHARS])
         letter = {

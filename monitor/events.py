@@ -11,13 +11,29 @@ request/response pair as gateways log it (``{"request": {...}, "response": {...}
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_V1 = "driftloop.traffic/v1"
-REJECT_REASONS = ("not_json", "not_an_object", "unknown_schema", "invalid_openai_pair", "invalid_field")
+REJECT_REASONS = (
+    "not_json",
+    "not_an_object",
+    "unknown_schema",
+    "invalid_openai_pair",
+    "invalid_field",
+    "too_large",
+    "too_deep",
+    "not_finite",
+    "invalid_unicode",
+    "unexpected_error",
+    "processing_error",
+)
+"""Why a record goes to the dead letters: :func:`parse_event` gives the first nine; the agent gives
+``unexpected_error`` (any other exception while reading a record) and ``processing_error`` (an event that failed
+after it was read, see :mod:`monitor.agent`)."""
 
 
 class InvalidEvent(ValueError):
@@ -96,18 +112,56 @@ def _from_openai_pair(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def parse_event(raw: bytes | str) -> TrafficEvent:
-    """Parse raw bytes into a TrafficEvent or raise :class:`InvalidEvent` saying why."""
+def _not_finite(literal: str) -> float:
+    raise InvalidEvent("not_finite", f"{literal} is not a finite number")
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise InvalidEvent("not_finite", f"{literal} is not a finite number")
+    return value
+
+
+def _load(raw: bytes | str, max_bytes: int | None) -> Any:
+    """JSON of at most ``max_bytes`` bytes, nested within the parser's limit, with finite numbers and valid
+    Unicode strings."""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidEvent("too_large", f"{size} bytes, more than the {max_bytes} allowed")
     try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = json.loads(raw, parse_constant=_not_finite, parse_float=_finite)
+        json.dumps(payload, ensure_ascii=False).encode()  # strings must be Unicode: no lone surrogates
+    except RecursionError:
+        raise InvalidEvent("too_deep", "JSON nested deeper than the parser's recursion limit") from None
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent("invalid_unicode", f"a string holds {exc.reason} ({exc.object[exc.start]!r})") from None
+    except InvalidEvent:
+        raise
+    except ValueError as exc:  # malformed JSON or UTF-8, an integer too long to convert
         raise InvalidEvent("not_json", str(exc)) from None
+    return payload
+
+
+def parse_event(raw: bytes | str, max_bytes: int | None = None) -> TrafficEvent:
+    """Parse raw bytes (at most ``max_bytes`` of them) into a TrafficEvent or raise :class:`InvalidEvent` saying
+    why.
+
+    >>> parse_event(b'{"schema": "driftloop.traffic/v1", "id": "e1", "model": "m", "latency_ms": NaN}')
+    Traceback (most recent call last):
+    ...
+    monitor.events.InvalidEvent: not_finite: NaN is not a finite number
+    """
+    payload = _load(raw, max_bytes)
     if not isinstance(payload, dict):
         raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(payload).__name__}")
     if "request" in payload and "schema" not in payload:
         if not isinstance(payload["request"], dict):
             raise InvalidEvent("invalid_openai_pair", "'request' must be an object")
-        payload = _from_openai_pair(payload)
+        try:
+            payload = _from_openai_pair(payload)
+        except (AttributeError, TypeError, ValueError, OverflowError, OSError) as exc:  # a part of the wrong shape
+            raise InvalidEvent("invalid_openai_pair", f"{type(exc).__name__}: {exc}") from None
     elif payload.get("schema") != SCHEMA_V1:
         raise InvalidEvent("unknown_schema", f"schema {payload.get('schema')!r} is not {SCHEMA_V1!r}")
     try:

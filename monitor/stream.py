@@ -63,6 +63,8 @@ EMBED_CHARS = 1000
 """Characters of a prompt that are embedded (the model reads 256 word pieces, about this many characters)."""
 T = TypeVar("T")
 ReportWindows = tuple[list[dict[str, float | str]], list[dict[str, float | str]]]
+Snapshot = dict[str, tuple[bytes | None, bytes | None]]
+"""Pickled monitor and topic model (``None``: none live) by segment, from :meth:`StreamStep.snapshot`."""
 
 
 class StreamSettings(Protocol):
@@ -303,6 +305,34 @@ class StreamStep:
         self.metrics.segments_live.set(len(self.monitors))
         return evicted
 
+    def snapshot(self, segments: Iterable[str]) -> Snapshot:
+        """The live state of ``segments`` (pickled), for :meth:`restore` when what changed it failed half-way."""
+        return {
+            segment: (
+                pickle.dumps(self.monitors[segment]) if segment in self.monitors else None,
+                pickle.dumps(self.topic_models[segment]) if segment in self.topic_models else None,
+            )
+            for segment in segments
+        }
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Put the segments of ``snapshot`` back as they were when it was taken.
+
+        >>> from types import SimpleNamespace
+        >>> settings = SimpleNamespace(detector_service_ert=1e6, detector_warmup=50, reference_events=800,
+        ...                            resolve_events=500, checkpoint_events=50)
+        >>> step = StreamStep(settings, {}, {})
+        >>> event = TrafficEvent(id="e1", model="m", prompt="hello")
+        >>> saved = step.snapshot([event.segment])
+        >>> _ = step.observe([event], step.features([event]))
+        >>> step.restore(saved)
+        >>> event.segment in step.monitors
+        False
+        """
+        for segment, (monitor, topics) in snapshot.items():
+            _put(self.monitors, segment, monitor)
+            _put(self.topic_models, segment, topics)
+
     def status(self, segment: str) -> SegmentStatus:
         """The segment's state, event count and open incident, as the API shows them."""
         state = self.segment(segment)
@@ -318,3 +348,11 @@ def _restored(live: OrderedDict[str, T], store: CheckpointStore, segment: str, n
         stored = store.get(segment.encode())
         live[segment] = pickle.loads(stored) if stored else new()
     return live[segment]
+
+
+def _put(live: dict[str, T], segment: str, state: bytes | None) -> None:
+    """``segment``'s live state unpickled from ``state``, or none when ``state`` is ``None``."""
+    if state is None:
+        live.pop(segment, None)
+    else:
+        live[segment] = pickle.loads(state)

@@ -115,3 +115,10 @@ def test_the_detector_never_reaches_for_the_network(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(pii, "OFFLINE_SUFFIXES", type(pii.OFFLINE_SUFFIXES)(suffix_list_urls=(), cache_dir=None))
     assert redact("write to ann@corp.example.co.uk") == "write to <EMAIL>"
     assert attempts == []
+
+
+@pytest.mark.parametrize("run", ["[" * 50_000 + "]" * 50_000, "])" * 20_000, "_" * 20_000, "(" * 20_000])
+def test_runs_of_symbols_are_kept_and_values_beside_them_masked(run: str) -> None:
+    """Deeply nested JSON, ASCII art, separators: spaCy's tokenizer took minutes over 20,000 of these in a row."""
+    assert redact(f"{run} mail ann@example.org {run}") == f"{run} mail <EMAIL> {run}"
+    assert redact(f"ann@example.org{run}") == f"<EMAIL>{run}"
