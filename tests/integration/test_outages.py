@@ -71,11 +71,10 @@ def test_worker_and_api_ride_out_a_redis_outage(settings: Settings, tmp_path: Pa
             assert api.get("/readyz").status_code == 200
             assert api.get("/v1/incidents", headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
             assert api.get("/v1/incidents").status_code == 401
-            assert metric(settings, "driftloop_redis_outages_total") == 1
+            outages = metric(settings, "driftloop_redis_outages_total")
             assert metric(settings, "driftloop_redis_errors_total") > 0
-    text = log.read_text()
-    assert text.count("Redis is unreachable") == 1, text[-3000:]
-    assert text.count("Redis is back") == 1, text[-3000:]
+    text = log.read_text()  # once per change of state, not per attempt (a stopping redis-server may answer once more)
+    assert 1 <= text.count("Redis is unreachable") == text.count("Redis is back") == outages <= 2, text[-3000:]
 
 
 def test_sigterm_stops_a_worker_whose_broker_and_redis_are_gone(settings: Settings, tmp_path: Path) -> None:
@@ -94,7 +93,8 @@ def test_sigterm_stops_a_worker_whose_broker_and_redis_are_gone(settings: Settin
         # the broker's connection errors are summarised, not logged once per attempt (~70 a second before)
         errors = Counter(line.split("] ", 3)[-1] for line in log.read_text().splitlines() if "[ERROR]" in line)
         assert errors and max(errors.values()) == 1, errors.most_common(3)
-        assert log.read_text().count("Redis is unreachable") == 1
+        text = log.read_text()  # down now: one more "unreachable" than "back", not a line per attempt
+        assert text.count("Redis is unreachable") == text.count("Redis is back") + 1 <= 2, text[-3000:]
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=10)
