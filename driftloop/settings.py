@@ -85,7 +85,6 @@ class Settings(BaseSettings):
         500, ge=1, description="events under every warning level after which an open incident resolves itself"
     )
 
-    checkpoint_events: int = Field(50, ge=1, description="events of a segment between detector-state checkpoints")
     reference_poll_s: float = Field(10.0, gt=0, description="how often a worker takes up pinned or released references")
     reference_max_events: int = Field(5000, ge=1, description="most events of a pinned time range a reference takes")
     batch_max_events: int = Field(256, ge=1, description="traffic events the worker takes from the stream at once")

@@ -95,8 +95,8 @@ class TrafficAgent:
             await asyncio.to_thread(exemplar_vectors)
 
     async def process(self, records: Iterable[Record]) -> None:
-        """Parse, drop redelivered events, measure, observe; checkpoint the segments due, record their statuses,
-        count; then resolve, publish and report what was reached."""
+        """Parse, drop redelivered events, measure, observe; checkpoint the segments changed, record their
+        statuses, count; then resolve, publish and report what was reached."""
         self.metrics.last_event.set_to_current_time()
         started = time.perf_counter()
         events = []
@@ -113,9 +113,8 @@ class TrafficAgent:
         inputs = await measure(self.step, events)
         async with self.lock:
             outcomes = await asyncio.to_thread(self.step.observe, events, inputs)
+        self.step.checkpoint()
         for segment in outcomes.segments:
-            if segment in outcomes.checkpoints:
-                self.step.checkpoint(segment)
             await self.statuses.record(self.step.status(segment))
         elapsed = time.perf_counter() - started
         for _ in events:

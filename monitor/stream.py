@@ -6,8 +6,9 @@ to it, synchronously and without I/O: a segment's state comes from its last chec
 (anything with ``get`` and item assignment: Faust tables in the worker, dicts in tests and benchmarks), an event
 already in that state (redelivered after a crash) is dropped by its stream position, events are measured
 (:meth:`~StreamStep.features`, then :meth:`~StreamStep.semantics` for the embedding sample) and observed per
-segment (:meth:`~StreamStep.observe`), which also says which segments are due a checkpoint. Which part runs in a
-thread and under which lock is the caller's choice (:mod:`monitor.agent`).
+segment (:meth:`~StreamStep.observe`), and every segment changed since the last checkpoint is written by
+:meth:`~StreamStep.checkpoint` (the worker does it once a batch, and acknowledges the batch's events once the
+writes are durable). Which part runs in a thread and under which lock is the caller's choice (:mod:`monitor.agent`).
 
 >>> from types import SimpleNamespace
 >>> settings = SimpleNamespace(detector_service_ert=1e6, detector_warmup=50, reference_events=800, resolve_events=500)
@@ -17,6 +18,8 @@ thread and under which lock is the caller's choice (:mod:`monitor.agent`).
 (True, False)
 >>> step.segment("m/default/default").positions
 {0: 7}
+>>> step.checkpoint(), step.checkpoint()
+(['m/default/default'], [])
 """
 
 from __future__ import annotations
@@ -56,7 +59,6 @@ class StreamSettings(Protocol):
     job_seed: int
     embeddings: bool
     embedding_sample_rate: float
-    checkpoint_events: int
 
 
 class CheckpointStore(Protocol):
@@ -70,12 +72,11 @@ class CheckpointStore(Protocol):
 @dataclass
 class Outcomes:
     """What observing a batch reached: incidents and resolutions in the order reached, each incident's report
-    windows as they were when it opened, the segments the batch touched and those due a checkpoint."""
+    windows as they were when it opened, and the segments the batch touched."""
 
     reached: list[DriftIncident | Resolution]
     windows: dict[str, ReportWindows]
     segments: list[str]
-    checkpoints: list[str]
 
 
 def sampled(event_id: str, rate: float) -> bool:
@@ -127,6 +128,8 @@ class StreamStep:
         self.monitor_checkpoints, self.topic_checkpoints = monitor_checkpoints, topic_checkpoints
         self.monitors: dict[str, SegmentMonitor] = {}
         self.topic_models: dict[str, TopicModel] = {}
+        self.unsaved: set[str] = set()
+        """Segments changed since their last checkpoint."""
 
     def segment(self, segment: str) -> SegmentMonitor:
         """The segment's monitor: live, else from its checkpoint, else a new one (``novel`` when another segment
@@ -164,6 +167,7 @@ class StreamStep:
         if offset <= positions.get(partition, -1):
             return False
         positions[partition] = offset
+        self.unsaved.add(event.segment)
         return True
 
     @staticmethod
@@ -192,34 +196,32 @@ class StreamStep:
 
     def observe(self, events: list[TrafficEvent], inputs: list[Measurements]) -> Outcomes:
         """Feed each event's measurements to its segment's monitor, a segment at a time (a reference that
-        completes is calibrated here: seconds of CPU). A segment is due a checkpoint when it reached an outcome or
-        crossed a multiple of ``checkpoint_events`` events."""
+        completes is calibrated here: seconds of CPU)."""
         batches: dict[str, tuple[list[TrafficEvent], list[Measurements]]] = {}
         for event, measured in zip(events, inputs, strict=True):
             batch = batches.setdefault(event.segment, ([], []))
             batch[0].append(event)
             batch[1].append(measured)
-        every = self.settings.checkpoint_events
         reached: list[DriftIncident | Resolution] = []
         windows: dict[str, ReportWindows] = {}
-        due = []
         for segment, (segment_events, segment_inputs) in batches.items():
             state = self.segment(segment)
-            before, outcomes = state.events, 0
             for outcome in state.observe_many(segment_events, segment_inputs):
                 if isinstance(outcome, DriftIncident):
                     windows[outcome.id] = state.report_windows(outcome.onset_event)
                 reached.append(outcome)
-                outcomes += 1
-            if outcomes or before // every < state.events // every:
-                due.append(segment)
-        return Outcomes(reached, windows, list(batches), due)
+        self.unsaved.update(batches)
+        return Outcomes(reached, windows, list(batches))
 
-    def checkpoint(self, segment: str) -> None:
-        """Write the segment's monitor and topic model (when it has one) to their stores."""
-        self.monitor_checkpoints[segment.encode()] = pickle.dumps(self.monitors[segment])
-        if segment in self.topic_models:
-            self.topic_checkpoints[segment.encode()] = pickle.dumps(self.topic_models[segment])
+    def checkpoint(self) -> list[str]:
+        """Write the monitor and topic model (when it has one) of every segment changed since its last checkpoint
+        to their stores (one pickle each, however many events it took in); the segments written."""
+        written, self.unsaved = sorted(self.unsaved), set()
+        for segment in written:
+            self.monitor_checkpoints[segment.encode()] = pickle.dumps(self.monitors[segment])
+            if segment in self.topic_models:
+                self.topic_checkpoints[segment.encode()] = pickle.dumps(self.topic_models[segment])
+        return written
 
     def status(self, segment: str) -> SegmentStatus:
         """The segment's state, event count and open incident, as the API shows them."""
