@@ -3,7 +3,7 @@
 Run with ``make bench-segments`` (``python -m bench.segments [--tenants N] [--before N]``). Each configuration runs
 in a process of its own (so its RSS is its own) and feeds one event per tenant, in batches of the worker's
 size, through :class:`monitor.stream.StreamStep` as the worker's agent does (fold, admit, observe, checkpoint the
-segments due, evict), with dicts as checkpoint stores:
+segments changed, evict), with dicts as checkpoint stores:
 
 - **no cap**: every segment stays live and none folds (``max_live_segments`` above the tenant count);
 - **cap**: at most ``--cap`` segments live (default 5,000, the setting's default), none folded;
@@ -84,8 +84,7 @@ def run(config: Config) -> dict[str, float]:
         ]
         admitted = [(i, e) for i, e in enumerate(events, start) if step.admit(e, 0, i)]
         outcomes = step.observe([e for _, e in admitted], [dict(rows[drawn[i]]) for i, _ in admitted])
-        for segment in outcomes.checkpoints:
-            step.checkpoint(segment)
+        step.checkpoint()
         for segment in outcomes.segments:
             step.status(segment)
         step.evict()

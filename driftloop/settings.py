@@ -103,7 +103,6 @@ class Settings(BaseSettings):
         500, ge=1, description="events under every warning level after which an open incident resolves itself"
     )
 
-    checkpoint_events: int = Field(50, ge=1, description="events of a segment between detector-state checkpoints")
     max_live_segments: int = Field(
         5000,
         ge=1,

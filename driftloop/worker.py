@@ -1,9 +1,10 @@
 """The stream worker: one Faust app whose agents and timers hand their messages to the apps' steps.
 
 - ``monitor_traffic``: ``llm.traffic`` → :class:`monitor.agent.TrafficAgent` (parse → features → per-segment
-  detectors → ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason). Detector state is
-  checkpointed every ``checkpoint_events`` events, and whenever an incident opens or resolves, into
-  changelog-backed Faust tables that a restarted worker recovers (:class:`monitor.stream.StreamStep`).
+  detectors → ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason). Every segment a batch
+  changed is checkpointed into changelog-backed Faust tables that a restarted worker recovers
+  (:class:`monitor.stream.StreamStep`), and the batch's events are acknowledged (so their offsets committed) only
+  once the broker has those checkpoints (:class:`driftloop.checkpoints.CheckpointTable`).
 - ``apply_reference_pins`` (timer): references pinned or released through the API.
 - ``run_jobs``: ``driftloop.incidents`` → :func:`feedback.agent.run_job` (``incident.opened`` webhooks →
   generation job under a lease → dataset version → ``finetune.requests`` and ``dataset.published`` webhooks, or
@@ -28,6 +29,7 @@ import faust
 from prometheus_client import start_http_server
 
 from core.redis_client import connect
+from driftloop.checkpoints import CheckpointTable
 from driftloop.log_repeats import Repeats
 from driftloop.settings import Settings
 from feedback import JobRunner
@@ -104,15 +106,21 @@ def create_app(settings: Settings) -> faust.App:
     # bytes: raw codec. use_partitioner: the agent takes batches, so a write has no current event to take the
     # changelog partition from; the producer's partitioner (murmur2, like the traffic producer's) puts a segment's
     # state in the partition of its traffic, as long as traffic is keyed by segment (driftloop.kafka.segment_key).
-    segments = app.Table("segment-monitors", default=None, key_type=bytes, value_type=bytes, use_partitioner=True)
-    topic_table = app.Table("segment-topics", default=None, key_type=bytes, value_type=bytes, use_partitioner=True)
+    segments, topic_table = (
+        app.tables.add(
+            CheckpointTable(
+                app, name=name, beacon=app.tables.beacon, key_type=bytes, value_type=bytes, use_partitioner=True
+            )
+        )
+        for name in ("segment-monitors", "segment-topics")
+    )
     step = StreamStep(settings, segments, topic_table)  # live state, checkpointed into the changelog-backed tables
 
     redis = connect(settings.redis_url, settings.redis_timeout_s)  # waits out Redis outages
     dispatcher = webhook_dispatcher(redis, settings)
 
     async def dead_letter(key: bytes, value: bytes) -> None:
-        await dlq.send(key=key, value=value)
+        await (await dlq.send(key=key, value=value))  # the broker has it before the record's offset is committed
 
     async def publish_incident(incident: DriftIncident) -> None:
         await (await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode()))
@@ -140,6 +148,8 @@ def create_app(settings: Settings) -> faust.App:
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             records = [Record(item.value, item.message.partition, item.message.offset) for item in batch]
             await monitoring.process(records)
+            await segments.written()  # take_events acknowledges the batch when this returns
+            await topic_table.written()
 
     def fetch_reference(segment: str, start: datetime, end: datetime) -> list[TrafficEvent]:
         return fetch_range(

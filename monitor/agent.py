@@ -102,19 +102,23 @@ class TrafficAgent:
 
     async def process(self, records: Iterable[Record]) -> None:
         """Parse, fold past the segment limits, drop redelivered events, measure, observe; checkpoint the segments
-        due, record their statuses, evict the least recently used beyond the cap, count; then resolve, publish and
-        report what was reached. A record that cannot be read, or an event that still fails after :data:`ATTEMPTS`
-        tries of its batch, goes to the dead letters; none stops the stream."""
+        changed, record their statuses, evict the least recently used beyond the cap, count; then resolve, publish
+        and report what was reached. A record that cannot be read, or an event that still fails after
+        :data:`ATTEMPTS` tries of its batch, goes to the dead letters; none stops the stream."""
         self.metrics.last_event.set_to_current_time()
         started = time.perf_counter()
-        admitted = [(record, event) for record in records if (event := await self.admit(record)) is not None]
+        redelivered: set[str] = set()
+        admitted = [(record, event) for record in records if (event := await self.admit(record, redelivered))]
         if not admitted:
+            await self.record_statuses(redelivered)
             return
         events, outcomes = await self.observe(admitted)
-        for segment in outcomes.segments:
-            if segment in outcomes.checkpoints:
-                self.step.checkpoint(segment)
-            await self.statuses.record(self.step.status(segment))
+        async with self.lock:
+            self.step.checkpoint(await asyncio.to_thread(self.step.snapshot, self.step.changed()))
+        if events:  # right after the checkpoint: a crash in between would leave them in the state, uncounted
+            await self.stats.accepted(len(events))
+            self.metrics.events.labels("accepted").inc(len(events))
+        await self.record_statuses([*outcomes.segments, *redelivered])
         async with self.lock:
             self.step.evict()
         if not events:
@@ -122,8 +126,6 @@ class TrafficAgent:
         elapsed = time.perf_counter() - started
         for _ in events:
             self.metrics.processing.observe(elapsed / len(events))
-        await self.stats.accepted(len(events))
-        self.metrics.events.labels("accepted").inc(len(events))
         for outcome in outcomes.reached:
             if isinstance(outcome, Resolution):
                 await self.resolve(outcome)
@@ -131,12 +133,20 @@ class TrafficAgent:
             await self.sink.emit(outcome)
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
 
-    async def admit(self, record: Record) -> TrafficEvent | None:
-        """The record's event if it is new to its segment's state; a record that cannot be read is dead-lettered
-        (a null value reads as empty, so as ``not_json``)."""
+    async def record_statuses(self, segments: Iterable[str]) -> None:
+        """Record the statuses of ``segments`` (once each) as the API shows them."""
+        for segment in dict.fromkeys(segments):
+            await self.statuses.record(self.step.status(segment))
+
+    async def admit(self, record: Record, redelivered: set[str]) -> TrafficEvent | None:
+        """The record's event if it is new to its segment's state, else None with its segment added to
+        ``redelivered`` (its status is recorded again: the last one may predate a crash); a record that cannot be
+        read is dead-lettered (a null value reads as empty, so as ``not_json``)."""
         try:
             event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
-            return event if self.step.admit(event, record.partition, record.offset) else None
+            if self.step.admit(event, record.partition, record.offset):
+                return event
+            redelivered.add(event.segment)
         except InvalidEvent as error:
             await self.reject(record.value, error)
         except Exception as error:  # a poison record must not stop the stream
@@ -154,7 +164,7 @@ class TrafficAgent:
                     return events, await self.observed(events)
         except Exception:
             log.exception("a batch of %d events failed %d times: observing it event by event", len(events), ATTEMPTS)
-        observed, reached, windows, due = [], [], {}, []
+        observed, reached, windows = [], [], {}
         for record, event in admitted:
             try:
                 outcomes = await self.observed([event])
@@ -165,9 +175,8 @@ class TrafficAgent:
             observed.append(event)
             reached += outcomes.reached
             windows |= outcomes.windows
-            due += outcomes.checkpoints
         segments = list(dict.fromkeys(event.segment for _, event in admitted))
-        return observed, Outcomes(reached, windows, segments, list(dict.fromkeys(due)))
+        return observed, Outcomes(reached, windows, segments)
 
     async def observed(self, events: list[TrafficEvent]) -> Outcomes:
         """Measure and observe ``events``; when that fails, their segments' state is put back as it was."""

@@ -6,8 +6,9 @@ to it, synchronously and without I/O: a segment's state comes from its last chec
 (anything with ``get`` and item assignment: Faust tables in the worker, dicts in tests and benchmarks), an event
 already in that state (redelivered after a crash) is dropped by its stream position, events are measured
 (:meth:`~StreamStep.features`, then :meth:`~StreamStep.semantics` for the embedding sample) and observed per
-segment (:meth:`~StreamStep.observe`), which also says which segments are due a checkpoint. Which part runs in a
-thread and under which lock is the caller's choice (:mod:`monitor.agent`).
+segment (:meth:`~StreamStep.observe`), and every segment changed since the last checkpoint is written by
+:meth:`~StreamStep.checkpoint` (the worker does it once a batch, and acknowledges the batch's events once the
+writes are durable). Which part runs in a thread and under which lock is the caller's choice (:mod:`monitor.agent`).
 
 Memory stays bounded however many segments the traffic names:
 
@@ -34,6 +35,8 @@ Memory stays bounded however many segments the traffic names:
 (True, False)
 >>> step.segment("m/default/default").positions
 {0: 7}
+>>> step.checkpoint(), step.checkpoint()
+(['m/default/default'], [])
 """
 
 from __future__ import annotations
@@ -79,7 +82,6 @@ class StreamSettings(Protocol):
     job_seed: int
     embeddings: bool
     embedding_sample_rate: float
-    checkpoint_events: int
     max_live_segments: int
     segment_max_routes: int
     segment_max_tenants: int
@@ -98,12 +100,11 @@ class CheckpointStore(Protocol):
 @dataclass
 class Outcomes:
     """What observing a batch reached: incidents and resolutions in the order reached, each incident's report
-    windows as they were when it opened, the segments the batch touched and those due a checkpoint."""
+    windows as they were when it opened, and the segments the batch touched."""
 
     reached: list[DriftIncident | Resolution]
     windows: dict[str, ReportWindows]
     segments: list[str]
-    checkpoints: list[str]
 
 
 def sampled(event_id: str, rate: float) -> bool:
@@ -165,6 +166,8 @@ class StreamStep:
         self.established = False
         """Whether some segment has settled (calibrated its reference): a segment that appears after is novel."""
         self._looked_in_checkpoints = False
+        self.unsaved: set[str] = set()
+        """Segments changed since their last checkpoint."""
 
     def segment(self, segment: str) -> SegmentMonitor:
         """The segment's monitor: live, else from its checkpoint, else a new one (``novel`` when the service is
@@ -235,6 +238,7 @@ class StreamStep:
         if offset <= positions.get(partition, -1):
             return False
         positions[partition] = offset
+        self.unsaved.add(event.segment)
         return True
 
     @staticmethod
@@ -263,42 +267,50 @@ class StreamStep:
 
     def observe(self, events: list[TrafficEvent], inputs: list[Measurements]) -> Outcomes:
         """Feed each event's measurements to its segment's monitor, a segment at a time (a reference that
-        completes is calibrated here: seconds of CPU). A segment is due a checkpoint when it reached an outcome or
-        crossed a multiple of ``checkpoint_events`` events."""
+        completes is calibrated here: seconds of CPU)."""
         batches: dict[str, tuple[list[TrafficEvent], list[Measurements]]] = {}
         for event, measured in zip(events, inputs, strict=True):
             batch = batches.setdefault(event.segment, ([], []))
             batch[0].append(event)
             batch[1].append(measured)
-        every = self.settings.checkpoint_events
         reached: list[DriftIncident | Resolution] = []
         windows: dict[str, ReportWindows] = {}
-        due = []
         for segment, (segment_events, segment_inputs) in batches.items():
             state = self.segment(segment)
-            before, outcomes = state.events, 0
             for outcome in state.observe_many(segment_events, segment_inputs):
                 if isinstance(outcome, DriftIncident):
                     windows[outcome.id] = state.report_windows(outcome.onset_event)
                 reached.append(outcome)
-                outcomes += 1
-            if outcomes or before // every < state.events // every:
-                due.append(segment)
             self.established = self.established or bool(state.detectors)
-        return Outcomes(reached, windows, list(batches), due)
+        self.unsaved.update(batches)
+        return Outcomes(reached, windows, list(batches))
 
-    def checkpoint(self, segment: str) -> None:
-        """Write the segment's monitor and topic model (when it has one) to their stores."""
-        self.monitor_checkpoints[segment.encode()] = pickle.dumps(self.monitors[segment])
-        if segment in self.topic_models:
-            self.topic_checkpoints[segment.encode()] = pickle.dumps(self.topic_models[segment])
+    def changed(self) -> set[str]:
+        """The live segments changed since their last checkpoint."""
+        return self.unsaved.intersection(self.monitors)
+
+    def checkpoint(self, snapshot: Snapshot | None = None) -> list[str]:
+        """Write ``snapshot`` (of :meth:`snapshot`; by default one of the :meth:`changed` segments) to the stores:
+        one pickle per segment, however many events it took in. Pickling may run in a thread (a reference's
+        first pickle redacts its prompts: about a second); the writes, to Faust tables, on the event loop. Returns
+        the segments written."""
+        if snapshot is None:
+            snapshot = self.snapshot(self.changed())
+        for segment, (monitor, topics) in snapshot.items():
+            if monitor is not None:
+                self.monitor_checkpoints[segment.encode()] = monitor
+            if topics is not None:
+                self.topic_checkpoints[segment.encode()] = topics
+        self.unsaved.difference_update(snapshot)
+        return sorted(snapshot)
 
     def evict(self) -> list[str]:
-        """Checkpoint and drop from memory the least recently used segments beyond ``max_live_segments`` (they are
-        restored on their next event); count them. Returns them."""
+        """Drop from memory the least recently used segments beyond ``max_live_segments`` (checkpointed first when
+        changed since their last checkpoint; restored on their next event); count them. Returns them."""
         evicted = list(islice(self.monitors, max(0, len(self.monitors) - self.settings.max_live_segments)))
+        if self.unsaved.intersection(evicted):
+            self.checkpoint()
         for segment in evicted:
-            self.checkpoint(segment)
             del self.monitors[segment]
             self.topic_models.pop(segment, None)
         self.metrics.segments_evicted.inc(len(evicted))
@@ -320,7 +332,7 @@ class StreamStep:
 
         >>> from types import SimpleNamespace
         >>> settings = SimpleNamespace(detector_service_ert=1e6, detector_warmup=50, reference_events=800,
-        ...                            resolve_events=500, checkpoint_events=50)
+        ...                            resolve_events=500)
         >>> step = StreamStep(settings, {}, {})
         >>> event = TrafficEvent(id="e1", model="m", prompt="hello")
         >>> saved = step.snapshot([event.segment])

@@ -109,7 +109,7 @@ def test_a_checkpoint_holds_no_personal_data() -> None:
     options = {"detector_service_ert": 1e6, "detector_warmup": 0, "reference_events": 200, "resolve_events": 50}
     step = StreamStep(
         SimpleNamespace(**options, topic_reference_size=40, topic_count=4, job_seed=0, embeddings=False,
-                        embedding_sample_rate=1.0, checkpoint_events=50),
+                        embedding_sample_rate=1.0),
         checkpoints, {},
     )  # fmt: skip
     prompts = [prompt for prompt, _ in PERSONAL.values()]
@@ -124,7 +124,7 @@ def test_a_checkpoint_holds_no_personal_data() -> None:
         return step.observe(batch, step.features(batch)).reached
 
     def at_rest() -> str:
-        step.checkpoint("m/default/default")
+        step.checkpoint()
         pickled = checkpoints[b"m/default/default"]
         assert pickle.loads(pickled).events == step.segment("m/default/default").events
         return pickled.decode("latin-1")

@@ -36,7 +36,6 @@ def settings(**changes: object) -> SimpleNamespace:
         "job_seed": 0,
         "embeddings": False,
         "embedding_sample_rate": 1.0,
-        "checkpoint_events": 50,
         "max_live_segments": 5000,
         "segment_max_routes": 0,
         "segment_max_tenants": 0,
@@ -66,12 +65,11 @@ def refusals(n: int, rate: float, seed: int) -> list[dict[str, float]]:
 
 
 def feed(step: StreamStep, batch: list[TrafficEvent], rows: list[dict[str, float]], first_offset: int) -> list:
-    """What the agent does with a batch: admit, observe, checkpoint the due segments, evict."""
+    """What the agent does with a batch: admit, observe, checkpoint the changed segments, evict."""
     admitted = [(e, r) for offset, (e, r) in enumerate(zip(batch, rows, strict=True), first_offset)
                 if step.admit(e, 0, offset)]  # fmt: skip
     outcomes = step.observe([e for e, _ in admitted], [r for _, r in admitted])
-    for segment in outcomes.checkpoints:
-        step.checkpoint(segment)
+    step.checkpoint()
     step.evict()
     return outcomes.reached
 
@@ -83,7 +81,7 @@ def test_the_cap_holds_and_the_least_recently_used_are_evicted_to_their_checkpoi
         feed(step, [event(i, tenant=f"t{i}")], [{"refusal": 0.0}], first_offset=i)
         assert len(step.monitors) <= 3
     assert list(step.monitors) == ["m/default/t7", "m/default/t8", "m/default/t9"]
-    assert set(store) == {f"m/default/t{i}".encode() for i in range(7)}
+    assert set(store) == {f"m/default/t{i}".encode() for i in range(10)}  # each checkpointed after its batch
     assert sample(step, "driftloop_segments_evicted_total") == 7
     assert sample(step, "driftloop_segments_live") == 3
     feed(step, [event(10, tenant="t0")], [{"refusal": 0.0}], first_offset=10)  # t0 comes back, t7 goes
@@ -165,8 +163,7 @@ def test_a_restarted_step_derives_the_flag_from_its_checkpoints(settled: bool) -
         [event(i) for i in range(200 if settled else 150)],
         refusals(200, 0.05, seed=1)[: 200 if settled else 150],
         0,
-    )
-    step.checkpoint(SEGMENT)
+    )  # feed checkpoints
     restarted = step_of(monitor_store)
     assert restarted.segment("m/default/new").novel is settled
     assert restarted.established is settled
@@ -196,8 +193,8 @@ def test_a_tenant_with_a_checkpoint_keeps_its_segment_after_a_restart() -> None:
     monitor_store: dict[bytes, bytes] = {}
     step = step_of(monitor_store, segment_max_tenants=2)
     for tenant in ("a", "b"):
-        step.segment(step.fold(event(0, tenant=tenant)).segment)
-        step.checkpoint(f"m/default/{tenant}")
+        assert step.admit(step.fold(event(0, tenant=tenant)), partition=0, offset=0)
+    step.checkpoint()
     restarted = step_of(monitor_store, segment_max_tenants=2)
     assert [restarted.fold(event(1, tenant=t)).segment for t in ("new", "a", "b", "newer")] == [
         "m/default/new", "m/default/a", "m/default/b", f"m/default/{OVERFLOW}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import pickle
 from types import SimpleNamespace
 
 import numpy as np
@@ -30,7 +31,6 @@ def settings(**changes: object) -> SimpleNamespace:
         "job_seed": 0,
         "embeddings": False,
         "embedding_sample_rate": 1.0,
-        "checkpoint_events": 50,
     }
     return SimpleNamespace(**(defaults | changes))
 
@@ -56,25 +56,30 @@ def test_redelivered_positions_are_dropped_per_partition() -> None:
     assert step.segment(SEGMENT).positions == {0: 14, 1: 2}
 
 
-def test_a_checkpoint_is_due_every_checkpoint_events() -> None:
-    step = StreamStep(settings(checkpoint_events=50), {}, {})
-    assert step.observe(events(30), rows(30)).checkpoints == []
-    outcomes = step.observe(events(30), rows(30))  # 30 -> 60 crosses 50
-    assert outcomes.segments == outcomes.checkpoints == [SEGMENT] and outcomes.reached == []
-    assert step.observe(events(39), rows(39)).checkpoints == []  # 60 -> 99
-    assert step.observe(events(1), rows(1)).checkpoints == [SEGMENT]  # 99 -> 100
+def test_a_checkpoint_writes_each_segment_changed_since_the_last_once() -> None:
+    store: dict[bytes, bytes] = {}
+    step = StreamStep(settings(), store, {})
+    step.observe(events(30), rows(30))
+    step.observe(events(5, model="other"), rows(5))
+    step.observe(events(30, start=30), rows(30))
+    assert step.checkpoint() == ["m/default/default", "other/default/default"]
+    assert pickle.loads(store[SEGMENT.encode()]).events == 60
+    assert step.checkpoint() == []
+    assert admitted(step, events(3, model="other"), partition=0, first_offset=0)  # a position taken is a change
+    assert step.checkpoint() == ["other/default/default"]
+    assert pickle.loads(store[b"other/default/default"]).positions == {0: 2}
 
 
-def test_a_checkpoint_is_due_on_an_outcome() -> None:
+def test_an_incident_is_reached_with_its_windows() -> None:
     """A segment that appears after another settled opens a new-segment incident when its reference is in."""
-    step = StreamStep(settings(checkpoint_events=10_000), {}, {})
+    step = StreamStep(settings(), {}, {})
     step.pin_reference("settled/default/default", rows(200))
     batch = events(150, model="late") + events(5, model="m")
-    assert step.observe(batch, rows(155)).checkpoints == []
+    assert step.observe(batch, rows(155)).reached == []
     outcomes = step.observe(events(60, model="late", start=150), rows(60, seed=1))
     [incident] = outcomes.reached
     assert isinstance(incident, DriftIncident) and incident.kind is IncidentKind.NEW_SEGMENT
-    assert outcomes.checkpoints == ["late/default/default"]
+    assert outcomes.segments == ["late/default/default"]
     assert set(outcomes.windows) == {incident.id}
 
 
@@ -85,7 +90,7 @@ def test_a_restored_state_continues_where_it_left_off() -> None:
     first = admitted(step, events(120), partition=0, first_offset=0)
     step.observe(first, rows(120))
     step.topics(SEGMENT).assign(np.eye(8)[0])
-    step.checkpoint(SEGMENT)
+    step.checkpoint()
     assert set(monitor_store) == set(topic_store) == {SEGMENT.encode()}
 
     restarted = StreamStep(settings(), monitor_store, topic_store)
@@ -102,7 +107,7 @@ def test_checkpoint_writes_topics_only_when_the_segment_has_a_model() -> None:
     topic_store: dict[bytes, bytes] = {}
     step = StreamStep(settings(), monitor_store, topic_store)
     step.observe(events(3), rows(3))
-    step.checkpoint(SEGMENT)
+    step.checkpoint()
     assert set(monitor_store) == {SEGMENT.encode()} and topic_store == {}
 
 
