@@ -194,7 +194,7 @@ class StreamStep:
         worker's settled segments are there, not live): one look at each until a settled one, once per step."""
         if not self.established and not self._looked_in_checkpoints:
             self._looked_in_checkpoints = True
-            self.established = any(pickle.loads(state).detectors for state in self.monitor_checkpoints.values())
+            self.established = any(map(_settled, self.monitor_checkpoints.values()))
         return self.established
 
     def holds(self, segment: str) -> bool:
@@ -349,6 +349,15 @@ class StreamStep:
         """The segment's state, event count and open incident, as the API shows them."""
         state = self.segment(segment)
         return SegmentStatus(segment=segment, state=state.state, events=state.events, open_incident=state.open_incident)
+
+
+def _settled(checkpoint: bytes | None) -> bool:
+    """Whether a checkpointed segment had settled; an unreadable checkpoint is its own segment's fault (its events
+    are dead-lettered when they come), not the others'."""
+    try:
+        return bool(checkpoint and pickle.loads(checkpoint).detectors)
+    except Exception:  # noqa: BLE001 - unpickling raises many kinds (UnpicklingError, EOFError, AttributeError, ...)
+        return False
 
 
 def _restored(live: OrderedDict[str, T], store: CheckpointStore, segment: str, new: Callable[[], T]) -> T:

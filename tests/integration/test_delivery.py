@@ -47,7 +47,7 @@ def test_killed_workers_leave_every_event_in_the_detectors_once(settings: Settin
     log, sent = tmp_path / "worker.log", 0
     for _ in range(2):
         with worker_process(settings, log) as worker:
-            sent += replay(lines[sent : sent + 100], settings)
+            sent += replay(lines[sent : sent + 100], settings).sent
             next_commit(settings, sent - 1)  # the worker is up and committing
             paced = lines[sent : sent + SLOW]
             producer = threading.Thread(target=replay, args=(paced, settings), kwargs={"rate": RATE})
