@@ -146,7 +146,10 @@ def create_app(settings: Settings) -> faust.App:
     async def monitor_traffic(stream: faust.StreamT) -> None:
         await monitoring.warm_up()
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-            records = [Record(item.value, item.message.partition, item.message.offset) for item in batch]
+            records = [
+                Record(item.value, item.message.partition, item.message.offset, app.consumer.highwater(item.message.tp))
+                for item in batch
+            ]
             await monitoring.process(records)
             await segments.written()  # take_events acknowledges the batch when this returns
             await topic_table.written()

@@ -48,11 +48,13 @@ FetchRange = Callable[[str, datetime, datetime], list[TrafficEvent]]
 
 
 class Record(NamedTuple):
-    """One record of the traffic topic: its raw value (``None`` for a null value) and its stream position."""
+    """One record of the traffic topic: its raw value (``None`` for a null value), its stream position and its
+    partition's high-water mark when it was fetched (None: unknown)."""
 
     value: bytes | None
     partition: int
     offset: int
+    highwater: int | None = None
 
 
 async def measure(
@@ -144,7 +146,7 @@ class TrafficAgent:
         read is dead-lettered (a null value reads as empty, so as ``not_json``)."""
         try:
             event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
-            if self.step.admit(event, record.partition, record.offset):
+            if self.step.admit(event, record.partition, record.offset, record.highwater):
                 return event
             redelivered.add(event.segment)
         except InvalidEvent as error:

@@ -46,6 +46,11 @@ class MonitorMetrics(AppMetrics):
         self.segments_evicted = self.counter(
             "driftloop_segments_evicted_total", "Segments checkpointed and dropped from memory, least recently used"
         )
+        self.stream_resets = self.counter(
+            "driftloop_stream_resets_total",
+            "Segment positions reset because their partition's log restarted (a broker that lost its data, or a "
+            "recreated topic)",
+        )
         self.folded = self.counter(
             "driftloop_events_folded_total",
             "Events whose route or tenant was past its limit per model, monitored in an overflow segment",

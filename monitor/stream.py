@@ -41,6 +41,7 @@ Memory stays bounded however many segments the traffic names:
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zlib
 from collections import OrderedDict
@@ -62,6 +63,7 @@ from monitor.records import SegmentStatus
 from monitor.segments import Measurements, SegmentMonitor, measurements
 from monitor.topics import TopicModel
 
+log = logging.getLogger(__name__)
 EMBED_CHARS = 1000
 """Characters of a prompt that are embedded (the model reads 256 word pieces, about this many characters)."""
 T = TypeVar("T")
@@ -230,13 +232,41 @@ class StreamStep:
             lambda: TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed),
         )
 
-    def admit(self, event: TrafficEvent, partition: int, offset: int) -> bool:
+    def admit(self, event: TrafficEvent, partition: int, offset: int, highwater: int | None = None) -> bool:
         """Whether the event at ``offset`` of ``partition`` is new to its segment's state, and if so take its
         position. One already in the state (checkpointed after the consumer's last commit, then the worker died,
-        so it is redelivered) is not: it is counted once, not twice."""
+        so it is redelivered) is not: it is counted once, not twice. Unless the partition's log is shorter than
+        the position recorded (``highwater``, its next offset, at or below it): then the log restarted (a broker
+        that lost its data, a recreated topic), the segment's position there is reset, logged and counted, and
+        the event is new.
+
+        >>> from types import SimpleNamespace
+        >>> from prometheus_client import CollectorRegistry
+        >>> settings = SimpleNamespace(detector_service_ert=1e6, detector_warmup=50, reference_events=800,
+        ...                            resolve_events=500, segment_max_routes=0, segment_max_tenants=0)
+        >>> step = StreamStep(settings, {}, {}, MonitorMetrics(CollectorRegistry()))
+        >>> event = TrafficEvent(id="e1", model="m", prompt="hello")
+        >>> step.admit(event, 0, offset=500, highwater=501), step.admit(event, 0, offset=400, highwater=900)
+        (True, False)
+        >>> step.admit(event, 0, offset=3, highwater=40)  # the log holds 40 events: it is not the one seen
+        True
+        >>> step.metrics.registry.get_sample_value("driftloop_stream_resets_total")
+        1.0
+        """
         positions = self.segment(event.segment).positions
-        if offset <= positions.get(partition, -1):
-            return False
+        recorded = positions.get(partition, -1)
+        if offset <= recorded:
+            if highwater is None or highwater > recorded:
+                return False
+            log.warning(
+                "segment %s: partition %d holds %d events, its state has seen offset %d: the log restarted, the "
+                "position is reset",
+                event.segment,
+                partition,
+                highwater,
+                recorded,
+            )
+            self.metrics.stream_resets.inc()
         positions[partition] = offset
         self.unsaved.add(event.segment)
         return True
