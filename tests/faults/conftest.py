@@ -8,18 +8,17 @@ from pathlib import Path
 import pytest
 
 from devtools.embedded import ServiceUnavailable
-from tests.conftest import REQUIRE_SERVICES
 from tests.faults.harness import FaultSettings, Rig
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path, require_services: bool) -> Iterator[Rig]:
     """Private services, workers and a webhook receiver; on the way out, every process the scenario started must
     be gone once the rig has stopped them (what is left is killed and fails the scenario)."""
     try:
         rig = Rig(tmp_path, FaultSettings())
     except ServiceUnavailable as exc:
-        if REQUIRE_SERVICES:
+        if require_services:
             pytest.fail(f"DRIFTLOOP_REQUIRE_SERVICES=1 but {exc}")
         pytest.skip(f"embedded services unavailable: {exc}")
     try:

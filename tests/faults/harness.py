@@ -45,9 +45,9 @@ class FaultSettings(BaseSettings):
     """Longest wait for the counts to reach what a scenario expects."""
     stable_s: float = 30.0
     """Counts unchanged this long (and not what is expected): the scenario stopped short, stop waiting."""
-    tenants: int = 20_000
+    tenants: int = 10_000
     """Distinct tenants of the cardinality scenario (one event each)."""
-    rss_growth_mb: float = 40.0
+    rss_growth_mb: float = 25.0
     """How much a worker's resident memory may grow over the second three quarters of those tenants."""
     sigterm_exit_s: float = 10.0
 
@@ -168,6 +168,9 @@ class Rig:
     def close(self) -> list[str]:
         """Stop the workers, the receiver and the services; what is left running of the processes this rig
         started (their process groups), each as ``pid command``, killed."""
+        for worker in self.workers:  # all signalled first: their grace periods run together
+            if worker.poll() is None:
+                worker.terminate()
         for worker in self.workers:
             stop_process(worker)
         self.stack.close()
