@@ -17,7 +17,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import httpx
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
@@ -28,6 +30,7 @@ from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.kafka import ensure_topics, segment_key
 from driftloop.settings import Settings
 from feedback import WebhookCreate, register
+from tests.integration.helpers import wait_for
 
 Message = tuple[bytes | None, bytes]
 """A traffic record as published: its key (None: the producer picks the partition) and its value."""
@@ -43,7 +46,7 @@ class FaultSettings(BaseSettings):
     redis_outage_s: float = 30.0
     settle_s: float = 240.0
     """Longest wait for the counts to reach what a scenario expects."""
-    stable_s: float = 30.0
+    stable_s: float = 20.0
     """Counts unchanged this long (and not what is expected): the scenario stopped short, stop waiting."""
     tenants: int = 10_000
     """Distinct tenants of the cardinality scenario (one event each)."""
@@ -91,6 +94,8 @@ class Rig:
     def __init__(self, workdir: Path, faults: FaultSettings) -> None:
         self.workdir, self.faults = workdir, faults
         self.workers: list[subprocess.Popen] = []
+        self.metrics_ports: dict[int, int] = {}
+        """Worker pid → the port of its /metrics."""
         self.published = 0
         with contextlib.ExitStack() as stack:  # services started before a failure are stopped
             services = workdir / "services"
@@ -128,24 +133,42 @@ class Rig:
             await redis.aclose()
         return hook.secret
 
-    def start_worker(self) -> subprocess.Popen:
-        """A ``driftloop worker`` process on the rig's services (stopped when the rig closes)."""
-        log = self.workdir / f"worker-{len(self.workers)}.log"
-        with log.open("ab") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "driftloop", "worker"],
-                env={**os.environ, **settings_env(self.settings)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.workers.append(worker)
-        return worker
+    def start_workers(self, count: int = 1) -> list[subprocess.Popen]:
+        """``count`` ``driftloop worker`` processes on the rig's services, started together; returned once each
+        serves its /metrics (its app is built, it is joining the group). Stopped when the rig closes."""
+        started = []
+        for _ in range(count):
+            settings = self.settings.model_copy(update={"worker_metrics_port": free_port()})
+            with (self.workdir / f"worker-{len(self.workers)}.log").open("ab") as out:
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "driftloop", "worker"],
+                    env={**os.environ, **settings_env(settings)},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            self.workers.append(worker)
+            self.metrics_ports[worker.pid] = settings.worker_metrics_port
+            started.append((worker, settings.worker_metrics_port))
+        for worker, port in started:
+            wait_for(lambda: worker.poll() is not None or answers(port), 180, f"worker {worker.pid} to start")  # noqa: B023
+            assert worker.poll() is None, f"worker {worker.pid} exited with {worker.returncode} as it started"
+        return [worker for worker, _ in started]
 
     def kill(self, worker: subprocess.Popen) -> None:
         """SIGKILL, as the kernel's OOM killer or a lost node would."""
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
+
+    def accepted_by(self, worker: subprocess.Popen) -> float:
+        """Events ``worker`` accepted, from its /metrics."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_ports[worker.pid]}/metrics", timeout=5).text
+        return next(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "driftloop_events_total" and sample.labels == {"outcome": "accepted"}
+        )
 
     def live_workers(self) -> int:
         return sum(worker.poll() is None for worker in self.workers)

@@ -28,7 +28,7 @@ VALID_AFTER = 200
 
 
 def test_poison_records_each_followed_by_valid_events(rig: Rig) -> None:
-    rig.start_worker()
+    rig.start_workers()
     events, _ = traffic(VALID_AFTER * len(POISON))
     for index, poison in enumerate(POISON.values()):
         after = events[index * VALID_AFTER : (index + 1) * VALID_AFTER]
@@ -43,7 +43,7 @@ def test_many_tenants_in_bounded_memory(rig: Rig) -> None:
     events, _ = traffic(tenants)
     for index, event in enumerate(events):
         event["tenant"] = f"tenant-{index:06d}"
-    worker = rig.start_worker()
+    [worker] = rig.start_workers()
     rig.publish(keyed(events[: tenants // 4]))
     wait_for(lambda: accepted(rig.settings) >= tenants // 4, 120, "the first quarter of the tenants")
     before = resident_mb(worker.pid)

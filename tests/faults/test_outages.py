@@ -21,7 +21,7 @@ def test_broker_stopped_and_restarted(rig: Rig) -> None:
     """The embedded broker keeps everything in memory: it comes back empty (topics recreated, offsets from 0), and
     the traffic sent after it is processed and counted."""
     events, shifted = traffic(6000, shift_at=3000)
-    rig.start_worker()
+    rig.start_workers()
     rig.publish(keyed(events[:3000]))
     wait_for(lambda: accepted(rig.settings) >= 3000, 120, "the events sent before the outage")
     with rig.broker.down(rig.faults.broker_outage_s):
@@ -35,7 +35,7 @@ def test_broker_stopped_and_restarted(rig: Rig) -> None:
 
 def test_redis_stopped_and_restarted_under_traffic(rig: Rig) -> None:
     events, shifted = traffic(6000, shift_at=3000)
-    rig.start_worker()
+    rig.start_workers()
     rig.publish(keyed(events[:2000]))
     wait_for(lambda: accepted(rig.settings) >= 2000, 120, "the events sent before the outage")
     with rig.redis.down(rig.faults.redis_outage_s):
@@ -48,7 +48,7 @@ def test_redis_stopped_and_restarted_under_traffic(rig: Rig) -> None:
 
 def test_sigterm_with_broker_and_redis_gone(rig: Rig) -> None:
     events, _ = traffic(500)
-    worker = rig.start_worker()
+    [worker] = rig.start_workers()
     rig.publish(keyed(events))
     wait_for(lambda: accepted(rig.settings) >= len(events), 120, "the events")
     rig.broker.stop()
