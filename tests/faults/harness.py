@@ -47,11 +47,11 @@ class FaultSettings(BaseSettings):
     settle_s: float = 240.0
     """Longest wait for the counts to reach what a scenario expects."""
     stable_s: float = 20.0
-    """Counts unchanged this long (and not what is expected): the scenario stopped short, stop waiting."""
+    """Counts unchanged this long, not what is expected and no job unfinished: the scenario stopped short."""
     tenants: int = 10_000
     """Distinct tenants of the cardinality scenario (one event each)."""
     rss_growth_mb: float = 25.0
-    """How much a worker's resident memory may grow over the second three quarters of those tenants."""
+    """How much a worker's resident memory may grow over the last three quarters of those tenants."""
     sigterm_exit_s: float = 10.0
 
 
@@ -67,8 +67,7 @@ class Service:
     def start(self) -> str:
         assert self.running is None, "already running"
         self.running = contextlib.ExitStack()
-        address = self.running.enter_context(self.run(self.workdir, self.port))
-        return address
+        return self.running.enter_context(self.run(self.workdir, self.port))
 
     def stop(self) -> None:
         if self.running is not None:
