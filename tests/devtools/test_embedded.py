@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import pytest
+import redis
 from pydantic import SecretStr
 
 from core.secrets import new_key
-from devtools.embedded import settings_env
+from devtools.embedded import ServiceUnavailable, free_port, redis_server, settings_env
 from driftloop.settings import Settings
 
 
@@ -20,3 +23,18 @@ def test_a_child_process_reads_back_the_settings_it_was_given(
     for name, value in settings_env(given).items():
         monkeypatch.setenv(name, value)
     assert Settings(_env_file=None).model_dump() == given.model_dump()
+
+
+def test_redis_restarted_on_its_port_keeps_its_data_and_its_log(tmp_path: Path, require_services: bool) -> None:
+    port = free_port()
+    try:
+        with redis_server(tmp_path, port) as url:
+            redis.Redis.from_url(url).set("kept", "yes")
+    except ServiceUnavailable as exc:
+        if require_services:
+            pytest.fail(f"DRIFTLOOP_REQUIRE_SERVICES=1 but {exc}")
+        pytest.skip(f"no redis-server: {exc}")
+    with redis_server(tmp_path, port) as again:
+        assert again == url
+        assert redis.Redis.from_url(again).get("kept") == b"yes"
+    assert (tmp_path / "redis.log").read_text().count("Ready to accept connections") == 2
