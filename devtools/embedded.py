@@ -81,7 +81,7 @@ def _wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: flo
 
 @contextlib.contextmanager
 def _process(name: str, argv: list[str], port: int, log: Path) -> Iterator[None]:
-    with log.open("wb") as out:
+    with log.open("ab") as out:  # appended: a service restarted in the same workdir keeps its earlier log
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_port(port, process, name)
@@ -91,9 +91,9 @@ def _process(name: str, argv: list[str], port: int, log: Path) -> Iterator[None]
 
 
 @contextlib.contextmanager
-def kafka_broker(workdir: Path) -> Iterator[str]:
-    """Run tansu (memory storage) and yield its ``host:port``."""
-    port = free_port()
+def kafka_broker(workdir: Path, port: int | None = None) -> Iterator[str]:
+    """Run tansu (memory storage) on ``port`` (a free one unless given) and yield its ``host:port``."""
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     argv = [
         tansu_binary(),

@@ -4,10 +4,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from core.secrets import new_key
-from devtools.embedded import LlamaServer, ServiceDied, settings_env
+from devtools.embedded import LlamaServer, ServiceDied, ServiceUnavailable, free_port, redis_server, settings_env
 from driftloop.settings import Settings
 
 
@@ -43,3 +44,18 @@ def test_a_running_server_passes_the_check(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_redis_restarted_on_its_port_keeps_its_data_and_its_log(tmp_path: Path, require_services: bool) -> None:
+    port = free_port()
+    try:
+        with redis_server(tmp_path, port) as url:
+            redis.Redis.from_url(url).set("kept", "yes")
+    except ServiceUnavailable as exc:
+        if require_services:
+            pytest.fail(f"DRIFTLOOP_REQUIRE_SERVICES=1 but {exc}")
+        pytest.skip(f"no redis-server: {exc}")
+    with redis_server(tmp_path, port) as again:
+        assert again == url
+        assert redis.Redis.from_url(again).get("kept") == b"yes"
+    assert (tmp_path / "redis.log").read_text().count("Ready to accept connections") == 2

@@ -1,0 +1,116 @@
+"""What a fault scenario reads back, as one record compared with what it expects: an assertion on two
+:class:`Counts` names the fields that differ and their values."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from feedback.jobs import FINISHED
+from tests.faults.harness import Rig
+from tests.integration.helpers import (
+    accepted,
+    segment_events,
+    stored_datasets,
+    stored_incidents,
+    stored_jobs,
+    topic_messages,
+)
+
+Effects = dict[str, int]
+"""Segment → how many of one effect it has (incidents, jobs, ...)."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The events and effects of a scenario: published = accepted + dead-lettered = in the detectors, and one of
+    each effect per shifted segment."""
+
+    published: int
+    """Sends the broker acknowledged."""
+    accepted: int
+    """The stream's accepted counter in Redis."""
+    dead_lettered: int
+    """Messages on the dead-letter topic."""
+    in_detectors: int
+    """Events in detector state, summed over the segments' statuses."""
+    incidents: Effects = field(default_factory=dict)
+    jobs: Effects = field(default_factory=dict)
+    datasets: Effects = field(default_factory=dict)
+    finetune_requests: Effects = field(default_factory=dict)
+    incident_webhooks: Effects = field(default_factory=dict)
+    """Verified ``incident.opened`` deliveries received."""
+    dataset_webhooks: Effects = field(default_factory=dict)
+    """Verified ``dataset.published`` deliveries received."""
+    workers_up: int = 0
+
+    @classmethod
+    def expected(cls, rig: Rig, dead_lettered: int, shifted: set[str], workers_up: int) -> Counts:
+        """Every published event accepted or dead-lettered, each accepted one in the detectors; one of each effect
+        per ``shifted`` segment and none elsewhere."""
+        once = dict.fromkeys(sorted(shifted), 1)
+        accepted = rig.published - dead_lettered
+        return cls(rig.published, accepted, dead_lettered, accepted, once, once, once, once, once, once, workers_up)
+
+
+def read_counts(rig: Rig) -> Counts:
+    """The rig's counts now (its services must be up)."""
+    settings = rig.settings
+    segments = {incident.id: incident.segment for incident in stored_incidents(settings)}
+
+    def per_segment(incident_ids: list[str]) -> Effects:
+        return dict(sorted(Counter(segments.get(i, f"unknown incident {i}") for i in incident_ids).items()))
+
+    received = [r for r in rig.receiver.received if r.verified]
+    return Counts(
+        published=rig.published,
+        accepted=accepted(settings),
+        dead_lettered=len(topic_messages(settings, settings.dlq_topic, idle_ms=1000)),
+        in_detectors=segment_events(settings),
+        incidents=dict(sorted(Counter(segments.values()).items())),
+        jobs=per_segment([job.incident_id for job in stored_jobs(settings)]),
+        datasets=per_segment([dataset.lineage.incident_id for dataset in stored_datasets(settings)]),
+        finetune_requests=per_segment(
+            [m["data"]["incident_id"] for m in topic_messages(settings, settings.finetune_topic, idle_ms=1000)]
+        ),
+        incident_webhooks=per_segment(
+            [r.payload["data"]["id"] for r in received if r.payload["type"] == "incident.opened"]
+        ),
+        dataset_webhooks=per_segment(
+            [r.payload["data"]["incident_id"] for r in received if r.payload["type"] == "dataset.published"]
+        ),
+        workers_up=rig.live_workers(),
+    )
+
+
+def differences(counts: Counts, expected: Counts) -> str:
+    """The fields where ``counts`` are not ``expected``, one a line.
+
+    >>> differences(Counts(10, 9, 0, 7), Counts(10, 10, 0, 10))
+    'accepted: 9, expected 10\\nin_detectors: 7, expected 10'
+    """
+    return "\n".join(
+        f"{name}: {getattr(counts, name)}, expected {getattr(expected, name)}"
+        for name in Counts.__dataclass_fields__
+        if getattr(counts, name) != getattr(expected, name)
+    )
+
+
+def settle(rig: Rig, expected: Counts) -> Counts:
+    """Read the counts until they are ``expected``, or have stopped short (unchanged for ``stable_s`` with no job
+    unfinished), or ``settle_s`` passed; the last counts read."""
+    started = changed = time.monotonic()
+    counts = read_counts(rig)
+    while counts != expected and time.monotonic() - started < rig.faults.settle_s:
+        if time.monotonic() - changed > rig.faults.stable_s and not unfinished_jobs(rig):
+            break
+        time.sleep(1.0)
+        latest = read_counts(rig)
+        if latest != counts:
+            counts, changed = latest, time.monotonic()
+    return counts
+
+
+def unfinished_jobs(rig: Rig) -> int:
+    return sum(job.state not in FINISHED for job in stored_jobs(rig.settings))
