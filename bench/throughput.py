@@ -112,14 +112,13 @@ def worker_path(settings: Settings, events: int, log: Path) -> tuple[float, floa
     first = calibrated = None
     with worker_process(settings, log) as worker:
         while True:
-            accepted = int(client.hget(keys.STREAM_COUNTS, "accepted") or 0)
+            statuses = [json.loads(raw) for raw in client.hvals(keys.SEGMENT_STATUSES)]
+            accepted = sum(status["events"] for status in statuses)  # what GET /v1/stream calls accepted
             now = time.perf_counter()
             if accepted and first is None:
                 first = (now, accepted)
-            if calibrated is None and accepted:
-                states = [json.loads(raw)["state"] for raw in client.hvals(keys.SEGMENT_STATUSES)]
-                if states and "reference" not in states:
-                    calibrated = (now, accepted)
+            if calibrated is None and statuses and all(status["state"] != "reference" for status in statuses):
+                calibrated = (now, accepted)
             if accepted >= events:
                 steady = rate(calibrated, now, accepted) if calibrated and accepted - calibrated[1] > 1000 else None
                 return rate(first, now, accepted), steady

@@ -154,6 +154,10 @@ def create_app(settings: Settings) -> faust.App:
             await segments.written()  # take_events acknowledges the batch when this returns
             await topic_table.written()
 
+    @app.on_partitions_revoked.connect
+    async def forget_live_segments(app: faust.App, revoked: set, **kwargs: object) -> None:
+        await monitoring.forget()  # a partition may come back later, its segments moved on by another worker
+
     def fetch_reference(segment: str, start: datetime, end: datetime) -> list[TrafficEvent]:
         return fetch_range(
             settings.kafka_bootstrap, settings.traffic_topic, segment, start, end, settings.reference_max_events

@@ -117,10 +117,8 @@ class TrafficAgent:
         events, outcomes = await self.observe(admitted)
         async with self.lock:
             self.step.checkpoint(await asyncio.to_thread(self.step.snapshot, self.step.changed()))
-        if events:  # right after the checkpoint: a crash in between would leave them in the state, uncounted
-            await self.stats.accepted(len(events))
-            self.metrics.events.labels("accepted").inc(len(events))
-        await self.record_statuses([*outcomes.segments, *redelivered])
+        await self.record_statuses([*outcomes.segments, *redelivered])  # the accepted count is their sum
+        self.metrics.events.labels("accepted").inc(len(events))
         async with self.lock:
             self.step.evict()
         if not events:
@@ -134,6 +132,12 @@ class TrafficAgent:
                 continue
             await self.sink.emit(outcome)
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
+
+    async def forget(self) -> None:
+        """Drop the live segments (a rebalance: another worker may have moved one on since; each is restored from
+        its checkpoint, the newest, on its next event)."""
+        async with self.lock:
+            self.step.forget()
 
     async def record_statuses(self, segments: Iterable[str]) -> None:
         """Record the statuses of ``segments`` (once each) as the API shows them."""

@@ -14,19 +14,21 @@ from monitor.incidents import DriftIncident
 
 
 class StreamStats:
-    """Counters of the traffic stream (accepted, rejected by reason) that outlive a worker."""
+    """Counts of the traffic stream that outlive a worker: events accepted, which are the events in the segments'
+    detector state (summed from their statuses, so exact however often a batch is redelivered after a crash), and
+    records rejected, by reason (at least once: a record dead-lettered just before a crash is dead-lettered again
+    when it is redelivered)."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-
-    async def accepted(self, count: int = 1) -> None:
-        await self.redis.hincrby(keys.STREAM_COUNTS, "accepted", count)
 
     async def rejected(self, reason: str) -> None:
         await self.redis.hincrby(keys.STREAM_COUNTS, f"rejected:{reason}", 1)
 
     async def read(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in (await self.redis.hgetall(keys.STREAM_COUNTS)).items()}
+        counts = {k.decode(): int(v) for k, v in (await self.redis.hgetall(keys.STREAM_COUNTS)).items()}
+        statuses = await SegmentStatuses(self.redis).all()
+        return {**counts, "accepted": sum(status.events for status in statuses.values())}
 
 
 def incidents(redis: Redis) -> Collection[DriftIncident]:

@@ -347,6 +347,14 @@ class StreamStep:
         self.metrics.segments_live.set(len(self.monitors))
         return evicted
 
+    def forget(self) -> None:
+        """Drop every live segment: each is restored from its checkpoint store on its next event. Every change is
+        checkpointed by the end of its batch, so nothing is lost; what was live may be stale after a rebalance."""
+        self.monitors.clear()
+        self.topic_models.clear()
+        self.unsaved.clear()
+        self.metrics.segments_live.set(0)
+
     def snapshot(self, segments: Iterable[str]) -> Snapshot:
         """The live state of ``segments`` (pickled), for :meth:`restore` when what changed it failed half-way."""
         return {
