@@ -9,28 +9,11 @@ import time
 
 import pytest
 
-from driftloop.kafka import ensure_topics
 from tests.faults.counts import Counts, differences, settle
 from tests.faults.harness import Rig, keyed, traffic
 from tests.integration.helpers import accepted, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-
-
-def test_broker_stopped_and_restarted(rig: Rig) -> None:
-    """The embedded broker keeps everything in memory: it comes back empty (topics recreated, offsets from 0), and
-    the traffic sent after it is processed and counted."""
-    events, shifted = traffic(6000, shift_at=3000)
-    rig.start_workers()
-    rig.publish(keyed(events[:3000]))
-    wait_for(lambda: accepted(rig.settings) >= 3000, 120, "the events sent before the outage")
-    with rig.broker.down(rig.faults.broker_outage_s):
-        pass
-    ensure_topics(rig.settings)
-    rig.publish(keyed(events[3000:]))
-    expected = Counts.expected(rig, dead_lettered=0, shifted=shifted, workers_up=1)
-    counts = settle(rig, expected)
-    assert counts == expected, differences(counts, expected)
 
 
 def test_redis_stopped_and_restarted_under_traffic(rig: Rig) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.faults.counts import Counts, differences, settle
-from tests.faults.harness import Rig, keyed, traffic, unkeyed
+from tests.faults.harness import Rig, keyed, traffic
 from tests.integration.helpers import accepted, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -21,26 +21,5 @@ def test_a_worker_killed_twice_mid_stream(rig: Rig) -> None:
         rig.kill(worker)
     rig.start_workers()
     expected = Counts.expected(rig, dead_lettered=0, shifted=shifted, workers_up=1)
-    counts = settle(rig, expected)
-    assert counts == expected, differences(counts, expected)
-
-
-def test_two_workers_one_killed_mid_stream(rig: Rig) -> None:
-    events, shifted = traffic(8000, shift_at=4000, tenants=2)
-    workers = rig.start_workers(2)
-    rig.publish(keyed(events))
-    wait_for(lambda: accepted(rig.settings) >= len(events) / 2, 120, "half of the events")
-    rig.kill(max(workers, key=rig.accepted_by))  # the one mid-stream, if one has all the traffic
-    expected = Counts.expected(rig, dead_lettered=0, shifted=shifted, workers_up=1)
-    counts = settle(rig, expected)
-    assert counts == expected, differences(counts, expected)
-
-
-def test_null_keys_over_several_partitions_into_two_workers(rig: Rig) -> None:
-    events, shifted = traffic(6000, shift_at=3000)
-    rig.start_workers(2)
-    partitions = rig.publish(unkeyed(events))
-    assert len(partitions) > 1, f"the producer put every event in one partition: {partitions}"
-    expected = Counts.expected(rig, dead_lettered=0, shifted=shifted, workers_up=2)
     counts = settle(rig, expected)
     assert counts == expected, differences(counts, expected)
