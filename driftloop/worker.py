@@ -146,9 +146,11 @@ def create_app(settings: Settings) -> faust.App:
     async def monitor_traffic(stream: faust.StreamT) -> None:
         await monitoring.warm_up()
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
+            assigned = app.consumer.assignment()  # a batch taken before a rebalance may hold another worker's events
             records = [
                 Record(item.value, item.message.partition, item.message.offset, app.consumer.highwater(item.message.tp))
                 for item in batch
+                if item.message.tp in assigned
             ]
             await monitoring.process(records)
             await segments.written()  # take_events acknowledges the batch when this returns

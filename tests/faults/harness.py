@@ -17,7 +17,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import httpx
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
@@ -155,6 +157,16 @@ class Rig:
         """SIGKILL, as the kernel's OOM killer or a lost node would."""
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
+
+    def accepted_by(self, worker: subprocess.Popen) -> float:
+        """Events ``worker`` accepted, from its /metrics."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_ports[worker.pid]}/metrics", timeout=5).text
+        return next(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "driftloop_events_total" and sample.labels == {"outcome": "accepted"}
+        )
 
     def live_workers(self) -> int:
         return sum(worker.poll() is None for worker in self.workers)

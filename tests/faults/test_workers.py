@@ -23,3 +23,14 @@ def test_a_worker_killed_twice_mid_stream(rig: Rig) -> None:
     expected = Counts.expected(rig, dead_lettered=0, shifted=shifted, workers_up=1)
     counts = settle(rig, expected)
     assert counts == expected, differences(counts, expected)
+
+
+def test_two_workers_one_killed_mid_stream(rig: Rig) -> None:
+    events, shifted = traffic(8000, shift_at=4000, tenants=2)
+    workers = rig.start_workers(2)
+    rig.publish(keyed(events))
+    wait_for(lambda: accepted(rig.settings) >= len(events) / 2, 120, "half of the events")
+    rig.kill(max(workers, key=rig.accepted_by))  # the one mid-stream, if one has all the traffic
+    expected = Counts.expected(rig, dead_lettered=0, shifted=shifted, workers_up=1)
+    counts = settle(rig, expected)
+    assert counts == expected, differences(counts, expected)
