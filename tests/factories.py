@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from core.redact import redact
@@ -40,6 +41,26 @@ CASE_TRAPS = [
     "AS AN AI LANGUAGE MODEL, I CANNOT",
     "HTTPS://example.org or WWW.example.org",
 ]
+
+
+def stream_settings(**changes: object) -> SimpleNamespace:
+    """What :class:`monitor.stream.StreamStep` reads from the settings, small enough for unit tests: a 200-event
+    reference right away, no embeddings, no segment limits."""
+    defaults = {
+        "detector_service_ert": 1e6,
+        "detector_warmup": 0,
+        "reference_events": 200,
+        "resolve_events": 50,
+        "topic_reference_size": 40,
+        "topic_count": 4,
+        "job_seed": 0,
+        "embeddings": False,
+        "embedding_sample_rate": 1.0,
+        "max_live_segments": 5000,
+        "segment_max_routes": 0,
+        "segment_max_tenants": 0,
+    }
+    return SimpleNamespace(**(defaults | changes))
 
 
 def make_evidence(**overrides: Any) -> Evidence:

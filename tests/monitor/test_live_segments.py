@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,31 +20,14 @@ from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatuses
 from monitor.sink import IncidentSink
 from monitor.stream import StreamStep
+from tests.factories import stream_settings
 
 SEGMENT = "m/default/default"
 
 
-def settings(**changes: object) -> SimpleNamespace:
-    defaults = {
-        "detector_service_ert": 1e6,
-        "detector_warmup": 0,
-        "reference_events": 200,
-        "resolve_events": 50,
-        "topic_reference_size": 40,
-        "topic_count": 4,
-        "job_seed": 0,
-        "embeddings": False,
-        "embedding_sample_rate": 1.0,
-        "max_live_segments": 5000,
-        "segment_max_routes": 0,
-        "segment_max_tenants": 0,
-    }
-    return SimpleNamespace(**(defaults | changes))
-
-
 def step_of(monitor_store: dict | None = None, topic_store: dict | None = None, **changes: object) -> StreamStep:
     return StreamStep(
-        settings(**changes),
+        stream_settings(**changes),
         {} if monitor_store is None else monitor_store,
         {} if topic_store is None else topic_store,
         MonitorMetrics(CollectorRegistry()),
@@ -208,7 +190,7 @@ def test_no_limit_folds_nothing() -> None:
 
 def test_the_agent_folds_evicts_and_records_statuses(services: Settings) -> None:
     """Through the agent, on a real Redis: 30 tenants, 10 with their own segment, at most 4 live."""
-    config = settings(segment_max_tenants=10, max_live_segments=4)
+    config = stream_settings(segment_max_tenants=10, max_live_segments=4)
     store: dict[bytes, bytes] = {}
     step = StreamStep(config, store, {}, MonitorMetrics(CollectorRegistry()))
     records = [

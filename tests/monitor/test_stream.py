@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,23 +15,9 @@ from monitor.features import semantic_features
 from monitor.incidents import DriftIncident, IncidentKind
 from monitor.stream import StreamStep, topic_columns
 from monitor.topics import TopicModel
+from tests.factories import stream_settings
 
 SEGMENT = "m/default/default"
-
-
-def settings(**changes: object) -> SimpleNamespace:
-    defaults = {
-        "detector_service_ert": 1e6,
-        "detector_warmup": 0,
-        "reference_events": 200,
-        "resolve_events": 50,
-        "topic_reference_size": 40,
-        "topic_count": 4,
-        "job_seed": 0,
-        "embeddings": False,
-        "embedding_sample_rate": 1.0,
-    }
-    return SimpleNamespace(**(defaults | changes))
 
 
 def events(n: int, model: str = "m", start: int = 0) -> list[TrafficEvent]:
@@ -48,7 +33,7 @@ def admitted(step: StreamStep, batch: list[TrafficEvent], partition: int, first_
 
 
 def test_redelivered_positions_are_dropped_per_partition() -> None:
-    step = StreamStep(settings(), {}, {})
+    step = StreamStep(stream_settings(), {}, {})
     assert len(admitted(step, events(10), partition=0, first_offset=0)) == 10
     assert admitted(step, events(10), partition=0, first_offset=0) == []
     assert len(admitted(step, events(10), partition=0, first_offset=5)) == 5  # offsets 10..14 are new
@@ -58,7 +43,7 @@ def test_redelivered_positions_are_dropped_per_partition() -> None:
 
 def test_a_checkpoint_writes_each_segment_changed_since_the_last_once() -> None:
     store: dict[bytes, bytes] = {}
-    step = StreamStep(settings(), store, {})
+    step = StreamStep(stream_settings(), store, {})
     step.observe(events(30), rows(30))
     step.observe(events(5, model="other"), rows(5))
     step.observe(events(30, start=30), rows(30))
@@ -72,7 +57,7 @@ def test_a_checkpoint_writes_each_segment_changed_since_the_last_once() -> None:
 
 def test_an_incident_is_reached_with_its_windows() -> None:
     """A segment that appears after another settled opens a new-segment incident when its reference is in."""
-    step = StreamStep(settings(), {}, {})
+    step = StreamStep(stream_settings(), {}, {})
     step.pin_reference("settled/default/default", rows(200))
     batch = events(150, model="late") + events(5, model="m")
     assert step.observe(batch, rows(155)).reached == []
@@ -86,14 +71,14 @@ def test_an_incident_is_reached_with_its_windows() -> None:
 def test_a_restored_state_continues_where_it_left_off() -> None:
     monitor_store: dict[bytes, bytes] = {}
     topic_store: dict[bytes, bytes] = {}
-    step = StreamStep(settings(), monitor_store, topic_store)
+    step = StreamStep(stream_settings(), monitor_store, topic_store)
     first = admitted(step, events(120), partition=0, first_offset=0)
     step.observe(first, rows(120))
     step.topics(SEGMENT).assign(np.eye(8)[0])
     step.checkpoint()
     assert set(monitor_store) == set(topic_store) == {SEGMENT.encode()}
 
-    restarted = StreamStep(settings(), monitor_store, topic_store)
+    restarted = StreamStep(stream_settings(), monitor_store, topic_store)
     again = admitted(restarted, events(40, start=100), partition=0, first_offset=100)  # 100..119 were in the state
     assert [e.id for e in again] == [f"m-{i}" for i in range(120, 140)]
     restarted.observe(again, rows(20))
@@ -105,7 +90,7 @@ def test_a_restored_state_continues_where_it_left_off() -> None:
 def test_checkpoint_writes_topics_only_when_the_segment_has_a_model() -> None:
     monitor_store: dict[bytes, bytes] = {}
     topic_store: dict[bytes, bytes] = {}
-    step = StreamStep(settings(), monitor_store, topic_store)
+    step = StreamStep(stream_settings(), monitor_store, topic_store)
     step.observe(events(3), rows(3))
     step.checkpoint()
     assert set(monitor_store) == {SEGMENT.encode()} and topic_store == {}
@@ -138,7 +123,7 @@ def test_measure_adds_embeddings_and_topics_for_the_sample(monkeypatch: pytest.M
         x = rng.standard_normal((len(texts), 8))
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
-    step = StreamStep(settings(embeddings=True, embedding_sample_rate=0.5), {}, {})
+    step = StreamStep(stream_settings(embeddings=True, embedding_sample_rate=0.5), {}, {})
     batch = events(200)
     inputs = asyncio.run(measure(step, batch, embed))
     chosen = step.sample(batch)
@@ -147,5 +132,5 @@ def test_measure_adds_embeddings_and_topics_for_the_sample(monkeypatch: pytest.M
     assert all(("prompt_embedding" in row) == (i in chosen) for i, row in enumerate(inputs))
     assert all(inputs[i]["injection_similarity"] == 0.25 for i in chosen)
     assert "topic_novelty" in inputs[chosen[-1]] and "topic_novelty" not in inputs[chosen[0]]  # fitted on the way
-    off = StreamStep(settings(), {}, {})
+    off = StreamStep(stream_settings(), {}, {})
     assert off.sample(batch) == [] and not any("prompt_embedding" in row for row in asyncio.run(measure(off, batch)))
