@@ -26,8 +26,8 @@ from devtools.receiver import WebhookReceiver
 from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.api import api_server
 from driftloop.auth import Scope, TokenStore
-from driftloop.console import progress
 from driftloop.kafka import ensure_topics, replay
+from driftloop.progress import progress
 from driftloop.settings import Settings
 
 MALFORMED = (

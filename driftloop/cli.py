@@ -20,8 +20,8 @@ from core.secrets import SecretKeysMissing, UnreadableSecret, new_key
 from devtools.embedded import ServiceUnavailable, with_services, worker_process
 from devtools.traffic import ShiftPlan, shifted_stream, write_jsonl
 from driftloop.auth import Scope, TokenCreate, TokenStore
-from driftloop.console import progress
 from driftloop.kafka import ensure_topics, replay
+from driftloop.progress import progress
 from driftloop.settings import Settings, get_settings
 
 T = TypeVar("T")
