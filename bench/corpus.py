@@ -20,14 +20,13 @@ import numpy as np
 import yaml
 from sklearn.cluster import KMeans
 
-from core.embeddings import embed
+from core.embeddings import EMBED_CHARS, embed
 from core.package_data import package_file
 from core.risk import injection_similarity
 from devtools.traffic import REFUSALS, jailbreak_prompts, sharegpt_pairs
 from monitor.events import TrafficEvent
 from monitor.features import extract_features
 from monitor.language import detect_languages
-from monitor.stream import EMBED_CHARS
 
 CACHE = Path(".cache/bench/corpus-v2.npz")
 QUIET_PAIRS = 6000

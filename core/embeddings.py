@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 DIMENSIONS = 384
+EMBED_CHARS = 1000
+"""Characters of a prompt that are embedded (the model reads 256 word pieces, about this many characters)."""
 
 
 @cache

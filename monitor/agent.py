@@ -22,7 +22,8 @@ import numpy as np
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
-from core.embeddings import embed
+from core.embeddings import EMBED_CHARS, embed
+from core.injection_model import injection_model
 from core.redact import redact
 from core.risk import exemplar_vectors
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
@@ -34,7 +35,7 @@ from monitor.references import ReferencePins
 from monitor.reports import build_report, store_report
 from monitor.segments import MIN_REFERENCE, Measurements
 from monitor.sink import IncidentSink
-from monitor.stream import EMBED_CHARS, Outcomes, StreamStep
+from monitor.stream import Outcomes, StreamStep
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,11 @@ class TrafficAgent:
         self.pins = ReferencePins(self.redis)
 
     async def warm_up(self) -> None:
-        """With embeddings on, load the model and embed the attack exemplars before the first batch."""
+        """With embeddings on, load the model, embed the attack exemplars and load (or train, once per encoder) the
+        learned injection score before the first batch."""
         if self.step.settings.embeddings:
             await asyncio.to_thread(exemplar_vectors)
+            await asyncio.to_thread(injection_model)
 
     async def process(self, records: Iterable[Record]) -> None:
         """Parse, fold past the segment limits, drop redelivered events, measure, observe; checkpoint the segments

@@ -1,7 +1,7 @@
 import re
 
 from core.refusal import _REFUSAL, is_refusal
-from core.risk import _INJECTION_PATTERNS, injection_score
+from core.risk import _DECODE_CUE, _EXFILTRATION_FAMILIES, _INDIRECT_FAMILIES, _INJECTION_FAMILIES, _WORDS, _count
 from core.scan import SCAN_CHARS, fold
 from devtools.traffic import jailbreak_prompts, sharegpt_pairs
 from tests.factories import CASE_TRAPS
@@ -12,9 +12,12 @@ def test_pattern_prefilters_never_hide_a_match() -> None:
     texts = [*jailbreak_prompts(), *(text for pair in sharegpt_pairs()[:2000] for text in pair), *CASE_TRAPS]
     for text in texts:
         head = text[:SCAN_CHARS]
-        assert injection_score(text) == min(1.0, sum(bool(p.search(head)) for _, p in _INJECTION_PATTERNS) / 3)
+        present = _WORDS.present(fold(head))
+        for families in (_INJECTION_FAMILIES, _INDIRECT_FAMILIES, _EXFILTRATION_FAMILIES, _DECODE_CUE):
+            unfiltered = sum(any(p.search(head) for _, p in family) for family in families)
+            assert _count(families, head, present) == unfiltered
         assert is_refusal(text) == bool(_REFUSAL.search(text[:600]))
-    assert injection_score(CASE_TRAPS[0]) > 0 and is_refusal(CASE_TRAPS[3])
+    assert _count(_INJECTION_FAMILIES, CASE_TRAPS[0], _WORDS.present(fold(CASE_TRAPS[0]))) and is_refusal(CASE_TRAPS[3])
 
 
 def test_fold_reads_every_case_variant_of_an_ascii_letter_as_that_letter() -> None:

