@@ -22,13 +22,14 @@ from sklearn.cluster import KMeans
 
 from core.embeddings import EMBED_CHARS, embed
 from core.package_data import package_file
+from core.injection_model import injection_learned
 from core.risk import injection_similarity
 from devtools.traffic import REFUSALS, jailbreak_prompts, sharegpt_pairs
 from monitor.events import TrafficEvent
 from monitor.features import extract_features
 from monitor.language import detect_languages
 
-CACHE = Path(".cache/bench/corpus-v2.npz")
+CACHE = Path(".cache/bench/corpus-v3.npz")
 QUIET_PAIRS = 6000
 """ShareGPT pairs (in file order) that quiet traffic and the topic, length pools are drawn from."""
 SCAN_PAIRS = 30_000
@@ -46,7 +47,7 @@ class Corpus:
     """Feature tables of unique prompts and responses, the real pairs between them, and the pools shifts draw from.
 
     ``prompts[name]`` is one value per prompt (every prompt-side feature of :data:`monitor.features.FEATURES`
-    plus ``injection_similarity``), ``vectors`` their embeddings, ``languages`` their languages;
+    plus ``injection_similarity`` and ``injection_learned``), ``vectors`` their embeddings, ``languages`` their languages;
     ``responses[name]`` one value per response.
     ``pairs`` holds (prompt, response) rows; pools index ``pairs`` (``quiet``, ``topic``, ``language``,
     ``long``), ``prompts`` (``attack``) or ``responses`` (``refusal``).
@@ -96,6 +97,7 @@ def build() -> Corpus:
     texts = [scanned[i][0] for i in chosen] + attacks
     vectors = embed([text[:EMBED_CHARS] for text in texts])
     prompts["injection_similarity"] = injection_similarity(vectors).astype(np.float32)
+    prompts["injection_learned"] = injection_learned(vectors, texts)
     pairs = np.stack([np.arange(len(chosen)), np.arange(len(chosen))], axis=1)
     clusters = KMeans(n_clusters=TOPICS, n_init=3, random_state=0).fit_predict(vectors[quiet])
     sizes = np.bincount(clusters, minlength=TOPICS)

