@@ -21,8 +21,8 @@ import yaml
 from sklearn.cluster import KMeans
 
 from core.embeddings import EMBED_CHARS, embed
-from core.package_data import package_file
 from core.injection_model import injection_learned
+from core.package_data import package_file
 from core.risk import injection_similarity
 from devtools.traffic import REFUSALS, jailbreak_prompts, sharegpt_pairs
 from monitor.events import TrafficEvent
@@ -47,7 +47,8 @@ class Corpus:
     """Feature tables of unique prompts and responses, the real pairs between them, and the pools shifts draw from.
 
     ``prompts[name]`` is one value per prompt (every prompt-side feature of :data:`monitor.features.FEATURES`
-    plus ``injection_similarity`` and ``injection_learned``), ``vectors`` their embeddings, ``languages`` their languages;
+    plus ``injection_similarity`` and ``injection_learned``), ``vectors`` their embeddings, ``languages`` their
+    languages;
     ``responses[name]`` one value per response.
     ``pairs`` holds (prompt, response) rows; pools index ``pairs`` (``quiet``, ``topic``, ``language``,
     ``long``), ``prompts`` (``attack``) or ``responses`` (``refusal``).
