@@ -11,9 +11,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from core.secrets import SecretBox, SecretKeysMissing
+from driftloop.services_file import SERVICES_FILE, running_writer
 
 NO_SECRET_KEYS = (
     "DRIFTLOOP_SECRET_KEYS is not set: the API and the worker seal webhook secrets in Redis with it. Set it to a "
@@ -25,9 +32,23 @@ NO_SECRET_KEYS = (
 
 
 class Settings(BaseSettings):
-    """Service settings; every field can be set as ``DRIFTLOOP_<FIELD>``."""
+    """Service settings; every field can be set as ``DRIFTLOOP_<FIELD>``: in the environment, else in ``.env``, else
+    in the file of a running ``driftloop up`` (:mod:`driftloop.services_file`)."""
 
     model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, then the services file of ``driftloop up`` while the ``up`` that wrote it runs."""
+        services = DotEnvSettingsSource(settings_cls, env_file=SERVICES_FILE if running_writer(SERVICES_FILE) else None)
+        return init_settings, env_settings, dotenv_settings, services, file_secret_settings
 
     kafka_bootstrap: str | None = Field(None, description="host:port of the Kafka broker; unset = embedded tansu")
     redis_url: str | None = Field(None, description="redis:// URL; unset = embedded redis-server")
