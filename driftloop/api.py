@@ -1,7 +1,8 @@
 """The control plane: FastAPI app assembled from the packages' routers, plus health and metrics.
 
 Every route but ``/healthz``, ``/readyz``, ``/metrics`` and the API docs (served only with
-``DRIFTLOOP_API_DOCS``) needs a bearer token (``driftloop.auth``); changes and refusals are audited,
+``DRIFTLOOP_API_DOCS``) and the console's login needs a bearer token (``driftloop.auth``; the console's pages,
+``driftloop.console``, take it from their session cookie); changes and refusals are audited,
 errors are problem details, POSTs take an ``Idempotency-Key`` (kept per token, never for a response marked
 ``Cache-Control: no-store``) and bodies are capped. These are app-wide middleware and handlers, so routes
 added to the packages' routers get them too. Run it with ``driftloop api``.

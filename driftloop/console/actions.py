@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
@@ -35,7 +36,11 @@ async def login_form(request: Request, next: str = "") -> Response:
 async def login(
     request: Request, redis: RedisDep, token: Annotated[str, Form(max_length=200)], next: Annotated[str, Form()] = ""
 ) -> Response:
-    """Check the token as the API would, then keep it in the session cookie."""
+    """Check the token as the API would, then keep it in the session cookie. A login posted from another site
+    (its ``Origin``) is refused: it would log the browser in as someone else."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "a login must be posted from the console's own page")
     settings = request.app.state.settings
     principal = await request.app.state.authenticator.principal(redis, token.strip()) if token.strip() else None
     if principal is None:

@@ -42,11 +42,12 @@ def _total(response: Response) -> int:
 async def incidents_page(
     request: Request,
     redis: RedisDep,
-    status: IncidentStatus | None = None,
-    segment: str | None = None,
+    status: str = "",
+    segment: str = "",
     offset: Offset = 0,
 ) -> Response:
-    segment = segment or None
+    """The filter form sends empty fields for "any"."""
+    status, segment = IncidentStatus(status) if status else None, segment or None
     listed = Response()
     found = await monitor_api.list_incidents(redis, listed, status, segment, PAGE_SIZE, offset)
     query = "&".join(f"{k}={v}" for k, v in (("status", status), ("segment", segment)) if v)
