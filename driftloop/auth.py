@@ -129,23 +129,36 @@ def _challenge(error: str | None = None, scope: Scope | None = None) -> dict[str
     return {"WWW-Authenticate": "Bearer" + (" " + ", ".join(params) if params else "")}
 
 
+class Authenticator:
+    """Who holds a token: a stored token's principal, or ``bootstrap`` for the token whose SHA-256 is
+    ``admin_token_hash`` (the ``admin_token`` setting)."""
+
+    def __init__(self, admin_token_hash: str | None = None) -> None:
+        self.admin_token_hash = admin_token_hash
+        self.bootstrap = TokenInfo(name=BOOTSTRAP, scopes=list(Scope), created_at=datetime.now(UTC))
+
+    async def principal(self, redis: Redis, token: str) -> TokenInfo | None:
+        """The principal of ``token``, or None."""
+        if self.admin_token_hash and hmac.compare_digest(hash_token(token), self.admin_token_hash):
+            return self.bootstrap
+        return await TokenStore(redis).resolve(token)
+
+
 class AuthMiddleware:
     """Authenticates every HTTP request outside ``open_paths`` (401 otherwise).
 
-    The principal (a ``TokenInfo``) is recorded with ``core.api.authenticate`` and the token's id with
-    :func:`token_id`. ``admin_token_hash`` is the SHA-256 of the bootstrap admin token, which then acts as the
-    principal ``bootstrap``. What the principal may do is ``ScopeMiddleware``'s to check.
+    The principal (a ``TokenInfo``, as ``authenticator`` finds it) is recorded with ``core.api.authenticate`` and
+    the token's id with :func:`token_id`. What the principal may do is ``ScopeMiddleware``'s to check.
     """
 
-    def __init__(self, app: ASGIApp, open_paths: Iterable[str], admin_token_hash: str | None = None) -> None:
-        self.app, self.open_paths, self.admin_token_hash = app, frozenset(open_paths), admin_token_hash
-        self.bootstrap = TokenInfo(name=BOOTSTRAP, scopes=list(Scope), created_at=datetime.now(UTC))
+    def __init__(self, app: ASGIApp, open_paths: Iterable[str], authenticator: Authenticator) -> None:
+        self.app, self.open_paths, self.authenticator = app, frozenset(open_paths), authenticator
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in self.open_paths:
+        if scope["type"] != "http" or route_path(scope) in self.open_paths:
             return await self.app(scope, receive, send)
         token = bearer(scope)
-        principal = await self._principal(scope, token) if token else None
+        principal = await self.authenticator.principal(scope["app"].state.redis, token) if token else None
         if principal is None:
             detail = "a bearer token is required" if token is None else "the bearer token is not valid"
             response = problem_response(
@@ -155,11 +168,6 @@ class AuthMiddleware:
         authenticate(scope, principal)
         scope["state"][_TOKEN_ID] = hash_token(token)
         await self.app(scope, receive, send)
-
-    async def _principal(self, scope: AsgiScope, token: str) -> TokenInfo | None:
-        if self.admin_token_hash and hmac.compare_digest(hash_token(token), self.admin_token_hash):
-            return self.bootstrap
-        return await TokenStore(scope["app"].state.redis).resolve(token)
 
 
 class ScopeMiddleware:
@@ -181,7 +189,7 @@ class ScopeMiddleware:
             return await self.app(scope, receive, send)
         response = problem_response(
             403,
-            f"{scope['method']} {_route_path(scope)} needs the {needed} scope",
+            f"{scope['method']} {route_path(scope)} needs the {needed} scope",
             instance=scope["path"],
             headers=_challenge("insufficient_scope", needed),
         )
@@ -200,7 +208,7 @@ def token_id(scope: AsgiScope) -> str | None:
     return scope.get("state", {}).get(_TOKEN_ID) if scope["type"] == "http" else None
 
 
-def _route_path(scope: AsgiScope) -> str:
+def route_path(scope: AsgiScope) -> str:
     """The path without the ``root_path`` a proxy mounts the API under."""
     root, path = scope.get("root_path", ""), scope["path"]
     return path[len(root) :] if root and path.startswith(root) else path

@@ -187,6 +187,12 @@ class Settings(BaseSettings):
     api_docs: bool = Field(
         False, description="serve /docs, /redoc and /openapi.json to anyone; off in production (no map for attackers)"
     )
+    console_secure_cookie: bool = Field(
+        True,
+        description="the console's session cookie is Secure (sent over HTTPS and to localhost only); off only for a "
+        "console served over plain HTTP on another host",
+    )
+    console_session_hours: float = Field(12, gt=0, description="how long a console login (its cookie) lasts")
 
     # --- dataset registry and storage ---
     storage_url: str | None = Field(
