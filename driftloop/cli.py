@@ -122,7 +122,7 @@ def up(
                 base = f"http://{settings.api_host}:{settings.api_port}"
                 console.print(
                     f"Kafka {settings.kafka_bootstrap} · Redis {settings.redis_url} · API {base} · "
-                    f"worker log {workdir}/worker.log\nConsole {base}/console/ · other verbs in this directory "
+                    f"worker log {workdir}/worker.log\nConsole {base}/console · other verbs in this directory "
                     f"reach these services through {SERVICES_FILE}"
                 )
                 _greet_first_admin(settings)

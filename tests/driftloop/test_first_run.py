@@ -89,13 +89,16 @@ def test_up_then_replay_status_and_token_create_with_no_variables_set(tmp_path) 
     up = _Up(tmp_path, api_port)
     services = tmp_path / SERVICES_FILE
     try:
-        console_url = up.wait_for(r"Console (http://127\.0\.0\.1:\d+/console/)").group(1)
+        console_url = up.wait_for(r"Console (http://127\.0\.0\.1:\d+/console) ").group(1)
         token = up.wait_for(r"shown this once[^\n]*\n(dl_\S+)\n").group(1)
-        assert console_url == f"http://127.0.0.1:{api_port}/console/"
+        assert console_url == f"http://127.0.0.1:{api_port}/console"
         assert stat.S_IMODE(services.stat().st_mode) == 0o600
         assert "DRIFTLOOP_REDIS_URL=redis://127.0.0.1:" in services.read_text(encoding="utf-8")
         whoami = _wait_until_served(f"http://127.0.0.1:{api_port}", token)
         assert whoami.status_code == 200 and whoami.json()["name"] == "admin"
+        login = httpx.post(f"{console_url}/login", data={"token": token})
+        assert login.status_code == 303 and login.headers["location"].endswith("/console/incidents"), login.text
+        assert "httponly" in login.headers["set-cookie"].lower(), "the printed token opens a console session"
 
         second = _verb(tmp_path, "up")
         assert second.returncode == 1 and f"already runs here (pid {up.process.pid})" in second.stdout
