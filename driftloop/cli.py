@@ -104,12 +104,11 @@ def up(
     run in this directory reads when DRIFTLOOP_KAFKA_BOOTSTRAP / DRIFTLOOP_REDIS_URL are not set. Prints the
     console's URL and, when Redis holds no API token yet, a first admin token (shown this once).
     """
-    from driftloop.api import api_server
-
     _exit_on_sigterm()
     if (running := running_writer(SERVICES_FILE)) is not None:
         console.print(f"[red]driftloop up already runs here (pid {running}).[/] Stop it, or start this one elsewhere.")
         raise typer.Exit(1)
+    from driftloop.api import api_server
     configured = get_settings()
     try:
         with with_services(configured, workdir) as settings:
