@@ -26,7 +26,7 @@ from core.embeddings import embed
 from core.redact import redact
 from core.risk import exemplar_vectors
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
-from monitor.incidents import DriftIncident, IncidentStatus, Resolution
+from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, Resolution
 from monitor.lifecycle import change_status, status_event
 from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatuses, StreamStats
@@ -129,6 +129,9 @@ class TrafficAgent:
         for outcome in outcomes.reached:
             if isinstance(outcome, Resolution):
                 await self.resolve(outcome)
+                continue
+            if isinstance(outcome, CauseAdded):
+                await self.sink.add_cause(outcome)
                 continue
             await self.sink.emit(outcome)
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
