@@ -107,12 +107,14 @@ SEVERITY: dict[IncidentKind, Severity] = {
 
 SYMPTOMS: dict[IncidentKind, frozenset[IncidentKind]] = {
     IncidentKind.ATTACK_WAVE: frozenset({IncidentKind.QUALITY_DROP, IncidentKind.INPUT_SHIFT}),
-    IncidentKind.LANGUAGE_SHIFT: frozenset({IncidentKind.INPUT_SHIFT}),
+    IncidentKind.LANGUAGE_SHIFT: frozenset({IncidentKind.INPUT_SHIFT, IncidentKind.TOPIC_SHIFT}),
     IncidentKind.TOPIC_SHIFT: frozenset({IncidentKind.INPUT_SHIFT}),
 }
 """Cause kind -> kinds whose features, moving with it, are its symptoms rather than causes of their own: refusals
 rise when attacks are refused, and prompt lengths and character mixes move with a new language or topic. Latency
-is never a symptom: a model serving slower is a cause of its own whatever the traffic does."""
+is never a symptom: a model serving slower is a cause of its own whatever the traffic does. A new language moves the
+prompt embeddings too (an English sentence encoder places other languages apart), so a topic shift that comes with
+a language shift is folded into it: a new topic in the same languages is still named on its own."""
 
 
 class FeatureShift(BaseModel):
@@ -174,9 +176,22 @@ class DriftIncident(BaseModel):
         return f"{self.kind}{also} in {self.segment}: {moved}"
 
     def with_cause(self, cause: Cause) -> DriftIncident:
-        """A copy naming ``cause`` too (its features joined to ``features``' names only, as they are not shifts
-        measured at opening); kind and severity follow the most urgent cause."""
-        causes = sorted([*self.causes, cause], key=lambda c: _PRIORITY.index(c.kind))
+        """A copy naming ``cause`` too; causes named before that are its symptoms (:data:`SYMPTOMS`: refusals
+        named a quality drop before the attack behind them was seen) are folded into it. Kind and severity follow
+        the most urgent cause."""
+        symptoms = [c for c in self.causes if c.kind in SYMPTOMS.get(cause.kind, ())]
+        if symptoms:
+            cause = cause.model_copy(
+                update={
+                    "features": list(dict.fromkeys([*cause.features, *(f for c in symptoms for f in c.features)])),
+                    "detectors": list(dict.fromkeys([*cause.detectors, *(d for c in symptoms for d in c.detectors)])),
+                    "onset_event": min(
+                        (o for c in [cause, *symptoms] if (o := c.onset_event) is not None), default=None
+                    ),
+                }
+            )
+        kept = [c for c in self.causes if c not in symptoms]
+        causes = sorted([*kept, cause], key=lambda c: _PRIORITY.index(c.kind))
         return self.model_copy(update={"causes": causes, "kind": causes[0].kind, "severity": worst(causes)})
 
 

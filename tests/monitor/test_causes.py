@@ -83,3 +83,31 @@ def test_a_segment_that_resolves_names_causes_afresh() -> None:
     back = _feed(monitor, _rows(rng, 700))
     assert [type(out).__name__ for out in back] == ["Resolution"] and monitor.open_causes == frozenset()
     assert opened.causes and monitor.state == "reference"
+
+
+def test_a_cause_added_folds_the_causes_named_before_that_were_its_symptoms() -> None:
+    from monitor.incidents import Cause
+
+    quality = Cause(
+        kind="quality-drop", severity="warning", features=["refusal"], detectors=["bernoulli-cusum"], onset_event=900
+    )
+    latency = Cause(
+        kind="latency-drift", severity="warning", features=["latency_ms"], detectors=["cusum"], onset_event=880
+    )
+    attack = Cause(
+        kind="attack-wave", severity="critical", features=["injection_score"], detectors=["cusum"], onset_event=905
+    )
+    incident = DriftIncident(
+        id="i",
+        kind="quality-drop",
+        severity="warning",
+        segment="m/chat/t",
+        features=[],
+        causes=[quality, latency],
+        detected_after_events=950,
+        onset_event=880,
+    )
+    named = incident.with_cause(attack)
+    assert [c.kind for c in named.causes] == ["attack-wave", "latency-drift"], "the refusals were the attack's"
+    assert named.causes[0].features == ["injection_score", "refusal"] and named.causes[0].onset_event == 900
+    assert named.causes[0].detectors == ["cusum", "bernoulli-cusum"] and named.severity == "critical"
