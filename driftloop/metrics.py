@@ -34,16 +34,30 @@ class RecordsCollector(Collector):
         open_incidents = GaugeMetricFamily(
             "driftloop_incidents_open", "Open drift incidents", labels=["kind", "severity"]
         )
-        counts = Counter((i["kind"], i["severity"]) for i in self._records(keys.INCIDENT) if i["status"] == "open")
+        incident_records = self._records(keys.INCIDENT)
+        counts = Counter((i["kind"], i["severity"]) for i in incident_records if i["status"] == "open")
+        causes = GaugeMetricFamily(
+            "driftloop_incident_causes_open",
+            "Causes named by open drift incidents (primary: the incident's kind, its most urgent cause)",
+            labels=["kind", "severity", "primary"],
+        )
+        named = Counter(
+            (c["kind"], c["severity"], str(c["kind"] == i["kind"]).lower())
+            for i in incident_records
+            if i["status"] == "open"
+            for c in i.get("causes", [])
+        )
         for kind, severity in SEVERITY.items():
             open_incidents.add_metric([kind, severity], counts.get((kind, severity), 0))
+            for primary in ("true", "false"):
+                causes.add_metric([kind, severity, primary], named.get((kind, severity, primary), 0))
         jobs = GaugeMetricFamily("driftloop_jobs", "Generation jobs by state", labels=["state"])
         states = Counter(job["state"] for job in self._records(keys.JOB))
         for state in JobState:
             jobs.add_metric([state], states.get(state, 0))
         datasets = GaugeMetricFamily("driftloop_datasets", "Dataset versions published")
         datasets.add_metric([], self.redis.zcard(keys.index(keys.DATASET)))
-        yield from (open_incidents, jobs, datasets)
+        yield from (open_incidents, causes, jobs, datasets)
         if self.llm_base_url:
             up = GaugeMetricFamily("driftloop_llm_backend_up", "1 when the LLM endpoint answers GET /models")
             up.add_metric([], float(self._llm_up()))

@@ -127,7 +127,9 @@ def create_app(settings: Settings) -> faust.App:
 
     metrics = MonitorMetrics.default()
     LLMMetrics.default()  # exported from the start, an LLM endpoint configured or not
-    sink = IncidentSink(redis, publish_incident, metrics.incidents)  # the stream's incidents and stress regressions
+    sink = IncidentSink(
+        redis, publish_incident, metrics.incidents, metrics.causes
+    )  # the stream's incidents and stress regressions
     monitoring = TrafficAgent(
         step,
         redis,

@@ -90,12 +90,14 @@ class JobRunner:
     metrics: FeedbackMetrics = field(default_factory=FeedbackMetrics.default, repr=False)
     """Where jobs, samples and takeovers are counted: the process's metrics unless given."""
 
-    async def handle(self, incident: DriftIncident) -> GenerationJob:
+    async def handle(self, incident: DriftIncident) -> list[GenerationJob]:
         """Announce ``incident`` (``incident.opened``, recorded in the webhook outbox: no receiver is waited on),
-        then run (or finish) its job; a finished job is returned untouched, and so is one another runner holds."""
+        then run (or finish) the job of each of its causes that has a recipe (none for a cause that only on-call
+        can fix: latency); a finished job is returned untouched, and so is one another runner holds. An incident
+        published again with a cause added starts that cause's job (job ids are per incident and recipe)."""
         await self.dispatcher.dispatch("incident.opened", incident.id, incident.model_dump(mode="json"))
-        job = await submit(self.redis, incident, self.recipes.for_kind(incident.kind).name)
-        return await self.run(job.id)
+        submitted = [await submit(self.redis, incident, recipe.name) for recipe in self.recipes.for_incident(incident)]
+        return [await self.run(job.id) for job in submitted]
 
     async def run(self, job_id: str) -> GenerationJob:
         """Take the job and run one attempt of it, or return it as it is when it cannot be taken."""

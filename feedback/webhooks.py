@@ -49,6 +49,7 @@ from feedback.outbox import Outbox, Pending
 
 EVENT_TYPES = (
     "incident.opened",
+    "incident.cause_added",
     "incident.acknowledged",
     "incident.resolved",
     "dataset.published",

@@ -199,6 +199,7 @@ def board(uid: str, title: str, description: str, time_from: str = "now-1h") -> 
 # Every API replica reports the same shared-state numbers, so take the max over replicas before summing.
 OPEN_INCIDENTS = "sum(max by (kind, severity) (driftloop_incidents_open))"
 INCIDENTS_BY_KIND = "max by (kind, severity) (driftloop_incidents_open)"
+CAUSES_BY_KIND = "max by (kind, severity) (sum by (kind, severity, instance) (driftloop_incident_causes_open))"
 DATASETS = "max(driftloop_datasets)"
 REJECTED_SHARE = (
     'sum(rate(driftloop_events_total{{outcome="rejected"}}[{w}])) / (sum(rate(driftloop_events_total[{w}])) > 0)'
@@ -334,6 +335,15 @@ def overview() -> dashboard.Dashboard:
                 "Open incidents by kind",
                 "Open drift incidents by kind and severity (read from Redis by the API).",
                 query(INCIDENTS_BY_KIND, "{{kind}} ({{severity}})"),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            graph(
+                "Open causes by kind",
+                "Every cause named by open incidents, by kind and severity: an attack wave with a latency regression"
+                " is one incident (kind attack-wave) with two causes. Causes without a recipe (latency) get no job.",
+                query(CAUSES_BY_KIND, "{{kind}} ({{severity}})"),
                 stacked=True,
             )
         )

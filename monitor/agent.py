@@ -26,7 +26,7 @@ from core.embeddings import embed
 from core.redact import redact
 from core.risk import exemplar_vectors
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
-from monitor.incidents import DriftIncident, IncidentStatus, Resolution
+from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, Resolution
 from monitor.lifecycle import change_status, status_event
 from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatuses, StreamStats
@@ -130,6 +130,9 @@ class TrafficAgent:
             if isinstance(outcome, Resolution):
                 await self.resolve(outcome)
                 continue
+            if isinstance(outcome, CauseAdded):
+                await self.add_cause(outcome)
+                continue
             await self.sink.emit(outcome)
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
 
@@ -225,6 +228,14 @@ class TrafficAgent:
             log.warning("no report for incident %s: %s", incident.id, error)
         finally:
             self.reports.discard(asyncio.current_task())
+
+    async def add_cause(self, added: CauseAdded) -> None:
+        """Name a new cause on the open incident (stored, published again: its job starts) and announce it
+        (``incident.cause_added``, once per incident and cause kind)."""
+        incident = await self.sink.add_cause(added)
+        if incident is not None:
+            message_id = f"{incident.id}:{added.cause.kind}"
+            await self.announce("incident.cause_added", message_id, incident.model_dump(mode="json"))
 
     async def resolve(self, resolution: Resolution) -> None:
         """The monitor's auto-resolve: the stored incident moves to resolved and ``incident.resolved`` goes out."""

@@ -1,5 +1,11 @@
 """DriftIncident: what moved, where, when, and the evidence, as published on ``driftloop.incidents``.
 
+An incident names every cause of the change it opened on (:class:`Cause`: a kind, its severity, the features and
+detectors behind it, its onset); its ``kind`` and ``severity`` are its most urgent cause's. Several kinds of change
+in one segment at once are one incident with causes, not linked incidents: they share one change point, one
+drifted window and its evidence, one lifecycle (on-call acknowledges and resolves the change, and the segment
+resolves when all of it is back), while each cause still gets its own job (its kind's recipe, if any).
+
 An incident's lifecycle is open → acknowledged → resolved (open → resolved too: the monitor resolves an
 incident by itself when its segment returns to the reference). :func:`transition` is the one way to
 change it:
@@ -99,6 +105,18 @@ SEVERITY: dict[IncidentKind, Severity] = {
 }
 
 
+SYMPTOMS: dict[IncidentKind, frozenset[IncidentKind]] = {
+    IncidentKind.ATTACK_WAVE: frozenset({IncidentKind.QUALITY_DROP, IncidentKind.INPUT_SHIFT}),
+    IncidentKind.LANGUAGE_SHIFT: frozenset({IncidentKind.INPUT_SHIFT, IncidentKind.TOPIC_SHIFT}),
+    IncidentKind.TOPIC_SHIFT: frozenset({IncidentKind.INPUT_SHIFT}),
+}
+"""Cause kind -> kinds whose features, moving with it, are its symptoms rather than causes of their own: refusals
+rise when attacks are refused, and prompt lengths and character mixes move with a new language or topic. Latency
+is never a symptom: a model serving slower is a cause of its own whatever the traffic does. A new language moves the
+prompt embeddings too (an English sentence encoder places other languages apart), so a topic shift that comes with
+a language shift is folded into it: a new topic in the same languages is still named on its own."""
+
+
 class FeatureShift(BaseModel):
     """One feature that moved: its means (reference vs the drifted window) and the detector's evidence."""
 
@@ -109,6 +127,20 @@ class FeatureShift(BaseModel):
     threshold: float = Field(description="the drift level the statistic crossed, calibrated to the detector's ERT")
     detector: str = "cusum"
     onset_event: int | None = Field(None, description="segment event index where this feature's change began")
+
+
+class Cause(BaseModel):
+    """One kind of change behind an incident: the moved features that signal it (its symptoms included), the
+    detectors that saw them and where it began."""
+
+    kind: IncidentKind
+    severity: Severity
+    features: list[str] = Field(description="the moved inputs behind this cause, the leading one first")
+    detectors: list[str] = Field(description="the detectors that saw them (cusum, mmd, ...)")
+    onset_event: int | None = Field(None, description="segment event index where the earliest of them began")
+    detected_after_events: int | None = Field(
+        None, description="segment events seen when this cause was named (later than the incident's: a cause added)"
+    )
 
 
 class Evidence(BaseModel):
@@ -125,6 +157,7 @@ class DriftIncident(BaseModel):
     severity: Severity = Severity.INFO
     status: IncidentStatus = IncidentStatus.OPEN
     features: list[FeatureShift]
+    causes: list[Cause] = Field(default_factory=list, description="every cause, the most urgent first")
     detected_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     detected_after_events: int = Field(description="events of the segment seen when the incident opened")
     onset_event: int = Field(description="estimated segment event index where the change began")
@@ -136,9 +169,30 @@ class DriftIncident(BaseModel):
 
     @property
     def headline(self) -> str:
-        """One line for people: kind, segment and what moved."""
+        """One line for people: kind (and other causes), segment and what moved."""
         moved = ", ".join(f"{s.feature} {s.reference_mean:.3g}→{s.current_mean:.3g}" for s in self.features)
-        return f"{self.kind} in {self.segment}: {moved}"
+        others = [str(cause.kind) for cause in self.causes if cause.kind != self.kind]
+        also = f" (with {', '.join(others)})" if others else ""
+        return f"{self.kind}{also} in {self.segment}: {moved}"
+
+    def with_cause(self, cause: Cause) -> DriftIncident:
+        """A copy naming ``cause`` too; causes named before that are its symptoms (:data:`SYMPTOMS`: refusals
+        named a quality drop before the attack behind them was seen) are folded into it. Kind and severity follow
+        the most urgent cause."""
+        symptoms = [c for c in self.causes if c.kind in SYMPTOMS.get(cause.kind, ())]
+        if symptoms:
+            cause = cause.model_copy(
+                update={
+                    "features": list(dict.fromkeys([*cause.features, *(f for c in symptoms for f in c.features)])),
+                    "detectors": list(dict.fromkeys([*cause.detectors, *(d for c in symptoms for d in c.detectors)])),
+                    "onset_event": min(
+                        (o for c in [cause, *symptoms] if (o := c.onset_event) is not None), default=None
+                    ),
+                }
+            )
+        kept = [c for c in self.causes if c not in symptoms]
+        causes = sorted([*kept, cause], key=lambda c: _PRIORITY.index(c.kind))
+        return self.model_copy(update={"causes": causes, "kind": causes[0].kind, "severity": worst(causes)})
 
 
 def incident_id(segment: str, sequence: int) -> str:
@@ -152,6 +206,19 @@ class Resolution(BaseModel):
     incident_id: str
     segment: str
     resolved_after_events: int
+
+
+class CauseAdded(BaseModel):
+    """The monitor's word that the open incident of a segment has a new cause: a kind of change that began, or
+    reached its drift level, after the incident opened (a latency regression an hour into an attack wave)."""
+
+    incident_id: str
+    segment: str
+    cause: Cause
+
+
+Outcome = DriftIncident | Resolution | CauseAdded
+"""What a segment's monitor reaches: an incident opened, resolved, or given a cause."""
 
 
 def transition(incident: DriftIncident, to: IncidentStatus | str, at: datetime | None = None) -> DriftIncident:
@@ -180,6 +247,30 @@ def feature_kind(feature: str) -> IncidentKind:
     return IncidentKind.TOPIC_SHIFT if "topic" in feature else IncidentKind.INPUT_SHIFT
 
 
-def kind_of(features: list[str]) -> IncidentKind:
-    """The most urgent kind among the moved features."""
-    return min((feature_kind(f) for f in features), key=_PRIORITY.index)
+def cause_kinds(features: list[str]) -> dict[IncidentKind, list[str]]:
+    """The causes that moved ``features`` signal, most urgent first, each with its features (in the given order);
+    a kind that is a symptom (:data:`SYMPTOMS`) of another present kind is folded into the first such kind.
+
+    >>> {str(k): v for k, v in cause_kinds(["refusal", "latency_ms", "injection_score", "prompt_chars"]).items()}
+    {'attack-wave': ['refusal', 'injection_score', 'prompt_chars'], 'latency-drift': ['latency_ms']}
+    >>> [str(k) for k in cause_kinds(["refusal", "language_non_english", "prompt_non_ascii_share"])]
+    ['quality-drop', 'language-shift']
+    """
+    signalled: dict[IncidentKind, list[str]] = {}
+    for feature in features:
+        signalled.setdefault(feature_kind(feature), []).append(feature)
+    causes: dict[IncidentKind, list[str]] = {}
+    for kind in sorted(signalled, key=_PRIORITY.index):
+        owner = next((other for other in causes if kind in SYMPTOMS.get(other, ())), None)
+        causes.setdefault(owner or kind, [])
+    for feature in features:
+        kind = feature_kind(feature)
+        owner = kind if kind in causes else next(other for other in causes if kind in SYMPTOMS.get(other, ()))
+        causes[owner].append(feature)
+    return causes
+
+
+def worst(causes: list[Cause]) -> Severity:
+    """The most severe of ``causes``' severities (info when there is none)."""
+    order = list(Severity)
+    return min((cause.severity for cause in causes), key=order.index, default=Severity.INFO)

@@ -29,6 +29,11 @@ class MonitorMetrics(AppMetrics):
         self.incidents = self.counter(
             "driftloop_incidents_opened_total", "Drift incidents opened", ["kind", "severity"]
         )
+        self.causes = self.counter(
+            "driftloop_incident_causes_total",
+            "Causes named by drift incidents, at opening or added while open (an incident may name several)",
+            ["kind", "severity"],
+        )
         self.processing = self.histogram(
             "driftloop_event_processing_seconds",
             "Parse, features and detectors for one event",
@@ -63,6 +68,7 @@ class MonitorMetrics(AppMetrics):
             self.rejected.labels(reason)
         for kind, severity in SEVERITY.items():
             self.incidents.labels(kind, severity)
+            self.causes.labels(kind, severity)
         for dimension in DIMENSIONS:
             self.folded.labels(dimension)
 

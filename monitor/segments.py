@@ -15,9 +15,10 @@ A segment (model/route/tenant) goes through:
 2. **quiet** → **drafting**: a detector at its warning level (ERT ×
    :data:`~monitor.detector_set.WARNING_SHARE`) starts a draft that collects the features at warning; the
    draft is dropped when they all fall back.
-3. **open**: a detector at its drift level opens one incident with every drafted feature, the onset
-   (where the leading CUSUM left zero) and redacted evidence from the drifted window. While it is open
-   the segment raises nothing new (one incident per ongoing shift).
+3. **open**: a detector at its drift level opens one incident with every drafted feature, its causes (each
+   kind of change the moved features signal), the onset (where the leading CUSUM left zero) and redacted evidence
+   from the drifted window. While it is open the segment opens nothing new (one incident per ongoing shift), but a
+   detector of another kind reaching its drift level adds a cause to it (:class:`~monitor.incidents.CauseAdded`).
 4. **resolved**: after ``resolve_events`` consecutive events with every detector under its warning level,
    :meth:`SegmentMonitor.observe` returns a :class:`~monitor.incidents.Resolution`. A rolling reference is
    then rebuilt from the next events (:meth:`SegmentMonitor.rebase`); a pinned one
@@ -43,7 +44,7 @@ from monitor.detector_set import DetectorSet
 from monitor.events import TrafficEvent
 from monitor.features import FEATURES, Kind
 from monitor.incident_builder import EVIDENCE_WINDOW, IncidentBuilder
-from monitor.incidents import DriftIncident, Resolution
+from monitor.incidents import SYMPTOMS, CauseAdded, DriftIncident, IncidentKind, Resolution, feature_kind
 from monitor.inputs import INPUTS, MIN_REFERENCE, Measurements
 from monitor.reference_collection import ReferenceCollection
 
@@ -93,6 +94,8 @@ class SegmentMonitor:
     seed: int = 0
     events: int = 0
     open_incident: str | None = None
+    open_causes: frozenset[IncidentKind] = frozenset()
+    """The kinds of the open incident's causes (and of their symptoms): a drift of another kind adds a cause."""
     quiet_run: int = 0
     """Events in a row with every detector under its warning level while an incident is open."""
     positions: dict[int, int] = field(default_factory=dict)
@@ -121,7 +124,7 @@ class SegmentMonitor:
             return "reference"
         return "open" if self.open_incident else "drafting" if self.detector_set.draft else "quiet"
 
-    def observe(self, event: TrafficEvent, inputs: Measurements) -> DriftIncident | Resolution | None:
+    def observe(self, event: TrafficEvent, inputs: Measurements) -> DriftIncident | Resolution | CauseAdded | None:
         """Update the segment with one event's :func:`measurements` (or bare features); return the incident it
         opens or the resolution it reaches."""
         self.events += 1
@@ -130,7 +133,7 @@ class SegmentMonitor:
             return self._collect(inputs, event.prompt_text)
         levels = self.detector_set.update(inputs, at=self.events)
         if self.open_incident is not None:
-            return self._track(levels)
+            return self._caused(levels) or self._track(levels)
         self.collection.collect_pending(inputs, self.detector_set)
         self.detector_set.redraft(levels)
         if any(level is Level.DRIFT for level in levels.values()):
@@ -139,7 +142,7 @@ class SegmentMonitor:
 
     def observe_many(
         self, events: list[TrafficEvent], inputs: list[Measurements]
-    ) -> Iterator[DriftIncident | Resolution]:
+    ) -> Iterator[DriftIncident | Resolution | CauseAdded]:
         """:meth:`observe` over a batch, with the same outcomes, yielded as they are reached (so the state is read
         as it was then, e.g. :meth:`report_windows`). Stretches where nothing happens (no detector reaches its drift
         level, no pending reference completes) run vectorised, each detector fed its values at once: it is what
@@ -208,9 +211,28 @@ class SegmentMonitor:
         return None
 
     def _hold(self, incident: DriftIncident) -> DriftIncident:
-        """Track ``incident`` until it resolves; the segment raises nothing else meanwhile."""
+        """Track ``incident`` until it resolves; the segment opens nothing else meanwhile."""
         self.open_incident, self.detector_set.draft, self.quiet_run = incident.id, set(), 0
+        self.open_causes = frozenset()
+        for cause in incident.causes:
+            self._name(cause.kind)
         return incident
+
+    def _name(self, kind: IncidentKind) -> None:
+        self.open_causes |= {kind, *SYMPTOMS.get(kind, ())}
+
+    def _caused(self, levels: dict[str, Level]) -> CauseAdded | None:
+        """The cause added to the open incident when detectors of a kind it does not name reach their drift level."""
+        new = [
+            name
+            for name, level in levels.items()
+            if level is Level.DRIFT and feature_kind(name) not in self.open_causes
+        ]
+        if not new:
+            return None
+        cause = self.builder.cause(self.detector_set, new, self.events)
+        self._name(cause.kind)
+        return CauseAdded(incident_id=self.open_incident or "", segment=self.segment, cause=cause)
 
     def _track(self, levels: dict[str, Level]) -> Resolution | None:
         """While an incident is open: count events under every warning level; resolve after enough of them."""
@@ -220,7 +242,7 @@ class SegmentMonitor:
         resolution = Resolution(
             incident_id=self.open_incident or "", segment=self.segment, resolved_after_events=self.events
         )
-        self.open_incident, self.quiet_run = None, 0
+        self.open_incident, self.open_causes, self.quiet_run = None, frozenset(), 0
         if not self.collection.pinned:
             self.rebase()
         return resolution

@@ -56,7 +56,7 @@ from core.risk import injection_similarity
 from monitor.cardinality import Cardinality
 from monitor.events import TrafficEvent
 from monitor.features import TOPIC_FEATURES, extract_features, semantic_features
-from monitor.incidents import DriftIncident, Resolution
+from monitor.incidents import DriftIncident, Outcome
 from monitor.language import detect_languages
 from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatus
@@ -104,7 +104,7 @@ class Outcomes:
     """What observing a batch reached: incidents and resolutions in the order reached, each incident's report
     windows as they were when it opened, and the segments the batch touched."""
 
-    reached: list[DriftIncident | Resolution]
+    reached: list[Outcome]
     windows: dict[str, ReportWindows]
     segments: list[str]
 
@@ -303,7 +303,7 @@ class StreamStep:
             batch = batches.setdefault(event.segment, ([], []))
             batch[0].append(event)
             batch[1].append(measured)
-        reached: list[DriftIncident | Resolution] = []
+        reached: list[Outcome] = []
         windows: dict[str, ReportWindows] = {}
         for segment, (segment_events, segment_inputs) in batches.items():
             state = self.segment(segment)

@@ -57,7 +57,7 @@ def test_one_job_per_incident_and_one_announcement(settings: Settings) -> None:
         async def scenario(redis: Redis, send: KafkaSend) -> list:
             worker = runner(redis, send, settings.data_dir, "worker-a")
             async with delivering(worker.dispatcher):
-                return [await worker.handle(traffic_incident(id="inc-1")) for _ in range(2)]
+                return [job for _ in range(2) for job in await worker.handle(traffic_incident(id="inc-1"))]
 
         first, second = run(settings, scenario)
     assert first.state == "succeeded" and second.model_dump() == first.model_dump()
@@ -161,7 +161,7 @@ def test_a_queued_job_is_cancelled_at_once_and_a_finished_one_not_at_all(
 ) -> None:
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
         queued = await submit(redis, traffic_incident(id="inc-q"), "attack-hardening")
-        done = await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident(id="inc-d"))
+        [done] = await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident(id="inc-d"))
         return queued.id, done.id
 
     queued, done = run(settings, scenario)
@@ -188,7 +188,7 @@ def test_retries_are_bounded_and_end_in_failed(settings: Settings, tmp_path: Pat
         async def scenario(redis: Redis, send: KafkaSend) -> list:
             worker = runner(redis, send, blocked, "worker-a", max_attempts=2)
             async with delivering(worker.dispatcher):
-                first = await worker.handle(traffic_incident())
+                [first] = await worker.handle(traffic_incident())
                 [second] = await sweep(worker)
                 return [first, second, await sweep(worker)]
 
@@ -209,7 +209,8 @@ def test_the_approval_gate_holds_then_publishes_exactly_once(settings: Settings,
         async def scenario(redis: Redis, send: KafkaSend) -> object:
             worker = runner(redis, send, settings.data_dir, "worker-a", require_approval=True)
             async with delivering(worker.dispatcher):
-                return await worker.handle(traffic_incident())
+                [job] = await worker.handle(traffic_incident())
+                return job
 
         job = run(settings, scenario)
         assert job.state == "succeeded" and job.dataset_id
@@ -241,7 +242,8 @@ def test_a_receiver_whose_stored_secret_cannot_sign_stops_no_job_and_no_approval
         async def scenario(redis: Redis, send: KafkaSend) -> object:
             worker = runner(redis, send, settings.data_dir, "worker-a", require_approval=True)
             async with delivering(worker.dispatcher):
-                return await worker.handle(traffic_incident(id="inc-1"))  # incident.opened comes before the job
+                [job] = await worker.handle(traffic_incident(id="inc-1"))  # incident.opened comes before the job
+                return job
 
         job = run(settings, scenario)
         assert job.state == "succeeded" and job.dataset_id
@@ -266,7 +268,8 @@ def test_a_version_published_without_the_gate_cannot_be_approved(settings: Setti
     ensure_topics(settings)
 
     async def scenario(redis: Redis, send: KafkaSend) -> object:
-        return await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident())
+        [job] = await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident())
+        return job
 
     job = run(settings, scenario)
     assert client.get(f"/v1/datasets/{job.dataset_id}/publication").json()["state"] == "published"
