@@ -109,6 +109,7 @@ def up(
         console.print(f"[red]driftloop up already runs here (pid {running}).[/] Stop it, or start this one elsewhere.")
         raise typer.Exit(1)
     from driftloop.api import api_server
+
     configured = get_settings()
     try:
         with with_services(configured, workdir) as settings:

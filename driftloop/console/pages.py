@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
@@ -16,7 +15,8 @@ from feedback.jobs import jobs
 from feedback.publishing import publications
 from feedback.registry import AckStore
 from monitor import api as monitor_api
-from monitor.incidents import DriftIncident, FeatureShift, IncidentKind, IncidentStatus, feature_kind
+from monitor.incident_builder import causes as incident_causes
+from monitor.incidents import Cause, DriftIncident, FeatureShift, IncidentStatus
 from validation import api as validation_api
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -65,13 +65,11 @@ async def incidents_page(
     )
 
 
-def causes(incident: DriftIncident) -> dict[IncidentKind, list[FeatureShift]]:
-    """The moved features by the kind of incident each signals, the most urgent kind first."""
-    by_kind: dict[IncidentKind, list[FeatureShift]] = defaultdict(list)
-    for shift in incident.features:
-        by_kind[feature_kind(shift.feature)].append(shift)
-    order = list(IncidentKind)
-    return dict(sorted(by_kind.items(), key=lambda item: order.index(item[0])))
+def causes(incident: DriftIncident) -> list[tuple[Cause, list[FeatureShift]]]:
+    """Each cause the incident names, most urgent first, with the shifts of its features measured at opening (a
+    cause added later has none); an incident stored without causes gets those its moved features signal."""
+    named = incident.causes or incident_causes(incident.features, incident.detected_after_events)
+    return [(cause, [s for s in incident.features if s.feature in cause.features]) for cause in named]
 
 
 @router.get("/incidents/{incident_id}")
