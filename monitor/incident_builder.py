@@ -86,13 +86,13 @@ class IncidentBuilder:
         shifts = [self._shift(watched[name], window) for name in moved]
         return self._incident(causes(shifts, event), shifts, onset, window, event)
 
-    def cause(self, detectors: DetectorSet, names: list[str], event: int) -> Cause:
-        """The cause that the inputs ``names`` of ``detectors``, drifting while an incident is open, signal (their
-        shifts over the events since the earliest of them began)."""
+    def cause(self, detectors: DetectorSet, kind: IncidentKind, names: list[str], event: int) -> Cause:
+        """The cause of ``kind`` that the inputs ``names`` of ``detectors``, drifting while an incident is open,
+        signal (their shifts over the events since the earliest of them began)."""
         watched = detectors.detectors
         onset = min((watched[name].onset for name in names), default=event)
         window = self.since(onset, event)
-        return causes([self._shift(watched[name], window) for name in names], event)[0]
+        return _cause(kind, [self._shift(watched[name], window) for name in names], event)
 
     def new_segment(self, first: int, event: int) -> DriftIncident:
         """The incident of a segment that appeared once the service was established: its reference began at its
@@ -162,13 +162,17 @@ def causes(shifts: list[FeatureShift], event: int) -> list[Cause]:
     segment's ``event``-th event."""
     by_feature = {shift.feature: shift for shift in shifts}
     return [
-        Cause(
-            kind=kind,
-            severity=SEVERITY[kind],
-            features=features,
-            detectors=list(dict.fromkeys(by_feature[name].detector for name in features)),
-            onset_event=min((o for name in features if (o := by_feature[name].onset_event) is not None), default=None),
-            detected_after_events=event,
-        )
+        _cause(kind, [by_feature[name] for name in features], event)
         for kind, features in cause_kinds(list(by_feature)).items()
     ]
+
+
+def _cause(kind: IncidentKind, shifts: list[FeatureShift], event: int) -> Cause:
+    return Cause(
+        kind=kind,
+        severity=SEVERITY[kind],
+        features=[shift.feature for shift in shifts],
+        detectors=list(dict.fromkeys(shift.detector for shift in shifts)),
+        onset_event=min((o for shift in shifts if (o := shift.onset_event) is not None), default=None),
+        detected_after_events=event,
+    )

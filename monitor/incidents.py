@@ -24,6 +24,7 @@ monitor.incidents.InvalidTransition: incident i is resolved; it cannot become ac
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -115,6 +116,21 @@ rise when attacks are refused, and prompt lengths and character mixes move with 
 is never a symptom: a model serving slower is a cause of its own whatever the traffic does. A new language moves the
 prompt embeddings too (an English sentence encoder places other languages apart), so a topic shift that comes with
 a language shift is folded into it: a new topic in the same languages is still named on its own."""
+
+
+CONTENT = frozenset(
+    {
+        IncidentKind.ATTACK_WAVE,
+        IncidentKind.QUALITY_DROP,
+        IncidentKind.LANGUAGE_SHIFT,
+        IncidentKind.TOPIC_SHIFT,
+        IncidentKind.INPUT_SHIFT,
+    }
+)
+"""Kinds of change in what is asked or answered (not in how fast it is served)."""
+AGGREGATE = "feature_profile"
+"""The windowed test of every numeric feature's deciles at once: it moves with any of them, so it names a cause
+(an input shift) only when nothing else does."""
 
 
 class FeatureShift(BaseModel):
@@ -247,27 +263,35 @@ def feature_kind(feature: str) -> IncidentKind:
     return IncidentKind.TOPIC_SHIFT if "topic" in feature else IncidentKind.INPUT_SHIFT
 
 
-def cause_kinds(features: list[str]) -> dict[IncidentKind, list[str]]:
-    """The causes that moved ``features`` signal, most urgent first, each with its features (in the given order);
-    a kind that is a symptom (:data:`SYMPTOMS`) of another present kind is folded into the first such kind.
+def cause_kinds(features: list[str], named: Collection[IncidentKind] = ()) -> dict[IncidentKind, list[str]]:
+    """The causes that moved ``features`` signal, most urgent first, each with its features (in the given order),
+    given the causes ``named`` already (an open incident's): a kind that is a symptom (:data:`SYMPTOMS`) of another
+    present or named kind is folded into the first such kind; ``latency_ms`` without ``tokens_per_s`` (answers got
+    shorter or longer at the same pace: refusals) into a content cause; :data:`AGGREGATE` into any other cause.
 
+    >>> {str(k): v for k, v in cause_kinds(["refusal", "latency_ms", "injection_score", "tokens_per_s"]).items()}
+    {'attack-wave': ['refusal', 'injection_score'], 'latency-drift': ['latency_ms', 'tokens_per_s']}
     >>> {str(k): v for k, v in cause_kinds(["refusal", "latency_ms", "injection_score", "prompt_chars"]).items()}
-    {'attack-wave': ['refusal', 'injection_score', 'prompt_chars'], 'latency-drift': ['latency_ms']}
-    >>> [str(k) for k in cause_kinds(["refusal", "language_non_english", "prompt_non_ascii_share"])]
-    ['quality-drop', 'language-shift']
+    {'attack-wave': ['refusal', 'latency_ms', 'injection_score', 'prompt_chars']}
+    >>> [str(k) for k in cause_kinds(["feature_profile"], named=[IncidentKind.LATENCY_DRIFT])]
+    ['latency-drift']
     """
-    signalled: dict[IncidentKind, list[str]] = {}
-    for feature in features:
-        signalled.setdefault(feature_kind(feature), []).append(feature)
+    signalled = {feature: feature_kind(feature) for feature in features}
+    present = set(signalled.values()) | set(named)
+    content = [kind for kind in _PRIORITY if kind in present and kind in CONTENT]
+    if content and "latency_ms" in signalled and "tokens_per_s" not in signalled:
+        signalled["latency_ms"] = content[0]
+    others = [kind for kind in _PRIORITY if kind in present and kind is not IncidentKind.INPUT_SHIFT]
+    if AGGREGATE in signalled and others:
+        signalled[AGGREGATE] = others[0]
+    owners: dict[IncidentKind, IncidentKind] = {}
+    for kind in sorted(set(signalled.values()) | set(named), key=_PRIORITY.index):
+        holder = next((other for other in owners.values() if kind in SYMPTOMS.get(other, ())), None)
+        owners[kind] = holder or kind
     causes: dict[IncidentKind, list[str]] = {}
-    for kind in sorted(signalled, key=_PRIORITY.index):
-        owner = next((other for other in causes if kind in SYMPTOMS.get(other, ())), None)
-        causes.setdefault(owner or kind, [])
-    for feature in features:
-        kind = feature_kind(feature)
-        owner = kind if kind in causes else next(other for other in causes if kind in SYMPTOMS.get(other, ()))
-        causes[owner].append(feature)
-    return causes
+    for feature, kind in signalled.items():
+        causes.setdefault(owners[kind], []).append(feature)
+    return dict(sorted(causes.items(), key=lambda item: _PRIORITY.index(item[0])))
 
 
 def worst(causes: list[Cause]) -> Severity:

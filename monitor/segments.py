@@ -44,7 +44,7 @@ from monitor.detector_set import DetectorSet
 from monitor.events import TrafficEvent
 from monitor.features import FEATURES, Kind
 from monitor.incident_builder import EVIDENCE_WINDOW, IncidentBuilder
-from monitor.incidents import SYMPTOMS, CauseAdded, DriftIncident, IncidentKind, Resolution, feature_kind
+from monitor.incidents import CauseAdded, DriftIncident, IncidentKind, Resolution, cause_kinds, feature_kind
 from monitor.inputs import INPUTS, MIN_REFERENCE, Measurements
 from monitor.reference_collection import ReferenceCollection
 
@@ -95,7 +95,7 @@ class SegmentMonitor:
     events: int = 0
     open_incident: str | None = None
     open_causes: frozenset[IncidentKind] = frozenset()
-    """The kinds of the open incident's causes (and of their symptoms): a drift of another kind adds a cause."""
+    """The kinds of the open incident's causes: a drift of another kind (not their symptom) adds a cause."""
     quiet_run: int = 0
     """Events in a row with every detector under its warning level while an incident is open."""
     positions: dict[int, int] = field(default_factory=dict)
@@ -213,25 +213,21 @@ class SegmentMonitor:
     def _hold(self, incident: DriftIncident) -> DriftIncident:
         """Track ``incident`` until it resolves; the segment opens nothing else meanwhile."""
         self.open_incident, self.detector_set.draft, self.quiet_run = incident.id, set(), 0
-        self.open_causes = frozenset()
-        for cause in incident.causes:
-            self._name(cause.kind)
+        self.open_causes = frozenset(cause.kind for cause in incident.causes)
         return incident
 
-    def _name(self, kind: IncidentKind) -> None:
-        self.open_causes |= {kind, *SYMPTOMS.get(kind, ())}
-
     def _caused(self, levels: dict[str, Level]) -> CauseAdded | None:
-        """The cause added to the open incident when detectors of a kind it does not name reach their drift level."""
-        new = [
-            name
-            for name, level in levels.items()
-            if level is Level.DRIFT and feature_kind(name) not in self.open_causes
-        ]
+        """The cause added to the open incident when detectors of a kind it does not name, nor explain as a
+        symptom (:func:`~monitor.incidents.cause_kinds`), reach their drift level."""
+        drifting = [name for name, level in levels.items() if level is Level.DRIFT]
+        if not drifting or all(feature_kind(name) in self.open_causes for name in drifting):
+            return None
+        new = {k: names for k, names in cause_kinds(drifting, self.open_causes).items() if k not in self.open_causes}
         if not new:
             return None
-        cause = self.builder.cause(self.detector_set, new, self.events)
-        self._name(cause.kind)
+        kind, names = next(iter(new.items()))
+        cause = self.builder.cause(self.detector_set, kind, names, self.events)
+        self.open_causes |= {kind}
         return CauseAdded(incident_id=self.open_incident or "", segment=self.segment, cause=cause)
 
     def _track(self, levels: dict[str, Level]) -> Resolution | None:

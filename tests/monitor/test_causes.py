@@ -16,12 +16,21 @@ def _monitor() -> SegmentMonitor:
 
 
 def _rows(
-    rng: np.random.Generator, n: int, latency: float = 6.0, attacks: float = 0.0, refusal: float = 0.02
+    rng: np.random.Generator,
+    n: int,
+    latency: float = 6.0,
+    attacks: float = 0.0,
+    refusal: float = 0.02,
+    short_refusals: bool = False,
 ) -> list[dict[str, float]]:
+    """Events whose answers take ``latency`` (log ms) at 200 tokens each; attacked ones are refused (with
+    ``short_refusals``, in a fifth of the tokens and time: the same pace)."""
     attacked = rng.random(n) < attacks
+    short = 0.2 if short_refusals else 1.0
     return [
         {
-            "latency_ms": float(x),
+            "latency_ms": float(x) * (short if a else 1.0),
+            "tokens_per_s": 200 / (float(x) / 1000),
             "refusal": float(r or a),
             "injection_score": 0.67 if a else float(rng.random() < 0.01) * 0.33,
         }
@@ -48,7 +57,8 @@ def test_two_kinds_of_change_at_once_are_one_incident_naming_both_causes() -> No
     assert incident.kind == IncidentKind.ATTACK_WAVE and incident.severity == Severity.CRITICAL
     attack = incident.causes[0]
     assert "injection_score" in attack.features and "refusal" in attack.features, "refusals are the attack's symptom"
-    assert incident.causes[1].features == ["latency_ms"] and incident.causes[1].detectors == ["cusum"]
+    assert set(incident.causes[1].features) == {"latency_ms", "tokens_per_s"}
+    assert incident.causes[1].detectors == ["cusum"]
     assert "(with latency-drift)" in incident.headline
     assert [recipe.name for recipe in BOOK.for_incident(incident)] == ["attack-hardening"], "latency: on-call only"
 
@@ -111,3 +121,14 @@ def test_a_cause_added_folds_the_causes_named_before_that_were_its_symptoms() ->
     assert [c.kind for c in named.causes] == ["attack-wave", "latency-drift"], "the refusals were the attack's"
     assert named.causes[0].features == ["injection_score", "refusal"] and named.causes[0].onset_event == 900
     assert named.causes[0].detectors == ["cusum", "bernoulli-cusum"] and named.severity == "critical"
+
+
+def test_latency_that_follows_shorter_refusals_is_the_attack_s_symptom_not_a_cause() -> None:
+    rng = np.random.default_rng(14)
+    monitor = _monitor()
+    _feed(monitor, _rows(rng, 900))
+    found = _feed(monitor, _rows(rng, 600, attacks=0.3, short_refusals=True))
+    [incident] = [out for out in found if isinstance(out, DriftIncident)]
+    assert [c.kind for c in incident.causes] == [IncidentKind.ATTACK_WAVE]
+    assert "latency_ms" in incident.causes[0].features, "it moved, as the attack's symptom"
+    assert not [out for out in found if isinstance(out, CauseAdded)], "the pace (tokens/s) never moved"
