@@ -4,7 +4,7 @@ the job concurrency of a worker against the same run with one job at a time.
 Run with ``make bench-loop`` (``python -m bench.loop [--incidents N] [--rounds N] [--concurrency N]``). It starts
 tansu and redis-server and, for each job concurrency compared (1, then ``--concurrency``: by default the setting's,
 the CPUs this process may use), one real ``driftloop worker`` with its own topics and consumer group. Each worker
-first runs one warm-up round (its first job loads the encoder and the PII detector). Then every round opens
+first runs one warm-up job (the first loads the encoder and the PII detector). Then every round opens
 ``--incidents`` incidents at once on each worker in turn (the same incidents: distinct segments, the kinds whose
 recipes are rule-based, real ShareGPT evidence redacted as the monitor keeps it) and waits for their
 ``finetune.requests`` messages. An incident's figure is its message's timestamp less its ``detected_at``.
@@ -126,10 +126,13 @@ class Worker:
         return {stage: (total, count) for stage, (total, count) in found.items()}
 
 
-def fresh(settings: Settings, workdir: Path, concurrency: int) -> Settings:
+def fresh(settings: Settings, workdir: Path, concurrency: int, database: int) -> Settings:
+    """``settings`` with topics, consumer group, data dir and Redis database of their own: workers sharing a Redis
+    database would sweep up each other's jobs (and publish them on their own finetune.requests topic)."""
     suffix = uuid.uuid4().hex[:8]
     return settings.model_copy(
         update={
+            "redis_url": f"{settings.redis_url.rsplit('/', 1)[0]}/{database}",
             "app_id": f"bench-loop-{suffix}",
             "traffic_topic": f"llm.traffic.{suffix}",
             "dlq_topic": f"llm.traffic.dlq.{suffix}",
@@ -159,8 +162,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-loop-"))
     with with_services(base, workdir) as services, contextlib.ExitStack() as stack:
         workers = []
-        for concurrency in concurrencies:
-            settings = fresh(services, workdir, concurrency)
+        for database, concurrency in enumerate(concurrencies, start=1):
+            settings = fresh(services, workdir, concurrency, database)
             ensure_topics(settings)
             stack.enter_context(worker_process(settings, workdir / f"worker-{concurrency}.log"))
             consumer = KafkaConsumer(
@@ -170,7 +173,7 @@ def main() -> None:
             workers.append(Worker(concurrency, settings, consumer))
         for worker in workers:
             with console.status(f"warm-up, job concurrency {worker.concurrency}"):
-                worker.open_and_wait(incidents(args.incidents, 0, worker.name), args.timeout)
+                worker.open_and_wait(incidents(1, 0, worker.name), args.timeout)
                 worker.warm_stages = worker.stages()
         for round_ in range(1, args.rounds + 1):
             for worker in workers:
