@@ -41,7 +41,7 @@ from driftloop.settings import Settings
 from feedback.metrics import STAGES
 from monitor.incidents import DriftIncident, Evidence
 
-console = Console()
+console = Console(width=160)  # the table is wide: a pipe or a log would cut it at 80 columns
 
 KINDS = ("attack-wave", "input-shift", "latency-drift", "quality-drop")
 """Incident kinds whose recipes are rule-based only (attack-hardening, edge-cases, length-extremes,
