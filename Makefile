@@ -13,7 +13,7 @@ WHEELS := .cache/wheels-x86-64-v3
 LLAMA_CPP := llama-cpp-python==0.3.36
 
 .PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii \
-	bench-segments bench-mixed
+	bench-segments bench-mixed bench-loop
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ bench-segments: install
 
 bench-mixed: install
 	$(BIN)/python -m bench.mixed
+
+bench-loop: install
+	$(BIN)/python -m bench.loop
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

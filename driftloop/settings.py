@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -209,6 +210,14 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(3, ge=1, description="attempts of a job (takeovers included) before it fails")
     job_lease_s: float = Field(30.0, gt=0, description="a running job's lease; renewed every third of it")
     job_sweep_interval_s: float = Field(10.0, gt=0, description="how often a worker re-runs jobs without a live lease")
+    job_concurrency: int = Field(
+        default_factory=lambda: (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        ),
+        ge=1,
+        description="generation jobs one worker runs at once (default: the CPUs it may use); more wait for a slot "
+        "here or are swept up by another worker with one free",
+    )
     require_approval: bool = Field(False, description="hold each dataset in pending_approval until it is approved")
     webhook_allow_private_networks: bool = Field(
         False, description="allow webhook receivers at loopback, private, link-local and other non-public addresses"

@@ -6,10 +6,12 @@
   (:class:`monitor.stream.StreamStep`), and the batch's events are acknowledged (so their offsets committed) only
   once the broker has those checkpoints (:class:`driftloop.checkpoints.CheckpointTable`).
 - ``apply_reference_pins`` (timer): references pinned or released through the API.
-- ``run_jobs``: ``driftloop.incidents`` → :func:`feedback.agent.run_job` (``incident.opened`` webhooks →
-  generation job under a lease → dataset version → ``finetune.requests`` and ``dataset.published`` webhooks, or
+- ``run_jobs``: ``driftloop.incidents`` → :func:`feedback.agent.start_job` (``incident.opened`` webhooks →
+  generation job queued, then run in the worker's :class:`feedback.pool.JobPool`, up to ``job_concurrency`` at
+  once, each under a lease → dataset version → ``finetune.requests`` and ``dataset.published`` webhooks, or
   ``pending_approval`` when ``require_approval`` is on).
-- ``sweep_jobs`` (timer): re-runs jobs whose worker died or whose attempt failed (``feedback.sweeper``).
+- ``sweep_jobs`` (timer): runs jobs whose worker died, whose attempt failed, or that wait for a slot on a busy
+  worker (``feedback.sweeper``).
 - ``deliver_webhooks`` (task): delivers the webhook outbox (``feedback.outbox``); whoever dispatches an event
   only records it there.
 - ``stress_model`` (timer, when scheduled): a stress suite against the model; a regression is an incident.
@@ -33,9 +35,10 @@ from driftloop.checkpoints import CheckpointTable
 from driftloop.log_repeats import Repeats
 from driftloop.settings import Settings
 from feedback import JobRunner
-from feedback.agent import run_job
+from feedback.agent import start_job
 from feedback.deps import delivery_loop
 from feedback.deps import dispatcher as webhook_dispatcher
+from feedback.pool import JobPool
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
@@ -188,15 +191,21 @@ def create_app(settings: Settings) -> faust.App:
         extra_generators=llm_generators(settings),
     )
 
+    pool = JobPool(runner, settings.job_concurrency)
+
     @app.agent(incident_topic)
     async def run_jobs(stream: faust.StreamT) -> None:
-        async for message in stream:
-            await run_job(runner, message, settings.incidents_topic)
+        async for message in stream:  # acknowledged once its job is queued in Redis, where any sweeper finds it
+            await start_job(pool, message, settings.incidents_topic)
 
     @app.timer(interval=settings.job_sweep_interval_s)
     async def sweep_jobs() -> None:
-        for job in await sweep(runner):
-            log.warning("swept job %s for incident %s: %s", job.id, job.incident_id, job.state)
+        for task in await sweep(pool):
+            log.warning("swept up %s", task.get_name())
+
+    @app.on_before_shutdown.connect
+    async def stop_jobs(app: faust.App, **kwargs: object) -> None:
+        await pool.close()  # their leases let go: another worker takes the jobs over at its next sweep
 
     deliveries = delivery_loop(redis, settings)
 

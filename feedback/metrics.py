@@ -7,6 +7,11 @@ from prometheus_client import CollectorRegistry
 from core.metrics import AppMetrics
 from generators.registry import TECHNIQUES
 
+STAGES = ("recipe", "queued", "generation", "quality_gate", "writing", "publishing")
+"""An incident's way to ``finetune.requests``: its job made with its recipe, a free slot waited for, samples
+generated, the quality gate, the dataset written and registered, the message published."""
+STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60, 120, 300)
+
 
 class FeedbackMetrics(AppMetrics):
     """What the job runner, the publisher and the webhook dispatcher count."""
@@ -18,6 +23,17 @@ class FeedbackMetrics(AppMetrics):
             "driftloop_job_duration_seconds",
             "Wall time of a generation job",
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+        self.loop_stage_seconds = self.histogram(
+            "driftloop_loop_stage_seconds",
+            "Time a published dataset's incident spent in each stage on its way to finetune.requests, by stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+        )
+        self.loop_seconds = self.histogram(
+            "driftloop_incident_to_finetune_seconds",
+            "From an incident opening to its dataset's finetune.requests message",
+            buckets=STAGE_BUCKETS,
         )
         self.samples = self.counter(
             "driftloop_samples_generated_total", "Samples kept in datasets, by technique", ["technique"]
@@ -57,6 +73,8 @@ class FeedbackMetrics(AppMetrics):
         # Every known label value exists from the start, so rate() and increase() see the first event too.
         for state in ("succeeded", "failed", "cancelled"):
             self.jobs.labels(state)
+        for stage in STAGES:
+            self.loop_stage_seconds.labels(stage)
         for technique in TECHNIQUES:
             self.samples.labels(technique)
         self.samples_rejected.labels("duplicate")

@@ -157,10 +157,10 @@ def real_pii(sample: Sample) -> int:
 
 
 def _screen_one(
-    sample: Sample, real: set[str], earlier: NearDuplicates, batch: NearDuplicates
+    sample: Sample, pii: int, real: set[str], earlier: NearDuplicates, batch: NearDuplicates
 ) -> tuple[str, str] | None:
-    """The first reason to remove ``sample`` (reason, detail), or None to keep it."""
-    if pii := real_pii(sample):
+    """The first reason to remove ``sample``, which carries ``pii`` values (reason, detail), or None to keep it."""
+    if pii:
         return "pii", f"{pii} PII values"
     if sample.prompt.strip() in real:
         return "verbatim_copy", "a real prompt of the window"
@@ -186,20 +186,22 @@ def screen(
         seen.add(f"{sample.version}:{number}", sample.technique, sample.prompt)
     kept: list[Sample] = []
     rejections: list[Rejection] = []
-    for sample in samples:
-        if found := _screen_one(sample, real_set, seen, batch):
+    pii = [real_pii(sample) for sample in samples]  # once a sample: the PII detector is much of the gate's CPU
+    for sample, values in zip(samples, pii, strict=True):
+        if found := _screen_one(sample, values, real_set, seen, batch):
             reason, detail = found
             rejections.append(Rejection(sample_id=sample.id, technique=sample.technique, reason=reason, detail=detail))
             log.info("gate removed sample %s (%s): %s %s", sample.id, sample.technique, reason, detail)
         else:
             batch.add(sample.id, sample.technique, sample.prompt)
             kept.append(sample)
-    report, views = _score(samples, kept, list(real_prompts), rejections, thresholds)
+    report, views = _score(samples, sum(pii), kept, list(real_prompts), rejections, thresholds)
     return Gate(report=report, kept=kept, views=views)
 
 
 def _score(
     candidates: Sequence[Sample],
+    pii_values: int,
     kept: list[Sample],
     real_prompts: list[str],
     rejections: list[Rejection],
@@ -213,7 +215,7 @@ def _score(
         candidates=len(candidates),
         distinct_2=round(distinct_n(prompts), 4),
         verbatim_copies=rejected["verbatim_copy"],
-        pii_values=sum(real_pii(s) for s in candidates),
+        pii_values=pii_values,
         near_duplicates=rejected["near_duplicate"],
         seen_in_versions=rejected["seen_in_version"],
         real_prompts=len(real_prompts),

@@ -613,6 +613,31 @@ def loop() -> dashboard.Dashboard:
                 w=8,
             )
         )
+        .with_row(row("Incident to dataset"))
+        .with_panel(
+            graph(
+                "Incident to finetune.requests",
+                "From an incident opening to its dataset's finetune.requests message (quantiles over 15m; empty "
+                "while no dataset was published). The dashed line is the goal: 30 s.",
+                *quantiles("driftloop_incident_to_finetune_seconds", "15m", (0.5, 0.95)),
+                unit="s",
+                threshold=30,
+            )
+        )
+        .with_panel(
+            graph(
+                "Time per stage",
+                "Mean seconds a published dataset's incident spent in each stage over 15m, stacked: recipe (its job "
+                "made), queued (waiting for a job slot), generation, quality gate, writing, publishing.",
+                query(
+                    "sum by (stage) (rate(driftloop_loop_stage_seconds_sum[15m])) "
+                    "/ sum by (stage) (rate(driftloop_loop_stage_seconds_count[15m]))",
+                    "{{stage}}",
+                ),
+                unit="s",
+                stacked=True,
+            )
+        )
         .with_row(row("Datasets and delivery"))
         .with_panel(
             graph(

@@ -18,12 +18,14 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from driftloop.settings import Settings
-from feedback import Dispatcher, JobRunner, Webhook, datasets, jobs, webhooks
+from feedback import Dispatcher, GenerationJob, JobRunner, Webhook, datasets, jobs, webhooks
 from feedback.egress import EgressPolicy
 from feedback.metrics import FeedbackMetrics
 from feedback.outbox import DeliveryLoop, Outbox
+from feedback.pool import JobPool
 from feedback.publishing import KafkaSend, Publisher
 from feedback.storage import DatasetStore
+from feedback.sweeper import sweep
 from monitor import StreamStats, incidents
 from monitor.records import SegmentStatuses
 
@@ -142,6 +144,11 @@ def runner(
         metrics=metrics,
         **options,
     )
+
+
+async def swept(worker: JobRunner) -> list[GenerationJob | None]:
+    """The jobs one sweep of ``worker`` ran (in a pool of its own), each as its attempt ended."""
+    return list(await asyncio.gather(*await sweep(JobPool(worker, concurrency=1))))
 
 
 @asynccontextmanager

@@ -89,7 +89,7 @@ def held_incident(settings: Settings) -> tuple[DriftIncident, str]:
     async def scenario(redis: Redis, send: KafkaSend) -> str:
         assert await incidents(redis).create(incident)
         await store_report(redis, incident.id, "<!doctype html><title>report</title><h1>Evidently report</h1>")
-        job = await runner(redis, send, settings.data_dir, "worker-a", require_approval=True).handle(incident)
+        [job] = await runner(redis, send, settings.data_dir, "worker-a", require_approval=True).handle(incident)
         assert job.state == "succeeded" and job.dataset_id, job.error
         return job.dataset_id
 

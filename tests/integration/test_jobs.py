@@ -21,7 +21,6 @@ from feedback.jobs import submit
 from feedback.leases import Lease, LeaseLost, holder
 from feedback.metrics import FeedbackMetrics
 from feedback.publishing import KafkaSend, publications
-from feedback.sweeper import sweep
 from monitor import incidents
 from tests.factories import traffic_incident
 from tests.integration.helpers import (
@@ -31,6 +30,7 @@ from tests.integration.helpers import (
     runner,
     store_unchecked_webhook,
     stored_datasets,
+    swept,
     topic_messages,
     wait_for,
 )
@@ -83,19 +83,19 @@ def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) ->
         assert claim is not None
         taken = await jobs(redis).get(job.id)
         assert (taken.state, taken.lease_owner, taken.attempts) == ("running", "worker-a", 1)
-        assert await sweep(alive) == [], "a live lease keeps the job with its owner"
+        assert await swept(alive) == [], "a live lease keeps the job with its owner"
         await asyncio.sleep(0.7)
-        [swept] = await sweep(alive)
+        [taken_over] = await swept(alive)
         # Worker a wakes up: every write it tries is fenced off, so it publishes nothing.
         zombie = await dead.execute(claim)
-        return swept, zombie, await holder(redis, job.id), await redis.smembers(keys.JOBS_ACTIVE)
+        return taken_over, zombie, await holder(redis, job.id), await redis.smembers(keys.JOBS_ACTIVE)
 
-    swept, zombie, lease, active = run(settings, scenario)
-    assert swept.state == "succeeded" and swept.attempts == 2 and swept.dataset_id
-    assert zombie.model_dump() == swept.model_dump()
+    taken_over, zombie, lease, active = run(settings, scenario)
+    assert taken_over.state == "succeeded" and taken_over.attempts == 2 and taken_over.dataset_id
+    assert zombie.model_dump() == taken_over.model_dump()
     assert lease is None and active == set()
     assert registry.get_sample_value("driftloop_job_takeovers_total") == 1
-    assert finetune_ids(settings) == [swept.dataset_id]
+    assert finetune_ids(settings) == [taken_over.dataset_id]
 
 
 def test_a_lease_is_renewed_while_its_owner_works(settings: Settings) -> None:
@@ -149,7 +149,7 @@ def test_a_cancelled_job_whose_worker_died_is_ended_by_the_sweeper(settings: Set
 
     async def later(redis: Redis, send: KafkaSend) -> list:
         await asyncio.sleep(0.7)
-        return await sweep(runner(redis, send, settings.data_dir, "worker-b"))
+        return await swept(runner(redis, send, settings.data_dir, "worker-b"))
 
     [job] = run(settings, later)
     assert job.state == "cancelled" and job.error == "cancelled before it ran" and job.dataset_id is None
@@ -173,7 +173,7 @@ def test_a_queued_job_is_cancelled_at_once_and_a_finished_one_not_at_all(
     assert client.post("/v1/jobs/nope/cancel").status_code == 404
 
     async def rerun(redis: Redis, send: KafkaSend) -> list:
-        return await sweep(runner(redis, send, settings.data_dir, "worker-b"))
+        return await swept(runner(redis, send, settings.data_dir, "worker-b"))
 
     assert run(settings, rerun) == [], "neither job is left for the sweeper"
     assert client.get(f"/v1/jobs/{queued}").json()["state"] == "cancelled"
@@ -189,8 +189,8 @@ def test_retries_are_bounded_and_end_in_failed(settings: Settings, tmp_path: Pat
             worker = runner(redis, send, blocked, "worker-a", max_attempts=2)
             async with delivering(worker.dispatcher):
                 [first] = await worker.handle(traffic_incident())
-                [second] = await sweep(worker)
-                return [first, second, await sweep(worker)]
+                [second] = await swept(worker)
+                return [first, second, await swept(worker)]
 
         first, second, third = run(settings, scenario)
     assert (first.state, first.attempts) == ("queued", 1) and first.error.startswith("attempt 1 of 2: ")
@@ -312,7 +312,7 @@ def test_a_manual_job_is_queued_as_a_manual_incident_and_runs_to_a_dataset(
     assert len(evidence) == 6 and "<EMAIL>" in evidence[0] and "jane.doe@acme-corp.com" not in str(stored)
 
     async def scenario(redis: Redis, send: KafkaSend) -> list:
-        return await sweep(runner(redis, send, settings.data_dir, "worker-a"))  # how every worker picks it up
+        return await swept(runner(redis, send, settings.data_dir, "worker-a"))  # how every worker picks it up
 
     [ran] = run(settings, scenario)
     assert ran.id == job["id"] and ran.state == "succeeded", ran.error
