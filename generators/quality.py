@@ -7,6 +7,10 @@ kept before them (``near_duplicate``). Near-duplicates are found by MinHash LSH 
 within a technique: a casing and a whitespace variant of one prompt test different things. The kept samples
 are then scored:
 
+Embeddings are MiniLM's (:data:`ENCODER`), not the monitor's faster static model: its distances separate
+on-topic from off-topic batches more widely (``python -m bench.embeddings``), and the thresholds below were set on
+its scale.
+
 - fidelity: unbiased MMD² between sentence embeddings of the kept prompts and of the real window (RBF
   kernel, median-heuristic bandwidth) with a permutation p-value. The gate bounds MMD² rather than asking
   for a high p-value or a classifier AUC near 0.5: targeted samples (typos, jailbreak variants) are meant
@@ -36,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from pydantic import BaseModel, Field
 
-from core.embeddings import embed
+from core.embeddings import Model, embed
 from core.redact import count_pii
 from generators.counterfactual import RepresentationAudit, representation_audit
 from generators.measures import cosine_distances, distinct_n, mean_pairwise_distance, mmd2
@@ -45,6 +49,8 @@ from generators.samples import Sample
 
 log = logging.getLogger(__name__)
 
+ENCODER: Model = "minilm"
+"""The sentence encoder of fidelity, diversity and coverage (see the module docstring)."""
 MIN_WINDOW = 2
 """Real prompts needed to measure fidelity and coverage (a nearest neighbour needs a second point)."""
 
@@ -208,7 +214,7 @@ def _score(
     thresholds: QualityThresholds,
 ) -> tuple[QualityReport, Views]:
     prompts = [s.prompt for s in kept]
-    real, synthetic = embed(real_prompts), embed(prompts)
+    real, synthetic = embed(real_prompts, ENCODER), embed(prompts, ENCODER)
     rejected = Counter(r.reason for r in rejections)
     report = QualityReport(
         rows=len(kept),

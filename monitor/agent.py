@@ -22,7 +22,6 @@ import numpy as np
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
-from core.embeddings import embed
 from core.redact import redact
 from core.risk import exemplar_vectors
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
@@ -58,16 +57,16 @@ class Record(NamedTuple):
 
 
 async def measure(
-    step: StreamStep, events: list[TrafficEvent], embed: Callable[[list[str]], np.ndarray] = embed
+    step: StreamStep, events: list[TrafficEvent], embed: Callable[[list[str]], np.ndarray] | None = None
 ) -> list[Measurements]:
     """Each event's measurements: features and language (in a thread, so the loop fetches the next batch
-    meanwhile) and, for the embedding sample, the prompt embeddings (in a thread) and what the step makes of
-    them (on the loop: the topic models change one event at a time)."""
+    meanwhile) and, for the embedding sample, the prompt embeddings (in a thread; by ``embed``, else by the step's
+    encoder) and what the step makes of them (on the loop: the topic models change one event at a time)."""
     inputs = await asyncio.to_thread(step.features, events)
     chosen = step.sample(events)
     if not chosen:
         return inputs
-    vectors = await asyncio.to_thread(embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen])
+    vectors = await asyncio.to_thread(embed or step.embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen])
     for i, semantics in zip(chosen, step.semantics([events[i] for i in chosen], vectors), strict=True):
         inputs[i] |= semantics
     return inputs
@@ -98,9 +97,9 @@ class TrafficAgent:
         self.pins = ReferencePins(self.redis)
 
     async def warm_up(self) -> None:
-        """With embeddings on, load the model and embed the attack exemplars before the first batch."""
+        """With embeddings on, load the encoder and embed the attack exemplars before the first batch."""
         if self.step.settings.embeddings:
-            await asyncio.to_thread(exemplar_vectors)
+            await asyncio.to_thread(exemplar_vectors, self.step.settings.embedding_model)
 
     async def process(self, records: Iterable[Record]) -> None:
         """Parse, fold past the segment limits, drop redelivered events, measure, observe; checkpoint the segments
@@ -222,7 +221,8 @@ class TrafficAgent:
     async def report(self, incident: DriftIncident, reference: list[dict], current: list[dict]) -> None:
         """Render and store the incident's Evidently report off the event loop (it takes seconds of CPU)."""
         try:
-            html = await asyncio.to_thread(build_report, incident, reference, current)
+            model = self.step.settings.embedding_model
+            html = await asyncio.to_thread(build_report, incident, reference, current, model)
             await store_report(self.redis, incident.id, html)
         except ValueError as error:  # windows too small for a report: the incident stands without one
             log.warning("no report for incident %s: %s", incident.id, error)

@@ -50,6 +50,8 @@ from monitor.reference_collection import ReferenceCollection
 
 WINDOWED = tuple(name for name, watched in INPUTS.items() if not watched.scalar)
 """Inputs that are not scalars, each watched by a windowed two-sample test (:mod:`monitor.windows`)."""
+SEMANTIC = "injection_similarity"
+"""An input of every embedded event (:meth:`SegmentMonitor.embedded_by` looks for it)."""
 PROFILE = tuple(name for name, spec in FEATURES.items() if spec.kind is not Kind.RATE and not spec.optional)
 """The numeric features whose joint profile (each one's reference deciles) a windowed test watches."""
 
@@ -101,6 +103,8 @@ class SegmentMonitor:
     positions: dict[int, int] = field(default_factory=dict)
     """Stream positions (partition → offset) of the last events in this state, kept by the worker so that a
     redelivered event (at-least-once delivery after a crash) is not counted twice."""
+    encoder: str | None = None
+    """The sentence encoder of its embedding inputs (:meth:`embedded_by`; None: none measured yet)."""
     collection: ReferenceCollection = field(init=False)
     detector_set: DetectorSet = field(init=False)
     builder: IncidentBuilder = field(init=False)
@@ -192,6 +196,18 @@ class SegmentMonitor:
         rows = reference + current
         common = set.intersection(*(set(row) for row in rows)) if rows else set()
         return [{k: row[k] for k in common} for row in reference], [{k: r[k] for k in common} for r in current]
+
+    def embedded_by(self, encoder: str) -> bool:
+        """Record that its embedding inputs now come from ``encoder``; if they came from another (the setting
+        changed), rebase: the reference's embeddings, injection similarities and topics are on the other's scale.
+        Whether it rebased. A state from before the encoder was recorded, with embedding inputs, had MiniLM's."""
+        embedded = any(SEMANTIC in names for names in (self.detectors, self.collection.pending, *self.collection.rows))
+        previous = self.encoder or ("minilm" if embedded else encoder)
+        self.encoder = encoder
+        if previous == encoder:
+            return False
+        self.rebase()
+        return True
 
     def rebase(self) -> None:
         """Drop the reference and detectors; the events after a new warm-up become the reference."""

@@ -52,6 +52,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from core.embeddings import Model, embed
 from core.risk import injection_similarity
 from monitor.cardinality import Cardinality
 from monitor.events import TrafficEvent
@@ -83,6 +84,7 @@ class StreamSettings(Protocol):
     topic_count: int
     job_seed: int
     embeddings: bool
+    embedding_model: Model
     embedding_sample_rate: float
     max_live_segments: int
     segment_max_routes: int
@@ -224,13 +226,11 @@ class StreamStep:
 
     def topics(self, segment: str) -> TopicModel:
         """The segment's topic model: live, else from its checkpoint, else a new one."""
+        return _restored(self.topic_models, self.topic_checkpoints, segment, self._new_topics)
+
+    def _new_topics(self) -> TopicModel:
         settings = self.settings
-        return _restored(
-            self.topic_models,
-            self.topic_checkpoints,
-            segment,
-            lambda: TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed),
-        )
+        return TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed)
 
     def admit(self, event: TrafficEvent, partition: int, offset: int, highwater: int | None = None) -> bool:
         """Whether the event at ``offset`` of ``partition`` is new to its segment's state, and if so take its
@@ -280,6 +280,10 @@ class StreamStep:
             for event, language in zip(events, languages, strict=True)
         ]
 
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Sentence embeddings of ``texts`` by the encoder of the settings (``embedding_model``)."""
+        return embed(texts, self.settings.embedding_model)
+
     def sample(self, events: list[TrafficEvent]) -> list[int]:
         """Positions of the events in the embedding sample (none when embeddings are off)."""
         rate = self.settings.embedding_sample_rate
@@ -288,8 +292,15 @@ class StreamStep:
     def semantics(self, events: list[TrafficEvent], vectors: np.ndarray) -> list[Measurements]:
         """The embedding measurements of sampled events from their prompt embeddings (``vectors``, one row per
         event, of the prompt's first :data:`EMBED_CHARS`): injection similarity, the topic from the segment's
-        model (which learns from each, in order) and the embedding itself."""
-        similarities = injection_similarity(vectors)
+        model (which learns from each, in order) and the embedding itself. A segment whose state holds another
+        encoder's embeddings (``embedding_model`` changed) is rebased and its topics start again."""
+        model = self.settings.embedding_model
+        for segment in {event.segment for event in events}:
+            if self.segment(segment).embedded_by(model):
+                log.warning("segment %s: embeddings now by %s, collecting a new reference", segment, model)
+                self.topic_models[segment] = self._new_topics()
+                self.unsaved.add(segment)
+        similarities = injection_similarity(vectors, model)
         return [
             measurements(semantic_features(self.topics(event.segment).assign(vector), float(similarity)), vector=vector)
             for event, vector, similarity in zip(events, vectors, similarities, strict=True)

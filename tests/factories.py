@@ -55,6 +55,7 @@ def stream_settings(**changes: object) -> SimpleNamespace:
         "topic_count": 4,
         "job_seed": 0,
         "embeddings": False,
+        "embedding_model": "static",
         "embedding_sample_rate": 1.0,
         "max_live_segments": 5000,
         "segment_max_routes": 0,
