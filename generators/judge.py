@@ -112,6 +112,8 @@ class LLMJudge:
     async def score(self, prompt: str, response: str) -> float:
         """The 1–5 score of ``response`` to ``prompt``; :class:`OverBudget` without a call when the minute's tokens
         are spent, :class:`UnreadableVerdict` when the reply holds no score, the client's errors when it fails."""
+        if self.exhausted:
+            raise OverBudget(f"the judge's {self.budget.tokens} tokens of this minute are spent")
         if self._client is None:  # made on the event loop that runs it (one client per loop)
             self._client = LLMClient(self.endpoint, metrics=self.metrics)
         cut = await asyncio.to_thread(lambda: (redact(prompt[:JUDGE_CHARS]), redact(response[:JUDGE_CHARS])))
