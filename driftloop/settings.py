@@ -23,6 +23,7 @@ from pydantic_settings import (
 from core.embeddings import Model
 from core.secrets import SecretBox, SecretKeysMissing
 from driftloop.services_file import SERVICES_FILE, running_writer
+from monitor.prices import Price, PriceTable
 
 NO_SECRET_KEYS = (
     "DRIFTLOOP_SECRET_KEYS is not set: the API and the worker seal webhook secrets in Redis with it. Set it to a "
@@ -156,6 +157,17 @@ class Settings(BaseSettings):
     embedding_sample_rate: float = Field(0.2, gt=0, le=1, description="share of events embedded (by event-id hash)")
     topic_reference_size: int = Field(200, ge=20, description="embedded events of a segment its topics are fitted on")
     topic_count: int = Field(16, ge=2, le=16, description="reference topics (k-means clusters) per segment")
+    prices: dict[str, Price | None] = Field(
+        default_factory=dict,
+        description='JSON object model -> {"input": USD, "output": USD} per 1M tokens, laid over the default prices '
+        "of common hosted models (monitor/prices.py); null drops one; a model without a price has no cost_usd",
+    )
+    judge_sample_rate: float = Field(
+        0.0, ge=0, le=1, description="share of responses scored 1-5 by the LLM judge at LLM_BASE_URL; 0 = off"
+    )
+    judge_tokens_per_minute: int = Field(
+        20_000, ge=1, description="prompt + completion tokens the judge may spend per minute; beyond: not judged"
+    )
 
     job_seed: int = 0
     samples_per_job: int = Field(120, ge=1)
@@ -261,6 +273,19 @@ class Settings(BaseSettings):
         if self.secret_keys is None:
             raise SecretKeysMissing(NO_SECRET_KEYS)
         return SecretBox.parse(self.secret_keys.get_secret_value())
+
+    def price_table(self) -> PriceTable:
+        """The default prices with ``prices`` laid over them."""
+        return PriceTable.of(self.prices)
+
+    @model_validator(mode="after")
+    def _the_judge_needs_an_endpoint(self) -> Settings:
+        if self.judge_sample_rate and not self.llm_base_url:
+            raise ValueError(
+                "the LLM judge (DRIFTLOOP_JUDGE_SAMPLE_RATE > 0) needs DRIFTLOOP_LLM_BASE_URL, an OpenAI-compatible "
+                "endpoint (DRIFTLOOP_LLM_MODEL names its model; unset: the first it lists)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stress_runs_need_a_suite_and_an_endpoint(self) -> Settings:

@@ -1,7 +1,8 @@
 """The stream worker: one Faust app whose agents and timers hand their messages to the apps' steps.
 
 - ``monitor_traffic``: ``llm.traffic`` → :class:`monitor.agent.TrafficAgent` (parse → features → per-segment
-  detectors → ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason). Every segment a batch
+  detectors → ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason; a sample of responses to
+  the LLM judge, off the stream, when ``DRIFTLOOP_JUDGE_SAMPLE_RATE`` > 0). Every segment a batch
   changed is checkpointed into changelog-backed Faust tables that a restarted worker recovers
   (:class:`monitor.stream.StreamStep`), and the batch's events are acknowledged (so their offsets committed) only
   once the broker has those checkpoints (:class:`driftloop.checkpoints.CheckpointTable`).
@@ -42,6 +43,7 @@ from feedback.pool import JobPool
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
+from generators.judge import LLMJudge, MinuteBudget
 from generators.llm import EndpointBackend, LLMGenerator, VLLMEngine
 from generators.llm_client import Endpoint, StructuredOutput
 from generators.metrics import LLMMetrics
@@ -49,6 +51,7 @@ from generators.recipes import load_recipes
 from generators.samples import Generator
 from monitor import DriftIncident, TrafficEvent
 from monitor.agent import Record, TrafficAgent
+from monitor.judging import JudgeSampler
 from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
 from monitor.sink import IncidentSink
@@ -85,6 +88,16 @@ def llm_generators(settings: Settings) -> dict[str, Generator]:
     return {"llm": LLMGenerator(EndpointBackend(endpoint), token_budget=settings.llm_token_budget)}
 
 
+def response_judge(settings: Settings, metrics: MonitorMetrics) -> JudgeSampler | None:
+    """The sampled LLM judge of responses at ``DRIFTLOOP_LLM_BASE_URL``; none when ``DRIFTLOOP_JUDGE_SAMPLE_RATE``
+    is 0. At most ``DRIFTLOOP_LLM_CONCURRENCY`` calls in flight, as many awaited at once."""
+    if not settings.judge_sample_rate or not settings.llm_base_url:
+        return None
+    endpoint = llm_endpoint(settings, settings.llm_base_url, settings.llm_model, settings.llm_concurrency)
+    judge = LLMJudge(endpoint, MinuteBudget(settings.judge_tokens_per_minute))
+    return JudgeSampler(judge, settings.judge_sample_rate, settings.llm_concurrency, metrics)
+
+
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with its topics, tables, agents and timers, bound to ``settings``; ``SecretKeysMissing``
     without ``secret_keys``."""
@@ -117,7 +130,8 @@ def create_app(settings: Settings) -> faust.App:
         )
         for name in ("segment-monitors", "segment-topics")
     )
-    step = StreamStep(settings, segments, topic_table)  # live state, checkpointed into the changelog-backed tables
+    # live state, checkpointed into the changelog-backed tables
+    step = StreamStep(settings, segments, topic_table, prices=settings.price_table())
 
     redis = connect(settings.redis_url, settings.redis_timeout_s)  # waits out Redis outages
     dispatcher = webhook_dispatcher(redis, settings)
@@ -142,6 +156,7 @@ def create_app(settings: Settings) -> faust.App:
         metrics,
         keep_raw_dead_letters=settings.dlq_keep_raw,
         max_event_bytes=settings.max_event_bytes,
+        judge=response_judge(settings, metrics),
     )
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
     for topic in (settings.traffic_topic, settings.incidents_topic):
@@ -160,6 +175,11 @@ def create_app(settings: Settings) -> faust.App:
             await monitoring.process(records)
             await segments.written()  # take_events acknowledges the batch when this returns
             await topic_table.written()
+
+    @app.on_before_shutdown.connect
+    async def stop_judging(app: faust.App, **kwargs: object) -> None:
+        if monitoring.judge is not None:
+            await monitoring.judge.close()
 
     @app.on_partitions_revoked.connect
     async def forget_live_segments(app: faust.App, revoked: set, **kwargs: object) -> None:

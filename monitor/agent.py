@@ -4,7 +4,8 @@
 (``driftloop.worker``): its CPU-heavy parts (features and language, embeddings, observing a batch, calibrating a
 pinned reference) go to threads, and the segments' state changes under one lock, one change at a time. The I/O
 around the step is here: dead letters, Redis statuses and counters, incidents published (through the function
-it is given), incidents resolved by the monitor, Evidently reports, and the reference pins taken up from the API.
+it is given), incidents resolved by the monitor, Evidently reports, the reference pins taken up from the API, and
+the judge's sample offered and its scores attached (:mod:`monitor.judging`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from core.redact import redact
 from core.risk import exemplar_vectors
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
 from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, Resolution
+from monitor.judging import JudgeSampler
 from monitor.lifecycle import change_status, status_event
 from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatuses, StreamStats
@@ -91,6 +93,8 @@ class TrafficAgent:
     """Dead letters keep the raw record (``DRIFTLOOP_DLQ_KEEP_RAW``) instead of a redacted copy."""
     max_event_bytes: int | None = None
     """Records larger than this are dead-lettered unread (``too_large``; ``DRIFTLOOP_MAX_EVENT_BYTES``)."""
+    judge: JudgeSampler | None = None
+    """Judges a sample of the responses off the stream; its scores join later events (``DRIFTLOOP_JUDGE_*``)."""
 
     def __post_init__(self) -> None:
         self.stats, self.statuses = StreamStats(self.redis), SegmentStatuses(self.redis)
@@ -140,6 +144,8 @@ class TrafficAgent:
         its checkpoint, the newest, on its next event)."""
         async with self.lock:
             self.step.forget()
+        if self.judge is not None:
+            self.judge.forget()
 
     async def record_statuses(self, segments: Iterable[str]) -> None:
         """Record the statuses of ``segments`` (once each) as the API shows them."""
@@ -192,12 +198,17 @@ class TrafficAgent:
             saved = await asyncio.to_thread(self.step.snapshot, {event.segment for event in events})
         try:
             inputs = await measure(self.step, events)
+            if self.judge is not None:
+                self.judge.attach(events, inputs)
             async with self.lock:
-                return await asyncio.to_thread(self.step.observe, events, inputs)
+                outcomes = await asyncio.to_thread(self.step.observe, events, inputs)
         except Exception:
             async with self.lock:
                 self.step.restore(saved)
             raise
+        if self.judge is not None:
+            self.judge.offer(events)
+        return outcomes
 
     async def reject(self, raw: bytes | None, error: InvalidEvent) -> None:
         """Send a record that is not an event to the dead letters, with the reason; count it. The record goes

@@ -41,6 +41,7 @@ class IncidentKind(StrEnum):
     ATTACK_WAVE = "attack-wave"
     QUALITY_DROP = "quality-drop"
     LATENCY_DRIFT = "latency-drift"
+    COST_DRIFT = "cost-drift"
     NEW_SEGMENT = "new-segment"
     LANGUAGE_SHIFT = "language-shift"
     TOPIC_SHIFT = "topic-shift"
@@ -77,8 +78,10 @@ FEATURE_KIND: dict[str, IncidentKind] = {
     "injection_score": IncidentKind.ATTACK_WAVE,
     "refusal": IncidentKind.QUALITY_DROP,
     "negative_feedback": IncidentKind.QUALITY_DROP,
+    "judge_score": IncidentKind.QUALITY_DROP,
     "latency_ms": IncidentKind.LATENCY_DRIFT,
     "tokens_per_s": IncidentKind.LATENCY_DRIFT,
+    "cost_usd": IncidentKind.COST_DRIFT,
     "prompt_chars": IncidentKind.INPUT_SHIFT,
     "prompt_tokens": IncidentKind.INPUT_SHIFT,
     "response_chars": IncidentKind.INPUT_SHIFT,
@@ -98,6 +101,7 @@ SEVERITY: dict[IncidentKind, Severity] = {
     IncidentKind.ATTACK_WAVE: Severity.CRITICAL,
     IncidentKind.QUALITY_DROP: Severity.WARNING,
     IncidentKind.LATENCY_DRIFT: Severity.WARNING,
+    IncidentKind.COST_DRIFT: Severity.WARNING,
     IncidentKind.NEW_SEGMENT: Severity.INFO,
     IncidentKind.LANGUAGE_SHIFT: Severity.WARNING,
     IncidentKind.TOPIC_SHIFT: Severity.INFO,

@@ -56,10 +56,11 @@ from core.embeddings import Model, embed
 from core.risk import injection_similarity
 from monitor.cardinality import Cardinality
 from monitor.events import TrafficEvent
-from monitor.features import TOPIC_FEATURES, extract_features, semantic_features
+from monitor.features import DEFAULT_TABLE, TOPIC_FEATURES, extract_features, semantic_features
 from monitor.incidents import DriftIncident, Outcome
 from monitor.language import detect_languages
 from monitor.metrics import MonitorMetrics
+from monitor.prices import PriceTable
 from monitor.records import SegmentStatus
 from monitor.segments import Measurements, SegmentMonitor, measurements
 from monitor.topics import TopicModel
@@ -151,7 +152,7 @@ def topic_columns(model: TopicModel, vectors: np.ndarray) -> dict[str, np.ndarra
 
 class StreamStep:
     """The segments' live monitors and topic models, restored from and checkpointed into ``monitor_checkpoints``
-    and ``topic_checkpoints``; counts on ``metrics``. See the module docstring."""
+    and ``topic_checkpoints``; counts on ``metrics``; events cost what ``prices`` says. See the module docstring."""
 
     def __init__(
         self,
@@ -159,8 +160,9 @@ class StreamStep:
         monitor_checkpoints: CheckpointStore,
         topic_checkpoints: CheckpointStore,
         metrics: MonitorMetrics | None = None,
+        prices: PriceTable = DEFAULT_TABLE,
     ) -> None:
-        self.settings = settings
+        self.settings, self.prices = settings, prices
         self.monitor_checkpoints, self.topic_checkpoints = monitor_checkpoints, topic_checkpoints
         self.metrics = metrics or MonitorMetrics.default()
         self.monitors: OrderedDict[str, SegmentMonitor] = OrderedDict()
@@ -271,12 +273,12 @@ class StreamStep:
         self.unsaved.add(event.segment)
         return True
 
-    @staticmethod
-    def features(events: list[TrafficEvent]) -> list[Measurements]:
-        """Each event's features and language (CPU-heavy, and touches no state: fit for a thread)."""
+    def features(self, events: list[TrafficEvent]) -> list[Measurements]:
+        """Each event's features (its cost at :attr:`prices`) and language (CPU-heavy, and touches no state: fit for a
+        thread)."""
         languages = detect_languages([event.prompt_text for event in events])
         return [
-            measurements(extract_features(event, language), language)
+            measurements(extract_features(event, language, self.prices), language)
             for event, language in zip(events, languages, strict=True)
         ]
 
