@@ -175,8 +175,10 @@ def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
 
 
 def value(any_value: AnyValue) -> Any:
-    """An OTLP ``AnyValue`` as a Python value."""
+    """An OTLP ``AnyValue`` as a Python value (bytes as hex, so that every value is JSON)."""
     kind = any_value.WhichOneof("value")
+    if kind == "bytes_value":
+        return any_value.bytes_value.hex()
     if kind == "array_value":
         return [value(item) for item in any_value.array_value.values]
     if kind == "kvlist_value":
@@ -237,13 +239,18 @@ def _output(attrs: Mapping[str, Any], events: list[tuple[str, dict[str, Any]]]) 
         [e.get("message") if isinstance(e.get("message"), dict) else e for n, e in events if n == "gen_ai.choice"],
         _indexed(attrs, "gen_ai.completion"),
         [{"content": m.get("message.content")} for m in _indexed(attrs, "llm.output_messages")],
-        [choice.get("message") or {} for choice in (_json_value(attrs, "output") or {}).get("choices") or []],
+        _choices((_json_value(attrs, "output") or {}).get("choices")),
     ):
         for message in output if isinstance(output, list) else []:
             if isinstance(message, dict) and (text := _text(message.get("parts", message.get("content")))):
                 return text, message.get("finish_reason")
     text = _text_value(attrs, "output")
     return text, None
+
+
+def _choices(raw: Any) -> list[Any]:
+    """The messages of an OpenAI response's ``choices``."""
+    return [choice.get("message") for choice in raw if isinstance(choice, dict)] if isinstance(raw, list) else []
 
 
 def _from_events(events: list[tuple[str, dict[str, Any]]], attribute: str, name: str | None = None) -> Any:
@@ -266,7 +273,7 @@ def _json(raw: Any) -> Any:
         return raw
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

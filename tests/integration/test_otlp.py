@@ -286,3 +286,17 @@ def test_a_protobuf_export_is_answered_in_protobuf(ingest: TestClient) -> None:
     answer = ingest.post("/v1/traces", content=request.SerializeToString(), headers={"Content-Type": PROTOBUF})
     assert answer.status_code == 200 and answer.headers["content-type"] == PROTOBUF
     assert not ExportTraceServiceResponse.FromString(answer.content).HasField("partial_success")
+
+
+def test_an_event_the_broker_refuses_for_good_is_dropped_and_counted(ingest: TestClient, settings: Settings) -> None:
+    """A span within the export limit whose event is over the producer's 1 MiB message limit: the request is
+    accepted, the event dropped and counted, and the events after it still reach the topic."""
+    huge = span("00000000000000d1", **{**OPENLLMETRY, "gen_ai.prompt.1.content": "word " * 300_000})
+    dropped, published = counted("events_published", "dropped"), counted("events_published", "published")
+
+    answer = ingest.post("/v1/traces", json=export(huge, span(**OPENLLMETRY)))
+
+    assert answer.status_code == 200
+    wait_for(lambda: counted("events_published", "published") == published + 1, 30, "the small event to be sent")
+    assert counted("events_published", "dropped") == dropped + 1
+    assert [event["id"] for event in topic_messages(settings, settings.traffic_topic)] == [f"{TRACE_ID}-{SPAN_ID}"]
