@@ -63,6 +63,8 @@ async def export_traces(request: Request) -> Response:
         media = media_type(request.headers.get("content-type"))
     except Unsupported as exc:
         return _refused(metrics, "unsupported", 415, UNIMPLEMENTED, str(exc), PROTOBUF)
+    if (early := buffer.admits()) is not Admission.accepted:  # spare the decoding of a request that cannot fit
+        return _backpressure(metrics, early, settings, media)
     body = await request.body()
     segments = SegmentAttributes(settings.otlp_route_attributes, settings.otlp_tenant_attributes)
     encoding = request.headers.get("content-encoding")
@@ -76,12 +78,8 @@ async def export_traces(request: Request) -> Response:
         return _refused(metrics, "malformed", 400, INVALID_ARGUMENT, str(exc), media)
     records: list[Record] = [(event.segment.encode(), _json(event)) for event in mapped.events]
     admission = buffer.offer(records) if records else Admission.accepted
-    retry = {"Retry-After": str(settings.otlp_retry_after_s)}
-    if admission is Admission.full:
-        detail = f"the ingest buffer is full ({settings.otlp_buffer_events} events)"
-        return _refused(metrics, "full", 429, RESOURCE_EXHAUSTED, detail, media, retry)
-    if admission is Admission.unavailable:
-        return _refused(metrics, "unavailable", 503, UNAVAILABLE, "the broker does not take events", media, retry)
+    if admission is not Admission.accepted:
+        return _backpressure(metrics, admission, settings, media)
     metrics.requests.labels("accepted").inc()
     for outcome, count in mapped.outcomes.items():
         metrics.spans.labels(outcome).inc(count)
@@ -97,6 +95,15 @@ def _mapped(body: bytes, media: str, encoding: str | None, max_bytes: int, segme
 def _json(event: TrafficEvent) -> bytes:
     """The event as the worker reads it (``driftloop.traffic/v1``)."""
     return event.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def _backpressure(metrics: IngestMetrics, admission: Admission, settings: Settings, media: str) -> Response:
+    """429 (the buffer is full) or 503 (the broker is down), with ``Retry-After``: exporters retry these."""
+    retry = {"Retry-After": str(settings.otlp_retry_after_s)}
+    if admission is Admission.full:
+        detail = f"the ingest buffer is full ({settings.otlp_buffer_events} events)"
+        return _refused(metrics, "full", 429, RESOURCE_EXHAUSTED, detail, media, retry)
+    return _refused(metrics, "unavailable", 503, UNAVAILABLE, "the broker does not take events", media, retry)
 
 
 def _refused(

@@ -61,12 +61,17 @@ class TrafficBuffer:
     def __len__(self) -> int:
         return len(self._records)
 
-    def offer(self, records: list[Record]) -> Admission:
-        """Take every one of ``records``, or none and say why."""
+    def admits(self, count: int = 1) -> Admission:
+        """Whether ``count`` more records would be taken now (a request is refused before it is decoded)."""
         if not self.broker_up:
             return Admission.unavailable
-        if len(self._records) + len(records) > self.capacity:
-            return Admission.full
+        return Admission.full if len(self._records) + count > self.capacity else Admission.accepted
+
+    def offer(self, records: list[Record]) -> Admission:
+        """Take every one of ``records``, or none and say why."""
+        admission = self.admits(len(records))
+        if admission is not Admission.accepted:
+            return admission
         self._records.extend(records)
         self.metrics.buffered.set(len(self._records))
         self._waiting.set()

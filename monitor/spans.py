@@ -213,7 +213,7 @@ def _metadata(
 
 def _input_messages(attrs: Mapping[str, Any], events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
     system = _parts_messages(_json(attrs.get("gen_ai.system_instructions")), role="system")
-    for source in (
+    for source in (  # each read only when those before it held no message
         lambda: _parts_messages(_json(attrs.get("gen_ai.input.messages"))),
         lambda: _parts_messages(_json(_from_events(events, "gen_ai.input.messages"))),
         lambda: _openai_messages(_json(_from_events(events, "gen_ai.prompt", "gen_ai.content.prompt"))),
@@ -232,15 +232,18 @@ def _input_messages(attrs: Mapping[str, Any], events: list[tuple[str, dict[str, 
 
 def _output(attrs: Mapping[str, Any], events: list[tuple[str, dict[str, Any]]]) -> tuple[str | None, str | None]:
     """The completion's text and the finish reason its message carries."""
-    for output in (
-        _json(attrs.get("gen_ai.output.messages")),
-        _json(_from_events(events, "gen_ai.output.messages")),
-        _json(_from_events(events, "gen_ai.completion", "gen_ai.content.completion")),
-        [e.get("message") if isinstance(e.get("message"), dict) else e for n, e in events if n == "gen_ai.choice"],
-        _indexed(attrs, "gen_ai.completion"),
-        [{"content": m.get("message.content")} for m in _indexed(attrs, "llm.output_messages")],
-        _choices((_json_value(attrs, "output") or {}).get("choices")),
+    for source in (  # each read only when those before it held no text
+        lambda: _json(attrs.get("gen_ai.output.messages")),
+        lambda: _json(_from_events(events, "gen_ai.output.messages")),
+        lambda: _json(_from_events(events, "gen_ai.completion", "gen_ai.content.completion")),
+        lambda: [
+            e.get("message") if isinstance(e.get("message"), dict) else e for n, e in events if n == "gen_ai.choice"
+        ],
+        lambda: _indexed(attrs, "gen_ai.completion"),
+        lambda: [{"content": m.get("message.content")} for m in _indexed(attrs, "llm.output_messages")],
+        lambda: _choices((_json_value(attrs, "output") or {}).get("choices")),
     ):
+        output = source()
         for message in output if isinstance(output, list) else []:
             if isinstance(message, dict) and (text := _text(message.get("parts", message.get("content")))):
                 return text, message.get("finish_reason")
@@ -261,7 +264,7 @@ def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
     """``prefix.N.field`` attributes as a list of ``{field: value}`` in the order of N."""
     found: dict[int, dict[str, Any]] = {}
     for key, val in attrs.items():
-        match = _INDEXED.match(key)
+        match = _INDEXED.match(key) if key.startswith(prefix) else None
         if match and match["prefix"] == prefix:
             found.setdefault(int(match["index"]), {})[match["field"]] = val
     return [found[index] for index in sorted(found)]
