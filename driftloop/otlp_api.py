@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from driftloop.metrics import IngestMetrics
 from driftloop.otlp_codec import JSON, PROTOBUF, Malformed, TooLarge, Unsupported, decode, media_type
@@ -20,7 +21,6 @@ from driftloop.otlp_codec import response as export_response
 from driftloop.otlp_codec import status as status_body
 from driftloop.settings import Settings
 from driftloop.traffic_buffer import Admission, Record, TrafficBuffer
-from monitor.events import TrafficEvent
 from monitor.spans import Mapped, SegmentAttributes, map_spans
 
 PATH = "/v1/traces"
@@ -63,20 +63,24 @@ async def export_traces(request: Request) -> Response:
         media = media_type(request.headers.get("content-type"))
     except Unsupported as exc:
         return _refused(metrics, "unsupported", 415, UNIMPLEMENTED, str(exc), PROTOBUF)
-    if (early := buffer.admits()) is not Admission.accepted:  # spare the decoding of a request that cannot fit
+    if (early := buffer.admits()) is not Admission.accepted:  # spare the reading of a request that cannot fit
         return _backpressure(metrics, early, settings, media)
     body = await request.body()
-    segments = SegmentAttributes(settings.otlp_route_attributes, settings.otlp_tenant_attributes)
     encoding = request.headers.get("content-encoding")
     try:
-        mapped = await asyncio.to_thread(_mapped, body, media, encoding, settings.otlp_max_request_bytes, segments)
+        export = await asyncio.to_thread(decode, body, media, encoding, settings.otlp_max_request_bytes)
     except Unsupported as exc:
         return _refused(metrics, "unsupported", 415, UNIMPLEMENTED, str(exc), media)
     except TooLarge as exc:
         return _refused(metrics, "too_large", 413, INVALID_ARGUMENT, str(exc), media)
     except Malformed as exc:
         return _refused(metrics, "malformed", 400, INVALID_ARGUMENT, str(exc), media)
-    records: list[Record] = [(event.segment.encode(), _json(event)) for event in mapped.events]
+    # decoding costs a microsecond a span, mapping a hundred: a request whose spans would not fit is refused first
+    spans = sum(len(scope.spans) for resource in export.resource_spans for scope in resource.scope_spans)
+    if (fits := buffer.admits(min(spans, settings.otlp_buffer_events))) is not Admission.accepted:
+        return _backpressure(metrics, fits, settings, media)
+    segments = SegmentAttributes(settings.otlp_route_attributes, settings.otlp_tenant_attributes)
+    mapped, records = await asyncio.to_thread(_records, export, segments)
     admission = buffer.offer(records) if records else Admission.accepted
     if admission is not Admission.accepted:
         return _backpressure(metrics, admission, settings, media)
@@ -87,14 +91,13 @@ async def export_traces(request: Request) -> Response:
     return Response(export_response(mapped.rejected, reasons, media), media_type=media)
 
 
-def _mapped(body: bytes, media: str, encoding: str | None, max_bytes: int, segments: SegmentAttributes) -> Mapped:
-    """Decode and map off the event loop (a large export takes milliseconds)."""
-    return map_spans(decode(body, media, encoding, max_bytes).resource_spans, segments)
-
-
-def _json(event: TrafficEvent) -> bytes:
-    """The event as the worker reads it (``driftloop.traffic/v1``)."""
-    return event.model_dump_json(by_alias=True, exclude_none=True).encode()
+def _records(export: ExportTraceServiceRequest, segments: SegmentAttributes) -> tuple[Mapped, list[Record]]:
+    """The spans mapped, and their events keyed by segment as the worker reads them (``driftloop.traffic/v1``)."""
+    mapped = map_spans(export.resource_spans, segments)
+    records = [
+        (e.segment.encode(), e.model_dump_json(by_alias=True, exclude_none=True).encode()) for e in mapped.events
+    ]
+    return mapped, records
 
 
 def _backpressure(metrics: IngestMetrics, admission: Admission, settings: Settings, media: str) -> Response:
