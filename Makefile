@@ -13,7 +13,7 @@ WHEELS := .cache/wheels-x86-64-v3
 LLAMA_CPP := llama-cpp-python==0.3.36
 
 .PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii \
-	bench-segments bench-mixed bench-loop
+	bench-segments bench-mixed bench-loop bench-otlp
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-detection: install
 
 bench-throughput: install
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.otlp
+
+bench-otlp: install
+	$(BIN)/python -m bench.otlp
 
 bench-generation: install
 	$(BIN)/python -m bench.generation

@@ -1,14 +1,19 @@
-"""Bearer tokens with nested scopes (``admin`` ⊃ ``operate`` ⊃ ``read``), kept in Redis only as SHA-256 hashes.
+"""Bearer tokens with nested scopes (``admin`` ⊃ ``operate`` ⊃ ``read``, and ``admin`` ⊃ ``ingest``), kept in Redis
+only as SHA-256 hashes.
 
 A token is ``dl_`` and 43 URL-safe characters, shown once when it is created. ``AuthMiddleware`` lets
 through only requests with a valid token on every route but the open ones; ``ScopeMiddleware``, inside it,
 only those whose token has the scope they need: GET and HEAD ``read``, other methods ``operate``, the admin
-routes (``driftloop.admin_api``'s) ``admin``. Both run before the body cap, idempotency and any route, so
+routes (``driftloop.admin_api``'s) ``admin``, the ingest routes (``driftloop.otlp_api``'s: telemetry that
+instrumented apps send) ``ingest``, which no other scope but ``admin`` includes, so an app's exporter holds a token
+that can do nothing else. Both run before the body cap, idempotency and any route, so
 nothing past them serves a caller its scope does not allow. Routers read the caller as
 ``core.api.CurrentPrincipal``; middleware reads the calling token's id (its SHA-256) with :func:`token_id`.
 
 >>> Scope.operate.implied()
 [<Scope.read: 'read'>, <Scope.operate: 'operate'>]
+>>> Scope.ingest.implied()
+[<Scope.ingest: 'ingest'>]
 >>> hash_token("dl_example")[:12]
 'e24d9843710e'
 """
@@ -40,16 +45,20 @@ _TOKEN_ID = "token_id"
 
 
 class Scope(StrEnum):
-    """What a token may do; each scope includes those before it."""
+    """What a token may do: ``read``, ``operate`` and ``admin`` each include those before them; ``ingest`` (send
+    telemetry) stands alone, included only by ``admin``."""
 
     read = "read"
     operate = "operate"
     admin = "admin"
+    ingest = "ingest"
 
     def implied(self) -> list[Scope]:
         """This scope and every scope it includes."""
-        order = list(Scope)
-        return order[: order.index(self) + 1]
+        if self is Scope.ingest:
+            return [Scope.ingest]
+        order = [Scope.read, Scope.operate, Scope.admin]
+        return order[: order.index(self) + 1] + ([Scope.ingest] if self is Scope.admin else [])
 
 
 def closure(scopes: Iterable[Scope]) -> list[Scope]:
@@ -69,7 +78,9 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "trainer-ci", "scopes": ["read"]}]})
 
     name: str = Field(pattern=NAME_PATTERN, description="unique name; audit entries carry it")
-    scopes: list[Scope] = Field([Scope.read], min_length=1, description="granted scopes (admin ⊃ operate ⊃ read)")
+    scopes: list[Scope] = Field(
+        [Scope.read], min_length=1, description="granted scopes (admin ⊃ operate ⊃ read; admin ⊃ ingest)"
+    )
 
 
 class TokenCreated(TokenInfo):
@@ -172,13 +183,16 @@ class AuthMiddleware:
 
 class ScopeMiddleware:
     """Refuses (403) a request whose caller lacks the scope it needs: ``admin`` for one that one of
-    ``admin_routes`` would serve, else ``read`` for GET and HEAD and ``operate`` for other methods.
+    ``admin_routes`` would serve, ``ingest`` for one of ``ingest_routes``, else ``read`` for GET and HEAD and
+    ``operate`` for other methods.
 
     Inside ``AuthMiddleware``, whose principal it reads; requests on open routes (no principal) pass.
     """
 
-    def __init__(self, app: ASGIApp, admin_routes: Iterable[BaseRoute]) -> None:
-        self.app, self.admin_routes = app, tuple(admin_routes)
+    def __init__(
+        self, app: ASGIApp, admin_routes: Iterable[BaseRoute], ingest_routes: Iterable[BaseRoute] = ()
+    ) -> None:
+        self.app, self.admin_routes, self.ingest_routes = app, tuple(admin_routes), tuple(ingest_routes)
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         principal = caller(scope)
@@ -196,10 +210,18 @@ class ScopeMiddleware:
         await response(scope, receive, send)
 
     def needed(self, scope: AsgiScope) -> Scope:
-        """The scope a request needs: ``admin`` on an admin route, else by its method."""
-        if any(route.matches(scope)[0] is not Match.NONE for route in self.admin_routes):
+        """The scope a request needs: ``admin`` on an admin route, ``ingest`` on an ingest route, else by its
+        method."""
+        if on_routes(scope, self.admin_routes):
             return Scope.admin
+        if on_routes(scope, self.ingest_routes):
+            return Scope.ingest
         return Scope.read if scope["method"] in SAFE_METHODS else Scope.operate
+
+
+def on_routes(scope: AsgiScope, routes: Iterable[BaseRoute]) -> bool:
+    """Whether one of ``routes`` would take the request of ``scope`` (by path; any method)."""
+    return any(route.matches(scope)[0] is not Match.NONE for route in routes)
 
 
 def token_id(scope: AsgiScope) -> str | None:

@@ -270,7 +270,10 @@ def _with_store(action: Callable[[TokenStore], Awaitable[T]], settings: Settings
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="unique name; the audit log shows it")],
-    scope: Annotated[list[Scope] | None, typer.Option(help="read, operate or admin (admin ⊃ operate ⊃ read)")] = None,
+    scope: Annotated[
+        list[Scope] | None,
+        typer.Option(help="read, operate, admin or ingest (admin ⊃ operate ⊃ read; ingest: OTLP exports only)"),
+    ] = None,
 ) -> None:
     """Create a token and print it: it is shown this once, Redis keeps only its hash."""
     try:

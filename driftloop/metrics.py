@@ -1,4 +1,5 @@
-"""Metrics the API exports from shared state: open incidents, jobs by state, datasets, LLM backend."""
+"""Metrics of the API: what it reads from shared state at scrape time (open incidents, jobs by state, datasets, LLM
+backend), and what its OTLP ingest counts."""
 
 from __future__ import annotations
 
@@ -8,13 +9,39 @@ from collections.abc import Iterator
 
 import httpx
 import redis
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import SecretStr
 
 from core import keys
+from core.metrics import AppMetrics
 from feedback.jobs import JobState
 from monitor.incidents import SEVERITY
+from monitor.spans import SpanOutcome
+
+REQUEST_OUTCOMES = ("accepted", "malformed", "unsupported", "too_large", "full", "unavailable")
+
+
+class IngestMetrics(AppMetrics):
+    """What ``POST /v1/traces`` and its buffer count (``driftloop.otlp_api``, ``driftloop.traffic_buffer``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.requests = self.counter("driftloop_otlp_requests_total", "OTLP trace export requests", ["outcome"])
+        self.spans = self.counter("driftloop_otlp_spans_total", "Spans of accepted OTLP requests", ["outcome"])
+        self.published = self.counter(
+            "driftloop_otlp_events_published_total", "Traffic events from spans sent to the broker", ["outcome"]
+        )
+        self.buffered = self.gauge("driftloop_otlp_buffered_events", "Traffic events waiting for the broker")
+        self.broker_up = self.gauge("driftloop_otlp_broker_up", "0 while the broker does not take traffic events")
+        self.broker_up.set(1)
+        for outcome in REQUEST_OUTCOMES:
+            self.requests.labels(outcome)
+        for span_outcome in SpanOutcome:
+            self.spans.labels(span_outcome)
+        for published in ("published", "dropped"):
+            self.published.labels(published)
 
 
 class RecordsCollector(Collector):

@@ -214,6 +214,28 @@ class Settings(BaseSettings):
     )
     console_session_hours: float = Field(12, gt=0, description="how long a console login (its cookie) lasts")
 
+    # --- OTLP ingest (POST /v1/traces) ---
+    otlp_route_attributes: Annotated[list[str], NoDecode] = Field(
+        ["driftloop.route", "service.name"],
+        description="comma-separated span or resource attributes whose first present value is an OTLP event's "
+        "route (unset: default)",
+    )
+    otlp_tenant_attributes: Annotated[list[str], NoDecode] = Field(
+        ["driftloop.tenant", "tenant.id"],
+        description="comma-separated span or resource attributes whose first present value is an OTLP event's "
+        "tenant (unset: default)",
+    )
+    otlp_buffer_events: int = Field(
+        10_000, ge=1, description="traffic events from spans held for the broker; full: 429 with Retry-After"
+    )
+    otlp_max_request_bytes: int = Field(
+        8_388_608, ge=1, description="largest OTLP export body, before and after gzip; larger: 413"
+    )
+    otlp_send_timeout_s: float = Field(
+        10.0, gt=0, description="a send the broker has not answered in this time marks it down: 503 until it is back"
+    )
+    otlp_retry_after_s: int = Field(5, ge=1, description="Retry-After of an OTLP 429 or 503")
+
     # --- dataset registry and storage ---
     storage_url: str | None = Field(
         None, description="fsspec URL of the dataset store (s3://bucket/datasets, ...); unset = DATA_DIR/datasets"
@@ -245,7 +267,7 @@ class Settings(BaseSettings):
         "", description="comma-separated CIDRs or host names allowed as webhook receivers even when not public"
     )
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "otlp_route_attributes", "otlp_tenant_attributes", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
