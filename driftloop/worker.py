@@ -9,7 +9,9 @@
 - ``run_jobs``: ``driftloop.incidents`` → :func:`feedback.agent.run_job` (``incident.opened`` webhooks →
   generation job under a lease → dataset version → ``finetune.requests`` and ``dataset.published`` webhooks, or
   ``pending_approval`` when ``require_approval`` is on).
-- ``sweep_jobs`` (timer): re-runs jobs whose worker died or whose attempt failed (``feedback.sweeper``).
+- ``sweep_jobs`` (timer): re-runs jobs whose worker died or whose attempt failed (``feedback.sweeper``), and
+  verifies candidate models reported through the API or left unverified (``feedback.verifier``).
+- ``verify_candidates``: ``finetune.results`` → the candidate model stored and verified against production.
 - ``deliver_webhooks`` (task): delivers the webhook outbox (``feedback.outbox``); whoever dispatches an event
   only records it there.
 - ``stress_model`` (timer, when scheduled): a stress suite against the model; a regression is an incident.
@@ -27,6 +29,7 @@ from typing import Any
 
 import faust
 from prometheus_client import start_http_server
+from redis.asyncio import Redis
 
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
@@ -34,11 +37,15 @@ from driftloop.log_repeats import Repeats
 from driftloop.settings import Settings
 from feedback import JobRunner
 from feedback.agent import run_job
+from feedback.candidates import candidate_policy
 from feedback.deps import delivery_loop
 from feedback.deps import dispatcher as webhook_dispatcher
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
+from feedback.verification import Sizes
+from feedback.verifier import CandidateVerifier
+from feedback.webhooks import Dispatcher
 from generators.llm import EndpointBackend, LLMGenerator, VLLMEngine
 from generators.llm_client import Endpoint, StructuredOutput
 from generators.metrics import LLMMetrics
@@ -80,6 +87,28 @@ def llm_generators(settings: Settings) -> dict[str, Generator]:
         return {}
     endpoint = llm_endpoint(settings, settings.llm_base_url, settings.llm_model, settings.llm_concurrency)
     return {"llm": LLMGenerator(EndpointBackend(endpoint), token_budget=settings.llm_token_budget)}
+
+
+def candidate_verifier(settings: Settings, redis: Redis, dispatcher: Dispatcher) -> CandidateVerifier:
+    """The verifier of candidate models against the production model (``stress_endpoint`` or ``llm_base_url``)."""
+    production_url = settings.stress_endpoint or settings.llm_base_url
+    production = (
+        llm_endpoint(settings, production_url, settings.stress_model, settings.verify_concurrency)
+        if production_url
+        else None
+    )
+    return CandidateVerifier(
+        redis,
+        production,
+        StressConfig(system_prompt=settings.stress_system_prompt, max_tokens=settings.verify_max_tokens),
+        dispatcher,
+        candidate_policy(settings.candidate_allow_private_networks, settings.candidate_allowed_networks),
+        recipes=load_recipes(settings.recipes_path),
+        stress_suite_path=settings.stress_suite_path,
+        sizes=Sizes(settings.verify_probes, settings.verify_general_probes),
+        lease_s=settings.job_lease_s,
+        max_attempts=settings.verify_max_attempts,
+    )
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -191,10 +220,20 @@ def create_app(settings: Settings) -> faust.App:
         async for message in stream:
             await run_job(runner, message, settings.incidents_topic)
 
+    verifier = candidate_verifier(settings, redis, dispatcher)
+    results = app.topic(settings.results_topic, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(results)
+    async def verify_candidates(stream: faust.StreamT) -> None:
+        async for message in stream:
+            await verifier.on_result(message, settings.results_topic)
+
     @app.timer(interval=settings.job_sweep_interval_s)
     async def sweep_jobs() -> None:
         for job in await sweep(runner):
             log.warning("swept job %s for incident %s: %s", job.id, job.incident_id, job.state)
+        for candidate in await verifier.sweep():
+            log.warning("swept candidate %s for incident %s: %s", candidate.id, candidate.incident_id, candidate.state)
 
     deliveries = delivery_loop(redis, settings)
 
