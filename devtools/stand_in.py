@@ -29,9 +29,10 @@ from fastapi import FastAPI, Request
 from devtools.embedded import free_port, serve_in_thread
 from validation.scoring import similarity
 
-THRESHOLD = 0.35
-"""Least word overlap with a training prompt to answer from memory: attack probes of the recipe with another
-seed overlapped their nearest training row by a median 0.56, ordinary requests by at most 0.18."""
+THRESHOLD = 0.3
+"""Least word overlap with a training prompt to answer from memory: of 24 probes the recipe built around an
+attack-wave incident with another seed, 21 were within it of a training prompt (18 recalled a passing target); of
+validation/general.yaml's ordinary requests, none (at most 0.18)."""
 
 
 class StandIn:
