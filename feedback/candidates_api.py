@@ -44,8 +44,7 @@ async def report(
 async def list_dataset_candidates(
     dataset_id: str, redis: RedisDep, response: Response, limit: Limit = 50, offset: Offset = 0
 ) -> list[Candidate]:
-    """The candidates reported for a version, newest first."""
-    found(await DatasetRegistry(redis).get(dataset_id), "dataset", dataset_id)
+    """The candidates reported for a version, newest first (none for an unknown version)."""
     return await list_page(candidates(redis), response, limit, offset, lambda c: c.dataset_id == dataset_id)
 
 
