@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     )
     incidents_topic: str = "driftloop.incidents"
     finetune_topic: str = "finetune.requests"
+    results_topic: str = Field("finetune.results", description="where training systems report candidate models")
     topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")
     group_session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
     worker_stop_timeout_s: float = Field(
@@ -266,6 +267,19 @@ class Settings(BaseSettings):
     webhook_allowed_networks: str = Field(
         "", description="comma-separated CIDRs or host names allowed as webhook receivers even when not public"
     )
+
+    # --- verification of candidate models (the production side is STRESS_ENDPOINT or LLM_BASE_URL) ---
+    candidate_allow_private_networks: bool = Field(
+        False, description="allow candidate endpoints at loopback, private, link-local and other non-public addresses"
+    )
+    candidate_allowed_networks: str = Field(
+        "", description="comma-separated CIDRs or host names allowed as candidate endpoints even when not public"
+    )
+    verify_probes: int = Field(24, ge=4, description="probes per group (incident, held-out, each stress family)")
+    verify_general_probes: int = Field(8, ge=1, description="general-capability prompts sent to both models")
+    verify_max_tokens: int = Field(48, ge=1, description="reply length limit per verification probe")
+    verify_concurrency: int = Field(4, ge=1, description="verification probes in flight at once, per model")
+    verify_max_attempts: int = Field(3, ge=1, description="attempts of a verification before the candidate fails")
 
     @field_validator("trusted_proxies", "otlp_route_attributes", "otlp_tenant_attributes", mode="before")
     @classmethod

@@ -13,6 +13,8 @@
   ``pending_approval`` when ``require_approval`` is on).
 - ``sweep_jobs`` (timer): runs jobs whose worker died, whose attempt failed, or that wait for a slot on a busy
   worker (``feedback.sweeper``).
+- ``verify_candidates``: ``finetune.results`` → the candidate model stored and verified against production; the
+  sweep also verifies candidates reported through the API or left unverified (``feedback.verifier``).
 - ``deliver_webhooks`` (task): delivers the webhook outbox (``feedback.outbox``); whoever dispatches an event
   only records it there.
 - ``stress_model`` (timer, when scheduled): a stress suite against the model; a regression is an incident.
@@ -30,6 +32,7 @@ from typing import Any
 
 import faust
 from prometheus_client import start_http_server
+from redis.asyncio import Redis
 
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
@@ -37,12 +40,16 @@ from driftloop.log_repeats import Repeats
 from driftloop.settings import Settings
 from feedback import JobRunner
 from feedback.agent import start_job
+from feedback.candidates import candidate_policy
 from feedback.deps import delivery_loop
 from feedback.deps import dispatcher as webhook_dispatcher
 from feedback.pool import JobPool
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
+from feedback.verification import Sizes
+from feedback.verifier import CandidateVerifier
+from feedback.webhooks import Dispatcher
 from generators.judge import LLMJudge, MinuteBudget
 from generators.llm import EndpointBackend, LLMGenerator, VLLMEngine
 from generators.llm_client import Endpoint, StructuredOutput
@@ -96,6 +103,28 @@ def response_judge(settings: Settings, metrics: MonitorMetrics) -> JudgeSampler 
     endpoint = llm_endpoint(settings, settings.llm_base_url, settings.llm_model, settings.llm_concurrency)
     judge = LLMJudge(endpoint, MinuteBudget(settings.judge_tokens_per_minute))
     return JudgeSampler(judge, settings.judge_sample_rate, settings.llm_concurrency, metrics)
+
+
+def candidate_verifier(settings: Settings, redis: Redis, dispatcher: Dispatcher) -> CandidateVerifier:
+    """The verifier of candidate models against the production model (``stress_endpoint`` or ``llm_base_url``)."""
+    production_url = settings.stress_endpoint or settings.llm_base_url
+    production = (
+        llm_endpoint(settings, production_url, settings.stress_model, settings.verify_concurrency)
+        if production_url
+        else None
+    )
+    return CandidateVerifier(
+        redis,
+        production,
+        StressConfig(system_prompt=settings.stress_system_prompt, max_tokens=settings.verify_max_tokens),
+        dispatcher,
+        candidate_policy(settings.candidate_allow_private_networks, settings.candidate_allowed_networks),
+        recipes=load_recipes(settings.recipes_path),
+        stress_suite_path=settings.stress_suite_path,
+        sizes=Sizes(settings.verify_probes, settings.verify_general_probes),
+        lease_s=settings.job_lease_s,
+        max_attempts=settings.verify_max_attempts,
+    )
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -218,10 +247,20 @@ def create_app(settings: Settings) -> faust.App:
         async for message in stream:  # acknowledged once its job is queued in Redis, where any sweeper finds it
             await start_job(pool, message, settings.incidents_topic)
 
+    verifier = candidate_verifier(settings, redis, dispatcher)
+    results = app.topic(settings.results_topic, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(results)
+    async def verify_candidates(stream: faust.StreamT) -> None:
+        async for message in stream:
+            await verifier.on_result(message, settings.results_topic)
+
     @app.timer(interval=settings.job_sweep_interval_s)
     async def sweep_jobs() -> None:
         for task in await sweep(pool):
             log.warning("swept up %s", task.get_name())
+        for candidate in await verifier.sweep():
+            log.warning("swept candidate %s for incident %s: %s", candidate.id, candidate.incident_id, candidate.state)
 
     @app.on_before_shutdown.connect
     async def stop_jobs(app: faust.App, **kwargs: object) -> None:

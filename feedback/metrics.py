@@ -70,6 +70,26 @@ class FeedbackMetrics(AppMetrics):
         self.job_takeovers = self.counter(
             "driftloop_job_takeovers_total", "Running jobs taken over after their worker's lease lapsed"
         )
+        self.candidates_reported = self.counter(
+            "driftloop_candidates_reported_total",
+            "Candidate models reported by training systems, by source",
+            ["source"],
+        )
+        self.candidate_verdicts = self.counter(
+            "driftloop_candidate_verdicts_total",
+            "Verifications of candidate models finished, by outcome (promote, reject, failed)",
+            ["outcome"],
+        )
+        self.candidate_seconds = self.histogram(
+            "driftloop_candidate_verification_seconds",
+            "Wall time of one verification attempt (both models)",
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 3600),
+        )
+        self.candidate_incident_pass_rate = self.gauge(
+            "driftloop_candidate_incident_pass_rate",
+            "Pass rate on the incident's probes in the last verification, by model (production, candidate)",
+            ["model"],
+        )
         # Every known label value exists from the start, so rate() and increase() see the first event too.
         for state in ("succeeded", "failed", "cancelled"):
             self.jobs.labels(state)
@@ -83,5 +103,15 @@ class FeedbackMetrics(AppMetrics):
         for outcome in ("delivered", "failed"):
             self.webhook_attempts.labels(outcome)
             self.webhook_replays.labels(outcome)
-        for event_type in ("incident.opened", "dataset.published", "job.failed"):
+        for source in ("api", "finetune.results"):
+            self.candidates_reported.labels(source)
+        for outcome in ("promote", "reject", "failed"):
+            self.candidate_verdicts.labels(outcome)
+        for event_type in (
+            "incident.opened",
+            "dataset.published",
+            "job.failed",
+            "candidate.verified",
+            "candidate.rejected",
+        ):
             self.webhook_dead_letters.labels(event_type)

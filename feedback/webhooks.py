@@ -54,6 +54,8 @@ EVENT_TYPES = (
     "incident.resolved",
     "dataset.published",
     "job.failed",
+    "candidate.verified",
+    "candidate.rejected",
 )
 LOG_LENGTH = 10_000
 SECRET_PREFIX = "whsec_"

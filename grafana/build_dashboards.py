@@ -663,6 +663,30 @@ def loop() -> dashboard.Dashboard:
                 w=8,
             )
         )
+        .with_row(row("Candidate models"))
+        .with_panel(
+            graph(
+                "Candidate verdicts (per 24h)",
+                "Candidate models reported back by training systems and verified against production, per 24 hours:"
+                " promote (the incident's failure rate fell beyond both Wilson intervals, nothing else regressed),"
+                " reject (with reasons on GET /v1/candidates/{id}), failed (could not be verified).",
+                query("sum by (outcome) (increase(driftloop_candidate_verdicts_total[24h]))", "{{outcome}}"),
+                w=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Incident pass rate, last verification",
+                "Pass rate on the incident's probes in the last verification: production beside the candidate"
+                " (none until a candidate was verified).",
+                query(
+                    or_placeholder("max by (model) (driftloop_candidate_incident_pass_rate)", "model", "none yet"),
+                    "{{model}}",
+                ),
+                unit="percentunit",
+                w=12,
+            )
+        )
     )
 
 

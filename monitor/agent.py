@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 from core.redact import redact
 from core.risk import exemplar_vectors
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
-from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, Resolution
+from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, InvalidTransition, Resolution
 from monitor.judging import JudgeSampler
 from monitor.lifecycle import change_status, status_event
 from monitor.metrics import MonitorMetrics
@@ -249,8 +249,15 @@ class TrafficAgent:
             await self.announce("incident.cause_added", message_id, incident.model_dump(mode="json"))
 
     async def resolve(self, resolution: Resolution) -> None:
-        """The monitor's auto-resolve: the stored incident moves to resolved and ``incident.resolved`` goes out."""
-        changed = await change_status(self.redis, resolution.incident_id, IncidentStatus.RESOLVED, by="monitor")
+        """The monitor's auto-resolve: the stored incident moves to resolved and ``incident.resolved`` goes out; an
+        incident a verified candidate closed as fixed stays as it is."""
+        try:
+            changed = await change_status(self.redis, resolution.incident_id, IncidentStatus.RESOLVED, by="monitor")
+        except InvalidTransition as refused:
+            log.warning(
+                "incident %s stays %s: the monitor saw its segment return", refused.incident_id, refused.current
+            )
+            return
         if changed is not None:
             await self.announce(*status_event(*changed))
             log.warning("incident %s resolved by the monitor", resolution.incident_id)

@@ -7,7 +7,10 @@ drifted window and its evidence, one lifecycle (on-call acknowledges and resolve
 resolves when all of it is back), while each cause still gets its own job (its kind's recipe, if any).
 
 An incident's lifecycle is open → acknowledged → resolved (open → resolved too: the monitor resolves an
-incident by itself when its segment returns to the reference). :func:`transition` is the one way to
+incident by itself when its segment returns to the reference, and an operator by hand). A candidate model
+trained on the incident's dataset moves it to ``fix-verified`` (the one way it closes as fixed; final) or
+``fix-rejected`` (still to fix: a later candidate may be verified, an operator may resolve it). The verdict may
+come after the drift ended, so a resolved incident can still take it. :func:`transition` is the one way to
 change it:
 
 >>> incident = DriftIncident(id="i", kind="attack-wave", segment="m/chat/t", features=[],
@@ -19,6 +22,13 @@ change it:
 Traceback (most recent call last):
 ...
 monitor.incidents.InvalidTransition: incident i is resolved; it cannot become acknowledged
+>>> fixed = transition(transition(acked, "resolved"), "fix-verified")
+>>> str(fixed.status), fixed.fixed_at is not None
+('fix-verified', True)
+>>> transition(fixed, "resolved")
+Traceback (most recent call last):
+...
+monitor.incidents.InvalidTransition: incident i is fix-verified; it cannot become resolved
 """
 
 from __future__ import annotations
@@ -55,13 +65,20 @@ class IncidentStatus(StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+    FIX_VERIFIED = "fix-verified"
+    """A candidate model trained on the incident's dataset was verified against it: closed as fixed."""
+    FIX_REJECTED = "fix-rejected"
+    """The latest candidate model failed verification."""
 
 
+_VERDICTS = frozenset({IncidentStatus.FIX_VERIFIED, IncidentStatus.FIX_REJECTED})
 #: Status -> the statuses it may move to.
 TRANSITIONS: dict[IncidentStatus, frozenset[IncidentStatus]] = {
-    IncidentStatus.OPEN: frozenset({IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESOLVED}),
-    IncidentStatus.ACKNOWLEDGED: frozenset({IncidentStatus.RESOLVED}),
-    IncidentStatus.RESOLVED: frozenset(),
+    IncidentStatus.OPEN: frozenset({IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESOLVED, *_VERDICTS}),
+    IncidentStatus.ACKNOWLEDGED: frozenset({IncidentStatus.RESOLVED, *_VERDICTS}),
+    IncidentStatus.RESOLVED: _VERDICTS,
+    IncidentStatus.FIX_REJECTED: frozenset({IncidentStatus.ACKNOWLEDGED, IncidentStatus.RESOLVED, *_VERDICTS}),
+    IncidentStatus.FIX_VERIFIED: frozenset(),
 }
 
 
@@ -185,6 +202,7 @@ class DriftIncident(BaseModel):
     report_url: str | None = None
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
+    fixed_at: datetime | None = Field(None, description="when a verified candidate closed it as fixed")
     resolved_after_events: int | None = Field(None, description="segment events seen when the monitor resolved it")
 
     @property
@@ -241,6 +259,13 @@ Outcome = DriftIncident | Resolution | CauseAdded
 """What a segment's monitor reaches: an incident opened, resolved, or given a cause."""
 
 
+_STAMPS = {
+    IncidentStatus.ACKNOWLEDGED: "acknowledged_at",
+    IncidentStatus.RESOLVED: "resolved_at",
+    IncidentStatus.FIX_VERIFIED: "fixed_at",
+}
+
+
 def transition(incident: DriftIncident, to: IncidentStatus | str, at: datetime | None = None) -> DriftIncident:
     """A copy of ``incident`` moved to status ``to`` and stamped (``acknowledged_at``/``resolved_at``).
 
@@ -249,8 +274,10 @@ def transition(incident: DriftIncident, to: IncidentStatus | str, at: datetime |
     target = IncidentStatus(to)
     if target not in TRANSITIONS[incident.status]:
         raise InvalidTransition(incident.id, incident.status, target)
-    stamp = {IncidentStatus.ACKNOWLEDGED: "acknowledged_at", IncidentStatus.RESOLVED: "resolved_at"}[target]
-    return incident.model_copy(update={"status": target, stamp: at or datetime.now(UTC)})
+    update: dict[str, object] = {"status": target}
+    if stamp := _STAMPS.get(target):
+        update[stamp] = at or datetime.now(UTC)
+    return incident.model_copy(update=update)
 
 
 def feature_kind(feature: str) -> IncidentKind:
