@@ -46,6 +46,7 @@ from generators.recipes import load_recipes
 from generators.samples import Generator
 from monitor import DriftIncident, TrafficEvent
 from monitor.agent import Record, TrafficAgent
+from monitor.cpu import StageCollector
 from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
 from monitor.sink import IncidentSink
@@ -139,6 +140,7 @@ def create_app(settings: Settings) -> faust.App:
         max_event_bytes=settings.max_event_bytes,
     )
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
+    metrics.registry.register(StageCollector())
     for topic in (settings.traffic_topic, settings.incidents_topic):
         metrics.consumer_lag.labels(topic).set(0)
 

@@ -54,6 +54,7 @@ import numpy as np
 
 from core.risk import injection_similarity
 from monitor.cardinality import Cardinality
+from monitor.cpu import CLOCK
 from monitor.events import TrafficEvent
 from monitor.features import TOPIC_FEATURES, extract_features, semantic_features
 from monitor.incidents import DriftIncident, Resolution
@@ -274,11 +275,13 @@ class StreamStep:
     @staticmethod
     def features(events: list[TrafficEvent]) -> list[Measurements]:
         """Each event's features and language (CPU-heavy, and touches no state: fit for a thread)."""
-        languages = detect_languages([event.prompt_text for event in events])
-        return [
-            measurements(extract_features(event, language), language)
-            for event, language in zip(events, languages, strict=True)
-        ]
+        with CLOCK.stage("language"):
+            languages = detect_languages([event.prompt_text for event in events])
+        with CLOCK.stage("features"):
+            return [
+                measurements(extract_features(event, language), language)
+                for event, language in zip(events, languages, strict=True)
+            ]
 
     def sample(self, events: list[TrafficEvent]) -> list[int]:
         """Positions of the events in the embedding sample (none when embeddings are off)."""
