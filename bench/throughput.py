@@ -15,8 +15,9 @@ and measures, from the first event consumed to the last:
 - **CPU per event by stage**, over the same window: the worker's ``driftloop_stage_cpu_seconds_total{stage}``
   (:mod:`monitor.cpu`: the thread CPU time of each stage's code, scraped from its ``/metrics``) and the process's
   whole CPU time (``/proc/PID/stat``); what the stages leave of it is Kafka I/O, Faust and the event loop;
-- **memory**: a worker fed ``--segments`` tenants (``--segment-events`` events each, none folded): its peak RSS
-  (``VmHWM``) less its RSS after the first batch, per 1,000 segments that became live in between.
+- **memory** (after the other rounds): a worker fed ``--segments`` tenants (``--segment-events`` events each,
+  none folded): its peak RSS (``VmHWM``) less its RSS after the first batch, per 1,000 segments that became live
+  in between.
 
 Every path runs ``--repeats`` times, one after the other, and each figure is the median with its range: on a shared
 2-core machine a single run moves by ±30%. The ratio of the medians, worker / consume-only, is the figure to watch
@@ -198,6 +199,14 @@ def worker_path(settings: Settings, events: int, log: Path) -> Measured:
             time.sleep(0.02)
 
 
+def worker_run(settings: Settings, workdir: Path, lines: list[str], updates: dict[str, object]) -> Measured:
+    """:func:`worker_path` over ``lines``, published to a fresh topic, with ``settings`` changed by ``updates``."""
+    run = fresh(settings, workdir, **updates)
+    ensure_topics(run)
+    replay(lines, run)
+    return worker_path(run, len(lines), workdir / f"{run.app_id}.log")
+
+
 def tenants(lines: list[str], count: int, per_tenant: int) -> list[str]:
     """``count * per_tenant`` events of ``lines`` spread over ``count`` tenants of one model and route, in turn."""
     spread = []
@@ -261,13 +270,15 @@ def main() -> None:
     runs = [("worker, embeddings off", lines, {"embeddings": False})]
     if args.embedded_events:
         label = f"worker, embeddings on ({args.sample_rate:.0%} embedded)"
-        runs.append((label, lines[: args.embedded_events], {"embeddings": True}))
+        updates = {"embeddings": True, "embedding_sample_rate": args.sample_rate}
+        runs.append((label, lines[: args.embedded_events], updates))
+    memory_runs = []  # after every round of the others: their thousands of checkpoints load the broker
     if args.segments:
         memory_lines = tenants(lines, args.segments, args.segment_events)
-        runs.append((f"worker, {args.segments:,} tenants", memory_lines, {"segment_max_tenants": 0}))
+        memory_runs.append((f"worker, {args.segments:,} tenants", memory_lines, {"segment_max_tenants": 0}))
     consume_label = "consume-only (Faust/aiokafka, discard)"
     measured: dict[str, list[Measured]] = {}
-    sizes = {consume_label: len(lines)} | {label: len(run_lines) for label, run_lines, _ in runs}
+    sizes = {consume_label: len(lines)} | {label: len(run_lines) for label, run_lines, _ in runs + memory_runs}
     with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), workdir) as settings:
         for round_ in range(1, args.repeats + 1):
             with console.status(f"round {round_}/{args.repeats}: consume-only"):
@@ -277,12 +288,11 @@ def main() -> None:
                 measured.setdefault(consume_label, []).append(consume_only(consume, len(lines)))
             for label, run_lines, updates in runs:
                 with console.status(f"round {round_}/{args.repeats}: {label}"):
-                    run = fresh(settings, workdir, embedding_sample_rate=args.sample_rate, **updates)
-                    ensure_topics(run)
-                    replay(run_lines, run)
-                    measured.setdefault(label, []).append(
-                        worker_path(run, len(run_lines), workdir / f"{run.app_id}.log")
-                    )
+                    measured.setdefault(label, []).append(worker_run(settings, workdir, run_lines, updates))
+        for round_ in range(1, args.repeats + 1):
+            for label, run_lines, updates in memory_runs:
+                with console.status(f"round {round_}/{args.repeats}: {label}"):
+                    measured.setdefault(label, []).append(worker_run(settings, workdir, run_lines, updates))
     print_rates(measured, sizes, args.repeats)
     print_stages(measured, consume_label)
 
