@@ -58,6 +58,7 @@ from generators.recipes import load_recipes
 from generators.samples import Generator
 from monitor import DriftIncident, TrafficEvent
 from monitor.agent import Record, TrafficAgent
+from monitor.cpu import StageCollector
 from monitor.judging import JudgeSampler
 from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
@@ -188,6 +189,7 @@ def create_app(settings: Settings) -> faust.App:
         judge=response_judge(settings, metrics),
     )
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
+    metrics.registry.register(StageCollector())
     for topic in (settings.traffic_topic, settings.incidents_topic):
         metrics.consumer_lag.labels(topic).set(0)
 

@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
 from core.redact import redact
 from core.risk import exemplar_vectors
+from monitor.cpu import CLOCK
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
 from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, InvalidTransition, Resolution
 from monitor.judging import JudgeSampler
@@ -68,9 +69,12 @@ async def measure(
     chosen = step.sample(events)
     if not chosen:
         return inputs
-    vectors = await asyncio.to_thread(embed or step.embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen])
-    for i, semantics in zip(chosen, step.semantics([events[i] for i in chosen], vectors), strict=True):
-        inputs[i] |= semantics
+    vectors = await asyncio.to_thread(
+        CLOCK.timed, "embedding", embed or step.embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen]
+    )
+    with CLOCK.stage("embedding"):
+        for i, semantics in zip(chosen, step.semantics([events[i] for i in chosen], vectors), strict=True):
+            inputs[i] |= semantics
     return inputs
 
 
@@ -101,7 +105,10 @@ class TrafficAgent:
         self.pins = ReferencePins(self.redis)
 
     async def warm_up(self) -> None:
-        """With embeddings on, load the encoder and embed the attack exemplars before the first batch."""
+        """Load the redaction model (the first reference's checkpoint and dead letters redact) and, with embeddings
+        on, the encoder with the attack exemplars embedded, before the first batch: not half a second or more
+        into the stream."""
+        await asyncio.to_thread(redact, "warm-up")
         if self.step.settings.embeddings:
             await asyncio.to_thread(exemplar_vectors, self.step.settings.embedding_model)
 
@@ -119,7 +126,8 @@ class TrafficAgent:
             return
         events, outcomes = await self.observe(admitted)
         async with self.lock:
-            self.step.checkpoint(await asyncio.to_thread(self.step.snapshot, self.step.changed()))
+            snapshot = await asyncio.to_thread(CLOCK.timed, "checkpoint", self.step.snapshot, self.step.changed())
+            CLOCK.timed("checkpoint", self.step.checkpoint, snapshot)
         await self.record_statuses([*outcomes.segments, *redelivered])  # the accepted count is their sum
         self.metrics.events.labels("accepted").inc(len(events))
         async with self.lock:
@@ -149,16 +157,18 @@ class TrafficAgent:
 
     async def record_statuses(self, segments: Iterable[str]) -> None:
         """Record the statuses of ``segments`` (once each) as the API shows them."""
-        for segment in dict.fromkeys(segments):
-            await self.statuses.record(self.step.status(segment))
+        with CLOCK.stage("redis"):  # the loop's thread: also counts what else the loop runs while Redis answers
+            await self.statuses.record([self.step.status(segment) for segment in dict.fromkeys(segments)])
 
     async def admit(self, record: Record, redelivered: set[str]) -> TrafficEvent | None:
         """The record's event if it is new to its segment's state, else None with its segment added to
         ``redelivered`` (its status is recorded again: the last one may predate a crash); a record that cannot be
         read is dead-lettered (a null value reads as empty, so as ``not_json``)."""
         try:
-            event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
-            if self.step.admit(event, record.partition, record.offset, record.highwater):
+            with CLOCK.stage("parse"):
+                event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
+                new = self.step.admit(event, record.partition, record.offset, record.highwater)
+            if new:
                 return event
             redelivered.add(event.segment)
         except InvalidEvent as error:
@@ -195,13 +205,15 @@ class TrafficAgent:
     async def observed(self, events: list[TrafficEvent]) -> Outcomes:
         """Measure and observe ``events``; when that fails, their segments' state is put back as it was."""
         async with self.lock:
-            saved = await asyncio.to_thread(self.step.snapshot, {event.segment for event in events})
+            saved = await asyncio.to_thread(
+                CLOCK.timed, "undo", self.step.snapshot, {event.segment for event in events}
+            )
         try:
             inputs = await measure(self.step, events)
             if self.judge is not None:
                 self.judge.attach(events, inputs)
             async with self.lock:
-                outcomes = await asyncio.to_thread(self.step.observe, events, inputs)
+                outcomes = await asyncio.to_thread(CLOCK.timed, "detectors", self.step.observe, events, inputs)
         except Exception:
             async with self.lock:
                 self.step.restore(saved)

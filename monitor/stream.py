@@ -55,6 +55,7 @@ import numpy as np
 from core.embeddings import Model, embed
 from core.risk import injection_similarity
 from monitor.cardinality import Cardinality
+from monitor.cpu import CLOCK
 from monitor.events import TrafficEvent
 from monitor.features import DEFAULT_TABLE, TOPIC_FEATURES, extract_features, semantic_features
 from monitor.incidents import DriftIncident, Outcome
@@ -276,11 +277,13 @@ class StreamStep:
     def features(self, events: list[TrafficEvent]) -> list[Measurements]:
         """Each event's features (its cost at :attr:`prices`) and language (CPU-heavy, and touches no state: fit for a
         thread)."""
-        languages = detect_languages([event.prompt_text for event in events])
-        return [
-            measurements(extract_features(event, language, self.prices), language)
-            for event, language in zip(events, languages, strict=True)
-        ]
+        with CLOCK.stage("language"):
+            languages = detect_languages([event.prompt_text for event in events])
+        with CLOCK.stage("features"):
+            return [
+                measurements(extract_features(event, language, self.prices), language)
+                for event, language in zip(events, languages, strict=True)
+            ]
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Sentence embeddings of ``texts`` by the encoder of the settings (``embedding_model``)."""
