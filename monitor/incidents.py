@@ -128,15 +128,21 @@ SEVERITY: dict[IncidentKind, Severity] = {
 
 
 SYMPTOMS: dict[IncidentKind, frozenset[IncidentKind]] = {
-    IncidentKind.ATTACK_WAVE: frozenset({IncidentKind.QUALITY_DROP, IncidentKind.INPUT_SHIFT}),
-    IncidentKind.LANGUAGE_SHIFT: frozenset({IncidentKind.INPUT_SHIFT, IncidentKind.TOPIC_SHIFT}),
-    IncidentKind.TOPIC_SHIFT: frozenset({IncidentKind.INPUT_SHIFT}),
+    IncidentKind.ATTACK_WAVE: frozenset({IncidentKind.QUALITY_DROP, IncidentKind.INPUT_SHIFT, IncidentKind.COST_DRIFT}),
+    IncidentKind.QUALITY_DROP: frozenset({IncidentKind.COST_DRIFT}),
+    IncidentKind.LANGUAGE_SHIFT: frozenset(
+        {IncidentKind.INPUT_SHIFT, IncidentKind.TOPIC_SHIFT, IncidentKind.COST_DRIFT}
+    ),
+    IncidentKind.TOPIC_SHIFT: frozenset({IncidentKind.INPUT_SHIFT, IncidentKind.COST_DRIFT}),
+    IncidentKind.INPUT_SHIFT: frozenset({IncidentKind.COST_DRIFT}),
 }
 """Cause kind -> kinds whose features, moving with it, are its symptoms rather than causes of their own: refusals
-rise when attacks are refused, and prompt lengths and character mixes move with a new language or topic. Latency
-is never a symptom: a model serving slower is a cause of its own whatever the traffic does. A new language moves the
-prompt embeddings too (an English sentence encoder places other languages apart), so a topic shift that comes with
-a language shift is folded into it: a new topic in the same languages is still named on its own."""
+rise when attacks are refused, and prompt lengths and character mixes move with a new language or topic. A bill
+moves with the tokens asked and answered, so cost is a symptom of any change in what is asked or answered (short
+refusals cost less); on its own (the token counts have not crossed) it is a cost drift. Latency is never a symptom:
+a model serving slower is a cause of its own whatever the traffic does. A new language moves the prompt embeddings
+too (an English sentence encoder places other languages apart), so a topic shift that comes with a language shift
+is folded into it: a new topic in the same languages is still named on its own."""
 
 
 CONTENT = frozenset(
