@@ -312,13 +312,17 @@ def cause_kinds(features: list[str], named: Collection[IncidentKind] = ()) -> di
     {'attack-wave': ['refusal', 'latency_ms', 'injection_score', 'prompt_chars']}
     >>> [str(k) for k in cause_kinds(["feature_profile"], named=[IncidentKind.LATENCY_DRIFT])]
     ['latency-drift']
+    >>> [str(k) for k in cause_kinds(["latency_ms", "feature_profile"], named=[IncidentKind.LATENCY_DRIFT])]
+    ['latency-drift']
     """
     signalled = {feature: feature_kind(feature) for feature in features}
-    present = set(signalled.values()) | set(named)
+    present = {kind for feature, kind in signalled.items() if feature != AGGREGATE} | set(named)
     content = [kind for kind in _PRIORITY if kind in present and kind in CONTENT]
-    if content and "latency_ms" in signalled and "tokens_per_s" not in signalled:
+    paced = "tokens_per_s" in signalled or IncidentKind.LATENCY_DRIFT in named
+    if content and "latency_ms" in signalled and not paced:
         signalled["latency_ms"] = content[0]
-    others = [kind for kind in _PRIORITY if kind in present and kind is not IncidentKind.INPUT_SHIFT]
+    others = [kind for kind in _PRIORITY if kind in present | {signalled.get("latency_ms")} and kind is not None]
+    others = [kind for kind in others if kind is not IncidentKind.INPUT_SHIFT]
     if AGGREGATE in signalled and others:
         signalled[AGGREGATE] = others[0]
     owners: dict[IncidentKind, IncidentKind] = {}

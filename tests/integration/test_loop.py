@@ -206,7 +206,7 @@ def test_an_attack_during_a_latency_regression_is_one_incident_naming_both_with_
     assert kinds[0] == "attack-wave" and "latency-drift" in kinds, kinds
     assert incident.kind == "attack-wave" and incident.severity == "critical"
     latency = next(cause for cause in incident.causes if cause.kind == "latency-drift")
-    assert "latency_ms" in latency.features and latency.onset_event is not None
+    assert {"latency_ms", "tokens_per_s"} & set(latency.features) and latency.onset_event is not None
     assert [(j.recipe, j.incident_id) for j in stored_jobs(settings)] == [("attack-hardening", incident.id)], (
         "the attack cause gets its job; the latency cause none (on-call only)"
     )
