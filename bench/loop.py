@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
+from bench.throughput import fresh as fresh_settings
 from core.redact import redact
 from devtools.embedded import free_port, with_services, worker_process
 from devtools.traffic import ShiftPlan, shifted_stream
@@ -127,21 +128,14 @@ class Worker:
 
 
 def fresh(settings: Settings, workdir: Path, concurrency: int, database: int) -> Settings:
-    """``settings`` with topics, consumer group, data dir and Redis database of their own: workers sharing a Redis
-    database would sweep up each other's jobs (and publish them on their own finetune.requests topic)."""
-    suffix = uuid.uuid4().hex[:8]
-    return settings.model_copy(
-        update={
-            "redis_url": f"{settings.redis_url.rsplit('/', 1)[0]}/{database}",
-            "app_id": f"bench-loop-{suffix}",
-            "traffic_topic": f"llm.traffic.{suffix}",
-            "dlq_topic": f"llm.traffic.dlq.{suffix}",
-            "incidents_topic": f"driftloop.incidents.{suffix}",
-            "finetune_topic": f"finetune.requests.{suffix}",
-            "data_dir": workdir / suffix,
-            "worker_metrics_port": free_port(),
-            "job_concurrency": concurrency,
-        }
+    """:func:`bench.throughput.fresh` settings with a Redis database of their own: workers sharing a Redis database
+    would sweep up each other's jobs (and publish them on their own finetune.requests topic)."""
+    return fresh_settings(
+        settings,
+        workdir,
+        redis_url=f"{settings.redis_url.rsplit('/', 1)[0]}/{database}",
+        worker_metrics_port=free_port(),
+        job_concurrency=concurrency,
     )
 
 

@@ -7,8 +7,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,6 +17,8 @@ from kafka import KafkaConsumer
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from devtools.embedded import free_port, serve_in_thread
+from driftloop.api import api_server
 from driftloop.settings import Settings
 from feedback import Dispatcher, GenerationJob, JobRunner, Webhook, datasets, jobs, webhooks
 from feedback.egress import EgressPolicy
@@ -171,3 +173,14 @@ def run(settings: Settings, scenario: Callable[[Redis, KafkaSend], Awaitable[T]]
             return await scenario(redis, send)
 
     return asyncio.run(go())
+
+
+@contextmanager
+def served(settings: Settings) -> Iterator[str]:
+    """The API as ``driftloop api`` serves it (uvicorn on 127.0.0.1); its base URL."""
+    server = api_server(settings.model_copy(update={"api_port": free_port()}), host="127.0.0.1")
+    serve_in_thread(server)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True

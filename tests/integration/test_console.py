@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from devtools.embedded import free_port, serve_in_thread
-from driftloop.api import api_server
 from driftloop.auth import Scope
 from driftloop.kafka import ensure_topics
 from driftloop.settings import Settings
@@ -24,7 +22,7 @@ from monitor.records import incidents
 from monitor.reports import store_report
 from tests.conftest import REQUIRE_SERVICES
 from tests.factories import make_shift, traffic_incident
-from tests.integration.helpers import run, runner, topic_messages
+from tests.integration.helpers import run, runner, served, topic_messages
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
@@ -60,17 +58,6 @@ def chromium() -> Iterator[object]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
-
-
-@contextmanager
-def served(settings: Settings) -> Iterator[str]:
-    """The API as ``driftloop api`` serves it, on 127.0.0.1; its base URL."""
-    server = api_server(settings.model_copy(update={"api_port": free_port()}), host="127.0.0.1")
-    serve_in_thread(server)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
 
 
 def held_incident(settings: Settings) -> tuple[DriftIncident, str]:
