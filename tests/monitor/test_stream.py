@@ -145,6 +145,7 @@ def test_a_segment_measured_by_another_encoder_collects_a_new_reference(
     """Changing ``embedding_model`` with checkpoints in place: the segments' references hold the other encoder's
     vectors (another dimension) and similarities (another scale), so they are rebased, not fed the new ones."""
     monkeypatch.setattr("monitor.stream.injection_similarity", lambda vectors, model: np.full(len(vectors), 0.25))
+    monkeypatch.setattr("monitor.stream.injection_learned", lambda vectors, texts, model: np.full(len(texts), 0.5))
     rng = np.random.default_rng(0)
 
     def encoder(dimensions: int) -> Callable[[list[str]], np.ndarray]:
