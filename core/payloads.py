@@ -28,6 +28,8 @@ import re
 from typing import NamedTuple
 from urllib.parse import unquote
 
+from ahocorasick_rs import AhoCorasick
+
 from core.scan import SCAN_CHARS
 
 MIN_PAYLOAD = 8
@@ -49,6 +51,8 @@ _HEX = re.compile(
 )
 _HEX_BYTE = re.compile(r"(?:0x|\\x)?([0-9a-fA-F]{2})")
 _URL_ESCAPES = re.compile(r"[^\s%]*(?:%[0-9a-fA-F]{2}[^\s%]*){3,}")
+_PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
+"""A percent-escape; a text holding fewer than three is not searched for escaped spans."""
 _URL_PARTS = re.compile(r"[?&=#/]")
 _U_ESCAPES = re.compile(r"(?:(?:\\u[0-9a-fA-F]{4}|\\U[0-9a-fA-F]{8})[ ,]?){3,}")
 _U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})")
@@ -74,6 +78,7 @@ ROT13_WORDS = (
     "fraq ",
 )
 """Common English words and injection words as rot13 writes them: two of them make a text worth reading in rot13."""
+_ROT13 = AhoCorasick(ROT13_WORDS)
 LEET_WORDS = 3
 """Words mixing letters with digits or ``@$|`` needed before a text is read as leetspeak (``mp3``, ``b2b`` are not)."""
 
@@ -91,8 +96,8 @@ _LOWER, _UPPER, _DIGITS = b"abcdefghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTU
 _SHAPES = _table({_LOWER: b"l", _UPPER: b"U", _DIGITS + b"+/": b"d", b"-_=": b"a", b" \t\r\n": b" "})
 """Character shapes, for gates that run in C: lowercase, uppercase, digit, other base64 character, space."""
 _HEX_SHAPES = _table({_DIGITS + b"abcdefABCDEF": b"h", b" :": b" "})
-_DENSE = bytes.maketrans(b"lUd", b"aaa")
-_RUN = b"a" * 16
+_RUNS = re.compile(rb"[lUda]{16,}")
+"""Runs of 16 base64 characters or more (in shapes); one holding case changes or digits may be base64."""
 
 
 def _gates(text: str) -> tuple[bool, bool, bool]:
@@ -100,8 +105,9 @@ def _gates(text: str) -> tuple[bool, bool, bool]:
     prompt (most hold none of them)."""
     raw = text.encode()  # other scripts' bytes are >= 0x80: shape "."
     shapes = raw.translate(_SHAPES)
-    dense = shapes.translate(_DENSE)
-    base64_like = _RUN in dense or shapes.count(b"lU") + shapes.count(b"ld") >= 6
+    base64_like = shapes.count(b"lU") + shapes.count(b"ld") >= 6 or any(
+        run.count(b"lU") + run.count(b"Ul") + run.count(b"d") >= 4 for run in _RUNS.findall(shapes)
+    )
     hex_shapes = raw.translate(_HEX_SHAPES)
     hex_like = "0x" in text or "\\x" in text or b"h" * 16 in hex_shapes or b"hh hh hh hh" in hex_shapes
     leet_like = shapes.count(b"ldl") + shapes.count(b"dll") + shapes.count(b"Udl") + shapes.count(b"dUU") >= LEET_WORDS
@@ -199,13 +205,17 @@ def decoded_payloads(text: str) -> list[Payload]:
     """The natural-language payloads encoded in the start of ``text`` (:data:`core.scan.SCAN_CHARS`), in the
     order base64, hex, URL escapes, ``\\u`` escapes, HTML references."""
     text = text[:SCAN_CHARS]
+    return _decoded(text, _gates(text))
+
+
+def _decoded(text: str, gates: tuple[bool, bool, bool]) -> list[Payload]:
     found: list[Payload | None] = []
-    base64_like, hex_like, _ = _gates(text)
+    base64_like, hex_like, _ = gates
     if base64_like:
         found += [_payload("base64", _base64(m.group())) for m in _BASE64.finditer(text)]
     if hex_like:
         found += [_payload("hex", _hex(m.group())) for m in _HEX.finditer(text)]
-    if "%" in text:
+    if len(_PERCENT.findall(text)) >= 3:
         found += [_escape("url", m.group(), _url(m.group())) for m in _URL_ESCAPES.finditer(text)]
     if "\\u" in text or "\\U" in text:
         found += [_escape("unicode", m.group(), _u_escapes(m.group())) for m in _U_ESCAPES.finditer(text)]
@@ -223,8 +233,19 @@ def rewritten_views(text: str) -> list[Payload]:
     writes rot13 by accident), leetspeak when at least :data:`LEET_WORDS` words mix letters with digits or symbols
     (only those words are rewritten; not obfuscated, since identifiers and versions mix them too)."""
     text = text[:SCAN_CHARS]
-    folded = text.lower()
-    views = [Payload("rot13", codecs.encode(text, "rot13"))] if sum(w in folded for w in ROT13_WORDS) >= 2 else []
-    if _gates(text)[2]:
+    return _views(text, _gates(text))
+
+
+def _views(text: str, gates: tuple[bool, bool, bool]) -> list[Payload]:
+    rot13 = len({i for i, _, _ in _ROT13.find_matches_as_indexes(text.lower(), overlapping=True)}) >= 2
+    views = [Payload("rot13", codecs.encode(text, "rot13"))] if rot13 else []
+    if gates[2]:
         views.append(Payload("leet", _LEET_WORD.sub(lambda m: m.group().translate(_UNLEET), text), obfuscated=False))
     return views
+
+
+def hidden_payloads(text: str) -> list[Payload]:
+    """:func:`decoded_payloads` and :func:`rewritten_views` of the start of ``text``, its shapes read once."""
+    text = text[:SCAN_CHARS]
+    gates = _gates(text)
+    return _decoded(text, gates) + _views(text, gates)

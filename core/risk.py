@@ -36,18 +36,25 @@ import yaml
 
 from core.embeddings import Model, embed
 from core.package_data import package_file
-from core.payloads import decoded_payloads, rewritten_views
-from core.scan import SCAN_CHARS, WordIndex, fold
+from core.payloads import hidden_payloads
+from core.scan import SCAN_CHARS, Rule, RuleIndex, fold
 
 EXEMPLAR_CHARS = 2000
 _PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}")
-Family = tuple[tuple[frozenset[str], re.Pattern[str]], ...]
+Family = tuple[Rule, ...]
 """A pattern family: alternatives, each a regex with its prefilter words (see :mod:`core.scan`)."""
+FLOATING = "floating"
+"""Marks an alternative whose match may start away from its words (it is searched for over the whole text)."""
 
 
-def _families_of(families: tuple[tuple[tuple[tuple[str, ...], str], ...], ...]) -> list[Family]:
+def _families_of(families: tuple[tuple[tuple[str, ...], ...], ...]) -> list[Family]:
+    """Each alternative is ``(words, pattern)`` (its matches start at one of its words) or ``(words, pattern,
+    FLOATING)``."""
     return [
-        tuple((frozenset(words), re.compile(pattern, re.IGNORECASE | re.DOTALL)) for words, pattern in family)
+        tuple(
+            Rule(frozenset(words), re.compile(pattern, re.IGNORECASE | re.DOTALL), anchored=not floating)
+            for words, pattern, *floating in family
+        )
         for family in families
     ]
 
@@ -111,12 +118,14 @@ _INDIRECT_FAMILIES = _families_of(
                     )
                 ),
                 rf"\b{_AGENT}\s+(?:reading|processing|summari[sz]ing|parsing|viewing|analy[sz]ing|seeing)\s+th(?:is|ese)\b",
+                FLOATING,
             ),
             (("to any ", "to all "), rf"\bto (?:any|all)\s+{_AGENT}\b"),
             (
                 tuple(f"{word}{mark}" for word in _AGENT_WORDS for mark in (":", ",")),
                 rf"\b{_AGENT}\s*[:,]\s*(?:please\s+)?(?:ignore|disregard|forget|stop|you|send|forward|reply|instead|print|"
                 r"reveal|output|write|respond|include|tell|do not|don't)\b",
+                FLOATING,  # "chatbot:" holds "bot:" after the match's start
             ),
         ),
         (  # it turns the assistant away from its user or its task
@@ -145,13 +154,14 @@ _INDIRECT_FAMILIES = _families_of(
                 r"(?:answer|respond|repl|summar|proceed|continu|complet)\w*)",
             ),
             (
-                ("user",),
+                ("do not", "don't", "never", "without"),
                 r"\b(?:do not|don't|never)\s+(?:tell|inform|mention|reveal|alert|notify|let)\s+(?:this\s+to\s+)?"
                 r"(?:the\s+)?user\b|\bwithout (?:telling|informing|notifying|asking|alerting)\s+(?:the\s+)?user\b",
             ),
             (
                 ("task", "instruction", "objective", "goal"),
                 r"\b(?:new|updated|real|actual|hidden|secret|true)\s+(?:task|instructions?|objective|goal)\s*(?:is|are|:|-)",
+                FLOATING,
             ),
         ),
         (  # it opens a channel of its own: a role marker or a comment holding an instruction
@@ -193,6 +203,7 @@ _EXFILTRATION_FAMILIES = _families_of(
                     "send",
                     "forward",
                     "mail",
+                    "email",
                     "post",
                     "upload",
                     "transmit",
@@ -251,28 +262,29 @@ _DECODE_CUE = _families_of(
 """A request to decode something and act on it."""
 
 
-_WORDS = WordIndex(
-    word
-    for families in (_INJECTION_FAMILIES, _INDIRECT_FAMILIES, _EXFILTRATION_FAMILIES, _DECODE_CUE)
-    for family in families
-    for words, _ in family
-    for word in words
-)
-"""Every family's prefilter words: one pass finds those a text holds."""
+KINDS = (_INJECTION_FAMILIES, _INDIRECT_FAMILIES, _EXFILTRATION_FAMILIES, _DECODE_CUE)
+"""The pattern families by kind: jailbreak, indirect, exfiltration, decode cue."""
+_RULES = RuleIndex(rule for families in KINDS for family in families for rule in family)
+"""Every family's alternatives: one pass finds where their words occur in a text."""
+_FAMILY_OF = {
+    rule: (kind, j) for kind, families in enumerate(KINDS) for j, family in enumerate(families) for rule in family
+}
 
 
-def _count(families: list[Family], text: str, present: set[str]) -> int:
-    """How many ``families`` match ``text``; an alternative runs only when ``present`` (the words of :data:`_WORDS`
-    in the text) holds one of its words."""
-    return sum(
-        any(not words.isdisjoint(present) and pattern.search(text) for words, pattern in family) for family in families
-    )
+def family_counts(text: str) -> tuple[int, ...]:
+    """How many families of each of :data:`KINDS` match ``text``: only the alternatives whose words occur run, only
+    where they occur."""
+    starts = _RULES.starts(fold(text))
+    matched = {_FAMILY_OF[rule] for rule, at in starts.items() if rule.found(text, at)}
+    counts = [0] * len(KINDS)
+    for kind, _ in matched:
+        counts[kind] += 1
+    return tuple(counts)
 
 
 def jailbreak_families(text: str) -> int:
     """How many jailbreak pattern families the start of ``text`` shows."""
-    text = text[:SCAN_CHARS]
-    return _count(_INJECTION_FAMILIES, text, _WORDS.present(fold(text)))
+    return family_counts(text[:SCAN_CHARS])[0]
 
 
 @dataclass(frozen=True)
@@ -309,23 +321,14 @@ class InjectionSignals:
         return np.array(astuple(self), dtype=np.float32)
 
 
-def _families(text: str, present: set[str]) -> tuple[int, int, int]:
-    return (
-        _count(_INJECTION_FAMILIES, text, present),
-        _count(_INDIRECT_FAMILIES, text, present),
-        _count(_EXFILTRATION_FAMILIES, text, present),
-    )
-
-
 def injection_signals(text: str) -> InjectionSignals:
     """The injection signals of the start of ``text`` (:data:`core.scan.SCAN_CHARS`)."""
     text = text[:SCAN_CHARS]
-    present = _WORDS.present(fold(text))
-    jailbreak, indirect, exfiltration = _families(text, present)
-    payloads = decoded_payloads(text) + rewritten_views(text)
+    jailbreak, indirect, exfiltration, decode_cue = family_counts(text)
+    payloads = hidden_payloads(text)
     hidden = 0
     for payload in payloads:
-        found = _families(payload.text, _WORDS.present(fold(payload.text)))
+        found = family_counts(payload.text)[:3]
         hidden = max(
             hidden, sum(max(0, new - old) for new, old in zip(found, (jailbreak, indirect, exfiltration), strict=True))
         )
@@ -333,7 +336,7 @@ def injection_signals(text: str) -> InjectionSignals:
         jailbreak,
         indirect,
         exfiltration,
-        _count(_DECODE_CUE, text, present),
+        decode_cue,
         min(sum(payload.obfuscated for payload in payloads), 3),
         hidden,
     )
