@@ -1,4 +1,6 @@
-"""Incident in, published dataset out: job → samples → quality gate → dataset → finetune.requests → webhooks.
+"""Incident in, published dataset out: job → samples → teacher targets → quality gate → dataset →
+finetune.requests → webhooks. Without a teacher (no LLM endpoint) the dataset is an evaluation set: no targets,
+not sent to fine-tuning.
 
 A runner takes a job under a lease (``feedback.leases``) that it renews while it works; every write to the
 job record is fenced by that lease, so a runner that lost it (it stalled, or another took over after it
@@ -38,6 +40,7 @@ from feedback.metrics import FeedbackMetrics
 from feedback.publishing import Publisher
 from feedback.registry import DatasetFilter, DatasetRegistry
 from feedback.storage import DatasetStore
+from feedback.targets import TargetWriter
 from feedback.webhooks import Dispatcher
 from generators.quality import Gate, QualityThresholds, Seen, screen
 from generators.recipes import Generated, Recipe, RecipeBook, load_recipes, run_recipe
@@ -86,6 +89,8 @@ class JobRunner:
     recipes: RecipeBook = field(default_factory=load_recipes)
     extra_generators: dict[str, Generator] = field(default_factory=dict)
     """Generators only some deployments have (``{"llm": LLMGenerator(...)}``); recipes naming others skip them."""
+    targets: TargetWriter | None = None
+    """The teacher that writes and checks each sample's target; None: datasets are evaluation sets."""
     quality_thresholds: QualityThresholds = field(default_factory=QualityThresholds)
     metrics: FeedbackMetrics = field(default_factory=FeedbackMetrics.default, repr=False)
     """Where jobs, samples and takeovers are counted: the process's metrics unless given."""
@@ -158,6 +163,7 @@ class JobRunner:
         generated, gate = await asyncio.to_thread(self._generate, incident, recipe, job.samples, seed, earlier)
         quality = gate.report
         rejected = Counter(generated.rejected)
+        rejected.update(quality.targets.dropped if quality.targets else {})
         rejected.update(quality.rejected)
         for reason, count in rejected.items():
             self.metrics.samples_rejected.labels(reason).inc(count)
@@ -175,6 +181,7 @@ class JobRunner:
             recipe=recipe.name,
             generator_versions=generated.generator_versions,
             seed=str(seed),
+            teacher=quality.targets.teacher if quality.targets else None,
         )
         manifest = await asyncio.to_thread(
             write_dataset,
@@ -206,8 +213,14 @@ class JobRunner:
         generated = run_recipe(
             incident, recipe, samples or self.samples_per_job, seed=str(seed), extra=self.extra_generators
         )
+        samples, report = generated.samples, None
+        if self.targets is not None:
+            written = self.targets.write(samples, incident, str(seed))
+            samples, report = written.samples, written.report
         evidence = [e.prompt for e in incident.evidence]
-        return generated, screen(generated.samples, evidence, earlier, self.quality_thresholds)
+        gate = screen(samples, evidence, earlier, self.quality_thresholds)
+        gate.report.targets = report
+        return generated, gate
 
     async def _earlier(self, incident: DriftIncident, job_id: str) -> list[Seen]:
         """Samples of the newest versions for the incident's segment and kind, made by other jobs."""
