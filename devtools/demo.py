@@ -2,7 +2,9 @@
 
 Starts tansu and redis-server, a worker, the API and a webhook receiver; replays real traffic whose
 second half carries an attack wave and a latency regression for one model; prints each incident,
-job, dataset version, ``finetune.requests`` message and webhook delivery; ends with a summary.
+job, dataset version, ``finetune.requests`` message and webhook delivery; ends with a summary. The demo runs
+without an LLM endpoint, so its datasets are evaluation sets (prompts and expected behaviour, no targets): they
+are announced by webhook but not sent on ``finetune.requests``.
 """
 
 from __future__ import annotations
@@ -158,7 +160,10 @@ def _complete(seen: Seen) -> bool:
     return (
         bool(seen.incidents)
         and len(finished) == len(seen.jobs) == len(seen.incidents)
-        and all(d in seen.finetune and d in seen.deliveries for d in seen.datasets)
+        and all(
+            (d in seen.finetune or dataset["kind"] == "evaluation") and d in seen.deliveries
+            for d, dataset in seen.datasets.items()
+        )
     )
 
 
@@ -197,9 +202,15 @@ async def _report(
     for dataset in (await api.get("/v1/datasets")).json():
         if dataset["id"] not in seen.datasets:
             seen.datasets[dataset["id"]] = dataset
-            quality = dataset["quality"]
+            quality, targets = dataset["quality"], dataset["quality"].get("targets")
+            kind = (
+                f"training set, targets by {targets['teacher']} (judge pass rate {_rate(targets)})"
+                if targets
+                else "evaluation set (no LLM endpoint: prompts and expected behaviour, no targets)"
+            )
             console.print(
-                f"{at} [bold green]DATASET[/] {dataset['id']} · {dataset['rows']} rows · distinct-2 "
+                f"{at} [bold green]DATASET[/] {dataset['id']} · {kind} · {dataset['rows']} rows + "
+                f"{dataset['heldout']} held out · distinct-2 "
                 f"{quality['distinct_2']} · PII {quality['pii_values']} · verbatim copies "
                 f"{quality['verbatim_copies']} · MMD² {quality.get('mmd2')} · coverage {quality.get('coverage')} "
                 f"· rejected {dataset['rejected']}"
@@ -222,6 +233,10 @@ async def _report(
                 f"{at} [bold]WEBHOOK[/] dataset.published {received.message_id} delivered, signature "
                 f"{'verified' if received.verified else '[red]INVALID[/]'}"
             )
+
+
+def _rate(targets: dict) -> str:
+    return f"{targets['judge_passed']}/{targets['judged']}" if targets["judged"] else "not judged"
 
 
 async def _collect_finetune(settings: Settings, seen: Seen) -> None:
@@ -258,7 +273,7 @@ def _summary(seen: Seen, stream: dict[str, int], replayed: int, elapsed: float, 
     for dataset in seen.datasets.values():
         table.add_row(
             f"dataset {dataset['id']}",
-            f"{dataset['rows']} rows, "
+            f"{dataset['kind']} set, {dataset['rows']} rows + {dataset['heldout']} held out, "
             f"{len(dataset['files'])} files, lineage incident {dataset['lineage']['incident_id'][:8]}",
         )
     table.add_row("finetune.requests messages", str(len(seen.finetune)))

@@ -64,7 +64,9 @@ def write_dataset(
     embeddings) add the embedding plots to the quality card. The held-out split is drawn here, by technique and
     the lineage's seed."""
     kind = DatasetKind.EVALUATION if quality.targets is None else DatasetKind.TRAINING
-    if kind == DatasetKind.TRAINING and (bare := sum(not s.reference_answer for s in samples)):
+    if kind == DatasetKind.EVALUATION:  # prompts and expected behaviour only: no target that no teacher checked
+        samples = [s.model_copy(update={"reference_answer": ""}) for s in samples]
+    elif bare := sum(not s.reference_answer for s in samples):
         raise ValueError(f"a training set needs a target on every row; {bare} rows have none")
     digest = content_hash(samples, lineage)
     dataset_id = f"ds-{digest[:16]}"

@@ -65,7 +65,7 @@ class TargetWriter:
             target = result.text.strip()
             passing = []
             for sample in task.samples:
-                if reason := _rule_check(sample, task, target, incident.segment):
+                if reason := rule_check(sample, task, target, incident.segment):
                     dropped[reason] += 1
                 else:
                     passing.append(sample)
@@ -118,7 +118,7 @@ def _unusable(result: Completion | LLMError) -> str | None:
     return None
 
 
-def _rule_check(sample: Sample, task: Task, target: str, segment: str) -> str | None:
+def rule_check(sample: Sample, task: Task, target: str, segment: str) -> str | None:
     """Why ``target`` fails ``sample`` by the stress runs' rules, or None."""
     probe = Probe(
         id=sample.id,

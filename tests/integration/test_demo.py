@@ -25,13 +25,14 @@ def test_demo_shows_every_step_and_exits_zero(tmp_path) -> None:
         "INCIDENT latency-drift in llama-3.1-8b",
         "DATASET",
         "WEBHOOK dataset.published",
-        "FINETUNE driftloop.dataset.published",
+        "evaluation set (no LLM endpoint: prompts and expected behaviour, no targets)",
         "signature verified",
         "driftloop demo summary",
     ):
         assert step in out, step
     assert "false alarm" not in out
-    assert re.search(r"finetune\.requests messages\s*│\s*2\s", out)
+    assert re.search(r"finetune\.requests messages\s*│\s*0\s", out), "evaluation sets are not sent to fine-tuning"
+    assert "FINETUNE" not in out
     assert re.search(r"webhook deliveries \(verified\)\s*│\s*2\s", out)
     cards = re.findall(r"quality card \(open in a browser\): (\S+quality\.html)", out)
     assert len(cards) == 2 and all("<svg" in Path(card).read_text() for card in cards)
