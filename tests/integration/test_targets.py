@@ -43,7 +43,7 @@ INCIDENT = make_incident(
 
 
 def endpoint(base_url: str, **options: object) -> Endpoint:
-    return Endpoint(base_url, structured_output=StructuredOutput.JSON_OBJECT, concurrency=2, **options)
+    return Endpoint(base_url, structured_output=StructuredOutput.JSON_OBJECT, **({"concurrency": 2} | options))
 
 
 def few_samples() -> list[Sample]:
