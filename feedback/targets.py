@@ -47,14 +47,11 @@ class TargetWriter:
             raise ValueError(f"max_tokens and words must be at least 1, got {self.max_tokens} and {self.words}")
 
     def write(self, samples: Sequence[Sample], incident: DriftIncident, seed: str) -> Targets:
-        """Targets for ``samples``; raises the endpoint's :class:`LLMError` when every teacher call failed (the
-        job's attempt fails and is retried), rather than publishing an empty dataset."""
+        """Targets for ``samples``; raises the endpoint's :class:`LLMError` when every teacher call, or every judge
+        call, failed (the job's attempt fails and is retried), rather than publishing an empty dataset."""
         work = tasks(samples, incident, self.words)
         budget = TokenBudget(self.token_budget)
-        results = self.backend.run([t.chat_request(self.max_tokens, seed) for t in work], budget)
-        failed = [r for r in results if isinstance(r, LLMError) and not isinstance(r, BudgetExhausted)]
-        if failed and len(failed) == len(results):
-            raise failed[0]
+        results = _all_failed(self.backend.run([t.chat_request(self.max_tokens, seed) for t in work], budget))
         dropped: Counter[str] = Counter()
         written: list[tuple[Task, str, list[Sample]]] = []
         for task, result in zip(work, results, strict=True):
@@ -73,7 +70,9 @@ class TargetWriter:
                 written.append((task, target, passing))
         judged = passed = 0
         if self.judge and written:
-            verdicts = self.backend.run([task.judge_request(target) for task, target, _ in written], budget)
+            verdicts = _all_failed(
+                self.backend.run([task.judge_request(target) for task, target, _ in written], budget)
+            )
             kept = []
             for (task, target, members), verdict in zip(written, verdicts, strict=True):
                 outcome = _verdict(verdict)
@@ -103,6 +102,14 @@ class TargetWriter:
             tokens=budget.used,
         )
         return Targets(rows, report)
+
+
+def _all_failed(results: list[Completion | LLMError]) -> list[Completion | LLMError]:
+    """``results``, unless every call failed for another reason than the budget: then the first failure, raised."""
+    failed = [r for r in results if isinstance(r, LLMError) and not isinstance(r, BudgetExhausted)]
+    if failed and len(failed) == len(results):
+        raise failed[0]
+    return results
 
 
 def _unusable(result: Completion | LLMError) -> str | None:
