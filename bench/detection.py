@@ -8,7 +8,8 @@ per-event feature arrays (:mod:`bench.corpus`: real ShareGPT and attack prompts,
   first alarm at or after the change minus the change, no alarm within :data:`HORIZON` events is a miss.
 
 **driftloop** is a segment as the worker builds it (settings' defaults: service ERT, warm-up, 800 reference
-events) with embeddings on for every event (``DRIFTLOOP_EMBEDDINGS=true``, sample rate 1): its detectors are
+events, the sentence encoder; ``--encoder`` picks another) with embeddings on for every event
+(``DRIFTLOOP_EMBEDDINGS=true``, sample rate 1): its detectors are
 calibrated by :meth:`monitor.segments.SegmentMonitor.pin_reference` on events 50-849 and run vectorised:
 CUSUMs through :func:`monitor.calibration.alarms`, the windowed tests (MMD on prompt embeddings, Hellinger on
 languages and on the numeric profile) through :func:`monitor.windows.window_alarms` (a segment alarm is any
@@ -40,6 +41,7 @@ from rich.table import Table
 from river.drift import ADWIN, PageHinkley
 
 from bench.corpus import Corpus, load
+from core.embeddings import MODELS, Model
 from driftloop.settings import Settings
 from monitor.calibration import alarms
 from monitor.features import FEATURES
@@ -270,10 +272,15 @@ class Tally:
         return self.quiet_alarms / self.quiet_events * MILLION if self.quiet_events else math.nan
 
 
-def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> dict[str, Tally]:
-    corpus = load()
+def run(
+    seeds: int, quiet_events: int, river_span: int, evidently_span: int, model: Model, baselines: bool = True
+) -> dict[str, Tally]:
+    """Every detector's tally, the prompts embedded by ``model``; only driftloop's without ``baselines``."""
+    corpus = load(model)
     names = ("driftloop", "River ADWIN", "River PageHinkley", "Evidently (dataset)", "Evidently (any column)")
     tallies = {name: Tally({}) for name in (*names, f"dummy (every {DUMMY_EVERY})")}
+    if not baselines:
+        tallies = {"driftloop": tallies["driftloop"]}
     per_seed = max(quiet_events // seeds, CHANGE + CHANGE_SPREAD + HORIZON - START)
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
@@ -283,14 +290,15 @@ def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> 
         fired = find(columns, windowed(corpus, base, columns))
         tallies["driftloop"].quiet(np.unique(np.concatenate(list(fired.values()))), per_seed)
         tallies["driftloop"].culprits.update({name: len(found) for name, found in fired.items() if len(found)})
-        if tallies["River ADWIN"].quiet_events < river_span:
+        if baselines and tallies["River ADWIN"].quiet_events < river_span:
             for name, factory in (("River ADWIN", ADWIN), ("River PageHinkley", PageHinkley)):
                 tallies[name].quiet(river(factory, columns, None), per_seed)
-        if tallies["Evidently (dataset)"].quiet_events < evidently_span:
+        if baselines and tallies["Evidently (dataset)"].quiet_events < evidently_span:
             dataset, any_column = evidently(columns, None)
             tallies["Evidently (dataset)"].quiet(dataset, per_seed)
             tallies["Evidently (any column)"].quiet(any_column, per_seed)
-        tallies[f"dummy (every {DUMMY_EVERY})"].quiet(dummy(START + per_seed), per_seed)
+        if baselines:
+            tallies[f"dummy (every {DUMMY_EVERY})"].quiet(dummy(START + per_seed), per_seed)
         for shift in SHIFTS:
             change = CHANGE + int(rng.integers(CHANGE_SPREAD))
             events = shifted(corpus, base, shift, change, rng)
@@ -300,6 +308,8 @@ def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> 
             first = {name: int(hits[hits >= change][0]) for name, hits in found.items() if np.any(hits >= change)}
             if first and min(first.values()) - change < HORIZON:
                 tallies["driftloop"].leaders.setdefault(shift.kind, Counter())[min(first, key=first.__getitem__)] += 1
+            if not baselines:
+                continue
             tallies["River ADWIN"].record(shift.kind, river(ADWIN, stream, change), change)
             tallies["River PageHinkley"].record(shift.kind, river(PageHinkley, stream, change), change)
             dataset, any_column = evidently(stream, change)
@@ -310,7 +320,7 @@ def run(seeds: int, quiet_events: int, river_span: int, evidently_span: int) -> 
     return tallies
 
 
-def _events(delay: float) -> str:
+def delay_text(delay: float) -> str:
     return "miss" if math.isinf(delay) else f"{delay:,.0f}"
 
 
@@ -331,8 +341,8 @@ def report(tallies: dict[str, Tally]) -> None:
             table.add_row(
                 shift.kind if name == "driftloop" else "",
                 name,
-                _events(tally.delay(shift.kind, 0.5)),
-                _events(tally.delay(shift.kind, 0.9)),
+                delay_text(tally.delay(shift.kind, 0.5)),
+                delay_text(tally.delay(shift.kind, 0.9)),
                 f"{tally.miss_rate(shift.kind):.0%}",
                 f"{tally.per_million:,.1f}",
                 tally.span,
@@ -359,9 +369,9 @@ def report(tallies: dict[str, Tally]) -> None:
         best = min(rivals.values(), default=math.inf)
         shorter = median < best  # with no baseline within the goal: shorter unless missed
         faster &= shorter
-        against = ", ".join(f"{name} {_events(delay)}" for name, delay in rivals.items()) or "no baseline"
+        against = ", ".join(f"{name} {delay_text(delay)}" for name, delay in rivals.items()) or "no baseline"
         verdict = "shorter" if shorter else "NOT shorter"
-        console.print(f"  {shift.kind}: driftloop median {_events(median)} vs {against}: {verdict}")
+        console.print(f"  {shift.kind}: driftloop median {delay_text(median)} vs {against}: {verdict}")
     console.print("verdict: goal " + ("MET" if quiet_ok and faster else "NOT met"))
 
 
@@ -372,12 +382,16 @@ def main() -> None:
     parser.add_argument("--quiet-events", type=int, default=MILLION)
     parser.add_argument("--river-span", type=int, default=200_000, help="quiet events River is measured on")
     parser.add_argument("--evidently-span", type=int, default=MILLION, help="quiet events Evidently is measured on")
+    parser.add_argument("--encoder", choices=MODELS, default=DEFAULTS.embedding_model, help="the sentence encoder")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.quiet_events, args.river_span, args.evidently_span = 4, 100_000, 25_000, 100_000
     started = time.perf_counter()
-    report(run(args.seeds, args.quiet_events, args.river_span, args.evidently_span))
-    console.print(f"{time.perf_counter() - started:,.0f} s, {args.seeds} seeds, {args.quiet_events:,} quiet events")
+    report(run(args.seeds, args.quiet_events, args.river_span, args.evidently_span, args.encoder))
+    console.print(
+        f"{time.perf_counter() - started:,.0f} s, {args.seeds} seeds, {args.quiet_events:,} quiet events, "
+        f"{args.encoder} encoder"
+    )
 
 
 if __name__ == "__main__":

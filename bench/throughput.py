@@ -1,20 +1,27 @@
-"""Events/s through one stream worker against consume-only throughput with the same Kafka client.
+"""Events/s through one stream worker against consume-only throughput with the same Kafka client, the worker's CPU
+time per event in each stage, and its memory per 1,000 live segments.
 
-Run with ``make bench-throughput`` (``python -m bench.throughput [--events N] [--embedded-events N]``).
-It starts tansu and redis-server, publishes real ShareGPT traffic (``devtools.traffic``) to a fresh topic
-per run and measures, from the first event consumed to the last:
+Run with ``make bench-throughput`` (``python -m bench.throughput [--events N] [--embedded-events N] [--segments N]``).
+It starts tansu and redis-server, publishes real ShareGPT traffic (``devtools.traffic``) to a fresh topic per run
+and measures, from the first event consumed to the last:
 
-- **consume-only**: a Faust app (aiokafka underneath, as in the worker) whose agent takes the same batches
-  as the worker and discards them;
-- **worker, embeddings off / on**: the real ``driftloop worker`` process (parse → language → features →
-  per-segment detectors → checkpoints, batched stream counters), read from its Redis stream counter; and
-  the same run from the moment every segment had calibrated its reference (the segment statuses in Redis),
-  which is the rate of a worker that has been running a while: calibrating a segment's ~40 detectors and 3
-  windowed tests takes a few seconds of CPU, once per reference, and weighs on a short run.
+- **consume-only**: a Faust app (aiokafka underneath, as in the worker) whose agent takes the same batches as the
+  worker and discards them; its process CPU time per event is the floor of Kafka I/O;
+- **worker, embeddings off / on** (on: every event embedded unless ``--sample-rate``): the real ``driftloop worker``
+  process (parse → language → features → per-segment detectors → checkpoints, batched stream counters), read from
+  its segment statuses in Redis; and the same run from the moment every segment had calibrated its reference
+  (the rate of a worker that has been running a while: calibrating a segment takes about a second and a half of
+  CPU, once per reference, and weighs on a short run);
+- **CPU per event by stage**, over the same window: the worker's ``driftloop_stage_cpu_seconds_total{stage}``
+  (:mod:`monitor.cpu`: the thread CPU time of each stage's code, scraped from its ``/metrics``) and the process's
+  whole CPU time (``/proc/PID/stat``); what the stages leave of it is Kafka I/O, Faust and the event loop;
+- **memory** (after the other rounds): a worker fed ``--segments`` tenants (``--segment-events`` events each,
+  none folded): its peak RSS (``VmHWM``) less its RSS after the first batch, per 1,000 segments that became live
+  in between.
 
-Every path runs ``--repeats`` times, one after the other, and the table gives each one's median and range:
-on a shared 2-core machine a single run of either moves by ±30%. The ratio of the medians, worker /
-consume-only, is the figure to watch (goal: at least 0.5 with embeddings off).
+Every path runs ``--repeats`` times, one after the other, and each figure is the median with its range: on a shared
+2-core machine a single run moves by ±30%. The ratio of the medians, worker / consume-only, is the figure to watch
+(goals: 0.8 with embeddings off, 0.5 with embeddings on every event).
 """
 
 from __future__ import annotations
@@ -22,14 +29,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import socket
 import statistics
 import tempfile
 import time
+import urllib.request
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faust
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
@@ -39,7 +51,7 @@ from devtools.traffic import shifted_stream
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings
 
-console = Console()
+console = Console(width=150)
 
 
 def fresh(settings: Settings, workdir: Path, **updates: object) -> Settings:
@@ -59,8 +71,20 @@ def fresh(settings: Settings, workdir: Path, **updates: object) -> Settings:
     )
 
 
-def consume_only(settings: Settings, events: int) -> float:
-    """Events/s of a Faust agent that takes batches like the worker and discards them."""
+@dataclass
+class Measured:
+    """One run of a path: events/s, the same once calibrated (None: too late to time), CPU seconds per event by
+    stage (``process``: the whole process), peak RSS growth per 1,000 live segments in MB."""
+
+    rate: float
+    steady: float | None = None
+    cpu: dict[str, float] = field(default_factory=dict)
+    rss_per_1000: float | None = None
+
+
+def consume_only(settings: Settings, events: int) -> Measured:
+    """Events/s of a Faust agent that takes batches like the worker and discards them, and this process's CPU time
+    per event meanwhile."""
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -81,19 +105,20 @@ def consume_only(settings: Settings, events: int) -> float:
         nonlocal count
         async for batch in stream.take(settings.batch_max_events, within=settings.batch_within_s):
             if not seen:
-                seen.append(time.perf_counter())
+                seen.append((time.perf_counter(), time.process_time(), count))
             count += len(batch)
             if count >= events:
-                seen.append(time.perf_counter())
+                seen.append((time.perf_counter(), time.process_time(), count))
 
-    async def run() -> float:
+    async def run() -> Measured:
         await app.start()
         try:
             while len(seen) < 2:
                 await asyncio.sleep(0.05)
         finally:
             await app.stop()
-        return events / (seen[1] - seen[0])
+        (start, start_cpu, _), (end, end_cpu, counted) = seen[:2]
+        return Measured(counted / (end - start), cpu={"process": (end_cpu - start_cpu) / counted})
 
     return asyncio.run(run())
 
@@ -104,27 +129,120 @@ def rate(since: tuple[float, int], now: float, accepted: int) -> float:
     return (accepted - since[1]) / (now - since[0])
 
 
-def worker_path(settings: Settings, events: int, log: Path) -> tuple[float, float | None]:
-    """Events/s of the real worker process, from its first accepted event to the ``events``-th, and from the first
-    moment every segment had its reference calibrated (None if that came too late to time)."""
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process so far (Linux: ``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_memory(pid: int, field: str) -> float:
+    """A memory figure of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def stage_cpu(port: int) -> dict[str, float]:
+    """The worker's ``driftloop_stage_cpu_seconds_total`` by stage, from its ``/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        sample.labels["stage"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "driftloop_stage_cpu_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cpu_now(pid: int, port: int) -> dict[str, float]:
+    return {**stage_cpu(port), "process": proc_cpu(pid)}
+
+
+def worker_path(settings: Settings, events: int, log: Path) -> Measured:
+    """The real worker process over ``events`` events: its events/s from its first accepted event to the
+    ``events``-th, and from the first moment every segment had its reference calibrated; its CPU per event by stage
+    and its RSS growth per 1,000 segments over the first of those windows."""
     client = redis.Redis.from_url(settings.redis_url)
     client.delete(keys.STREAM_COUNTS, keys.SEGMENT_STATUSES)
+    port = free_port()
     first = calibrated = None
-    with worker_process(settings, log) as worker:
+    with worker_process(settings.model_copy(update={"worker_metrics_port": port}), log) as worker:
         while True:
             statuses = [json.loads(raw) for raw in client.hvals(keys.SEGMENT_STATUSES)]
             accepted = sum(status["events"] for status in statuses)  # what GET /v1/stream calls accepted
             now = time.perf_counter()
             if accepted and first is None:
                 first = (now, accepted)
+                cpu, rss, live = cpu_now(worker.pid, port), proc_memory(worker.pid, "VmRSS"), len(statuses)
             if calibrated is None and statuses and all(status["state"] != "reference" for status in statuses):
                 calibrated = (now, accepted)
             if accepted >= events:
                 steady = rate(calibrated, now, accepted) if calibrated and accepted - calibrated[1] > 1000 else None
-                return rate(first, now, accepted), steady
+                spent = {stage: seconds - cpu.get(stage, 0.0) for stage, seconds in cpu_now(worker.pid, port).items()}
+                grown = proc_memory(worker.pid, "VmHWM") - rss
+                return Measured(
+                    rate(first, now, accepted),
+                    steady,
+                    {stage: seconds / (accepted - first[1]) for stage, seconds in spent.items()},
+                    grown / (len(statuses) - live) * 1000 if len(statuses) > live else None,
+                )
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with code {worker.returncode}; see {log}")
             time.sleep(0.02)
+
+
+def worker_run(settings: Settings, workdir: Path, lines: list[str], updates: dict[str, object]) -> Measured:
+    """:func:`worker_path` over ``lines``, published to a fresh topic, with ``settings`` changed by ``updates``."""
+    run = fresh(settings, workdir, **updates)
+    ensure_topics(run)
+    replay(lines, run)
+    return worker_path(run, len(lines), workdir / f"{run.app_id}.log")
+
+
+def tenants(lines: list[str], count: int, per_tenant: int) -> list[str]:
+    """``count * per_tenant`` events of ``lines`` spread over ``count`` tenants of one model and route, in turn."""
+    spread = []
+    for index in range(count * per_tenant):
+        event = json.loads(lines[index % len(lines)])
+        spread.append(json.dumps({**event, "model": "gpt-4o-mini", "route": "chat", "tenant": f"t{index % count}"}))
+    return spread
+
+
+def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> tuple[str, str]:
+    """Median and range of ``values`` times ``scale``, formatted."""
+    median = statistics.median(values) * scale
+    return f"{median:,.{digits}f}", f"{min(values) * scale:,.{digits}f}–{max(values) * scale:,.{digits}f}"
+
+
+STAGES = (
+    "parse",
+    "language",
+    "features",
+    "embedding",
+    "detectors",
+    "calibration",
+    "redaction",
+    "checkpoint",
+    "undo",
+    "redis",
+)
+STAGE_NOTES = {
+    "parse": "JSON, validation, fold, position",
+    "detectors": "observing, calibration apart",
+    "calibration": "once per reference",
+    "redaction": "a reference's report prompts",
+    "checkpoint": "pickles and table writes",
+    "undo": "pickles to undo a failed batch",
+    "redis": "statuses (loop CPU meanwhile)",
+}
 
 
 def main() -> None:
@@ -138,45 +256,88 @@ def main() -> None:
     parser.add_argument(
         "--embedded-events", type=int, default=1500, help="events of the run with embeddings on (0: no such run)"
     )
-    parser.add_argument("--sample-rate", type=float, default=0.2, help="DRIFTLOOP_EMBEDDING_SAMPLE_RATE of that run")
+    parser.add_argument("--sample-rate", type=float, default=1.0, help="DRIFTLOOP_EMBEDDING_SAMPLE_RATE of that run")
+    parser.add_argument(
+        "--segments", type=int, default=2000, help="tenants of the memory run (0: no such run), each a live segment"
+    )
+    parser.add_argument("--segment-events", type=int, default=10, help="events per tenant of the memory run")
     parser.add_argument(
         "--repeats", type=int, default=3, help="rounds of every path, one after the other (a shared machine is noisy)"
     )
     args = parser.parse_args()
     lines = [json.dumps(event) for event in shifted_stream(args.events, None, seed=3)]
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    runs = [("worker, embeddings off", len(lines), {"embeddings": False})]
+    runs = [("worker, embeddings off", lines, {"embeddings": False})]
     if args.embedded_events:
-        runs.append(
-            (f"worker, embeddings on ({args.sample_rate:.0%} sampled)", args.embedded_events, {"embeddings": True})
-        )
-    rates: dict[tuple[str, int], list[float]] = {}
+        label = f"worker, embeddings on ({args.sample_rate:.0%} embedded)"
+        updates = {"embeddings": True, "embedding_sample_rate": args.sample_rate}
+        runs.append((label, lines[: args.embedded_events], updates))
+    memory_runs = []  # after every round of the others: their thousands of checkpoints load the broker
+    if args.segments:
+        memory_lines = tenants(lines, args.segments, args.segment_events)
+        memory_runs.append((f"worker, {args.segments:,} tenants", memory_lines, {"segment_max_tenants": 0}))
+    consume_label = "consume-only (Faust/aiokafka, discard)"
+    measured: dict[str, list[Measured]] = {}
+    sizes = {consume_label: len(lines)} | {label: len(run_lines) for label, run_lines, _ in runs + memory_runs}
     with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), workdir) as settings:
         for round_ in range(1, args.repeats + 1):
             with console.status(f"round {round_}/{args.repeats}: consume-only"):
                 consume = fresh(settings, workdir)
                 ensure_topics(consume)
                 replay(lines, consume)
-                rates.setdefault(("consume-only (Faust/aiokafka, discard)", len(lines)), []).append(
-                    consume_only(consume, len(lines))
-                )
-            for label, count, updates in runs:
+                measured.setdefault(consume_label, []).append(consume_only(consume, len(lines)))
+            for label, run_lines, updates in runs:
                 with console.status(f"round {round_}/{args.repeats}: {label}"):
-                    run = fresh(settings, workdir, embedding_sample_rate=args.sample_rate, **updates)
-                    ensure_topics(run)
-                    replay(lines[:count], run)
-                    overall, steady = worker_path(run, count, workdir / f"{run.app_id}.log")
-                    rates.setdefault((label, count), []).append(overall)
-                    if steady is not None:
-                        rates.setdefault(("  the same, once its segments are calibrated", count), []).append(steady)
-    baseline = statistics.median(next(iter(rates.values())))
-    table = Table(title=f"stream worker throughput (one worker, one partition; median of {args.repeats} rounds)")
-    for column in ("path", "events", "events/s", "range", "ratio to consume-only"):
+                    measured.setdefault(label, []).append(worker_run(settings, workdir, run_lines, updates))
+        for round_ in range(1, args.repeats + 1):
+            for label, run_lines, updates in memory_runs:
+                with console.status(f"round {round_}/{args.repeats}: {label}"):
+                    measured.setdefault(label, []).append(worker_run(settings, workdir, run_lines, updates))
+    print_rates(measured, sizes, args.repeats)
+    print_stages(measured, consume_label)
+
+
+def print_rates(measured: dict[str, list[Measured]], sizes: dict[str, int], repeats: int) -> None:
+    baseline = statistics.median(m.rate for m in next(iter(measured.values())))
+    table = Table(title=f"stream worker throughput (one worker, one partition; median and range of {repeats} rounds)")
+    for column in ("path", "events", "events/s", "range", "ratio to consume-only", "CPU µs/event", "RSS MB/1,000 seg."):
         table.add_column(column, justify="left" if column == "path" else "right")
-    for (label, count), measured in rates.items():
-        median = statistics.median(measured)
-        spread = f"{min(measured):,.0f}–{max(measured):,.0f}"
-        table.add_row(label, str(count), f"{median:,.0f}", spread, f"{median / baseline:.2f}")
+    for label, runs in measured.items():
+        rates = [m.rate for m in runs]
+        cpu = spread([m.cpu["process"] for m in runs], 1e6)[0]
+        rss = [m.rss_per_1000 for m in runs if m.rss_per_1000 is not None]
+        memory = "{} ({})".format(*spread(rss)) if rss and "tenants" in label else ""
+        table.add_row(
+            label, f"{sizes[label]:,}", *spread(rates), f"{statistics.median(rates) / baseline:.2f}", cpu, memory
+        )
+        steady = [m.steady for m in runs if m.steady is not None]
+        if steady:
+            median = statistics.median(steady)
+            table.add_row(
+                "  the same, once its segments are calibrated", "", *spread(steady), f"{median / baseline:.2f}"
+            )
+    console.print(table)
+
+
+def print_stages(measured: dict[str, list[Measured]], consume_label: str) -> None:
+    paths = [label for label in measured if label != consume_label and "tenants" not in label]
+    table = Table(title="CPU time per event by stage, µs (median, range); thread CPU time of each stage's code")
+    table.add_column("stage")
+    for label in paths:
+        table.add_column(label, justify="right")
+    for stage in STAGES:
+        cells = [" ".join(spread([m.cpu.get(stage, 0.0) for m in measured[label]], 1e6)) for label in paths]
+        table.add_row(f"{stage} ({STAGE_NOTES[stage]})" if stage in STAGE_NOTES else stage, *cells)
+    rest = [
+        " ".join(spread([m.cpu["process"] - sum(m.cpu.get(s, 0.0) for s in STAGES) for m in measured[label]], 1e6))
+        for label in paths
+    ]
+    table.add_row("Kafka I/O, Faust, event loop (the rest)", *rest)
+    floor = " ".join(spread([m.cpu["process"] for m in measured[consume_label]], 1e6))
+    table.add_row("  consume-only process, for comparison", *[floor] * len(paths))
+    table.add_row(
+        "whole worker process", *[" ".join(spread([m.cpu["process"] for m in measured[label]], 1e6)) for label in paths]
+    )
     console.print(table)
 
 

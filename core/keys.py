@@ -19,6 +19,7 @@ DATASET = "dataset"
 PUBLICATION = "publication"
 WEBHOOK = "webhook"
 DEAD_LETTER = "dead-letter"
+CANDIDATE = "candidate"
 
 
 def record(collection: str, record_id: str) -> str:
@@ -49,6 +50,8 @@ TOKENS = f"{PREFIX}:tokens"
 """Hash of token name → the SHA-256 of the token."""
 AUDIT = f"{PREFIX}:audit-log"
 """Sorted set of audit entries (JSON) scored by their time; those past the retention are dropped on write."""
+CANDIDATES_ACTIVE = f"{PREFIX}:candidates-active"
+"""Set of the ids of candidate models whose verification has not ended: what the verifier's sweep looks at."""
 OUTBOX_RECEIVERS = f"{PREFIX}:outbox-receivers"
 """Set of the webhooks that may have deliveries waiting in the outbox."""
 

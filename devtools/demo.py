@@ -31,6 +31,8 @@ from driftloop.auth import Scope, TokenStore
 from driftloop.kafka import ensure_topics, replay
 from driftloop.progress import progress
 from driftloop.settings import Settings
+from generators.recipes import load_recipes
+from monitor.incidents import DriftIncident
 
 MALFORMED = (
     '{"schema": "driftloop.traffic/v1", "id": "bad-1", "model": "gpt-4o-mini"}',
@@ -157,14 +159,20 @@ async def _demo_token(settings: Settings) -> str:
 
 def _complete(seen: Seen) -> bool:
     finished = [state for state in seen.jobs.values() if state in ("succeeded", "failed")]
+    book = load_recipes()
+    expected = sum(len(book.for_incident(DriftIncident.model_validate(i))) for i in seen.incidents.values())
     return (
         bool(seen.incidents)
-        and len(finished) == len(seen.jobs) == len(seen.incidents)
+        and len(finished) == len(seen.jobs) == expected
         and all(
             (d in seen.finetune or dataset["kind"] == "evaluation") and d in seen.deliveries
             for d, dataset in seen.datasets.items()
         )
     )
+
+
+def _causes(incident: dict) -> str:
+    return "; ".join(f"{c['kind']} ({', '.join(c['features']) or 'new'})" for c in incident["causes"])
 
 
 async def _report(
@@ -177,9 +185,12 @@ async def _report(
 ) -> None:
     at = f"[dim]{time.monotonic() - started:5.1f}s[/]"
     for incident in (await api.get("/v1/incidents")).json():
-        if incident["id"] in seen.incidents:
-            continue
+        known = seen.incidents.get(incident["id"])
         seen.incidents[incident["id"]] = incident
+        if known is not None:
+            if known["causes"] != incident["causes"]:
+                console.print(f"{at} [bold red]CAUSE ADDED[/] to {incident['id'][:8]}: now {_causes(incident)}")
+            continue
         moved = ", ".join(
             f"{f['feature']} {f['reference_mean']:.3g}→{f['current_mean']:.3g}" for f in incident["features"]
         )
@@ -191,7 +202,14 @@ async def _report(
             )
         else:
             delay = "[red]in a segment with no planted shift: false alarm[/]"
-        console.print(f"{at} [bold red]INCIDENT[/] {incident['kind']} in {incident['segment']}: {moved}; {delay}")
+        console.print(
+            f"{at} [bold red]INCIDENT[/] {incident['kind']} in {incident['segment']}: {moved}; {delay}\n"
+            f"      causes: {_causes(incident)}"
+        )
+        if not load_recipes().for_incident(DriftIncident.model_validate(incident)):
+            console.print(
+                f"      no dataset: {incident['kind']} is for on-call (no recipe; training data cannot fix it)"
+            )
     for job in (await api.get("/v1/jobs")).json():
         if seen.jobs.get(job["id"]) != job["state"]:
             seen.jobs[job["id"]] = job["state"]
@@ -266,7 +284,8 @@ def _summary(seen: Seen, stream: dict[str, int], replayed: int, elapsed: float, 
     for incident in seen.incidents.values():
         table.add_row(
             f"incident {incident['id'][:8]}",
-            f"{incident['kind']} in {incident['segment']}, {len(incident['features'])} features moved",
+            f"{incident['kind']} in {incident['segment']}, {len(incident['features'])} features moved; "
+            f"causes: {', '.join(c['kind'] for c in incident['causes'])}",
         )
     states = {s: list(seen.jobs.values()).count(s) for s in set(seen.jobs.values())}
     table.add_row("generation jobs", str(states))

@@ -1,4 +1,5 @@
 """The audit log: who did what, when and from where — every authenticated call that is not a read, and every refusal.
+Telemetry that apps send (the ingest routes) is data, not a change: only its refusals are recorded.
 
 Entries live in a Redis sorted set scored by their time, and each write drops those older than the retention: a
 flood of cheap calls cannot push out recent history. ``GET /v1/audit`` pages through them, newest first. A 401 can
@@ -9,16 +10,18 @@ whatever a stranger sends, they take at most that many entries per minute of the
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from core import keys
 from core.api import caller
-from driftloop.auth import SAFE_METHODS, Scope, bearer, hash_token
+from driftloop.auth import SAFE_METHODS, Scope, bearer, hash_token, on_routes
 
 MAX_PATH = 256
 """Characters of a request path an entry keeps (a stranger chooses the path of a 401)."""
@@ -70,15 +73,22 @@ class AuditLog:
 
 class AuditMiddleware:
     """Records, when its response starts (or fails: as a 500), each call that a token made with a method other than
-    GET and HEAD, each 403 and each 401.
+    GET and HEAD (but on ``ingest_routes``), each 403 and each 401.
 
     Sits outside ``AuthMiddleware``: it sees its refusals, and the principal it recorded (``core.api.caller``), also
     for a 403. ``client_ip`` is the ASGI client, so forwarded headers count only as far as a middleware outside this
     one trusts them.
     """
 
-    def __init__(self, app: ASGIApp, retention: timedelta, unauthenticated_per_minute: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        retention: timedelta,
+        unauthenticated_per_minute: int,
+        ingest_routes: Iterable[BaseRoute] = (),
+    ) -> None:
         self.app, self.retention, self.unauthenticated_per_minute = app, retention, unauthenticated_per_minute
+        self.ingest_routes = tuple(ingest_routes)
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +99,8 @@ class AuditMiddleware:
             nonlocal recorded
             recorded = True
             log, who, at = AuditLog(scope["app"].state.redis), caller(scope), datetime.now(UTC)
-            if who is not None and (status == 403 or scope["method"] not in SAFE_METHODS):
+            change = scope["method"] not in SAFE_METHODS and not on_routes(scope, self.ingest_routes)
+            if who is not None and (status == 403 or change):
                 name, lacked = who.name, _challenged_scope(headers) if status == 403 else None
             elif who is None and status == 401:
                 if not await log.admit_unauthenticated(at, self.unauthenticated_per_minute):

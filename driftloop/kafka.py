@@ -18,7 +18,13 @@ from driftloop.settings import Settings
 
 def ensure_topics(settings: Settings) -> None:
     """Create the loop's topics with ``settings.topic_partitions`` partitions if they are missing."""
-    names = [settings.traffic_topic, settings.dlq_topic, settings.incidents_topic, settings.finetune_topic]
+    names = [
+        settings.traffic_topic,
+        settings.dlq_topic,
+        settings.incidents_topic,
+        settings.finetune_topic,
+        settings.results_topic,
+    ]
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
     try:
         missing = set(names) - set(admin.list_topics())

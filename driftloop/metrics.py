@@ -1,4 +1,5 @@
-"""Metrics the API exports from shared state: open incidents, jobs by state, datasets, LLM backend."""
+"""Metrics of the API: what it reads from shared state at scrape time (open incidents, jobs by state, datasets, LLM
+backend), and what its OTLP ingest counts."""
 
 from __future__ import annotations
 
@@ -8,13 +9,39 @@ from collections.abc import Iterator
 
 import httpx
 import redis
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import SecretStr
 
 from core import keys
+from core.metrics import AppMetrics
 from feedback.jobs import JobState
 from monitor.incidents import SEVERITY
+from monitor.spans import SpanOutcome
+
+REQUEST_OUTCOMES = ("accepted", "malformed", "unsupported", "too_large", "full", "unavailable")
+
+
+class IngestMetrics(AppMetrics):
+    """What ``POST /v1/traces`` and its buffer count (``driftloop.otlp_api``, ``driftloop.traffic_buffer``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.requests = self.counter("driftloop_otlp_requests_total", "OTLP trace export requests", ["outcome"])
+        self.spans = self.counter("driftloop_otlp_spans_total", "Spans of accepted OTLP requests", ["outcome"])
+        self.published = self.counter(
+            "driftloop_otlp_events_published_total", "Traffic events from spans sent to the broker", ["outcome"]
+        )
+        self.buffered = self.gauge("driftloop_otlp_buffered_events", "Traffic events waiting for the broker")
+        self.broker_up = self.gauge("driftloop_otlp_broker_up", "0 while the broker does not take traffic events")
+        self.broker_up.set(1)
+        for outcome in REQUEST_OUTCOMES:
+            self.requests.labels(outcome)
+        for span_outcome in SpanOutcome:
+            self.spans.labels(span_outcome)
+        for published in ("published", "dropped"):
+            self.published.labels(published)
 
 
 class RecordsCollector(Collector):
@@ -34,16 +61,30 @@ class RecordsCollector(Collector):
         open_incidents = GaugeMetricFamily(
             "driftloop_incidents_open", "Open drift incidents", labels=["kind", "severity"]
         )
-        counts = Counter((i["kind"], i["severity"]) for i in self._records(keys.INCIDENT) if i["status"] == "open")
+        incident_records = self._records(keys.INCIDENT)
+        counts = Counter((i["kind"], i["severity"]) for i in incident_records if i["status"] == "open")
+        causes = GaugeMetricFamily(
+            "driftloop_incident_causes_open",
+            "Causes named by open drift incidents (primary: the incident's kind, its most urgent cause)",
+            labels=["kind", "severity", "primary"],
+        )
+        named = Counter(
+            (c["kind"], c["severity"], str(c["kind"] == i["kind"]).lower())
+            for i in incident_records
+            if i["status"] == "open"
+            for c in i.get("causes", [])
+        )
         for kind, severity in SEVERITY.items():
             open_incidents.add_metric([kind, severity], counts.get((kind, severity), 0))
+            for primary in ("true", "false"):
+                causes.add_metric([kind, severity, primary], named.get((kind, severity, primary), 0))
         jobs = GaugeMetricFamily("driftloop_jobs", "Generation jobs by state", labels=["state"])
         states = Counter(job["state"] for job in self._records(keys.JOB))
         for state in JobState:
             jobs.add_metric([state], states.get(state, 0))
         datasets = GaugeMetricFamily("driftloop_datasets", "Dataset versions published")
         datasets.add_metric([], self.redis.zcard(keys.index(keys.DATASET)))
-        yield from (open_incidents, jobs, datasets)
+        yield from (open_incidents, causes, jobs, datasets)
         if self.llm_base_url:
             up = GaugeMetricFamily("driftloop_llm_backend_up", "1 when the LLM endpoint answers GET /models")
             up.add_metric([], float(self._llm_up()))

@@ -6,14 +6,24 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from core.embeddings import Model
 from core.secrets import SecretBox, SecretKeysMissing
+from driftloop.services_file import SERVICES_FILE, running_writer
+from monitor.prices import Price, PriceTable
 
 NO_SECRET_KEYS = (
     "DRIFTLOOP_SECRET_KEYS is not set: the API and the worker seal webhook secrets in Redis with it. Set it to a "
@@ -25,9 +35,23 @@ NO_SECRET_KEYS = (
 
 
 class Settings(BaseSettings):
-    """Service settings; every field can be set as ``DRIFTLOOP_<FIELD>``."""
+    """Service settings; every field can be set as ``DRIFTLOOP_<FIELD>``: in the environment, else in ``.env``, else
+    in the file of a running ``driftloop up`` (:mod:`driftloop.services_file`)."""
 
     model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, then the services file of ``driftloop up`` while the ``up`` that wrote it runs."""
+        services = DotEnvSettingsSource(settings_cls, env_file=SERVICES_FILE if running_writer(SERVICES_FILE) else None)
+        return init_settings, env_settings, dotenv_settings, services, file_secret_settings
 
     kafka_bootstrap: str | None = Field(None, description="host:port of the Kafka broker; unset = embedded tansu")
     redis_url: str | None = Field(None, description="redis:// URL; unset = embedded redis-server")
@@ -54,6 +78,7 @@ class Settings(BaseSettings):
     )
     incidents_topic: str = "driftloop.incidents"
     finetune_topic: str = "finetune.requests"
+    results_topic: str = Field("finetune.results", description="where training systems report candidate models")
     topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")
     group_session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
     worker_stop_timeout_s: float = Field(
@@ -131,9 +156,26 @@ class Settings(BaseSettings):
     batch_max_events: int = Field(256, ge=1, description="traffic events the worker takes from the stream at once")
     batch_within_s: float = Field(0.2, gt=0, description="longest wait for a batch to fill before it is processed")
     embeddings: bool = Field(False, description="sentence-embedding features (topic novelty, injection similarity)")
+    embedding_model: Model = Field(
+        "minilm",
+        description="the monitor's sentence encoder: minilm (all-MiniLM-L6-v2 under torch, 384 dimensions) or static "
+        "(distilled from it by model2vec: 256 dimensions, ~100x the texts/s, slower to see a new topic); a change "
+        "rebases the segments that hold the other's embeddings",
+    )
     embedding_sample_rate: float = Field(0.2, gt=0, le=1, description="share of events embedded (by event-id hash)")
     topic_reference_size: int = Field(200, ge=20, description="embedded events of a segment its topics are fitted on")
     topic_count: int = Field(16, ge=2, le=16, description="reference topics (k-means clusters) per segment")
+    prices: dict[str, Price | None] = Field(
+        default_factory=dict,
+        description='JSON object model -> {"input": USD, "output": USD} per 1M tokens, laid over the default prices '
+        "of common hosted models (monitor/prices.py); null drops one; a model without a price has no cost_usd",
+    )
+    judge_sample_rate: float = Field(
+        0.0, ge=0, le=1, description="share of responses scored 1-5 by the LLM judge at LLM_BASE_URL; 0 = off"
+    )
+    judge_tokens_per_minute: int = Field(
+        20_000, ge=1, description="prompt + completion tokens the judge may spend per minute; beyond: not judged"
+    )
 
     job_seed: int = 0
     samples_per_job: int = Field(120, ge=1)
@@ -173,6 +215,34 @@ class Settings(BaseSettings):
     api_docs: bool = Field(
         False, description="serve /docs, /redoc and /openapi.json to anyone; off in production (no map for attackers)"
     )
+    console_secure_cookie: bool = Field(
+        True,
+        description="the console's session cookie is Secure (sent over HTTPS and to localhost only); off only for a "
+        "console served over plain HTTP on another host",
+    )
+    console_session_hours: float = Field(12, gt=0, description="how long a console login (its cookie) lasts")
+
+    # --- OTLP ingest (POST /v1/traces) ---
+    otlp_route_attributes: Annotated[list[str], NoDecode] = Field(
+        ["driftloop.route", "service.name"],
+        description="comma-separated span or resource attributes whose first present value is an OTLP event's "
+        "route (unset: default)",
+    )
+    otlp_tenant_attributes: Annotated[list[str], NoDecode] = Field(
+        ["driftloop.tenant", "tenant.id"],
+        description="comma-separated span or resource attributes whose first present value is an OTLP event's "
+        "tenant (unset: default)",
+    )
+    otlp_buffer_events: int = Field(
+        10_000, ge=1, description="traffic events from spans held for the broker; full: 429 with Retry-After"
+    )
+    otlp_max_request_bytes: int = Field(
+        8_388_608, ge=1, description="largest OTLP export body, before and after gzip; larger: 413"
+    )
+    otlp_send_timeout_s: float = Field(
+        10.0, gt=0, description="a send the broker has not answered in this time marks it down: 503 until it is back"
+    )
+    otlp_retry_after_s: int = Field(5, ge=1, description="Retry-After of an OTLP 429 or 503")
 
     # --- dataset registry and storage ---
     storage_url: str | None = Field(
@@ -189,6 +259,14 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(3, ge=1, description="attempts of a job (takeovers included) before it fails")
     job_lease_s: float = Field(30.0, gt=0, description="a running job's lease; renewed every third of it")
     job_sweep_interval_s: float = Field(10.0, gt=0, description="how often a worker re-runs jobs without a live lease")
+    job_concurrency: int = Field(
+        default_factory=lambda: (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        ),
+        ge=1,
+        description="generation jobs one worker runs at once (default: the CPUs it may use); more wait for a slot "
+        "here or are swept up by another worker with one free",
+    )
     require_approval: bool = Field(False, description="hold each dataset in pending_approval until it is approved")
     webhook_allow_private_networks: bool = Field(
         False, description="allow webhook receivers at loopback, private, link-local and other non-public addresses"
@@ -197,7 +275,20 @@ class Settings(BaseSettings):
         "", description="comma-separated CIDRs or host names allowed as webhook receivers even when not public"
     )
 
-    @field_validator("trusted_proxies", mode="before")
+    # --- verification of candidate models (the production side is STRESS_ENDPOINT or LLM_BASE_URL) ---
+    candidate_allow_private_networks: bool = Field(
+        False, description="allow candidate endpoints at loopback, private, link-local and other non-public addresses"
+    )
+    candidate_allowed_networks: str = Field(
+        "", description="comma-separated CIDRs or host names allowed as candidate endpoints even when not public"
+    )
+    verify_probes: int = Field(24, ge=4, description="probes per group (incident, held-out, each stress family)")
+    verify_general_probes: int = Field(8, ge=1, description="general-capability prompts sent to both models")
+    verify_max_tokens: int = Field(48, ge=1, description="reply length limit per verification probe")
+    verify_concurrency: int = Field(4, ge=1, description="verification probes in flight at once, per model")
+    verify_max_attempts: int = Field(3, ge=1, description="attempts of a verification before the candidate fails")
+
+    @field_validator("trusted_proxies", "otlp_route_attributes", "otlp_tenant_attributes", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
@@ -225,6 +316,19 @@ class Settings(BaseSettings):
         if self.secret_keys is None:
             raise SecretKeysMissing(NO_SECRET_KEYS)
         return SecretBox.parse(self.secret_keys.get_secret_value())
+
+    def price_table(self) -> PriceTable:
+        """The default prices with ``prices`` laid over them."""
+        return PriceTable.of(self.prices)
+
+    @model_validator(mode="after")
+    def _the_judge_needs_an_endpoint(self) -> Settings:
+        if self.judge_sample_rate and not self.llm_base_url:
+            raise ValueError(
+                "the LLM judge (DRIFTLOOP_JUDGE_SAMPLE_RATE > 0) needs DRIFTLOOP_LLM_BASE_URL, an OpenAI-compatible "
+                "endpoint (DRIFTLOOP_LLM_MODEL names its model; unset: the first it lists)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stress_runs_need_a_suite_and_an_endpoint(self) -> Settings:

@@ -1,15 +1,20 @@
 """The stream worker: one Faust app whose agents and timers hand their messages to the apps' steps.
 
 - ``monitor_traffic``: ``llm.traffic`` → :class:`monitor.agent.TrafficAgent` (parse → features → per-segment
-  detectors → ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason). Every segment a batch
+  detectors → ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason; a sample of responses to
+  the LLM judge, off the stream, when ``DRIFTLOOP_JUDGE_SAMPLE_RATE`` > 0). Every segment a batch
   changed is checkpointed into changelog-backed Faust tables that a restarted worker recovers
   (:class:`monitor.stream.StreamStep`), and the batch's events are acknowledged (so their offsets committed) only
   once the broker has those checkpoints (:class:`driftloop.checkpoints.CheckpointTable`).
 - ``apply_reference_pins`` (timer): references pinned or released through the API.
-- ``run_jobs``: ``driftloop.incidents`` → :func:`feedback.agent.run_job` (``incident.opened`` webhooks →
-  generation job under a lease → dataset version → ``finetune.requests`` and ``dataset.published`` webhooks, or
+- ``run_jobs``: ``driftloop.incidents`` → :func:`feedback.agent.start_job` (``incident.opened`` webhooks →
+  generation job queued, then run in the worker's :class:`feedback.pool.JobPool`, up to ``job_concurrency`` at
+  once, each under a lease → dataset version → ``finetune.requests`` and ``dataset.published`` webhooks, or
   ``pending_approval`` when ``require_approval`` is on).
-- ``sweep_jobs`` (timer): re-runs jobs whose worker died or whose attempt failed (``feedback.sweeper``).
+- ``sweep_jobs`` (timer): runs jobs whose worker died, whose attempt failed, or that wait for a slot on a busy
+  worker (``feedback.sweeper``).
+- ``verify_candidates``: ``finetune.results`` → the candidate model stored and verified against production; the
+  sweep also verifies candidates reported through the API or left unverified (``feedback.verifier``).
 - ``deliver_webhooks`` (task): delivers the webhook outbox (``feedback.outbox``); whoever dispatches an event
   only records it there.
 - ``stress_model`` (timer, when scheduled): a stress suite against the model; a regression is an incident.
@@ -27,19 +32,26 @@ from typing import Any
 
 import faust
 from prometheus_client import start_http_server
+from redis.asyncio import Redis
 
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
 from driftloop.log_repeats import Repeats
 from driftloop.settings import Settings
 from feedback import JobRunner
-from feedback.agent import run_job
+from feedback.agent import start_job
+from feedback.candidates import candidate_policy
 from feedback.deps import delivery_loop
 from feedback.deps import dispatcher as webhook_dispatcher
+from feedback.pool import JobPool
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
 from feedback.targets import TargetWriter
+from feedback.verification import Sizes
+from feedback.verifier import CandidateVerifier
+from feedback.webhooks import Dispatcher
+from generators.judge import LLMJudge, MinuteBudget
 from generators.llm import Backend, EndpointBackend, LLMGenerator, VLLMEngine
 from generators.llm_client import Endpoint, StructuredOutput
 from generators.metrics import LLMMetrics
@@ -47,6 +59,8 @@ from generators.recipes import load_recipes
 from generators.samples import Generator
 from monitor import DriftIncident, TrafficEvent
 from monitor.agent import Record, TrafficAgent
+from monitor.cpu import StageCollector
+from monitor.judging import JudgeSampler
 from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
 from monitor.sink import IncidentSink
@@ -99,6 +113,38 @@ def target_writer(settings: Settings, backend: Backend | None = None) -> TargetW
     )
 
 
+def response_judge(settings: Settings, metrics: MonitorMetrics) -> JudgeSampler | None:
+    """The sampled LLM judge of responses at ``DRIFTLOOP_LLM_BASE_URL``; none when ``DRIFTLOOP_JUDGE_SAMPLE_RATE``
+    is 0. At most ``DRIFTLOOP_LLM_CONCURRENCY`` calls in flight, as many awaited at once."""
+    if not settings.judge_sample_rate or not settings.llm_base_url:
+        return None
+    endpoint = llm_endpoint(settings, settings.llm_base_url, settings.llm_model, settings.llm_concurrency)
+    judge = LLMJudge(endpoint, MinuteBudget(settings.judge_tokens_per_minute))
+    return JudgeSampler(judge, settings.judge_sample_rate, settings.llm_concurrency, metrics)
+
+
+def candidate_verifier(settings: Settings, redis: Redis, dispatcher: Dispatcher) -> CandidateVerifier:
+    """The verifier of candidate models against the production model (``stress_endpoint`` or ``llm_base_url``)."""
+    production_url = settings.stress_endpoint or settings.llm_base_url
+    production = (
+        llm_endpoint(settings, production_url, settings.stress_model, settings.verify_concurrency)
+        if production_url
+        else None
+    )
+    return CandidateVerifier(
+        redis,
+        production,
+        StressConfig(system_prompt=settings.stress_system_prompt, max_tokens=settings.verify_max_tokens),
+        dispatcher,
+        candidate_policy(settings.candidate_allow_private_networks, settings.candidate_allowed_networks),
+        recipes=load_recipes(settings.recipes_path),
+        stress_suite_path=settings.stress_suite_path,
+        sizes=Sizes(settings.verify_probes, settings.verify_general_probes),
+        lease_s=settings.job_lease_s,
+        max_attempts=settings.verify_max_attempts,
+    )
+
+
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with its topics, tables, agents and timers, bound to ``settings``; ``SecretKeysMissing``
     without ``secret_keys``."""
@@ -131,7 +177,8 @@ def create_app(settings: Settings) -> faust.App:
         )
         for name in ("segment-monitors", "segment-topics")
     )
-    step = StreamStep(settings, segments, topic_table)  # live state, checkpointed into the changelog-backed tables
+    # live state, checkpointed into the changelog-backed tables
+    step = StreamStep(settings, segments, topic_table, prices=settings.price_table())
 
     redis = connect(settings.redis_url, settings.redis_timeout_s)  # waits out Redis outages
     dispatcher = webhook_dispatcher(redis, settings)
@@ -144,7 +191,9 @@ def create_app(settings: Settings) -> faust.App:
 
     metrics = MonitorMetrics.default()
     LLMMetrics.default()  # exported from the start, an LLM endpoint configured or not
-    sink = IncidentSink(redis, publish_incident, metrics.incidents)  # the stream's incidents and stress regressions
+    sink = IncidentSink(
+        redis, publish_incident, metrics.incidents, metrics.causes
+    )  # the stream's incidents and stress regressions
     monitoring = TrafficAgent(
         step,
         redis,
@@ -154,8 +203,10 @@ def create_app(settings: Settings) -> faust.App:
         metrics,
         keep_raw_dead_letters=settings.dlq_keep_raw,
         max_event_bytes=settings.max_event_bytes,
+        judge=response_judge(settings, metrics),
     )
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
+    metrics.registry.register(StageCollector())
     for topic in (settings.traffic_topic, settings.incidents_topic):
         metrics.consumer_lag.labels(topic).set(0)
 
@@ -172,6 +223,11 @@ def create_app(settings: Settings) -> faust.App:
             await monitoring.process(records)
             await segments.written()  # take_events acknowledges the batch when this returns
             await topic_table.written()
+
+    @app.on_before_shutdown.connect
+    async def stop_judging(app: faust.App, **kwargs: object) -> None:
+        if monitoring.judge is not None:
+            await monitoring.judge.close()
 
     @app.on_partitions_revoked.connect
     async def forget_live_segments(app: faust.App, revoked: set, **kwargs: object) -> None:
@@ -205,15 +261,31 @@ def create_app(settings: Settings) -> faust.App:
         targets=target_writer(settings, backend),
     )
 
+    pool = JobPool(runner, settings.job_concurrency)
+
     @app.agent(incident_topic)
     async def run_jobs(stream: faust.StreamT) -> None:
+        async for message in stream:  # acknowledged once its job is queued in Redis, where any sweeper finds it
+            await start_job(pool, message, settings.incidents_topic)
+
+    verifier = candidate_verifier(settings, redis, dispatcher)
+    results = app.topic(settings.results_topic, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(results)
+    async def verify_candidates(stream: faust.StreamT) -> None:
         async for message in stream:
-            await run_job(runner, message, settings.incidents_topic)
+            await verifier.on_result(message, settings.results_topic)
 
     @app.timer(interval=settings.job_sweep_interval_s)
     async def sweep_jobs() -> None:
-        for job in await sweep(runner):
-            log.warning("swept job %s for incident %s: %s", job.id, job.incident_id, job.state)
+        for task in await sweep(pool):
+            log.warning("swept up %s", task.get_name())
+        for candidate in await verifier.sweep():
+            log.warning("swept candidate %s for incident %s: %s", candidate.id, candidate.incident_id, candidate.state)
+
+    @app.on_before_shutdown.connect
+    async def stop_jobs(app: faust.App, **kwargs: object) -> None:
+        await pool.close()  # their leases let go: another worker takes the jobs over at its next sweep
 
     deliveries = delivery_loop(redis, settings)
 

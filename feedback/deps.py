@@ -31,6 +31,8 @@ class FeedbackSettings(Protocol):
     webhook_lease_s: float
     webhook_allow_private_networks: bool
     webhook_allowed_networks: str
+    candidate_allow_private_networks: bool
+    candidate_allowed_networks: str
     recipes_path: Path | None
 
 
@@ -85,6 +87,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await send.close()
 
 
+SettingsDep = Annotated[FeedbackSettings, Depends(get_settings)]
 PolicyDep = Annotated[EgressPolicy, Depends(get_policy)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]

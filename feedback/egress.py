@@ -1,6 +1,7 @@
-"""Where webhooks may go: public addresses only, unless an operator allows more (the SSRF guard).
+"""Where webhooks and candidate-model calls may go: public addresses only, unless an operator allows more (the
+SSRF guard).
 
-A receiver is refused when its host is, or resolves to, a loopback, private, link-local, multicast,
+A destination is refused when its host is, or resolves to, a loopback, private, link-local, multicast,
 unspecified, reserved or otherwise non-global address. IPv4 addresses embedded in IPv6 ones
 (``::ffff:127.0.0.1``, 6to4, NAT64) are judged by the IPv4 address.
 
@@ -32,14 +33,15 @@ LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopb
 
 
 class ForbiddenDestination(Unprocessable, ValueError):
-    """A webhook URL whose host is, or resolves to, an address the egress policy refuses."""
+    """A URL whose host is, or resolves to, an address the egress policy refuses."""
 
-    def __init__(self, url: str, host: str, address: str, reason: str) -> None:
+    def __init__(self, url: str, host: str, address: str, reason: str, policy: EgressPolicy | None = None) -> None:
         self.url, self.host, self.address, self.reason = url, host, address, reason
+        policy = policy or EgressPolicy()
         where = host if host == address else f"{host} ({address})"
         super().__init__(
-            f"webhook receiver {where} is not a public address ({reason}); receivers must be public unless "
-            "DRIFTLOOP_WEBHOOK_ALLOW_PRIVATE_NETWORKS or DRIFTLOOP_WEBHOOK_ALLOWED_NETWORKS allow it"
+            f"{policy.subject} {where} is not a public address ({reason}); it must be public unless "
+            f"{policy.settings_prefix}_ALLOW_PRIVATE_NETWORKS or {policy.settings_prefix}_ALLOWED_NETWORKS allow it"
         )
 
 
@@ -78,14 +80,23 @@ def classify(address: Address) -> str | None:
 
 @dataclass(frozen=True)
 class EgressPolicy:
-    """Which webhook destinations are allowed: public ones, plus ``networks`` and ``hosts``, or all of them."""
+    """Which destinations are allowed: public ones, plus ``networks`` and ``hosts``, or all of them. ``subject``
+    and ``settings_prefix`` name what is guarded and the settings that widen it, for error messages."""
 
     allow_private: bool = False
     networks: tuple[Network, ...] = field(default=())
     hosts: frozenset[str] = field(default=frozenset())
+    subject: str = "webhook receiver"
+    settings_prefix: str = "DRIFTLOOP_WEBHOOK"
 
     @classmethod
-    def parse(cls, allow_private: bool, allowed: str) -> EgressPolicy:
+    def parse(
+        cls,
+        allow_private: bool,
+        allowed: str,
+        subject: str = "webhook receiver",
+        settings_prefix: str = "DRIFTLOOP_WEBHOOK",
+    ) -> EgressPolicy:
         """A policy from settings: ``allowed`` is a comma-separated list of CIDRs and host names."""
         networks, hosts = [], set()
         for entry in filter(None, (part.strip() for part in allowed.split(","))):
@@ -93,7 +104,7 @@ class EgressPolicy:
                 networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 hosts.add(entry.lower().rstrip("."))
-        return cls(allow_private, tuple(networks), frozenset(hosts))
+        return cls(allow_private, tuple(networks), frozenset(hosts), subject, settings_prefix)
 
     def refusal(self, host: str, address: Address) -> str | None:
         """Why ``host`` at ``address`` is refused, or None when it is allowed."""
@@ -122,7 +133,7 @@ class EgressPolicy:
             addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
         for address in addresses:
             if reason := self.refusal(host, address):
-                raise ForbiddenDestination(url, host, str(address), reason)
+                raise ForbiddenDestination(url, host, str(address), reason, self)
         return addresses
 
     async def check_registration(self, url: str, timeout_s: float = 2.0) -> None:
@@ -130,7 +141,7 @@ class EgressPolicy:
         addresses. A name that does not resolve now is accepted; delivery checks it again."""
         host = httpx.URL(url).host.lower().rstrip(".")
         if not self.allow_private and host not in self.hosts and (host in LOCAL_NAMES or host.endswith(".localhost")):
-            raise ForbiddenDestination(url, host, "127.0.0.1", "loopback")
+            raise ForbiddenDestination(url, host, "127.0.0.1", "loopback", self)
         with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(self.resolve(url), timeout_s)
 

@@ -36,14 +36,15 @@ from feedback.jobs import (
     submit,
 )
 from feedback.leases import Lease, LeaseLost
+from feedback.loop_timing import LoopTiming
 from feedback.metrics import FeedbackMetrics
 from feedback.publishing import Publisher
 from feedback.registry import DatasetFilter, DatasetRegistry
 from feedback.storage import DatasetStore
 from feedback.targets import TargetWriter
 from feedback.webhooks import Dispatcher
-from generators.quality import Gate, QualityThresholds, Seen, screen
-from generators.recipes import Generated, Recipe, RecipeBook, load_recipes, run_recipe
+from generators.quality import QualityThresholds, Seen, screen
+from generators.recipes import RecipeBook, load_recipes, run_recipe
 from generators.samples import Generator
 from monitor.incidents import DriftIncident
 
@@ -95,12 +96,18 @@ class JobRunner:
     metrics: FeedbackMetrics = field(default_factory=FeedbackMetrics.default, repr=False)
     """Where jobs, samples and takeovers are counted: the process's metrics unless given."""
 
-    async def handle(self, incident: DriftIncident) -> GenerationJob:
-        """Announce ``incident`` (``incident.opened``, recorded in the webhook outbox: no receiver is waited on),
-        then run (or finish) its job; a finished job is returned untouched, and so is one another runner holds."""
+    async def accept(self, incident: DriftIncident) -> list[GenerationJob]:
+        """Announce ``incident`` (``incident.opened``, recorded in the webhook outbox: no receiver is waited on)
+        and queue the job of each of its causes that has a recipe (none for a cause only on-call can fix:
+        latency); each job as it is when it exists already. An incident published again with a cause added queues
+        that cause's job (job ids are per incident and recipe)."""
         await self.dispatcher.dispatch("incident.opened", incident.id, incident.model_dump(mode="json"))
-        job = await submit(self.redis, incident, self.recipes.for_kind(incident.kind).name)
-        return await self.run(job.id)
+        return [await submit(self.redis, incident, recipe.name) for recipe in self.recipes.for_incident(incident)]
+
+    async def handle(self, incident: DriftIncident) -> list[GenerationJob]:
+        """Accept ``incident``, then run (or finish) its jobs; a finished job is returned untouched, and so is one
+        another runner holds."""
+        return [await self.run(job.id) for job in await self.accept(incident)]
 
     async def run(self, job_id: str) -> GenerationJob:
         """Take the job and run one attempt of it, or return it as it is when it cannot be taken."""
@@ -157,11 +164,23 @@ class JobRunner:
         return await jobs(self.redis).get(claim.job.id) or claim.job
 
     async def _produce(self, claim: Claim) -> GenerationJob:
-        job, incident = claim.job, claim.incident
+        job, incident, timing = claim.job, claim.incident, LoopTiming()
         recipe, seed = self.recipes.named(job.recipe), self.seed if job.seed is None else job.seed
-        earlier = await self._earlier(incident, job.id)
-        generated, gate = await asyncio.to_thread(self._generate, incident, recipe, job.samples, seed, earlier)
+        with timing.stage("generation"):  # CPU-bound stages run in threads: the event loop keeps the leases
+            generated = await asyncio.to_thread(
+                run_recipe, incident, recipe, job.samples or self.samples_per_job, str(seed), self.extra_generators
+            )
+        samples, written = generated.samples, None
+        with timing.stage("targets"):
+            if self.targets is not None:
+                written = await asyncio.to_thread(self.targets.write, samples, incident, str(seed))
+                samples = written.samples
+        with timing.stage("quality_gate"):
+            earlier = await self._earlier(incident, job.id)
+            evidence = [e.prompt for e in incident.evidence]
+            gate = await asyncio.to_thread(screen, samples, evidence, earlier, self.quality_thresholds)
         quality = gate.report
+        quality.targets = written.report if written else None
         rejected = Counter(generated.rejected)
         rejected.update(quality.targets.dropped if quality.targets else {})
         rejected.update(quality.rejected)
@@ -183,44 +202,27 @@ class JobRunner:
             seed=str(seed),
             teacher=quality.targets.teacher if quality.targets else None,
         )
-        manifest = await asyncio.to_thread(
-            write_dataset,
-            gate.kept,
-            lineage,
-            quality,
-            dict(rejected),
-            self.store,
-            gate.views,
-        )
-        await DatasetRegistry(self.redis).register(manifest)
+        with timing.stage("writing"):
+            manifest = await asyncio.to_thread(
+                write_dataset, gate.kept, lineage, quality, dict(rejected), self.store, gate.views
+            )
+            await DatasetRegistry(self.redis).register(manifest)
         job.dataset_id = manifest.id
         if await cancel_requested(self.redis, job.id):
             return await self._finish(job, claim.lease, JobState.CANCELLED, "cancelled before publication")
-        await self._save(claim)  # still ours: nobody took the job over while it was generated
-        if self.require_approval:
-            await self.publisher.hold(manifest)
-        else:
-            await self.publisher.publish(manifest)
+        with timing.stage("publishing"):
+            await self._save(claim)  # still ours: nobody took the job over while it was generated
+            if self.require_approval:
+                await self.publisher.hold(manifest)
+            else:
+                await self.publisher.publish(manifest)
+        if not self.require_approval:  # a held dataset reaches finetune.requests when someone approves it
+            timing.observe(incident, job, self.metrics)
         for sample in gate.kept:
             self.metrics.samples.labels(sample.technique).inc()
         for figure, value in quality.figures().items():
             self.metrics.dataset_quality.labels(figure).set(value)
         return await self._finish(job, claim.lease, JobState.SUCCEEDED, started=claim.started)
-
-    def _generate(
-        self, incident: DriftIncident, recipe: Recipe, samples: int | None, seed: int, earlier: list[Seen]
-    ) -> tuple[Generated, Gate]:
-        generated = run_recipe(
-            incident, recipe, samples or self.samples_per_job, seed=str(seed), extra=self.extra_generators
-        )
-        samples, report = generated.samples, None
-        if self.targets is not None:
-            written = self.targets.write(samples, incident, str(seed))
-            samples, report = written.samples, written.report
-        evidence = [e.prompt for e in incident.evidence]
-        gate = screen(samples, evidence, earlier, self.quality_thresholds)
-        gate.report.targets = report
-        return generated, gate
 
     async def _earlier(self, incident: DriftIncident, job_id: str) -> list[Seen]:
         """Samples of the newest versions for the incident's segment and kind, made by other jobs."""

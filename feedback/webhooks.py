@@ -49,10 +49,13 @@ from feedback.outbox import Outbox, Pending
 
 EVENT_TYPES = (
     "incident.opened",
+    "incident.cause_added",
     "incident.acknowledged",
     "incident.resolved",
     "dataset.published",
     "job.failed",
+    "candidate.verified",
+    "candidate.rejected",
 )
 LOG_LENGTH = 10_000
 SECRET_PREFIX = "whsec_"

@@ -7,6 +7,10 @@ kept before them (``near_duplicate``). Near-duplicates are found by MinHash LSH 
 within a technique: a casing and a whitespace variant of one prompt test different things. The kept samples
 are then scored:
 
+Embeddings are MiniLM's (:data:`ENCODER`), not the monitor's faster static model: its distances separate
+on-topic from off-topic batches more widely (``python -m bench.embeddings``), and the thresholds below were set on
+its scale.
+
 - fidelity: unbiased MMD² between sentence embeddings of the kept prompts and of the real window (RBF
   kernel, median-heuristic bandwidth) with a permutation p-value. The gate bounds MMD² rather than asking
   for a high p-value or a classifier AUC near 0.5: targeted samples (typos, jailbreak variants) are meant
@@ -36,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from pydantic import BaseModel, Field
 
-from core.embeddings import embed
+from core.embeddings import Model, embed
 from core.redact import count_pii
 from generators.counterfactual import RepresentationAudit, representation_audit
 from generators.measures import cosine_distances, distinct_n, mean_pairwise_distance, mmd2
@@ -46,6 +50,8 @@ from generators.teacher import TargetReport
 
 log = logging.getLogger(__name__)
 
+ENCODER: Model = "minilm"
+"""The sentence encoder of fidelity, diversity and coverage (see the module docstring)."""
 MIN_WINDOW = 2
 """Real prompts needed to measure fidelity and coverage (a nearest neighbour needs a second point)."""
 
@@ -165,10 +171,10 @@ def real_pii(sample: Sample) -> int:
 
 
 def _screen_one(
-    sample: Sample, real: set[str], earlier: NearDuplicates, batch: NearDuplicates
+    sample: Sample, pii: int, real: set[str], earlier: NearDuplicates, batch: NearDuplicates
 ) -> tuple[str, str] | None:
-    """The first reason to remove ``sample`` (reason, detail), or None to keep it."""
-    if pii := real_pii(sample):
+    """The first reason to remove ``sample``, which carries ``pii`` values (reason, detail), or None to keep it."""
+    if pii:
         return "pii", f"{pii} PII values"
     if sample.prompt.strip() in real:
         return "verbatim_copy", "a real prompt of the window"
@@ -194,34 +200,36 @@ def screen(
         seen.add(f"{sample.version}:{number}", sample.technique, sample.prompt)
     kept: list[Sample] = []
     rejections: list[Rejection] = []
-    for sample in samples:
-        if found := _screen_one(sample, real_set, seen, batch):
+    pii = [real_pii(sample) for sample in samples]  # once a sample: the PII detector is much of the gate's CPU
+    for sample, values in zip(samples, pii, strict=True):
+        if found := _screen_one(sample, values, real_set, seen, batch):
             reason, detail = found
             rejections.append(Rejection(sample_id=sample.id, technique=sample.technique, reason=reason, detail=detail))
             log.info("gate removed sample %s (%s): %s %s", sample.id, sample.technique, reason, detail)
         else:
             batch.add(sample.id, sample.technique, sample.prompt)
             kept.append(sample)
-    report, views = _score(samples, kept, list(real_prompts), rejections, thresholds)
+    report, views = _score(samples, sum(pii), kept, list(real_prompts), rejections, thresholds)
     return Gate(report=report, kept=kept, views=views)
 
 
 def _score(
     candidates: Sequence[Sample],
+    pii_values: int,
     kept: list[Sample],
     real_prompts: list[str],
     rejections: list[Rejection],
     thresholds: QualityThresholds,
 ) -> tuple[QualityReport, Views]:
     prompts = [s.prompt for s in kept]
-    real, synthetic = embed(real_prompts), embed(prompts)
+    real, synthetic = embed(real_prompts, ENCODER), embed(prompts, ENCODER)
     rejected = Counter(r.reason for r in rejections)
     report = QualityReport(
         rows=len(kept),
         candidates=len(candidates),
         distinct_2=round(distinct_n(prompts), 4),
         verbatim_copies=rejected["verbatim_copy"],
-        pii_values=sum(real_pii(s) for s in candidates),
+        pii_values=pii_values,
         near_duplicates=rejected["near_duplicate"],
         seen_in_versions=rejected["seen_in_version"],
         real_prompts=len(real_prompts),

@@ -6,6 +6,8 @@ user can edit (``generators/recipes.yaml``; ``DRIFTLOOP_RECIPES_PATH`` points at
 ('attack-hardening', {'adversarial': 60, 'perturbation': 30, 'ambiguity': 10})
 >>> book.for_kind("a-kind-nobody-mapped").name == book.default
 True
+>>> book.for_kind("latency-drift") is None  # on-call only: training data does not make a model serve faster
+True
 >>> book.named("nope")
 Traceback (most recent call last):
 ...
@@ -71,7 +73,9 @@ class RecipeBook(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default: str = Field(description="recipe of the incident kinds not listed in kinds")
-    kinds: dict[str, str] = Field(default_factory=dict, description="incident kind -> recipe name")
+    kinds: dict[str, str | None] = Field(
+        default_factory=dict, description="incident kind -> recipe name; None: on-call only, no dataset"
+    )
     recipes: dict[str, Recipe] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -86,7 +90,7 @@ class RecipeBook(BaseModel):
     def _check_names(self) -> RecipeBook:
         known = sorted(self.recipes)
         for where, name in [("default", self.default), *((f"kinds.{k}", v) for k, v in self.kinds.items())]:
-            if name not in self.recipes:
+            if name is not None and name not in self.recipes:
                 raise ValueError(f"{where} names recipe {name!r}, which is not defined; recipes: {', '.join(known)}")
         generators = sorted(GENERATOR_FAMILIES)
         for recipe in self.recipes.values():
@@ -103,12 +107,21 @@ class RecipeBook(BaseModel):
             raise UnknownRecipe(name, sorted(self.recipes))
         return self.recipes[name]
 
-    def for_kind(self, kind: str) -> Recipe:
-        """The recipe for incidents of ``kind``; the default one (logged) for a kind the book does not list."""
+    def for_kind(self, kind: str) -> Recipe | None:
+        """The recipe for incidents (causes) of ``kind``: None when the book maps it to none (on-call only); the
+        default one (logged) for a kind the book does not list."""
         if kind not in self.kinds:
             log.info("no recipe for incident kind %s: using the default recipe %s", kind, self.default)
             return self.recipes[self.default]
-        return self.recipes[self.kinds[kind]]
+        name = self.kinds[kind]
+        return None if name is None else self.recipes[name]
+
+    def for_incident(self, incident: DriftIncident) -> list[Recipe]:
+        """One recipe per cause of ``incident`` that has one (each once, the most urgent cause's first); an incident
+        that names no cause (stored before causes existed, or a manual one) takes its kind's."""
+        kinds = [cause.kind for cause in incident.causes] or [incident.kind]
+        recipes = [recipe for kind in kinds if (recipe := self.for_kind(kind)) is not None]
+        return list({recipe.name: recipe for recipe in recipes}.values())
 
 
 class RecipeError(Misconfigured, ValueError):

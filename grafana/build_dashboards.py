@@ -199,6 +199,7 @@ def board(uid: str, title: str, description: str, time_from: str = "now-1h") -> 
 # Every API replica reports the same shared-state numbers, so take the max over replicas before summing.
 OPEN_INCIDENTS = "sum(max by (kind, severity) (driftloop_incidents_open))"
 INCIDENTS_BY_KIND = "max by (kind, severity) (driftloop_incidents_open)"
+CAUSES_BY_KIND = "max by (kind, severity) (sum by (kind, severity, instance) (driftloop_incident_causes_open))"
 DATASETS = "max(driftloop_datasets)"
 REJECTED_SHARE = (
     'sum(rate(driftloop_events_total{{outcome="rejected"}}[{w}])) / (sum(rate(driftloop_events_total[{w}])) > 0)'
@@ -334,6 +335,15 @@ def overview() -> dashboard.Dashboard:
                 "Open incidents by kind",
                 "Open drift incidents by kind and severity (read from Redis by the API).",
                 query(INCIDENTS_BY_KIND, "{{kind}} ({{severity}})"),
+                stacked=True,
+            )
+        )
+        .with_panel(
+            graph(
+                "Open causes by kind",
+                "Every cause named by open incidents, by kind and severity: an attack wave with a latency regression"
+                " is one incident (kind attack-wave) with two causes. Causes without a recipe (latency) get no job.",
+                query(CAUSES_BY_KIND, "{{kind}} ({{severity}})"),
                 stacked=True,
             )
         )
@@ -603,6 +613,31 @@ def loop() -> dashboard.Dashboard:
                 w=8,
             )
         )
+        .with_row(row("Incident to dataset"))
+        .with_panel(
+            graph(
+                "Incident to finetune.requests",
+                "From an incident opening to its dataset's finetune.requests message (quantiles over 15m; empty "
+                "while no dataset was published). The dashed line is the goal: 30 s.",
+                *quantiles("driftloop_incident_to_finetune_seconds", "15m", (0.5, 0.95)),
+                unit="s",
+                threshold=30,
+            )
+        )
+        .with_panel(
+            graph(
+                "Time per stage",
+                "Mean seconds a published dataset's incident spent in each stage over 15m, stacked: recipe (its job "
+                "made), queued (waiting for a job slot), generation, quality gate, writing, publishing.",
+                query(
+                    "sum by (stage) (rate(driftloop_loop_stage_seconds_sum[15m])) "
+                    "/ sum by (stage) (rate(driftloop_loop_stage_seconds_count[15m]))",
+                    "{{stage}}",
+                ),
+                unit="s",
+                stacked=True,
+            )
+        )
         .with_row(row("Datasets and delivery"))
         .with_panel(
             graph(
@@ -626,6 +661,30 @@ def loop() -> dashboard.Dashboard:
                 "Webhook deliveries per 15 minutes: delivered, or failed after all retries.",
                 query("sum by (outcome) (increase(driftloop_webhook_deliveries_total[15m]))", "{{outcome}}"),
                 w=8,
+            )
+        )
+        .with_row(row("Candidate models"))
+        .with_panel(
+            graph(
+                "Candidate verdicts (per 24h)",
+                "Candidate models reported back by training systems and verified against production, per 24 hours:"
+                " promote (the incident's failure rate fell beyond both Wilson intervals, nothing else regressed),"
+                " reject (with reasons on GET /v1/candidates/{id}), failed (could not be verified).",
+                query("sum by (outcome) (increase(driftloop_candidate_verdicts_total[24h]))", "{{outcome}}"),
+                w=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Incident pass rate, last verification",
+                "Pass rate on the incident's probes in the last verification: production beside the candidate"
+                " (none until a candidate was verified).",
+                query(
+                    or_placeholder("max by (model) (driftloop_candidate_incident_pass_rate)", "model", "none yet"),
+                    "{{model}}",
+                ),
+                unit="percentunit",
+                w=12,
             )
         )
     )

@@ -4,7 +4,8 @@
 (``driftloop.worker``): its CPU-heavy parts (features and language, embeddings, observing a batch, calibrating a
 pinned reference) go to threads, and the segments' state changes under one lock, one change at a time. The I/O
 around the step is here: dead letters, Redis statuses and counters, incidents published (through the function
-it is given), incidents resolved by the monitor, Evidently reports, and the reference pins taken up from the API.
+it is given), incidents resolved by the monitor, Evidently reports, the reference pins taken up from the API, and
+the judge's sample offered and its scores attached (:mod:`monitor.judging`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import numpy as np
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
-from core.embeddings import embed
 from core.redact import redact
 from core.risk import exemplar_vectors
+from monitor.cpu import CLOCK
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
-from monitor.incidents import DriftIncident, IncidentStatus, Resolution
+from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, InvalidTransition, Resolution
+from monitor.judging import JudgeSampler
 from monitor.lifecycle import change_status, status_event
 from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatuses, StreamStats
@@ -58,18 +60,21 @@ class Record(NamedTuple):
 
 
 async def measure(
-    step: StreamStep, events: list[TrafficEvent], embed: Callable[[list[str]], np.ndarray] = embed
+    step: StreamStep, events: list[TrafficEvent], embed: Callable[[list[str]], np.ndarray] | None = None
 ) -> list[Measurements]:
     """Each event's measurements: features and language (in a thread, so the loop fetches the next batch
-    meanwhile) and, for the embedding sample, the prompt embeddings (in a thread) and what the step makes of
-    them (on the loop: the topic models change one event at a time)."""
+    meanwhile) and, for the embedding sample, the prompt embeddings (in a thread; by ``embed``, else by the step's
+    encoder) and what the step makes of them (on the loop: the topic models change one event at a time)."""
     inputs = await asyncio.to_thread(step.features, events)
     chosen = step.sample(events)
     if not chosen:
         return inputs
-    vectors = await asyncio.to_thread(embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen])
-    for i, semantics in zip(chosen, step.semantics([events[i] for i in chosen], vectors), strict=True):
-        inputs[i] |= semantics
+    vectors = await asyncio.to_thread(
+        CLOCK.timed, "embedding", embed or step.embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen]
+    )
+    with CLOCK.stage("embedding"):
+        for i, semantics in zip(chosen, step.semantics([events[i] for i in chosen], vectors), strict=True):
+            inputs[i] |= semantics
     return inputs
 
 
@@ -92,15 +97,20 @@ class TrafficAgent:
     """Dead letters keep the raw record (``DRIFTLOOP_DLQ_KEEP_RAW``) instead of a redacted copy."""
     max_event_bytes: int | None = None
     """Records larger than this are dead-lettered unread (``too_large``; ``DRIFTLOOP_MAX_EVENT_BYTES``)."""
+    judge: JudgeSampler | None = None
+    """Judges a sample of the responses off the stream; its scores join later events (``DRIFTLOOP_JUDGE_*``)."""
 
     def __post_init__(self) -> None:
         self.stats, self.statuses = StreamStats(self.redis), SegmentStatuses(self.redis)
         self.pins = ReferencePins(self.redis)
 
     async def warm_up(self) -> None:
-        """With embeddings on, load the model and embed the attack exemplars before the first batch."""
+        """Load the redaction model (the first reference's checkpoint and dead letters redact) and, with embeddings
+        on, the encoder with the attack exemplars embedded, before the first batch: not half a second or more
+        into the stream."""
+        await asyncio.to_thread(redact, "warm-up")
         if self.step.settings.embeddings:
-            await asyncio.to_thread(exemplar_vectors)
+            await asyncio.to_thread(exemplar_vectors, self.step.settings.embedding_model)
 
     async def process(self, records: Iterable[Record]) -> None:
         """Parse, fold past the segment limits, drop redelivered events, measure, observe; checkpoint the segments
@@ -116,7 +126,8 @@ class TrafficAgent:
             return
         events, outcomes = await self.observe(admitted)
         async with self.lock:
-            self.step.checkpoint(await asyncio.to_thread(self.step.snapshot, self.step.changed()))
+            snapshot = await asyncio.to_thread(CLOCK.timed, "checkpoint", self.step.snapshot, self.step.changed())
+            CLOCK.timed("checkpoint", self.step.checkpoint, snapshot)
         await self.record_statuses([*outcomes.segments, *redelivered])  # the accepted count is their sum
         self.metrics.events.labels("accepted").inc(len(events))
         async with self.lock:
@@ -130,6 +141,9 @@ class TrafficAgent:
             if isinstance(outcome, Resolution):
                 await self.resolve(outcome)
                 continue
+            if isinstance(outcome, CauseAdded):
+                await self.add_cause(outcome)
+                continue
             await self.sink.emit(outcome)
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
 
@@ -138,19 +152,23 @@ class TrafficAgent:
         its checkpoint, the newest, on its next event)."""
         async with self.lock:
             self.step.forget()
+        if self.judge is not None:
+            self.judge.forget()
 
     async def record_statuses(self, segments: Iterable[str]) -> None:
         """Record the statuses of ``segments`` (once each) as the API shows them."""
-        for segment in dict.fromkeys(segments):
-            await self.statuses.record(self.step.status(segment))
+        with CLOCK.stage("redis"):  # the loop's thread: also counts what else the loop runs while Redis answers
+            await self.statuses.record([self.step.status(segment) for segment in dict.fromkeys(segments)])
 
     async def admit(self, record: Record, redelivered: set[str]) -> TrafficEvent | None:
         """The record's event if it is new to its segment's state, else None with its segment added to
         ``redelivered`` (its status is recorded again: the last one may predate a crash); a record that cannot be
         read is dead-lettered (a null value reads as empty, so as ``not_json``)."""
         try:
-            event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
-            if self.step.admit(event, record.partition, record.offset, record.highwater):
+            with CLOCK.stage("parse"):
+                event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
+                new = self.step.admit(event, record.partition, record.offset, record.highwater)
+            if new:
                 return event
             redelivered.add(event.segment)
         except InvalidEvent as error:
@@ -187,15 +205,22 @@ class TrafficAgent:
     async def observed(self, events: list[TrafficEvent]) -> Outcomes:
         """Measure and observe ``events``; when that fails, their segments' state is put back as it was."""
         async with self.lock:
-            saved = await asyncio.to_thread(self.step.snapshot, {event.segment for event in events})
+            saved = await asyncio.to_thread(
+                CLOCK.timed, "undo", self.step.snapshot, {event.segment for event in events}
+            )
         try:
             inputs = await measure(self.step, events)
+            if self.judge is not None:
+                self.judge.attach(events, inputs)
             async with self.lock:
-                return await asyncio.to_thread(self.step.observe, events, inputs)
+                outcomes = await asyncio.to_thread(CLOCK.timed, "detectors", self.step.observe, events, inputs)
         except Exception:
             async with self.lock:
                 self.step.restore(saved)
             raise
+        if self.judge is not None:
+            self.judge.offer(events)
+        return outcomes
 
     async def reject(self, raw: bytes | None, error: InvalidEvent) -> None:
         """Send a record that is not an event to the dead letters, with the reason; count it. The record goes
@@ -219,16 +244,32 @@ class TrafficAgent:
     async def report(self, incident: DriftIncident, reference: list[dict], current: list[dict]) -> None:
         """Render and store the incident's Evidently report off the event loop (it takes seconds of CPU)."""
         try:
-            html = await asyncio.to_thread(build_report, incident, reference, current)
+            model = self.step.settings.embedding_model
+            html = await asyncio.to_thread(build_report, incident, reference, current, model)
             await store_report(self.redis, incident.id, html)
         except ValueError as error:  # windows too small for a report: the incident stands without one
             log.warning("no report for incident %s: %s", incident.id, error)
         finally:
             self.reports.discard(asyncio.current_task())
 
+    async def add_cause(self, added: CauseAdded) -> None:
+        """Name a new cause on the open incident (stored, published again: its job starts) and announce it
+        (``incident.cause_added``, once per incident and cause kind)."""
+        incident = await self.sink.add_cause(added)
+        if incident is not None:
+            message_id = f"{incident.id}:{added.cause.kind}"
+            await self.announce("incident.cause_added", message_id, incident.model_dump(mode="json"))
+
     async def resolve(self, resolution: Resolution) -> None:
-        """The monitor's auto-resolve: the stored incident moves to resolved and ``incident.resolved`` goes out."""
-        changed = await change_status(self.redis, resolution.incident_id, IncidentStatus.RESOLVED, by="monitor")
+        """The monitor's auto-resolve: the stored incident moves to resolved and ``incident.resolved`` goes out; an
+        incident a verified candidate closed as fixed stays as it is."""
+        try:
+            changed = await change_status(self.redis, resolution.incident_id, IncidentStatus.RESOLVED, by="monitor")
+        except InvalidTransition as refused:
+            log.warning(
+                "incident %s stays %s: the monitor saw its segment return", refused.incident_id, refused.current
+            )
+            return
         if changed is not None:
             await self.announce(*status_event(*changed))
             log.warning("incident %s resolved by the monitor", resolution.incident_id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.calibration import SEGMENT_MISS, detector_ert
+from monitor.cpu import CLOCK
 from monitor.detector import Detector, Level
 from monitor.inputs import OPTIONAL, Budget, Measurements, spec
 
@@ -45,12 +46,14 @@ class DetectorSet:
         self.ert, self.miss = detector_ert(self.service_ert, budget), SEGMENT_MISS / budget
         self.references, self.detectors, self.draft = {}, {}, set()
         with ThreadPoolExecutor(CALIBRATION_THREADS) as pool:  # numpy releases the GIL in the simulations
-            fitted = pool.map(lambda name: (name, self._fit(name, values[name])), sorted(values))
+            fitted = pool.map(
+                lambda name: (name, CLOCK.timed("calibration", self._fit, name, values[name])), sorted(values)
+            )
             self._install(dict(fitted), values)
 
     def add(self, name: str, values: list) -> None:
         """A detector for input ``name``, calibrated on its reference ``values`` (within the current budget)."""
-        self._install({name: self._fit(name, values)}, {name: values})
+        self._install({name: CLOCK.timed("calibration", self._fit, name, values)}, {name: values})
 
     def _fit(self, name: str, values: list) -> Detector | None:
         budget = Budget(self.ert, self.ert * WARNING_SHARE, self.miss, self.seed)

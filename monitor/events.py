@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -112,6 +113,10 @@ def _from_openai_pair(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of a UTF-16 surrogate (``\\ud800``-``\\udfff``): a lone one is not Unicode."""
+
+
 def _not_finite(literal: str) -> float:
     raise InvalidEvent("not_finite", f"{literal} is not a finite number")
 
@@ -123,6 +128,24 @@ def _finite(literal: str) -> float:
     return value
 
 
+def _surrogate_free(raw: bytes | str) -> bool:
+    """Whether ``raw`` is UTF-8 (or a string) without a surrogate, raw or escaped (``\\ud800``): then its JSON
+    strings are all Unicode, with no need to encode them again (which costs more than parsing them).
+
+    >>> _surrogate_free(b'{"a": "caf\\\\u00e9"}'), _surrogate_free(b'{"a": "\\\\ud83d"}')
+    (True, False)
+    >>> _surrogate_free(b'"\\xed\\xa0\\x80"'), _surrogate_free('"\\ud83d"')
+    (False, False)
+    """
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw  # strict UTF-8 has no surrogates
+        if text is raw:
+            text.encode()
+    except UnicodeError:
+        return False
+    return _ESCAPED_SURROGATE.search(text) is None
+
+
 def _load(raw: bytes | str, max_bytes: int | None) -> Any:
     """JSON of at most ``max_bytes`` bytes, nested within the parser's limit, with finite numbers and valid
     Unicode strings."""
@@ -131,7 +154,8 @@ def _load(raw: bytes | str, max_bytes: int | None) -> Any:
         raise InvalidEvent("too_large", f"{size} bytes, more than the {max_bytes} allowed")
     try:
         payload = json.loads(raw, parse_constant=_not_finite, parse_float=_finite)
-        json.dumps(payload, ensure_ascii=False).encode()  # strings must be Unicode: no lone surrogates
+        if not _surrogate_free(raw):
+            json.dumps(payload, ensure_ascii=False).encode()  # strings must be Unicode: no lone surrogates
     except RecursionError:
         raise InvalidEvent("too_deep", "JSON nested deeper than the parser's recursion limit") from None
     except UnicodeEncodeError as exc:

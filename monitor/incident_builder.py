@@ -19,7 +19,17 @@ from core.redact import redact
 from monitor.detector import Detector
 from monitor.detector_set import DetectorSet
 from monitor.events import TrafficEvent
-from monitor.incidents import SEVERITY, DriftIncident, Evidence, FeatureShift, IncidentKind, incident_id, kind_of
+from monitor.incidents import (
+    SEVERITY,
+    Cause,
+    DriftIncident,
+    Evidence,
+    FeatureShift,
+    IncidentKind,
+    cause_kinds,
+    incident_id,
+    worst,
+)
 from monitor.inputs import Measurements, spec
 
 EVIDENCE_EXAMPLES = 32
@@ -74,12 +84,28 @@ class IncidentBuilder:
         window.sort(key=lambda item: item[1].get(primary.feature, 0.0), reverse=upward)
         moved += self._also_moved(moved, window, detectors.references)
         shifts = [self._shift(watched[name], window) for name in moved]
-        return self._incident(kind_of(moved), shifts, onset, window, event)
+        return self._incident(causes(shifts, event), shifts, onset, window, event)
+
+    def cause(self, detectors: DetectorSet, kind: IncidentKind, names: list[str], event: int) -> Cause:
+        """The cause of ``kind`` that the inputs ``names`` of ``detectors``, drifting while an incident is open,
+        signal (their shifts over the events since the earliest of them began)."""
+        watched = detectors.detectors
+        onset = min((watched[name].onset for name in names), default=event)
+        window = self.since(onset, event)
+        return _cause(kind, [self._shift(watched[name], window) for name in names], event)
 
     def new_segment(self, first: int, event: int) -> DriftIncident:
         """The incident of a segment that appeared once the service was established: its reference began at its
         event ``first`` and is in at its ``event``-th."""
-        return self._incident(IncidentKind.NEW_SEGMENT, [], first, list(self.recent), event)
+        cause = Cause(
+            kind=IncidentKind.NEW_SEGMENT,
+            severity=SEVERITY[IncidentKind.NEW_SEGMENT],
+            features=[],
+            detectors=[],
+            onset_event=first,
+            detected_after_events=event,
+        )
+        return self._incident([cause], [], first, list(self.recent), event)
 
     def _also_moved(self, drafted: list[str], window: Window, references: dict[str, np.ndarray]) -> list[str]:
         """Features outside the draft whose mean over the drifted window is :data:`MOVED_Z` standard errors off
@@ -110,15 +136,16 @@ class IncidentBuilder:
         )
 
     def _incident(
-        self, kind: IncidentKind, shifts: list[FeatureShift], onset: int, window: Window, event: int
+        self, causes: list[Cause], shifts: list[FeatureShift], onset: int, window: Window, event: int
     ) -> DriftIncident:
         """A new incident, detected at the segment's ``event``-th event, with the first of ``window`` as evidence."""
         incident = DriftIncident(
             id=incident_id(self.segment, self.opened),
-            kind=kind,
-            severity=SEVERITY[kind],
+            kind=causes[0].kind,
+            severity=worst(causes),
             segment=self.segment,
             features=shifts,
+            causes=causes,
             detected_after_events=event,
             onset_event=onset,
             evidence=[
@@ -128,3 +155,24 @@ class IncidentBuilder:
         )
         self.opened += 1
         return incident
+
+
+def causes(shifts: list[FeatureShift], event: int) -> list[Cause]:
+    """The causes that ``shifts`` signal (:func:`monitor.incidents.cause_kinds`), most urgent first, named at the
+    segment's ``event``-th event."""
+    by_feature = {shift.feature: shift for shift in shifts}
+    return [
+        _cause(kind, [by_feature[name] for name in features], event)
+        for kind, features in cause_kinds(list(by_feature)).items()
+    ]
+
+
+def _cause(kind: IncidentKind, shifts: list[FeatureShift], event: int) -> Cause:
+    return Cause(
+        kind=kind,
+        severity=SEVERITY[kind],
+        features=[shift.feature for shift in shifts],
+        detectors=list(dict.fromkeys(shift.detector for shift in shifts)),
+        onset_event=min((o for shift in shifts if (o := shift.onset_event) is not None), default=None),
+        detected_after_events=event,
+    )

@@ -15,10 +15,13 @@ from monitor.events import REJECT_REASONS
 from monitor.incidents import SEVERITY
 from monitor.segments import SegmentMonitor
 
+JUDGE_OUTCOMES = ("scored", "unreadable", "failed", "over_budget", "busy")
+"""What became of a response offered to the judge (:mod:`monitor.judging`)."""
+
 
 class MonitorMetrics(AppMetrics):
     """What the stream step counts: events consumed and rejected, incidents opened, time per event, lag, live and
-    evicted segments, events folded into an overflow segment."""
+    evicted segments, events folded into an overflow segment, the judge's verdicts."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
@@ -28,6 +31,11 @@ class MonitorMetrics(AppMetrics):
         )
         self.incidents = self.counter(
             "driftloop_incidents_opened_total", "Drift incidents opened", ["kind", "severity"]
+        )
+        self.causes = self.counter(
+            "driftloop_incident_causes_total",
+            "Causes named by drift incidents, at opening or added while open (an incident may name several)",
+            ["kind", "severity"],
         )
         self.processing = self.histogram(
             "driftloop_event_processing_seconds",
@@ -56,6 +64,11 @@ class MonitorMetrics(AppMetrics):
             "Events whose route or tenant was past its limit per model, monitored in an overflow segment",
             ["dimension"],
         )
+        self.judge_verdicts = self.counter(
+            "driftloop_judge_verdicts_total",
+            "Sampled responses offered to the judge, by outcome (scored, unreadable, failed, over_budget, busy)",
+            ["outcome"],
+        )
         # Every known label value exists from the start, so rate() and increase() see the first event too.
         for outcome in ("accepted", "rejected"):
             self.events.labels(outcome)
@@ -63,8 +76,11 @@ class MonitorMetrics(AppMetrics):
             self.rejected.labels(reason)
         for kind, severity in SEVERITY.items():
             self.incidents.labels(kind, severity)
+            self.causes.labels(kind, severity)
         for dimension in DIMENSIONS:
             self.folded.labels(dimension)
+        for outcome in JUDGE_OUTCOMES:
+            self.judge_verdicts.labels(outcome)
 
 
 class DetectorCollector(Collector):

@@ -57,8 +57,11 @@ class SegmentStatuses:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    async def record(self, status: SegmentStatus) -> None:
-        await self.redis.hset(keys.SEGMENT_STATUSES, status.segment, status.model_dump_json())
+    async def record(self, statuses: list[SegmentStatus]) -> None:
+        """Record ``statuses`` (one round trip)."""
+        if statuses:
+            mapping = {status.segment: status.model_dump_json() for status in statuses}
+            await self.redis.hset(keys.SEGMENT_STATUSES, mapping=mapping)
 
     async def all(self) -> dict[str, SegmentStatus]:
         """Segment → its status."""

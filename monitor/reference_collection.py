@@ -11,6 +11,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 
 from core.redact import redact
+from monitor.cpu import CLOCK
 from monitor.detector_set import DetectorSet
 from monitor.inputs import MIN_REFERENCE, Measurements, spec
 
@@ -45,7 +46,8 @@ class ReferenceCollection:
         """The state to pickle: the report rows' prompts redacted (once per reference: about a second for 200 of
         them), the prompts of a reference still being collected left out."""
         if not self.report_redacted:
-            self.report_rows = [{**row, "prompt": redact(str(row["prompt"]))} for row in self.report_rows]
+            with CLOCK.stage("redaction"):
+                self.report_rows = [{**row, "prompt": redact(str(row["prompt"]))} for row in self.report_rows]
             self.report_redacted = True
         return {**self.__dict__, "prompts": []}
 

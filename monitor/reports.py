@@ -22,7 +22,7 @@ import pandas as pd
 from redis.asyncio import Redis
 
 from core import keys
-from core.embeddings import DIMENSIONS, embed
+from core.embeddings import DIMENSIONS, Model, embed
 from core.redact import redact
 from monitor.incidents import DriftIncident
 from monitor.records import incidents
@@ -41,9 +41,12 @@ def report_path(incident_id: str) -> str:
     return f"/v1/incidents/{incident_id}/report"
 
 
-def build_report(incident: DriftIncident, reference_rows: Sequence[Row], current_rows: Sequence[Row]) -> str:
+def build_report(
+    incident: DriftIncident, reference_rows: Sequence[Row], current_rows: Sequence[Row], model: Model
+) -> str:
     """The report as a standalone HTML page. ``*_rows`` are dicts of feature name → number plus ``prompt``
-    text; both windows must have the same columns and at least :data:`MIN_ROWS` rows (``ValueError``)."""
+    text; both windows must have the same columns and at least :data:`MIN_ROWS` rows (``ValueError``). The prompts
+    are embedded by ``model``, the encoder the monitor watched them with."""
     features = _check(reference_rows, "reference")
     if set(_check(current_rows, "current")) != set(features):
         raise ValueError(f"the windows have different columns: {sorted(features)} vs {sorted(_columns(current_rows))}")
@@ -53,8 +56,8 @@ def build_report(incident: DriftIncident, reference_rows: Sequence[Row], current
     from evidently.metrics import EmbeddingsDrift
     from evidently.presets import DataDriftPreset
 
-    reference, current = _frame(reference_rows[-MAX_ROWS:]), _frame(current_rows[-MAX_ROWS:])
-    vectors = [f"{EMBEDDING}_{i}" for i in range(DIMENSIONS)]
+    reference, current = _frame(reference_rows[-MAX_ROWS:], model), _frame(current_rows[-MAX_ROWS:], model)
+    vectors = [f"{EMBEDDING}_{i}" for i in range(DIMENSIONS[model])]
     definition = DataDefinition(numerical_columns=features, text_columns=[TEXT], embeddings={EMBEDDING: vectors})
     descriptors = [
         TextLength(TEXT, alias="prompt length"),
@@ -95,12 +98,12 @@ def _check(rows: Sequence[Row], window: str) -> list[str]:
     return [name for name in rows[0] if name != TEXT]
 
 
-def _frame(rows: Sequence[Row]) -> pd.DataFrame:
+def _frame(rows: Sequence[Row], model: Model) -> pd.DataFrame:
     """Rows as a frame: features, redacted prompts, and one column per embedding dimension."""
     frame = pd.DataFrame([dict(row) for row in rows])
     frame[TEXT] = frame[TEXT].map(redact)
-    vectors = embed(frame[TEXT].tolist())
-    embedded = pd.DataFrame(vectors, columns=[f"{EMBEDDING}_{i}" for i in range(DIMENSIONS)], index=frame.index)
+    vectors = embed(frame[TEXT].tolist(), model)
+    embedded = pd.DataFrame(vectors, columns=[f"{EMBEDDING}_{i}" for i in range(DIMENSIONS[model])], index=frame.index)
     return pd.concat([frame, embedded], axis=1)
 
 

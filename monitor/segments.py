@@ -15,9 +15,10 @@ A segment (model/route/tenant) goes through:
 2. **quiet** → **drafting**: a detector at its warning level (ERT ×
    :data:`~monitor.detector_set.WARNING_SHARE`) starts a draft that collects the features at warning; the
    draft is dropped when they all fall back.
-3. **open**: a detector at its drift level opens one incident with every drafted feature, the onset
-   (where the leading CUSUM left zero) and redacted evidence from the drifted window. While it is open
-   the segment raises nothing new (one incident per ongoing shift).
+3. **open**: a detector at its drift level opens one incident with every drafted feature, its causes (each
+   kind of change the moved features signal), the onset (where the leading CUSUM left zero) and redacted evidence
+   from the drifted window. While it is open the segment opens nothing new (one incident per ongoing shift), but a
+   detector of another kind reaching its drift level adds a cause to it (:class:`~monitor.incidents.CauseAdded`).
 4. **resolved**: after ``resolve_events`` consecutive events with every detector under its warning level,
    :meth:`SegmentMonitor.observe` returns a :class:`~monitor.incidents.Resolution`. A rolling reference is
    then rebuilt from the next events (:meth:`SegmentMonitor.rebase`); a pinned one
@@ -43,12 +44,14 @@ from monitor.detector_set import DetectorSet
 from monitor.events import TrafficEvent
 from monitor.features import FEATURES, Kind
 from monitor.incident_builder import EVIDENCE_WINDOW, IncidentBuilder
-from monitor.incidents import DriftIncident, Resolution
+from monitor.incidents import CauseAdded, DriftIncident, IncidentKind, Resolution, cause_kinds, feature_kind
 from monitor.inputs import INPUTS, MIN_REFERENCE, Measurements
 from monitor.reference_collection import ReferenceCollection
 
 WINDOWED = tuple(name for name, watched in INPUTS.items() if not watched.scalar)
 """Inputs that are not scalars, each watched by a windowed two-sample test (:mod:`monitor.windows`)."""
+SEMANTIC = "injection_similarity"
+"""An input of every embedded event (:meth:`SegmentMonitor.embedded_by` looks for it)."""
 PROFILE = tuple(name for name, spec in FEATURES.items() if spec.kind is not Kind.RATE and not spec.optional)
 """The numeric features whose joint profile (each one's reference deciles) a windowed test watches."""
 
@@ -93,11 +96,15 @@ class SegmentMonitor:
     seed: int = 0
     events: int = 0
     open_incident: str | None = None
+    open_causes: frozenset[IncidentKind] = frozenset()
+    """The kinds of the open incident's causes: a drift of another kind (not their symptom) adds a cause."""
     quiet_run: int = 0
     """Events in a row with every detector under its warning level while an incident is open."""
     positions: dict[int, int] = field(default_factory=dict)
     """Stream positions (partition → offset) of the last events in this state, kept by the worker so that a
     redelivered event (at-least-once delivery after a crash) is not counted twice."""
+    encoder: str | None = None
+    """The sentence encoder of its embedding inputs (:meth:`embedded_by`; None: none measured yet)."""
     collection: ReferenceCollection = field(init=False)
     detector_set: DetectorSet = field(init=False)
     builder: IncidentBuilder = field(init=False)
@@ -121,7 +128,7 @@ class SegmentMonitor:
             return "reference"
         return "open" if self.open_incident else "drafting" if self.detector_set.draft else "quiet"
 
-    def observe(self, event: TrafficEvent, inputs: Measurements) -> DriftIncident | Resolution | None:
+    def observe(self, event: TrafficEvent, inputs: Measurements) -> DriftIncident | Resolution | CauseAdded | None:
         """Update the segment with one event's :func:`measurements` (or bare features); return the incident it
         opens or the resolution it reaches."""
         self.events += 1
@@ -130,7 +137,7 @@ class SegmentMonitor:
             return self._collect(inputs, event.prompt_text)
         levels = self.detector_set.update(inputs, at=self.events)
         if self.open_incident is not None:
-            return self._track(levels)
+            return self._caused(levels) or self._track(levels)
         self.collection.collect_pending(inputs, self.detector_set)
         self.detector_set.redraft(levels)
         if any(level is Level.DRIFT for level in levels.values()):
@@ -139,7 +146,7 @@ class SegmentMonitor:
 
     def observe_many(
         self, events: list[TrafficEvent], inputs: list[Measurements]
-    ) -> Iterator[DriftIncident | Resolution]:
+    ) -> Iterator[DriftIncident | Resolution | CauseAdded]:
         """:meth:`observe` over a batch, with the same outcomes, yielded as they are reached (so the state is read
         as it was then, e.g. :meth:`report_windows`). Stretches where nothing happens (no detector reaches its drift
         level, no pending reference completes) run vectorised, each detector fed its values at once: it is what
@@ -190,6 +197,18 @@ class SegmentMonitor:
         common = set.intersection(*(set(row) for row in rows)) if rows else set()
         return [{k: row[k] for k in common} for row in reference], [{k: r[k] for k in common} for r in current]
 
+    def embedded_by(self, encoder: str) -> bool:
+        """Record that its embedding inputs now come from ``encoder``; if they came from another (the setting
+        changed), rebase: the reference's embeddings, injection similarities and topics are on the other's scale.
+        Whether it rebased. A state from before the encoder was recorded, with embedding inputs, had MiniLM's."""
+        embedded = any(SEMANTIC in names for names in (self.detectors, self.collection.pending, *self.collection.rows))
+        previous = self.encoder or ("minilm" if embedded else encoder)
+        self.encoder = encoder
+        if previous == encoder:
+            return False
+        self.rebase()
+        return True
+
     def rebase(self) -> None:
         """Drop the reference and detectors; the events after a new warm-up become the reference."""
         self.detector_set.clear()
@@ -208,9 +227,24 @@ class SegmentMonitor:
         return None
 
     def _hold(self, incident: DriftIncident) -> DriftIncident:
-        """Track ``incident`` until it resolves; the segment raises nothing else meanwhile."""
+        """Track ``incident`` until it resolves; the segment opens nothing else meanwhile."""
         self.open_incident, self.detector_set.draft, self.quiet_run = incident.id, set(), 0
+        self.open_causes = frozenset(cause.kind for cause in incident.causes)
         return incident
+
+    def _caused(self, levels: dict[str, Level]) -> CauseAdded | None:
+        """The cause added to the open incident when detectors of a kind it does not name, nor explain as a
+        symptom (:func:`~monitor.incidents.cause_kinds`), reach their drift level."""
+        drifting = [name for name, level in levels.items() if level is Level.DRIFT]
+        if not drifting or all(feature_kind(name) in self.open_causes for name in drifting):
+            return None
+        new = {k: names for k, names in cause_kinds(drifting, self.open_causes).items() if k not in self.open_causes}
+        if not new:
+            return None
+        kind, names = next(iter(new.items()))
+        cause = self.builder.cause(self.detector_set, kind, names, self.events)
+        self.open_causes |= {kind}
+        return CauseAdded(incident_id=self.open_incident or "", segment=self.segment, cause=cause)
 
     def _track(self, levels: dict[str, Level]) -> Resolution | None:
         """While an incident is open: count events under every warning level; resolve after enough of them."""
@@ -220,7 +254,7 @@ class SegmentMonitor:
         resolution = Resolution(
             incident_id=self.open_incident or "", segment=self.segment, resolved_after_events=self.events
         )
-        self.open_incident, self.quiet_run = None, 0
+        self.open_incident, self.open_causes, self.quiet_run = None, frozenset(), 0
         if not self.collection.pinned:
             self.rebase()
         return resolution

@@ -52,13 +52,16 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from core.embeddings import Model, embed
 from core.risk import injection_similarity
 from monitor.cardinality import Cardinality
+from monitor.cpu import CLOCK
 from monitor.events import TrafficEvent
-from monitor.features import TOPIC_FEATURES, extract_features, semantic_features
-from monitor.incidents import DriftIncident, Resolution
+from monitor.features import DEFAULT_TABLE, TOPIC_FEATURES, extract_features, semantic_features
+from monitor.incidents import DriftIncident, Outcome
 from monitor.language import detect_languages
 from monitor.metrics import MonitorMetrics
+from monitor.prices import PriceTable
 from monitor.records import SegmentStatus
 from monitor.segments import Measurements, SegmentMonitor, measurements
 from monitor.topics import TopicModel
@@ -83,6 +86,7 @@ class StreamSettings(Protocol):
     topic_count: int
     job_seed: int
     embeddings: bool
+    embedding_model: Model
     embedding_sample_rate: float
     max_live_segments: int
     segment_max_routes: int
@@ -104,7 +108,7 @@ class Outcomes:
     """What observing a batch reached: incidents and resolutions in the order reached, each incident's report
     windows as they were when it opened, and the segments the batch touched."""
 
-    reached: list[DriftIncident | Resolution]
+    reached: list[Outcome]
     windows: dict[str, ReportWindows]
     segments: list[str]
 
@@ -149,7 +153,7 @@ def topic_columns(model: TopicModel, vectors: np.ndarray) -> dict[str, np.ndarra
 
 class StreamStep:
     """The segments' live monitors and topic models, restored from and checkpointed into ``monitor_checkpoints``
-    and ``topic_checkpoints``; counts on ``metrics``. See the module docstring."""
+    and ``topic_checkpoints``; counts on ``metrics``; events cost what ``prices`` says. See the module docstring."""
 
     def __init__(
         self,
@@ -157,8 +161,9 @@ class StreamStep:
         monitor_checkpoints: CheckpointStore,
         topic_checkpoints: CheckpointStore,
         metrics: MonitorMetrics | None = None,
+        prices: PriceTable = DEFAULT_TABLE,
     ) -> None:
-        self.settings = settings
+        self.settings, self.prices = settings, prices
         self.monitor_checkpoints, self.topic_checkpoints = monitor_checkpoints, topic_checkpoints
         self.metrics = metrics or MonitorMetrics.default()
         self.monitors: OrderedDict[str, SegmentMonitor] = OrderedDict()
@@ -224,13 +229,11 @@ class StreamStep:
 
     def topics(self, segment: str) -> TopicModel:
         """The segment's topic model: live, else from its checkpoint, else a new one."""
+        return _restored(self.topic_models, self.topic_checkpoints, segment, self._new_topics)
+
+    def _new_topics(self) -> TopicModel:
         settings = self.settings
-        return _restored(
-            self.topic_models,
-            self.topic_checkpoints,
-            segment,
-            lambda: TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed),
-        )
+        return TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed)
 
     def admit(self, event: TrafficEvent, partition: int, offset: int, highwater: int | None = None) -> bool:
         """Whether the event at ``offset`` of ``partition`` is new to its segment's state, and if so take its
@@ -271,14 +274,20 @@ class StreamStep:
         self.unsaved.add(event.segment)
         return True
 
-    @staticmethod
-    def features(events: list[TrafficEvent]) -> list[Measurements]:
-        """Each event's features and language (CPU-heavy, and touches no state: fit for a thread)."""
-        languages = detect_languages([event.prompt_text for event in events])
-        return [
-            measurements(extract_features(event, language), language)
-            for event, language in zip(events, languages, strict=True)
-        ]
+    def features(self, events: list[TrafficEvent]) -> list[Measurements]:
+        """Each event's features (its cost at :attr:`prices`) and language (CPU-heavy, and touches no state: fit for a
+        thread)."""
+        with CLOCK.stage("language"):
+            languages = detect_languages([event.prompt_text for event in events])
+        with CLOCK.stage("features"):
+            return [
+                measurements(extract_features(event, language, self.prices), language)
+                for event, language in zip(events, languages, strict=True)
+            ]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Sentence embeddings of ``texts`` by the encoder of the settings (``embedding_model``)."""
+        return embed(texts, self.settings.embedding_model)
 
     def sample(self, events: list[TrafficEvent]) -> list[int]:
         """Positions of the events in the embedding sample (none when embeddings are off)."""
@@ -288,8 +297,15 @@ class StreamStep:
     def semantics(self, events: list[TrafficEvent], vectors: np.ndarray) -> list[Measurements]:
         """The embedding measurements of sampled events from their prompt embeddings (``vectors``, one row per
         event, of the prompt's first :data:`EMBED_CHARS`): injection similarity, the topic from the segment's
-        model (which learns from each, in order) and the embedding itself."""
-        similarities = injection_similarity(vectors)
+        model (which learns from each, in order) and the embedding itself. A segment whose state holds another
+        encoder's embeddings (``embedding_model`` changed) is rebased and its topics start again."""
+        model = self.settings.embedding_model
+        for segment in {event.segment for event in events}:
+            if self.segment(segment).embedded_by(model):
+                log.warning("segment %s: embeddings now by %s, collecting a new reference", segment, model)
+                self.topic_models[segment] = self._new_topics()
+                self.unsaved.add(segment)
+        similarities = injection_similarity(vectors, model)
         return [
             measurements(semantic_features(self.topics(event.segment).assign(vector), float(similarity)), vector=vector)
             for event, vector, similarity in zip(events, vectors, similarities, strict=True)
@@ -303,7 +319,7 @@ class StreamStep:
             batch = batches.setdefault(event.segment, ([], []))
             batch[0].append(event)
             batch[1].append(measured)
-        reached: list[DriftIncident | Resolution] = []
+        reached: list[Outcome] = []
         windows: dict[str, ReportWindows] = {}
         for segment, (segment_events, segment_inputs) in batches.items():
             state = self.segment(segment)

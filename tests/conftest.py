@@ -69,6 +69,7 @@ def settings(services: Settings, tmp_path: Path) -> Settings:
             "dlq_topic": f"llm.traffic.dlq.{suffix}",
             "incidents_topic": f"driftloop.incidents.{suffix}",
             "finetune_topic": f"finetune.requests.{suffix}",
+            "results_topic": f"finetune.results.{suffix}",
             "data_dir": tmp_path / "data",
             "webhook_backoff_s": 0.05,
             "webhook_allow_private_networks": True,

@@ -58,6 +58,7 @@ def stream_settings(**changes: object) -> SimpleNamespace:
         "topic_count": 4,
         "job_seed": 0,
         "embeddings": False,
+        "embedding_model": "static",
         "embedding_sample_rate": 1.0,
         "max_live_segments": 5000,
         "segment_max_routes": 0,
@@ -156,12 +157,15 @@ def make_version(
     rows: int = 60,
     store: DatasetStore | None = None,
     source: DriftIncident | None = None,
+    recipe_name: str | None = None,
     kind: DatasetKind = DatasetKind.TRAINING,
 ) -> DatasetManifest:
-    """Generate and write a real dataset version for ``source`` (default: :func:`make_incident`): a training set
-    with :func:`fixture_targets`, or an evaluation set."""
+    """Generate and write a real dataset version for ``source`` (default: :func:`make_incident`) with the recipe
+    ``recipe_name`` (default: its kind's): a training set with :func:`fixture_targets`, or an evaluation set."""
     source = source or make_incident()
-    recipe = load_recipes().for_kind(source.kind)
+    book = load_recipes()
+    recipe = book.named(recipe_name) if recipe_name else book.for_kind(source.kind)
+    assert recipe is not None, f"no recipe for {source.kind}: name one"
     generated = run_recipe(source, recipe, rows, seed=seed)
     samples, targets = generated.samples, None
     if kind == DatasetKind.TRAINING:

@@ -32,6 +32,14 @@ async def last_run(redis: Redis, suite: str) -> RunSummary | None:
     return RunSummary.model_validate_json(stored) if stored else None
 
 
+async def last_runs(redis: Redis) -> list[RunSummary]:
+    """The last run of every suite, the latest first."""
+    found = [key async for key in redis.scan_iter(match=keys.stress_last_run("*"), count=500)]
+    stored = await redis.mget(found) if found else []
+    runs = [RunSummary.model_validate_json(raw) for raw in stored if raw]
+    return sorted(runs, key=lambda run: run.finished_at, reverse=True)
+
+
 def regression_incident(run: StressRun, found: list[Regression], prompts: dict[str, str]) -> DriftIncident:
     """One incident for the regressed families of ``run``: a feature shift per family and metric, and failing
     probes of those families (prompt and redacted reply) as evidence, for the generation job to target."""

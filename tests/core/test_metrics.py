@@ -10,13 +10,14 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.metrics import MetricWrapperBase
 
 from core.metrics import AppMetrics, RedisMetrics
+from driftloop.metrics import IngestMetrics
 from feedback.metrics import FeedbackMetrics
 from generators.metrics import LLMMetrics
 from monitor.metrics import MonitorMetrics
 from validation.metrics import StressMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = [MonitorMetrics, LLMMetrics, StressMetrics, FeedbackMetrics, RedisMetrics]
+APPS = [MonitorMetrics, LLMMetrics, StressMetrics, FeedbackMetrics, RedisMetrics, IngestMetrics]
 
 
 def touch_every_metric(metrics: AppMetrics) -> None:

@@ -20,7 +20,8 @@ def test_traffic_writes_one_event_per_line_even_with_unicode_separators(tmp_path
     assert len(events) == 300 and events[0]["schema"] == "driftloop.traffic/v1"
 
 
-def test_worker_without_services_says_what_to_do(monkeypatch) -> None:
+def test_worker_without_services_says_what_to_do(monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DRIFTLOOP_KAFKA_BOOTSTRAP", raising=False)
     monkeypatch.delenv("DRIFTLOOP_REDIS_URL", raising=False)
     from driftloop.settings import get_settings

@@ -7,8 +7,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,13 +17,17 @@ from kafka import KafkaConsumer
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from devtools.embedded import free_port, serve_in_thread
+from driftloop.api import api_server
 from driftloop.settings import Settings
-from feedback import Dispatcher, JobRunner, Webhook, datasets, jobs, webhooks
+from feedback import Dispatcher, GenerationJob, JobRunner, Webhook, datasets, jobs, webhooks
 from feedback.egress import EgressPolicy
 from feedback.metrics import FeedbackMetrics
 from feedback.outbox import DeliveryLoop, Outbox
+from feedback.pool import JobPool
 from feedback.publishing import KafkaSend, Publisher
 from feedback.storage import DatasetStore
+from feedback.sweeper import sweep
 from monitor import StreamStats, incidents
 from monitor.records import SegmentStatuses
 
@@ -144,6 +148,11 @@ def runner(
     )
 
 
+async def swept(worker: JobRunner) -> list[GenerationJob | None]:
+    """The jobs one sweep of ``worker`` ran (in a pool of its own), each as its attempt ended."""
+    return list(await asyncio.gather(*await sweep(JobPool(worker, concurrency=1))))
+
+
 @asynccontextmanager
 async def delivering(dispatcher: Dispatcher, timeout: float = 30) -> AsyncIterator[None]:
     """Deliver ``dispatcher``'s outbox while the block runs, and after it until the outbox is empty."""
@@ -164,3 +173,14 @@ def run(settings: Settings, scenario: Callable[[Redis, KafkaSend], Awaitable[T]]
             return await scenario(redis, send)
 
     return asyncio.run(go())
+
+
+@contextmanager
+def served(settings: Settings) -> Iterator[str]:
+    """The API as ``driftloop api`` serves it (uvicorn on 127.0.0.1); its base URL."""
+    server = api_server(settings.model_copy(update={"api_port": free_port()}), host="127.0.0.1")
+    serve_in_thread(server)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True

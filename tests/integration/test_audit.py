@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -14,11 +13,11 @@ import redis
 from fastapi.testclient import TestClient
 from redis.asyncio import Redis as AsyncRedis
 
-from devtools.embedded import free_port, serve_in_thread
-from driftloop.api import api_server, create_api
+from driftloop.api import create_api
 from driftloop.audit import AuditEntry, AuditLog
 from driftloop.auth import Scope, hash_token
 from driftloop.settings import Settings
+from tests.integration.helpers import served
 
 pytestmark = pytest.mark.integration
 FORGED = "203.0.113.66"
@@ -32,17 +31,6 @@ def audit(api: TestClient) -> list[dict]:
         entries += page.json()
         if len(entries) >= int(page.headers["X-Total-Count"]):
             return entries
-
-
-@contextmanager
-def served(settings: Settings) -> Iterator[str]:
-    """The API as ``driftloop api`` serves it (uvicorn on 127.0.0.1); its base URL."""
-    server = api_server(settings.model_copy(update={"api_port": free_port()}), host="127.0.0.1")
-    serve_in_thread(server)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
 
 
 def test_a_forged_x_forwarded_for_is_the_client_ip_only_when_a_trusted_proxy_sent_it(

@@ -23,6 +23,7 @@ def test_demo_shows_every_step_and_exits_zero(tmp_path) -> None:
     for step in (
         "INCIDENT attack-wave in gpt-4o-mini",
         "INCIDENT latency-drift in llama-3.1-8b",
+        "no dataset: latency-drift is for on-call",
         "DATASET",
         "WEBHOOK dataset.published",
         "evaluation set (no LLM endpoint: prompts and expected behaviour, no targets)",
@@ -33,6 +34,6 @@ def test_demo_shows_every_step_and_exits_zero(tmp_path) -> None:
     assert "false alarm" not in out
     assert re.search(r"finetune\.requests messages\s*│\s*0\s", out), "evaluation sets are not sent to fine-tuning"
     assert "FINETUNE" not in out
-    assert re.search(r"webhook deliveries \(verified\)\s*│\s*2\s", out)
+    assert re.search(r"webhook deliveries \(verified\)\s*│\s*1\s", out), "the attack's dataset; none for latency"
     cards = re.findall(r"quality card \(open in a browser\): (\S+quality\.html)", out)
-    assert len(cards) == 2 and all("<svg" in Path(card).read_text() for card in cards)
+    assert len(cards) == 1 and all("<svg" in Path(card).read_text() for card in cards)

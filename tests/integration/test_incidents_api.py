@@ -131,7 +131,7 @@ def test_the_report_is_served_once_stored_and_the_incident_links_it(settings: Se
 def test_a_reference_is_pinned_taken_up_by_the_worker_listed_and_released(
     settings: Settings, client: TestClient
 ) -> None:
-    on_redis(settings, lambda r: SegmentStatuses(r).record(SegmentStatus(segment=SEGMENT, state="open", events=1200)))
+    on_redis(settings, lambda r: SegmentStatuses(r).record([SegmentStatus(segment=SEGMENT, state="open", events=1200)]))
     assert client.get("/v1/segments").json() == [
         {
             "segment": SEGMENT,

@@ -22,7 +22,6 @@ from feedback.leases import Lease, LeaseLost, holder
 from feedback.manifest import DatasetKind
 from feedback.metrics import FeedbackMetrics
 from feedback.publishing import KafkaSend, Publisher, publications
-from feedback.sweeper import sweep
 from monitor import incidents
 from tests.factories import make_version, traffic_incident
 from tests.integration.helpers import (
@@ -32,6 +31,7 @@ from tests.integration.helpers import (
     runner,
     store_unchecked_webhook,
     stored_datasets,
+    swept,
     topic_messages,
     wait_for,
 )
@@ -82,7 +82,7 @@ def test_one_job_per_incident_and_one_announcement(settings: Settings) -> None:
         async def scenario(redis: Redis, send: KafkaSend) -> list:
             worker = runner(redis, send, settings.data_dir, "worker-a")
             async with delivering(worker.dispatcher):
-                return [await worker.handle(traffic_incident(id="inc-1")) for _ in range(2)]
+                return [job for _ in range(2) for job in await worker.handle(traffic_incident(id="inc-1"))]
 
         first, second = run(settings, scenario)
     assert first.state == "succeeded" and second.model_dump() == first.model_dump()
@@ -108,16 +108,16 @@ def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) ->
         assert claim is not None
         taken = await jobs(redis).get(job.id)
         assert (taken.state, taken.lease_owner, taken.attempts) == ("running", "worker-a", 1)
-        assert await sweep(alive) == [], "a live lease keeps the job with its owner"
+        assert await swept(alive) == [], "a live lease keeps the job with its owner"
         await asyncio.sleep(0.7)
-        [swept] = await sweep(alive)
+        [taken_over] = await swept(alive)
         # Worker a wakes up: every write it tries is fenced off, so it publishes nothing.
         zombie = await dead.execute(claim)
-        return swept, zombie, await holder(redis, job.id), await redis.smembers(keys.JOBS_ACTIVE)
+        return taken_over, zombie, await holder(redis, job.id), await redis.smembers(keys.JOBS_ACTIVE)
 
-    swept, zombie, lease, active = run(settings, scenario)
-    assert swept.state == "succeeded" and swept.attempts == 2 and swept.dataset_id
-    assert zombie.model_dump() == swept.model_dump()
+    taken_over, zombie, lease, active = run(settings, scenario)
+    assert taken_over.state == "succeeded" and taken_over.attempts == 2 and taken_over.dataset_id
+    assert zombie.model_dump() == taken_over.model_dump()
     assert lease is None and active == set()
     assert registry.get_sample_value("driftloop_job_takeovers_total") == 1
     assert finetune_ids(settings) == [], "no teacher: an evaluation set, not sent to fine-tuning"
@@ -174,7 +174,7 @@ def test_a_cancelled_job_whose_worker_died_is_ended_by_the_sweeper(settings: Set
 
     async def later(redis: Redis, send: KafkaSend) -> list:
         await asyncio.sleep(0.7)
-        return await sweep(runner(redis, send, settings.data_dir, "worker-b"))
+        return await swept(runner(redis, send, settings.data_dir, "worker-b"))
 
     [job] = run(settings, later)
     assert job.state == "cancelled" and job.error == "cancelled before it ran" and job.dataset_id is None
@@ -186,7 +186,7 @@ def test_a_queued_job_is_cancelled_at_once_and_a_finished_one_not_at_all(
 ) -> None:
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
         queued = await submit(redis, traffic_incident(id="inc-q"), "attack-hardening")
-        done = await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident(id="inc-d"))
+        [done] = await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident(id="inc-d"))
         return queued.id, done.id
 
     queued, done = run(settings, scenario)
@@ -198,7 +198,7 @@ def test_a_queued_job_is_cancelled_at_once_and_a_finished_one_not_at_all(
     assert client.post("/v1/jobs/nope/cancel").status_code == 404
 
     async def rerun(redis: Redis, send: KafkaSend) -> list:
-        return await sweep(runner(redis, send, settings.data_dir, "worker-b"))
+        return await swept(runner(redis, send, settings.data_dir, "worker-b"))
 
     assert run(settings, rerun) == [], "neither job is left for the sweeper"
     assert client.get(f"/v1/jobs/{queued}").json()["state"] == "cancelled"
@@ -213,9 +213,9 @@ def test_retries_are_bounded_and_end_in_failed(settings: Settings, tmp_path: Pat
         async def scenario(redis: Redis, send: KafkaSend) -> list:
             worker = runner(redis, send, blocked, "worker-a", max_attempts=2)
             async with delivering(worker.dispatcher):
-                first = await worker.handle(traffic_incident())
-                [second] = await sweep(worker)
-                return [first, second, await sweep(worker)]
+                [first] = await worker.handle(traffic_incident())
+                [second] = await swept(worker)
+                return [first, second, await swept(worker)]
 
         first, second, third = run(settings, scenario)
     assert (first.state, first.attempts) == ("queued", 1) and first.error.startswith("attempt 1 of 2: ")
@@ -234,7 +234,8 @@ def test_the_approval_gate_holds_then_publishes_exactly_once(settings: Settings,
         async def scenario(redis: Redis, send: KafkaSend) -> object:
             worker = runner(redis, send, settings.data_dir, "worker-a", require_approval=True)
             async with delivering(worker.dispatcher):
-                return await worker.handle(traffic_incident())
+                [job] = await worker.handle(traffic_incident())
+                return job
 
         job = run(settings, scenario)
         assert job.state == "succeeded" and job.dataset_id
@@ -266,7 +267,8 @@ def test_a_receiver_whose_stored_secret_cannot_sign_stops_no_job_and_no_approval
         async def scenario(redis: Redis, send: KafkaSend) -> object:
             worker = runner(redis, send, settings.data_dir, "worker-a", require_approval=True)
             async with delivering(worker.dispatcher):
-                return await worker.handle(traffic_incident(id="inc-1"))  # incident.opened comes before the job
+                [job] = await worker.handle(traffic_incident(id="inc-1"))  # incident.opened comes before the job
+                return job
 
         job = run(settings, scenario)
         assert job.state == "succeeded" and job.dataset_id
@@ -291,7 +293,8 @@ def test_a_version_published_without_the_gate_cannot_be_approved(settings: Setti
     ensure_topics(settings)
 
     async def scenario(redis: Redis, send: KafkaSend) -> object:
-        return await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident())
+        [job] = await runner(redis, send, settings.data_dir, "worker-a").handle(traffic_incident())
+        return job
 
     job = run(settings, scenario)
     assert client.get(f"/v1/datasets/{job.dataset_id}/publication").json()["state"] == "published"
@@ -334,7 +337,7 @@ def test_a_manual_job_is_queued_as_a_manual_incident_and_runs_to_a_dataset(
     assert len(evidence) == 6 and "<EMAIL>" in evidence[0] and "jane.doe@acme-corp.com" not in str(stored)
 
     async def scenario(redis: Redis, send: KafkaSend) -> list:
-        return await sweep(runner(redis, send, settings.data_dir, "worker-a"))  # how every worker picks it up
+        return await swept(runner(redis, send, settings.data_dir, "worker-a"))  # how every worker picks it up
 
     [ran] = run(settings, scenario)
     assert ran.id == job["id"] and ran.state == "succeeded", ran.error

@@ -10,8 +10,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from devtools.embedded import SMOLLM2_ALIAS, free_port
+from devtools.traffic import sharegpt_pairs
 from driftloop.settings import Settings
 from driftloop.worker import llm_generators
+from generators.judge import LLMJudge, MinuteBudget
 from generators.llm import REJECTION_REASONS, REPLY_SCHEMA, TECHNIQUE, EndpointBackend, LLMGenerator, Variation
 from generators.llm_client import (
     UNKNOWN_MODEL,
@@ -24,7 +26,9 @@ from generators.llm_client import (
 from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes, run_recipe
 from generators.samples import Expected
-from monitor import DriftIncident
+from monitor import DriftIncident, TrafficEvent
+from monitor.judging import JudgeSampler, OverBudget
+from monitor.metrics import MonitorMetrics
 from tests.factories import make_incident, traffic_evidence
 
 pytestmark = pytest.mark.slow  # a 135M model on 2 shared cores: seconds per call
@@ -195,3 +199,79 @@ def test_recipes_naming_llm_use_the_configured_endpoint(llm_server: str) -> None
 
     without = run_recipe(incident(), recipe, total=10, seed="5", extra=llm_generators(Settings(_env_file=None)))
     assert "llm" in without.skipped and "llm" not in without.generator_versions
+
+
+def short_pairs(count: int) -> list[tuple[str, str]]:
+    """Real ShareGPT exchanges short enough to judge quickly on the CPU."""
+    return [(p, r) for p, r in sharegpt_pairs() if len(p) + len(r) < 600][:count]
+
+
+def test_the_judge_scores_real_responses_from_1_to_5(llm_server: str) -> None:
+    metrics = LLMMetrics(CollectorRegistry())
+    judge = LLMJudge(endpoint(llm_server), MinuteBudget(100_000), metrics)
+    exchanges = [*short_pairs(3), ("What is the capital of France?", "Bananas are yellow.")]
+
+    async def judged() -> list[float]:
+        try:
+            return [await judge.score(prompt, response) for prompt, response in exchanges]
+        finally:
+            await judge.close()
+
+    scores = asyncio.run(judged())
+    assert len(scores) == 4 and set(scores) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert metric(metrics, "driftloop_llm_requests_total", model=SMOLLM2_ALIAS, outcome="ok") == 4
+    assert (
+        0
+        < judge.budget.current().used
+        == metric(metrics, "driftloop_llm_tokens_total", model=SMOLLM2_ALIAS, kind="prompt")
+        + metric(metrics, "driftloop_llm_tokens_total", model=SMOLLM2_ALIAS, kind="completion")
+    )
+
+
+def test_the_judges_budget_stops_its_calls_within_the_minute(llm_server: str) -> None:
+    metrics = LLMMetrics(CollectorRegistry())
+    judge = LLMJudge(endpoint(llm_server), MinuteBudget(1), metrics)  # the first call spends it
+    [(prompt, response)] = short_pairs(1)
+
+    async def twice() -> tuple[float, type[BaseException] | None]:
+        try:
+            first = await judge.score(prompt, response)
+            try:
+                await judge.score(prompt, response)
+            except OverBudget as error:
+                return first, type(error)
+            return first, None
+        finally:
+            await judge.close()
+
+    assert asyncio.run(twice())[1] is OverBudget
+    assert metric(metrics, "driftloop_llm_requests_total", model=SMOLLM2_ALIAS, outcome="ok") == 1
+
+
+def test_judged_scores_of_the_real_model_join_later_events(llm_server: str) -> None:
+    """The monitor's sampler with the LLM judge: two verdicts awaited at most, the third sampled event is busy; the
+    verdicts join the next events of their segment as ``judge_score``."""
+    monitor_metrics = MonitorMetrics(CollectorRegistry())
+    judge = LLMJudge(endpoint(llm_server), MinuteBudget(100_000), LLMMetrics(CollectorRegistry()))
+    sampler = JudgeSampler(judge, rate=1.0, max_pending=2, metrics=monitor_metrics)
+    exchanges = short_pairs(3)
+    offered = [TrafficEvent(id=f"j{i}", model="m", prompt=p, response=r) for i, (p, r) in enumerate(exchanges)]
+    later = [TrafficEvent(id=f"k{i}", model="m", prompt="hi", response="hello") for i in range(3)]
+
+    async def scenario() -> list[dict]:
+        try:
+            sampler.offer(offered)
+            await asyncio.gather(*sampler.pending)
+            inputs: list[dict] = [{} for _ in later]
+            sampler.attach(later, inputs)
+            return inputs
+        finally:
+            await sampler.close()
+
+    inputs = asyncio.run(scenario())
+    assert [set(measured) for measured in inputs] == [{"judge_score"}, {"judge_score"}, set()]
+    assert {inputs[0]["judge_score"], inputs[1]["judge_score"]} <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    verdict = lambda outcome: monitor_metrics.registry.get_sample_value(  # noqa: E731
+        "driftloop_judge_verdicts_total", {"outcome": outcome}
+    )
+    assert (verdict("scored"), verdict("busy"), verdict("unreadable"), verdict("failed")) == (2, 1, 0, 0)

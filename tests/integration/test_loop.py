@@ -185,3 +185,31 @@ def test_events_redelivered_after_a_restart_are_not_counted_twice(settings: Sett
         wait_for(lambda: segment_events(settings) >= 1700, 120, "the second worker to fold in the new events")
         wait_for(lambda: accepted(settings) >= 1700, 30, "the accepted counter")
     assert segment_events(settings) == 1700
+
+
+def test_an_attack_during_a_latency_regression_is_one_incident_naming_both_with_a_job_for_the_attack_only(
+    settings: Settings, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    both = ShiftPlan(shift_at=EVENTS // 2, attack_model=MODELS[0], latency_model=MODELS[0], latency_factor=1.4)
+    ensure_topics(settings)
+    with worker_process(settings, tmp_path / "worker.log"):
+        replay(lines(both, seed=13), settings)
+        wait_for(lambda: accepted(settings) >= EVENTS, 120, "all events to be processed")
+        [job] = wait_for(lambda: finished_jobs(settings, 1), 60, "the attack's generation job")
+        named = wait_for(
+            lambda: [i for i in stored_incidents(settings) if len(i.causes) >= 2], 30, "both causes to be named"
+        )
+    [incident] = stored_incidents(settings)
+    assert named[0].id == incident.id and incident.segment.startswith(MODELS[0])
+    kinds = [cause.kind for cause in incident.causes]
+    assert kinds[0] == "attack-wave" and "latency-drift" in kinds, kinds
+    assert incident.kind == "attack-wave" and incident.severity == "critical"
+    latency = next(cause for cause in incident.causes if cause.kind == "latency-drift")
+    assert {"latency_ms", "tokens_per_s"} & set(latency.features) and latency.onset_event is not None
+    assert [(j.recipe, j.incident_id) for j in stored_jobs(settings)] == [("attack-hardening", incident.id)], (
+        "the attack cause gets its job; the latency cause none (on-call only)"
+    )
+    assert job.state == "succeeded"
+    with make_client("read") as api:
+        shown = api.get(f"/v1/incidents/{incident.id}").json()
+    assert [c["kind"] for c in shown["causes"]] == kinds

@@ -26,7 +26,7 @@ def test_a_jobs_dataset_has_a_served_quality_card(
 
     async def scenario(redis: Redis, send: KafkaSend) -> tuple:
         worker = runner(redis, send, settings.data_dir, "worker-a")
-        first = await worker.handle(traffic_incident(id="inc-1"))
+        [first] = await worker.handle(traffic_incident(id="inc-1"))
         own = await worker._earlier(traffic_incident(id="inc-1"), first.id)
         other = await worker._earlier(traffic_incident(id="inc-2"), "j")
         return first, await DatasetRegistry(redis).get(first.dataset_id), own, other

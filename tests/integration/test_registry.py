@@ -58,7 +58,9 @@ def test_list_filters_and_paginates(client: TestClient, settings: Settings) -> N
     attack = register(settings, make_version(settings.data_dir, seed="1"), days_ago=3)
     attack_again = register(settings, make_version(settings.data_dir, seed="2"), days_ago=2)
     latency = make_incident(id="inc-2", kind="latency-drift", segment="llama-3.1-8b/chat/globex")
-    slow = register(settings, make_version(settings.data_dir, source=latency), days_ago=1)
+    slow = register(
+        settings, make_version(settings.data_dir, source=latency, recipe_name="length-extremes"), days_ago=1
+    )
 
     assert ids(client.get("/v1/datasets")) == [slow.id, attack_again.id, attack.id]
     assert ids(client.get("/v1/datasets", params={"incident_id": "inc-1"})) == [attack_again.id, attack.id]

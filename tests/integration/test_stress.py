@@ -109,7 +109,7 @@ def test_a_planted_regression_opens_one_incident_and_one_job(llm_server: str, se
             config = StressConfig(system_prompt=prompt, max_tokens=24)
             outcomes.append(await scheduled_stress(suite_path, endpoint, config, redis, sink, metrics))
         stored = await incidents(redis).list()
-        job = await runner(redis, send, settings.data_dir, "worker-a").handle(published[0])
+        [job] = await runner(redis, send, settings.data_dir, "worker-a").handle(published[0])
         return outcomes, stored, job, await last_run(redis, "canaries"), await jobs(redis).list()
 
     (first, second), stored, job, last, all_jobs = asyncio.run(_with_services(settings, scenario))

@@ -5,6 +5,7 @@ from statistics import mean
 import numpy as np
 import pytest
 
+from core import embeddings
 from core.scan import SCAN_CHARS
 from devtools.traffic import jailbreak_prompts, sharegpt_pairs
 from monitor.features import (
@@ -90,14 +91,17 @@ def test_finish_reason_and_feedback() -> None:
 
 @pytest.mark.slow
 def test_topic_novelty_is_high_for_an_off_topic_batch() -> None:
-    from core.embeddings import embed
+    """With MiniLM's embeddings. The static encoder's are coarser: 9 of 30 new coding prompts were novel."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return embeddings.embed(texts, "minilm")
 
     coding = [p[:500] for p, _ in sharegpt_pairs() if code_share(p) > 0.3][:90]
-    model = TopicModel(reference_size=60, topics=4)
-    assert all(model.assign(v) is None for v in embed(coding[:60]))
-    model = pickle.loads(pickle.dumps(model))  # the worker checkpoints it into a Faust table
-    same = [model.assign(v) for v in embed(coding[60:])]
-    off_topic = [model.assign(v) for v in embed([p[:500] for p in jailbreak_prompts()[:30]])]
+    topics = TopicModel(reference_size=60, topics=4)
+    assert all(topics.assign(v) is None for v in embed(coding[:60]))
+    topics = pickle.loads(pickle.dumps(topics))  # the worker checkpoints it into a Faust table
+    same = [topics.assign(v) for v in embed(coding[60:])]
+    off_topic = [topics.assign(v) for v in embed([p[:500] for p in jailbreak_prompts()[:30]])]
     # The radius is the 95% quantile of 30 held-out reference prompts' distances, so new on-topic prompts are
     # novel about 5% of the time (a noisy quantile: measured 4 of 30); real coding prompts are diverse (radius
     # 0.87 in cosine distance), so many jailbreaks still fall inside it, but clearly more are novel (11 of 30).
@@ -110,15 +114,14 @@ def test_topic_novelty_is_high_for_an_off_topic_batch() -> None:
 def test_a_held_out_topic_raises_one_topic_share_above_its_reference_rate() -> None:
     """Business and start-up prompts kept out of a 200-prompt reference of real ShareGPT traffic: they are not
     more novel than quiet prompts (measured 4% against 10%), but most land in one reference topic, whose share
-    rate rises far above its rate in quiet traffic (measured 0.54 against 0.05)."""
-    from core.embeddings import embed
-
+    rate rises far above its rate in quiet traffic (measured 0.54 against 0.05). MiniLM's topics; the static
+    encoder's are coarser (that topic's share measured 0.60 against 0.28)."""
     business = re.compile(r"\b(startup|start-up|marketing|business plan|brand)\b", re.IGNORECASE)
     prompts = [p for p, _ in sharegpt_pairs()[:3000] if p.strip()]
     topic = [p for p in prompts if business.search(p)][:80]
     quiet = [p for p in prompts if not business.search(p)]
     quiet = [quiet[i] for i in np.random.default_rng(0).permutation(len(quiet))[:400]]  # file order is by chat
-    vectors = embed([p[:300] for p in quiet + topic])
+    vectors = embeddings.embed([p[:300] for p in quiet + topic], "minilm")
     model = TopicModel(reference_size=200, topics=TOPIC_FEATURES)
     assert all(model.assign(v) is None for v in vectors[:200])
 

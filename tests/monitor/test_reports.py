@@ -41,7 +41,7 @@ def verdict(html: str, column: str) -> str:
 @pytest.mark.slow
 def test_the_report_shows_the_drifted_columns_and_no_personal_data(windows: tuple[list, list]) -> None:
     reference, current = windows
-    html = build_report(INCIDENT, reference, current)
+    html = build_report(INCIDENT, reference, current, "static")
     assert html.lstrip().startswith("<!DOCTYPE html>")
     # the jailbreak wave moved the injection score, the refusals and the prompts; latency stayed at 900 ms
     for column in ("injection_score", "refusal", "prompt length", "prompt words", "prompt"):
@@ -66,4 +66,4 @@ def test_the_report_shows_the_drifted_columns_and_no_personal_data(windows: tupl
 def test_bad_windows_are_refused_with_the_reason(windows: tuple[list, list], change, message: str) -> None:
     reference, current = change(*windows)
     with pytest.raises(ValueError, match=message):
-        build_report(INCIDENT, reference, current)
+        build_report(INCIDENT, reference, current, "static")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -116,7 +117,7 @@ def test_topic_columns_equal_the_per_event_assignment() -> None:
 
 
 def test_measure_adds_embeddings_and_topics_for_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("monitor.stream.injection_similarity", lambda vectors: np.full(len(vectors), 0.25))
+    monkeypatch.setattr("monitor.stream.injection_similarity", lambda vectors, model: np.full(len(vectors), 0.25))
     rng = np.random.default_rng(0)
 
     def embed(texts: list[str]) -> np.ndarray:
@@ -134,3 +135,44 @@ def test_measure_adds_embeddings_and_topics_for_the_sample(monkeypatch: pytest.M
     assert "topic_novelty" in inputs[chosen[-1]] and "topic_novelty" not in inputs[chosen[0]]  # fitted on the way
     off = StreamStep(stream_settings(), {}, {})
     assert off.sample(batch) == [] and not any("prompt_embedding" in row for row in asyncio.run(measure(off, batch)))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["recorded", "from before the encoder was recorded"])
+def test_a_segment_measured_by_another_encoder_collects_a_new_reference(
+    monkeypatch: pytest.MonkeyPatch, legacy: bool
+) -> None:
+    """Changing ``embedding_model`` with checkpoints in place: the segments' references hold the other encoder's
+    vectors (another dimension) and similarities (another scale), so they are rebased, not fed the new ones."""
+    monkeypatch.setattr("monitor.stream.injection_similarity", lambda vectors, model: np.full(len(vectors), 0.25))
+    rng = np.random.default_rng(0)
+
+    def encoder(dimensions: int) -> Callable[[list[str]], np.ndarray]:
+        def embed(texts: list[str]) -> np.ndarray:
+            x = rng.standard_normal((len(texts), dimensions))
+            return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+        return embed
+
+    monitors: dict[bytes, bytes] = {}
+    topics: dict[bytes, bytes] = {}
+    before = StreamStep(stream_settings(embeddings=True, embedding_model="minilm"), monitors, topics)
+    batch = events(300)
+    before.observe(batch, asyncio.run(measure(before, batch, encoder(12))))
+    assert before.segment(SEGMENT).detectors and before.topics(SEGMENT).fitted
+    if legacy:
+        before.segment(SEGMENT).encoder = None
+    before.checkpoint()
+
+    same = StreamStep(stream_settings(embeddings=True, embedding_model="minilm"), monitors, topics)
+    more = events(20, start=300)
+    same.observe(more, asyncio.run(measure(same, more, encoder(12))))
+    assert same.segment(SEGMENT).detectors, "the same encoder: the reference stands"
+
+    after = StreamStep(stream_settings(embeddings=True, embedding_model="static"), monitors, topics)
+    after.observe(more, asyncio.run(measure(after, more, encoder(8))))
+    state = after.segment(SEGMENT)
+    assert state.state == "reference" and state.encoder == "static" and not after.topics(SEGMENT).fitted
+    assert after.checkpoint() == [SEGMENT] and pickle.loads(monitors[SEGMENT.encode()]).encoder == "static"
+    rest = events(400, start=320)
+    after.observe(rest, asyncio.run(measure(after, rest, encoder(8))))
+    assert after.segment(SEGMENT).detectors and after.topics(SEGMENT).centroids.shape[1] == 8

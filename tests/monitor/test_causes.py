@@ -1,0 +1,134 @@
+"""An incident names every cause: at opening, and when another kind of change begins while it is open."""
+
+import pickle
+
+import numpy as np
+
+from generators.recipes import load_recipes
+from monitor import DriftIncident, SegmentMonitor
+from monitor.incidents import CauseAdded, IncidentKind, Severity
+
+BOOK = load_recipes()
+
+
+def _monitor() -> SegmentMonitor:
+    return SegmentMonitor("m/chat/t", service_ert=1e6, warmup=50, reference_events=800, resolve_events=300, seed=1)
+
+
+def _rows(
+    rng: np.random.Generator,
+    n: int,
+    latency: float = 6.0,
+    attacks: float = 0.0,
+    refusal: float = 0.02,
+    short_refusals: bool = False,
+) -> list[dict[str, float]]:
+    """Events whose answers take ``latency`` (log ms) at 200 tokens each; attacked ones are refused (with
+    ``short_refusals``, in a fifth of the tokens and time: the same pace)."""
+    attacked = rng.random(n) < attacks
+    short = 0.2 if short_refusals else 1.0
+    return [
+        {
+            "latency_ms": float(x) * (short if a else 1.0),
+            "tokens_per_s": 200 / (float(x) / 1000),
+            "refusal": float(r or a),
+            "injection_score": 0.67 if a else float(rng.random() < 0.01) * 0.33,
+        }
+        for x, r, a in zip(rng.lognormal(latency, 0.3, n), rng.random(n) < refusal, attacked, strict=True)
+    ]
+
+
+class _Event:
+    prompt_text, response = "hello", "hi"
+
+
+def _feed(monitor: SegmentMonitor, rows: list[dict[str, float]]) -> list:
+    return [out for row in rows if (out := monitor.observe(_Event(), row))]  # type: ignore[arg-type]
+
+
+def test_two_kinds_of_change_at_once_are_one_incident_naming_both_causes() -> None:
+    rng = np.random.default_rng(11)
+    monitor = _monitor()
+    assert _feed(monitor, _rows(rng, 900)) == []
+    [incident] = _feed(monitor, _rows(rng, 400, latency=6.6, attacks=0.3))
+    assert isinstance(incident, DriftIncident)
+    kinds = [cause.kind for cause in incident.causes]
+    assert kinds == [IncidentKind.ATTACK_WAVE, IncidentKind.LATENCY_DRIFT]
+    assert incident.kind == IncidentKind.ATTACK_WAVE and incident.severity == Severity.CRITICAL
+    attack = incident.causes[0]
+    assert "injection_score" in attack.features and "refusal" in attack.features, "refusals are the attack's symptom"
+    assert set(incident.causes[1].features) == {"latency_ms", "tokens_per_s"}
+    assert incident.causes[1].detectors == ["cusum"]
+    assert "(with latency-drift)" in incident.headline
+    assert [recipe.name for recipe in BOOK.for_incident(incident)] == ["attack-hardening"], "latency: on-call only"
+
+
+def test_a_change_of_another_kind_while_open_adds_a_cause_and_a_symptom_does_not() -> None:
+    rng = np.random.default_rng(12)
+    monitor = _monitor()
+    _feed(monitor, _rows(rng, 900))
+    [incident] = _feed(monitor, _rows(rng, 200, latency=6.6))
+    assert [c.kind for c in incident.causes] == [IncidentKind.LATENCY_DRIFT] and not BOOK.for_incident(incident)
+    assert incident.severity == Severity.WARNING
+
+    restored = pickle.loads(pickle.dumps(monitor))  # a worker restart in between keeps what the incident names
+    [added] = _feed(restored, _rows(rng, 400, latency=6.6, attacks=0.3))
+    assert isinstance(added, CauseAdded) and added.incident_id == incident.id
+    assert added.cause.kind == IncidentKind.ATTACK_WAVE and "injection_score" in added.cause.features
+    assert incident.detected_after_events < added.cause.detected_after_events <= restored.events
+    assert added.cause.onset_event is not None and added.cause.onset_event > incident.detected_after_events - 50
+
+    named = incident.with_cause(added.cause)
+    assert [c.kind for c in named.causes] == [IncidentKind.ATTACK_WAVE, IncidentKind.LATENCY_DRIFT]
+    assert named.kind == IncidentKind.ATTACK_WAVE and named.severity == Severity.CRITICAL
+    assert [recipe.name for recipe in BOOK.for_incident(named)] == ["attack-hardening"]
+    assert _feed(restored, _rows(rng, 300, latency=6.6, attacks=0.3, refusal=0.3)) == [], "refusals: a symptom"
+
+
+def test_a_segment_that_resolves_names_causes_afresh() -> None:
+    rng = np.random.default_rng(13)
+    monitor = _monitor()
+    _feed(monitor, _rows(rng, 900))
+    [opened] = _feed(monitor, _rows(rng, 200, latency=6.6))
+    back = _feed(monitor, _rows(rng, 700))
+    assert [type(out).__name__ for out in back] == ["Resolution"] and monitor.open_causes == frozenset()
+    assert opened.causes and monitor.state == "reference"
+
+
+def test_a_cause_added_folds_the_causes_named_before_that_were_its_symptoms() -> None:
+    from monitor.incidents import Cause
+
+    quality = Cause(
+        kind="quality-drop", severity="warning", features=["refusal"], detectors=["bernoulli-cusum"], onset_event=900
+    )
+    latency = Cause(
+        kind="latency-drift", severity="warning", features=["latency_ms"], detectors=["cusum"], onset_event=880
+    )
+    attack = Cause(
+        kind="attack-wave", severity="critical", features=["injection_score"], detectors=["cusum"], onset_event=905
+    )
+    incident = DriftIncident(
+        id="i",
+        kind="quality-drop",
+        severity="warning",
+        segment="m/chat/t",
+        features=[],
+        causes=[quality, latency],
+        detected_after_events=950,
+        onset_event=880,
+    )
+    named = incident.with_cause(attack)
+    assert [c.kind for c in named.causes] == ["attack-wave", "latency-drift"], "the refusals were the attack's"
+    assert named.causes[0].features == ["injection_score", "refusal"] and named.causes[0].onset_event == 900
+    assert named.causes[0].detectors == ["cusum", "bernoulli-cusum"] and named.severity == "critical"
+
+
+def test_latency_that_follows_shorter_refusals_is_the_attack_s_symptom_not_a_cause() -> None:
+    rng = np.random.default_rng(14)
+    monitor = _monitor()
+    _feed(monitor, _rows(rng, 900))
+    found = _feed(monitor, _rows(rng, 600, attacks=0.3, short_refusals=True))
+    [incident] = [out for out in found if isinstance(out, DriftIncident)]
+    assert [c.kind for c in incident.causes] == [IncidentKind.ATTACK_WAVE]
+    assert "latency_ms" in incident.causes[0].features, "it moved, as the attack's symptom"
+    assert not [out for out in found if isinstance(out, CauseAdded)], "the pace (tokens/s) never moved"
