@@ -1,9 +1,12 @@
 """The held-out split of a dataset version: about :data:`HELDOUT_SHARE` of its rows, stratified by technique and
 chosen by the version's seed, kept for verifying candidates and never exported for training.
 
-The unit drawn is a sample, or a whole counterfactual tuple (``metadata["pair_id"]``: its members stay
-together). Each technique gets its share of the held-out units by largest remainder, and within a technique
-the units are ordered by a hash of the seed and their id, so the same rows and seed always give the same split.
+The unit drawn is a whole counterfactual tuple (``metadata["pair_id"]``), else every sample derived from one clean
+prompt (``metadata["source"]``: its perturbations, the injections hidden in it), else a sample: a candidate trained
+on a typo'd prompt would otherwise be verified on the same prompt in capitals. Units are stratified by technique
+(a unit spanning several techniques stands in the stratum of that set); each stratum gets its share of the held-out
+units by largest remainder, and within a stratum the units are ordered by a hash of the seed and their id, so the
+same rows and seed always give the same split.
 
 >>> from generators.samples import Expected, Sample
 >>> rows = [Sample.make(f"q{i}", "typos" if i % 2 else "casing", Expected.ANSWER, "", "g", "0") for i in range(20)]
@@ -26,18 +29,21 @@ HELDOUT_SHARE = 0.15
 
 
 def unit(sample: Sample) -> str:
-    """The id of what is held out together: a counterfactual tuple, else the sample."""
-    return sample.metadata.get("pair_id") or sample.id
+    """The id of what is held out together: a counterfactual tuple, else the clean prompt's family, else the
+    sample."""
+    return sample.metadata.get("pair_id") or sample.metadata.get("source") or sample.id
 
 
 def split(samples: Sequence[Sample], seed: str, share: float = HELDOUT_SHARE) -> tuple[list[Sample], list[Sample]]:
     """(rest, held-out) of ``samples``, each in input order."""
     if not 0 <= share < 1:
         raise ValueError(f"the held-out share must be in [0, 1), got {share}")
-    strata: dict[str, list[str]] = defaultdict(list)
+    techniques: dict[str, set[str]] = defaultdict(set)
     for sample in samples:
-        if (key := unit(sample)) not in strata[sample.technique]:
-            strata[sample.technique].append(key)
+        techniques[unit(sample)].add(sample.technique)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for key, spanned in techniques.items():
+        strata["+".join(sorted(spanned))].append(key)
     units = sum(len(keys) for keys in strata.values())
     exact = {technique: share * len(keys) for technique, keys in strata.items()}
     counts = {technique: int(value) for technique, value in exact.items()}

@@ -20,8 +20,9 @@ from feedback.finetune import NotForTraining, announcement
 from feedback.manifest import DatasetKind, DatasetManifest, Split
 from feedback.splits import split
 from generators.counterfactual import CounterfactualGenerator
+from generators.perturbations import PerturbationGenerator
 from generators.samples import Expected, Sample
-from tests.factories import make_evidence, make_incident, make_version
+from tests.factories import make_evidence, make_incident, make_version, traffic_evidence
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "finetune-request.v1.json").read_text())
 
@@ -222,6 +223,26 @@ def test_counterfactual_tuples_stay_whole_in_one_split() -> None:
     pairs_kept = {s.metadata["pair_id"] for s in kept}
     assert pairs_held and pairs_kept and not pairs_held & pairs_kept
     assert len(held) + len(kept) == len(samples) and split(samples, seed="0") == (kept, held)
+
+
+def test_the_perturbations_of_one_clean_prompt_stay_in_one_split(tmp_path: Path) -> None:
+    """A candidate trained on one perturbation of a prompt must not be verified on another: the unit held out is
+    the clean prompt's whole family, and the families are drawn within each set of techniques."""
+    incident = make_incident(
+        id="inc-robust", kind="robustness-regression", evidence=traffic_evidence(12, seed=3, prompt_chars=200)
+    )
+    samples = list(PerturbationGenerator().generate(incident, 120, seed="0"))
+    kept, held = split(samples, seed="0")
+    sources_held, sources_kept = ({s.metadata["source"] for s in part} for part in (held, kept))
+    assert sources_held and sources_kept and not sources_held & sources_kept
+    assert len(sources_held) == round(0.15 * len(sources_held | sources_kept))
+    techniques = {s.technique for s in held}
+    assert len(techniques) >= 3 and techniques <= {s.technique for s in kept}, "held families span the techniques"
+    version = make_version(tmp_path, source=incident, rows=80, recipe_name="edge-cases")
+    rows = pq.read_table(Path(version.path) / "samples.parquet").to_pylist()
+    trained = {json.loads(row["metadata"]).get("source") for row in rows} - {None}
+    held_sources = {row["metadata"].get("source") for row in heldout_rows(version)} - {None}
+    assert held_sources and trained and not held_sources & trained
 
 
 def test_without_targets_a_version_is_an_evaluation_set_never_sent_to_fine_tuning(tmp_path: Path) -> None:
