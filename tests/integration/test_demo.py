@@ -27,13 +27,15 @@ def test_demo_shows_every_step_and_exits_zero(tmp_path) -> None:
         "DATASET",
         "WEBHOOK dataset.published",
         "evaluation set (no LLM endpoint: prompts and expected behaviour, no targets)",
+        "verdict step skipped: not asked",
         "signature verified",
         "driftloop demo summary",
     ):
         assert step in out, step
     assert "false alarm" not in out
     assert re.search(r"finetune\.requests messages\s*│\s*0\s", out), "evaluation sets are not sent to fine-tuning"
-    assert "FINETUNE" not in out
+    assert "FINETUNE" not in out and "VERDICT" not in out
+    assert re.search(r"verdict\s*│\s*skipped: not asked", out), "the summary says the verdict step was skipped"
     assert re.search(r"webhook deliveries \(verified\)\s*│\s*1\s", out), "the attack's dataset; none for latency"
     cards = re.findall(r"quality card \(open in a browser\): (\S+quality\.html)", out)
     assert len(cards) == 1 and all("<svg" in Path(card).read_text() for card in cards)
