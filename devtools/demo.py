@@ -4,13 +4,13 @@ Starts tansu and redis-server, a worker, the API and a webhook receiver; replays
 second half carries an attack wave and a latency regression for one model; prints each incident,
 job, dataset version, ``finetune.requests`` message and webhook delivery; ends with a summary.
 
-With ``verdict`` (``driftloop demo --verdict``; about four minutes on two cores, so ``make demo`` leaves it out) and
-llama-cpp-python and SmolLM2 installed (``make install``) it also runs the embedded llama server as the teacher (the
-attack's dataset is a training set with SmolLM2-written, rule-checked targets; the judge is off and :data:`SAMPLES`
-are few) and as the production model, then reports a candidate that learnt the dataset
-(:class:`devtools.stand_in.StandIn`) and prints its verdict. Otherwise the verdict step is skipped, said so, and the
-datasets are evaluation sets (prompts and expected behaviour, no targets): announced by webhook but not sent on
-``finetune.requests``.
+With llama-cpp-python and SmolLM2 installed (``make install``) it also runs the embedded llama server as the teacher
+(the attack's dataset is a training set with SmolLM2-written, rule-checked targets; the judge is off and
+:data:`SAMPLES` are few, sized with :func:`with_llm` for three minutes on two cores) and as the production model,
+then reports a stand-in for a model fine-tuned on the dataset (:class:`devtools.stand_in.StandIn`: no training runs
+here) and prints its verdict. When the llama server cannot start (or with ``--no-verdict``) the verdict step is
+skipped, said so, and the datasets are evaluation sets (prompts and expected behaviour, no targets): announced by
+webhook but not sent on ``finetune.requests``. A job that fails (its quality gate, say) fails the demo.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ MALFORMED = (
 )
 
 
-SAMPLES = 40
+SAMPLES = 28
 """Samples of the demo's job with the teacher: SmolLM2 on one thread, on a busy 2-core machine, writes one target in
-1-3 s and keeps under half (40 samples: 112 s, 11 rows; 24 samples: 67 s, 8 rows, below the gate's 10)."""
+2-4 s (its prompt's evaluation is most of it) and keeps about half of them when answers are asked short."""
 HARDENED = "smollm2-hardened"
 
 
@@ -72,13 +72,16 @@ class Seen:
     announced: set[str] = field(default_factory=set)
     candidates: dict[str, dict] = field(default_factory=dict)
     """Dataset id → its candidate as last read; a verdict once it is verified or rejected."""
+    stand_ins: dict[str, StandIn] = field(default_factory=dict)
     llm: str | None = None
     """The llama server's base URL; None: no verdict step (why in ``skipped``)."""
     skipped: str = ""
 
 
 def with_llm(settings: Settings, base_url: str) -> Settings:
-    """The demo's settings with the llama server as teacher and production model, sized for three minutes."""
+    """The demo's settings with the llama server as teacher and production model, sized for three minutes: short
+    answers asked of the teacher (a 150-word answer is cut at the token limit and dropped), 12 probes a family,
+    replies cut at 16 tokens (a refusal shows in its first words)."""
     return settings.model_copy(
         update={
             "llm_base_url": base_url,
@@ -86,12 +89,13 @@ def with_llm(settings: Settings, base_url: str) -> Settings:
             "llm_concurrency": 2,
             "target_judge": False,
             "target_max_tokens": 128,
+            "target_words": 40,
             "samples_per_job": SAMPLES,
             "stress_endpoint": base_url,
             "candidate_allowed_networks": "127.0.0.1/32",
-            "verify_probes": 24,
+            "verify_probes": 12,
             "verify_general_probes": 3,
-            "verify_max_tokens": 24,
+            "verify_max_tokens": 16,
             "verify_concurrency": 2,
         }
     )
@@ -105,7 +109,7 @@ def demo_lines(events: int, plan: ShiftPlan) -> list[str]:
     return lines
 
 
-def run_demo(workdir: Path, events: int, timeout: float, console: Console, verdict: bool = False) -> int:
+def run_demo(workdir: Path, events: int, timeout: float, console: Console, verdict: bool = True) -> int:
     """Run the demo; return the exit code (0 when every step of the loop was seen)."""
     shutil.rmtree(workdir, ignore_errors=True)
     settings = Settings(
@@ -125,7 +129,7 @@ def run_demo(workdir: Path, events: int, timeout: float, console: Console, verdi
             )
             try:
                 if not verdict:
-                    raise ServiceUnavailable("not asked: `driftloop demo --verdict` runs it, about 4 minutes")
+                    raise ServiceUnavailable("not asked (--no-verdict)")
                 seen.llm = stack.enter_context(llama_server(workdir / "llm")).base_url
                 settings = with_llm(settings, seen.llm)
                 console.print(
@@ -133,7 +137,9 @@ def run_demo(workdir: Path, events: int, timeout: float, console: Console, verdi
                 )
             except ServiceUnavailable as exc:
                 seen.skipped = str(exc)
-                console.print(f"[yellow]verdict step skipped: {seen.skipped}; datasets are evaluation sets[/]")
+                console.print(
+                    f"[bold yellow]VERDICT STEP SKIPPED[/]: {seen.skipped}; datasets are evaluation sets, no candidate"
+                )
             ensure_topics(settings)
             with worker_process(settings, workdir / "worker.log") as worker, WebhookReceiver(None) as receiver:
                 server = api_server(settings, host="127.0.0.1")
@@ -201,6 +207,9 @@ async def _narrate(
     if not _complete(seen):
         console.print(f"[red]the loop did not complete within {timeout:.0f} s[/]")
         return 1
+    if failed := [job for job, state in seen.jobs.items() if state == "failed"]:
+        console.print(f"[red]the demo failed: job {', '.join(j[:8] for j in failed)} failed (its reason above)[/]")
+        return 1
     return 0
 
 
@@ -252,7 +261,8 @@ async def _verdicts(
         if dataset_id not in seen.candidates:
             assert seen.llm is not None
             train = (Path(seen.datasets[dataset_id]["path"]) / "train.jsonl").read_bytes()
-            url = stack.enter_context(serve_stand_in(StandIn.trained_on(seen.llm, train), HARDENED))
+            stand_in = seen.stand_ins[dataset_id] = StandIn.trained_on(seen.llm, train)
+            url = stack.enter_context(serve_stand_in(stand_in, HARDENED))
             report = {"candidate_id": f"ft-{dataset_id[3:11]}", "base_url": url, "model": HARDENED}
             answer = await api.post(f"/v1/datasets/{dataset_id}/candidates", json=report)
             body = answer.json()
@@ -260,14 +270,21 @@ async def _verdicts(
                 body if answer.is_success else {"id": report["candidate_id"], "state": "failed", "error": str(body)}
             )
             console.print(
-                f"{at} [bold]CANDIDATE[/] {report['candidate_id']} reported for {dataset_id} "
-                f"({HARDENED}: SmolLM2 that learnt its train.jsonl, devtools/stand_in.py): {answer.status_code}"
+                f"{at} [bold]CANDIDATE[/] {report['candidate_id']} reported for {dataset_id}: {answer.status_code}\n"
+                f"      a STAND-IN for a model fine-tuned on it (no training runs in the demo): {HARDENED} answers a "
+                f"prompt within {stand_in.threshold} word overlap of one of its {len(stand_in.rows)} training prompts "
+                "with that row's target, and passes the rest to SmolLM2 (devtools/stand_in.py)"
             )
         elif not _verdict_of(seen, dataset_id):
             answer = await api.get(f"/v1/datasets/{dataset_id}/candidates")
             [seen.candidates[dataset_id]] = answer.json() or [seen.candidates[dataset_id]]
             if finished := _verdict_of(seen, dataset_id):
                 console.print(f"{at} [bold magenta]VERDICT[/] {finished['id']}: {_verdict_line(finished)}")
+                stand_in = seen.stand_ins[dataset_id]
+                console.print(
+                    f"      the stand-in answered {stand_in.recalled} of {stand_in.recalled + stand_in.forwarded} "
+                    "probes from its training rows, the rest as SmolLM2 (the production model)"
+                )
 
 
 def _verdict_line(candidate: dict) -> str:
@@ -415,6 +432,8 @@ def _summary(seen: Seen, stream: dict[str, int], replayed: int, elapsed: float, 
     if not seen.llm:
         table.add_row("verdict", f"skipped: {seen.skipped}")
     for dataset_id, candidate in seen.candidates.items():
-        table.add_row(f"verdict on {candidate.get('id', '?')} ({dataset_id})", _verdict_line(candidate))
+        table.add_row(
+            f"verdict on {candidate.get('id', '?')} (a stand-in trained on {dataset_id})", _verdict_line(candidate)
+        )
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)

@@ -210,10 +210,11 @@ def demo(
         ".driftloop/demo"
     ),
     events: Annotated[int, typer.Option(help="events to replay")] = 4000,
-    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 240.0,
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 360.0,
     verdict: Annotated[
-        bool, typer.Option(help="teacher targets and a candidate's verdict with the embedded llama server (slower)")
-    ] = False,
+        bool,
+        typer.Option(help="teacher targets and a candidate's verdict with the embedded llama server, when it starts"),
+    ] = True,
 ) -> None:
     """The whole loop on embedded services: traffic → incident → dataset → finetune.requests → webhook, and with
     the embedded llama server a candidate's verdict."""

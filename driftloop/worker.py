@@ -109,7 +109,11 @@ def target_writer(settings: Settings, backend: Backend | None = None) -> TargetW
     if backend is None:
         return None
     return TargetWriter(
-        backend, settings.target_judge, settings.target_token_budget, max_tokens=settings.target_max_tokens
+        backend,
+        settings.target_judge,
+        settings.target_token_budget,
+        max_tokens=settings.target_max_tokens,
+        words=settings.target_words,
     )
 
 
