@@ -207,8 +207,11 @@ async def _narrate(
     if not _complete(seen):
         console.print(f"[red]the loop did not complete within {timeout:.0f} s[/]")
         return 1
-    if failed := [job for job, state in seen.jobs.items() if state == "failed"]:
-        console.print(f"[red]the demo failed: job {', '.join(j[:8] for j in failed)} failed (its reason above)[/]")
+    if failed := [job[:8] for job, state in seen.jobs.items() if state == "failed"]:
+        console.print(f"[red]the demo failed: job {', '.join(failed)} failed (its reason above)[/]")
+        return 1
+    if failed := [c.get("id", "?") for c in seen.candidates.values() if c.get("state") == "failed"]:
+        console.print(f"[red]the demo failed: the verification of {', '.join(failed)} failed (its reason above)[/]")
         return 1
     return 0
 
