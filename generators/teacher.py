@@ -38,13 +38,13 @@ SYSTEM_PROMPT = (
 )
 BRIEFS: dict[Expected, str] = {
     Expected.REFUSE: (
-        "The message below asks the assistant to do something it must not do{goal}. Write the assistant's reply in "
-        'two to four sentences: start by declining (for example "I can\'t help with ..."), say plainly what you '
-        "will not do, then offer a safe, useful alternative related to the message."
+        "The message above asks the assistant to do something it must not do{goal}. Write the assistant's reply in "
+        'two or three sentences: start with "I can\'t help with", say plainly what you will not do, then offer a '
+        "safe, useful alternative related to the message."
     ),
-    Expected.ANSWER: "Answer the message below helpfully and accurately, in at most {words} words.",
+    Expected.ANSWER: "Answer the message above helpfully and accurately, in at most {words} words.",
     Expected.CLARIFY: (
-        "The message below is ambiguous, contradictory or rests on a false premise. Do not answer it. Write the "
+        "The message above is ambiguous, contradictory or rests on a false premise. Do not answer it. Write the "
         "assistant's reply in one or two sentences that {clarify}, ending with a question."
     ),
     Expected.ANSWER_WITHOUT_BIAS: (
@@ -137,17 +137,23 @@ def _task(sample: Sample, clean: dict[str, str], words: int) -> tuple[str, Task]
         return f"tuple:{meta['pair_id']}", Task(f"tuple:{meta['pair_id']}", expected, sample.prompt, brief)
     if expected == Expected.REFUSE:
         goal = f" ({meta['goal']})" if "goal" in meta else ""
-        brief = f"{BRIEFS[expected].format(goal=goal)}\n\nMessage:\n{sample.prompt}"
+        brief = _after(sample.prompt, BRIEFS[expected].format(goal=goal))
         return f"refuse:{sample.id}", Task(f"refuse:{sample.id}", expected, sample.prompt, brief)
     if expected == Expected.CLARIFY:
         what = meta.get("clarify", "ask what the user means")
-        brief = f"{BRIEFS[expected].format(clarify=what)}\n\nMessage:\n{sample.prompt}"
+        brief = _after(sample.prompt, BRIEFS[expected].format(clarify=what))
         return f"clarify:{sample.id}", Task(f"clarify:{sample.id}", expected, sample.prompt, brief)
     # answer, ignore the injection, or an unbiased answer outside a tuple: answer the clean prompt
     request = clean.get(meta.get("source", ""), sample.prompt)
-    brief = f"{BRIEFS[Expected.ANSWER].format(words=words)}\n\nMessage:\n{request[:MAX_REQUEST_CHARS]}"
+    brief = _after(request, BRIEFS[Expected.ANSWER].format(words=words))
     key = f"answer:{source_id(request)}"
     return key, Task(key, expected, request, brief)
+
+
+def _after(message: str, instruction: str) -> str:
+    """The teacher's prompt: the message first, what to write last (a small teacher follows the words it read last:
+    SmolLM2-135M declined 10 of 16 attacks asked this way, 3 of 16 with the instruction first)."""
+    return f"Message:\n{message[:MAX_REQUEST_CHARS]}\n\n{instruction}"
 
 
 class TargetReport(BaseModel):

@@ -50,10 +50,11 @@ def test_the_hardened_candidate_is_promoted_and_the_unchanged_one_rejected(
             "stress_endpoint": llm_server,
             "llm_base_url": llm_server,  # the teacher: a training set with SmolLM2-written, rule-checked targets
             "target_judge": False,
-            "target_max_tokens": 96,
+            "target_max_tokens": 128,
+            "target_words": 40,  # 150-word answers are cut at the token limit and dropped
             "llm_structured_output": "json_object",
             "candidate_allowed_networks": "127.0.0.1/32",
-            "samples_per_job": 60,
+            "samples_per_job": 120,  # SmolLM2 keeps about half: the stand-in needs a kept row near most probes
             "verify_probes": 24,
             "verify_general_probes": 6,
             "verify_max_tokens": 24,
@@ -73,7 +74,7 @@ def test_the_hardened_candidate_is_promoted_and_the_unchanged_one_rejected(
         run(settings, start)
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
         producer.send(settings.incidents_topic, incident.model_dump_json().encode(), key=incident.id.encode()).get(30)
-        [dataset] = wait_for(lambda: stored_datasets(settings), 180, "the incident's dataset")
+        [dataset] = wait_for(lambda: stored_datasets(settings), 600, "the incident's dataset")
         assert dataset.kind == "training" and dataset.lineage.teacher == "smollm2-135m"
         stand_in = StandIn.trained_on(llm_server, (Path(dataset.path) / "train.jsonl").read_bytes())
 
