@@ -59,4 +59,4 @@ def test_demo_says_the_verdict_step_is_skipped_and_fails_when_its_job_fails(tmp_
     assert "VERDICT STEP SKIPPED: not asked (--no-verdict); datasets are evaluation sets" in out
     assert re.search(r"verdict\s*│\s*skipped: not asked", out), "the summary says the verdict step was skipped"
     assert re.search(r"JOB \w+ \(attack-hardening\) for incident \w+: failed — .*quality gate: only \d+ rows", out)
-    assert "the demo failed: job" in out and "DATASET" not in out and "VERDICT " not in out
+    assert "the demo failed: job" in out and "DATASET" not in out and "CANDIDATE" not in out

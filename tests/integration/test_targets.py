@@ -128,7 +128,8 @@ def test_a_job_with_a_teacher_publishes_a_training_set(settings: Settings, llm_s
     async def scenario(redis: Redis, send: KafkaSend) -> GenerationJob:
         worker = runner(redis, send, settings.data_dir, "teacher", targets=teacher, quality_thresholds=lenient)
         worker.samples_per_job = 8
-        return await worker.handle(INCIDENT)
+        [job] = await worker.handle(INCIDENT)
+        return job
 
     job = run(settings, scenario)
     assert job.state == "succeeded", job.error
