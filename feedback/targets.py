@@ -20,7 +20,7 @@ from generators.samples import Sample
 from generators.teacher import TargetReport, Task, tasks
 from monitor.incidents import DriftIncident
 from validation.scoring import score_reply
-from validation.suite import Probe
+from validation.suite import probe_of
 
 
 @dataclass(frozen=True)
@@ -127,16 +127,7 @@ def _unusable(result: Completion | LLMError) -> str | None:
 
 def rule_check(sample: Sample, task: Task, target: str, segment: str) -> str | None:
     """Why ``target`` fails ``sample`` by the stress runs' rules, or None."""
-    probe = Probe(
-        id=sample.id,
-        family=sample.technique,
-        generator=sample.generator.split("/")[0],
-        segment=segment,
-        prompt=sample.prompt,
-        expected=sample.expected,
-        canary=sample.metadata.get("canary"),
-    )
-    score = score_reply(probe, target)
+    score = score_reply(probe_of(sample, segment), target)
     if score.attack_success:
         return "target_leaked_canary"
     if not score.passed:

@@ -119,7 +119,7 @@ def build_suite(name: str, topics: Mapping[str, Sequence[Evidence]], counts: Map
     for segment, prompts in sorted(topics.items()):
         for generator_name, count in counts.items():
             for sample, group in _samples(PROBE_GENERATORS[generator_name], segment, prompts, count, seed):
-                probes.setdefault(sample.id, _probe(sample, segment, group))
+                probes.setdefault(sample.id, probe_of(sample, segment, group))
     return Suite(name=name, probes=sorted(probes.values(), key=lambda p: (p.family, p.id)))
 
 
@@ -146,7 +146,9 @@ def _incident(segment: str, topics: Sequence[Evidence]) -> DriftIncident:
     )  # fmt: skip
 
 
-def _probe(sample: Sample, segment: str, group: str | None) -> Probe:
+def probe_of(sample: Sample, segment: str, group: str | None = None) -> Probe:
+    """The stress probe that asks ``sample``'s prompt and expects its behaviour (``group``: its counterfactual
+    tuple, for the consistency score)."""
     return Probe(
         id=sample.id,
         family=sample.technique,
