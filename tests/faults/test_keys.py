@@ -11,6 +11,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from driftloop.kafka import segment_key
+from driftloop.repartition import segment_partition
 from driftloop.settings import Settings
 from tests.faults.counts import Counts, differences, settle
 from tests.faults.harness import Rig, traffic
@@ -23,9 +24,18 @@ UNKEYED_POISON = ("nested 100,000 deep", "Infinity as latency")
 """Poison records sent with null keys too: dead-lettered at the first hop, never forwarded."""
 
 
+TENANTS = {"t0": "tenant-1", "t1": "tenant-10"}
+"""Tenant names whose four segments fall in four partitions, so both workers hold segments."""
+
+
 def test_null_keys_over_four_partitions_and_two_workers(rig: Rig) -> None:
     events, shifted = traffic(8000, shift_at=4000, tenants=2)
-    rig.start_workers(2)
+    for event in events:
+        event["tenant"] = TENANTS[event["tenant"]]
+    shifted = {segment.rsplit("/", 1)[0] + "/" + TENANTS[segment.rsplit("/", 1)[1]] for segment in shifted}
+    segments = {segment_key(event).decode() for event in events}
+    assert {segment_partition(segment, rig.settings.topic_partitions) for segment in segments} == {0, 1, 2, 3}
+    workers = rig.start_workers(2)
     poison = [(None, POISON[name]) for name in UNKEYED_POISON]
     half = len(events) // 2
     unkeyed = [(None, json.dumps(event).encode()) for event in events]
@@ -34,6 +44,7 @@ def test_null_keys_over_four_partitions_and_two_workers(rig: Rig) -> None:
     expected = Counts.expected(rig, dead_lettered=len(poison), shifted=shifted, workers_up=2)
     counts = settle(rig, expected)
     assert counts == expected, differences(counts, expected)
+    assert all(rig.accepted_by(worker) for worker in workers), "both workers hold segments"
     published = Counter(segment_key(event).decode() for event in events)
     assert events_by_segment(rig.settings) == dict(published), "each segment's state holds all of its events"
     writes = checkpointed_counts(rig.settings)
