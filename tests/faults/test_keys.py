@@ -16,7 +16,7 @@ from driftloop.settings import Settings
 from tests.faults.counts import Counts, differences, settle
 from tests.faults.harness import Rig, traffic
 from tests.faults.test_inputs import POISON
-from tests.integration.helpers import events_by_segment
+from tests.integration.helpers import accepted, events_by_segment, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -28,7 +28,10 @@ TENANTS = {"t0": "tenant-1", "t1": "tenant-10"}
 """Tenant names whose four segments fall in four partitions, so both workers hold segments."""
 
 
-def test_null_keys_over_four_partitions_and_two_workers(rig: Rig) -> None:
+@pytest.mark.parametrize("kill", [False, True], ids=["both-live", "one-killed-mid-stream"])
+def test_null_keys_over_four_partitions_and_two_workers(rig: Rig, kill: bool) -> None:
+    """Killed: the busier worker SIGKILLed at half the events, with forwarded events in flight; the other takes its
+    partitions over, traffic and segments topics alike, and counts each event once."""
     events, shifted = traffic(8000, shift_at=4000, tenants=2)
     for event in events:
         event["tenant"] = TENANTS[event["tenant"]]
@@ -41,15 +44,18 @@ def test_null_keys_over_four_partitions_and_two_workers(rig: Rig) -> None:
     unkeyed = [(None, json.dumps(event).encode()) for event in events]
     partitions = rig.publish([poison[0], *unkeyed[:half], poison[1], *unkeyed[half:]])
     assert len(partitions) == rig.settings.topic_partitions >= 4, partitions
-    expected = Counts.expected(rig, dead_lettered=len(poison), shifted=shifted, workers_up=2)
+    wait_for(lambda: all(map(rig.accepted_by, workers)), 120, "both workers to hold segments")
+    if kill:
+        wait_for(lambda: accepted(rig.settings) >= half, 120, "half of the events")
+        rig.kill(max(workers, key=rig.accepted_by))
+    expected = Counts.expected(rig, dead_lettered=len(poison), shifted=shifted, workers_up=1 if kill else 2)
     counts = settle(rig, expected)
     assert counts == expected, differences(counts, expected)
-    assert all(rig.accepted_by(worker) for worker in workers), "both workers hold segments"
     published = Counter(segment_key(event).decode() for event in events)
     assert events_by_segment(rig.settings) == dict(published), "each segment's state holds all of its events"
     writes = checkpointed_counts(rig.settings)
     assert set(writes) == set(published)
-    one_owner = {segment: counts == sorted(counts) for segment, counts in writes.items()}
+    one_owner = {segment: seen == sorted(seen) for segment, seen in writes.items()}
     assert all(one_owner.values()), f"checkpoints from two owners (event counts going back): {writes}"
 
 
