@@ -24,6 +24,7 @@ def ensure_topics(settings: Settings) -> None:
         settings.incidents_topic,
         settings.finetune_topic,
         settings.results_topic,
+        settings.segments_topic,
     ]
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
     try:
@@ -36,7 +37,8 @@ def ensure_topics(settings: Settings) -> None:
 
 
 def segment_key(event: dict) -> bytes:
-    """Partition key: events of one segment go to one partition, where its detectors live."""
+    """Partition key: events of one segment go to one partition, where its detectors live (any other key works too,
+    at the cost of a hop: the worker forwards an event produced elsewhere to its segment's partition)."""
     request = event.get("request") if isinstance(event.get("request"), dict) else {}
     model = event.get("model") or request.get("model") or ""
     return f"{model}/{event.get('route', 'default')}/{event.get('tenant', 'default')}".encode()

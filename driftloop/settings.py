@@ -310,6 +310,12 @@ class Settings(BaseSettings):
             raise SecretKeysMissing(NO_SECRET_KEYS)
         return SecretBox.parse(self.secret_keys.get_secret_value())
 
+    @property
+    def segments_topic(self) -> str:
+        """The worker's own topic of traffic repartitioned by segment (``topic_partitions`` partitions, like the
+        detector checkpoints', so a segment's events and its checkpoints share a partition)."""
+        return f"{self.app_id}-{self.traffic_topic}-by-segment"
+
     def price_table(self) -> PriceTable:
         """The default prices with ``prices`` laid over them."""
         return PriceTable.of(self.prices)

@@ -1,6 +1,8 @@
 """The stream worker: one Faust app whose agents and timers hand their messages to the apps' steps.
 
-- ``monitor_traffic``: ``llm.traffic`` → :class:`monitor.agent.TrafficAgent` (parse → features → per-segment
+- ``monitor_traffic``: ``llm.traffic`` → events not in their segment's partition forwarded to it through the
+  segments topic (:mod:`driftloop.repartition`), so one worker holds each segment → :class:`monitor.agent.TrafficAgent`
+  (parse → features → per-segment
   detectors → ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason; a sample of responses to
   the LLM judge, off the stream, when ``DRIFTLOOP_JUDGE_SAMPLE_RATE`` > 0). Every segment a batch
   changed is checkpointed into changelog-backed Faust tables that a restarted worker recovers
@@ -24,6 +26,7 @@ Run it with ``driftloop worker``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -37,6 +40,7 @@ from redis.asyncio import Redis
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
 from driftloop.log_repeats import Repeats
+from driftloop.repartition import HEADER, forwarded, local_rule, segment_partition, source_header
 from driftloop.settings import Settings
 from feedback import JobRunner
 from feedback.agent import start_job
@@ -59,6 +63,7 @@ from generators.samples import Generator
 from monitor import DriftIncident, TrafficEvent
 from monitor.agent import Record, TrafficAgent
 from monitor.cpu import StageCollector
+from monitor.events import InvalidEvent
 from monitor.judging import JudgeSampler
 from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
@@ -145,13 +150,15 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         datadir=str(settings.data_dir / "faust"),
     )
-    traffic = app.topic(settings.traffic_topic, key_serializer="raw", value_serializer="raw")
+    # the traffic as produced and as forwarded to its segment's partition (driftloop.repartition), in one agent
+    traffic = app.topic(settings.traffic_topic, settings.segments_topic, key_serializer="raw", value_serializer="raw")
+    by_segment = app.topic(settings.segments_topic, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
     incident_topic = app.topic(settings.incidents_topic, key_serializer="raw", value_serializer="raw")
     finetune = app.topic(settings.finetune_topic, key_serializer="raw", value_serializer="raw")
     # bytes: raw codec. use_partitioner: the agent takes batches, so a write has no current event to take the
-    # changelog partition from; the producer's partitioner (murmur2, like the traffic producer's) puts a segment's
-    # state in the partition of its traffic, as long as traffic is keyed by segment (driftloop.kafka.segment_key).
+    # changelog partition from; the producer's partitioner (murmur2) puts a segment's state in its segment's
+    # partition, where the agent processes its events (driftloop.repartition.segment_partition).
     segments, topic_table = (
         app.tables.add(
             CheckpointTable(
@@ -190,7 +197,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
     metrics.registry.register(StageCollector())
-    for topic in (settings.traffic_topic, settings.incidents_topic):
+    for topic in (settings.traffic_topic, settings.segments_topic, settings.incidents_topic):
         metrics.consumer_lag.labels(topic).set(0)
 
     @app.agent(traffic)
@@ -198,13 +205,32 @@ def create_app(settings: Settings) -> faust.App:
         await monitoring.warm_up()
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             assigned = app.consumer.assignment()  # a batch taken before a rebalance may hold another worker's events
-            records = [
-                Record(item.value, item.message.partition, item.message.offset, app.consumer.highwater(item.message.tp))
-                for item in batch
-                if item.message.tp in assigned
+            arrived, produced = [], []
+            for item in (item for item in batch if item.message.tp in assigned):
+                message = item.message
+                if message.topic == settings.traffic_topic:
+                    produced.append(
+                        Record(item.value, message.partition, message.offset, app.consumer.highwater(message.tp))
+                    )
+                    continue
+                try:
+                    arrived.append(forwarded(item.value, message.headers))
+                except ValueError as error:  # not forwarded by a worker
+                    await monitoring.reject(item.value, InvalidEvent("unexpected_error", str(error)))
+            local = local_rule(app.consumer.topic_partitions(settings.traffic_topic), settings.topic_partitions)
+            here, away = await monitoring.route(produced, local)
+            sends = [
+                await by_segment.send(
+                    key=segment.encode(),
+                    value=record.value,
+                    partition=segment_partition(segment, settings.topic_partitions),
+                    headers=[(HEADER, source_header(record))],
+                )
+                for segment, record in away
             ]
-            await monitoring.process(records)
-            await segments.written()  # take_events acknowledges the batch when this returns
+            await monitoring.process([*arrived, *here])
+            await asyncio.gather(*sends)  # take_events acknowledges the batch when the body returns: forwarded and
+            await segments.written()  # checkpointed by then
             await topic_table.written()
 
     @app.on_before_shutdown.connect
@@ -297,7 +323,7 @@ def create_app(settings: Settings) -> faust.App:
             position = await app.consumer.position(tp)
             if position is not None:
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, app.consumer.highwater(tp) - position)
-        for topic in (settings.traffic_topic, settings.incidents_topic):
+        for topic in (settings.traffic_topic, settings.segments_topic, settings.incidents_topic):
             metrics.consumer_lag.labels(topic).set(lag.get(topic, 0))
 
     return app

@@ -16,9 +16,9 @@ Memory stays bounded however many segments the traffic names:
   into :data:`~monitor.cardinality.OVERFLOW` (:meth:`~StreamStep.fold`, first thing after parsing). The fold
   rewrites the event itself, so :attr:`TrafficEvent.segment <monitor.events.TrafficEvent.segment>` stays the one
   definition of the segment key: positions, detectors, checkpoints, statuses and incidents all see the folded
-  segment. Producers cannot know what folds, so their partition key (``driftloop.kafka.segment_key``) keeps the
-  event's own values: with several workers, each folds the traffic of its partitions under its own limits, and an
-  overflow segment's events may come from several partitions (like any event not keyed by its segment);
+  segment. Producers cannot know what folds, and the worker repartitions traffic by the event's own values
+  (``driftloop.repartition``): with several workers, each folds the traffic of its partitions under its own limits,
+  and an overflow segment may have state on several workers, each with the overflow of its own partitions;
 - at most ``max_live_segments`` segments stay in memory: after each batch the least recently used beyond it are
   checkpointed and dropped (:meth:`~StreamStep.evict`), and restored from their checkpoint on their next event,
   events, positions, detectors and open incident included. Like a restart, a restored segment has the features of
