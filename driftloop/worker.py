@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
+from driftloop.log_identity import TrafficLog
 from driftloop.log_repeats import Repeats
 from driftloop.settings import Settings
 from feedback import JobRunner
@@ -197,11 +198,19 @@ def create_app(settings: Settings) -> faust.App:
     async def monitor_traffic(stream: faust.StreamT) -> None:
         await monitoring.warm_up()
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-            assigned = app.consumer.assignment()  # a batch taken before a rebalance may hold another worker's events
+            # a batch taken before a rebalance may hold another worker's events, or events fetched before a
+            # restart of the broker: they are left (this worker reads its own again from the committed offsets)
+            assigned, generation = app.consumer.assignment(), app.consumer_generation_id
             records = [
-                Record(item.value, item.message.partition, item.message.offset, app.consumer.highwater(item.message.tp))
+                Record(
+                    item.value,
+                    item.message.partition,
+                    item.message.offset,
+                    app.consumer.highwater(item.message.tp),
+                    traffic_log.id,
+                )
                 for item in batch
-                if item.message.tp in assigned
+                if item.message.tp in assigned and item.message.generation_id == generation
             ]
             await monitoring.process(records)
             await segments.written()  # take_events acknowledges the batch when this returns
@@ -211,6 +220,12 @@ def create_app(settings: Settings) -> faust.App:
     async def stop_judging(app: faust.App, **kwargs: object) -> None:
         if monitoring.judge is not None:
             await monitoring.judge.close()
+
+    traffic_log = TrafficLog(settings)
+
+    @app.on_partitions_assigned.connect
+    async def follow_the_log(app: faust.App, assigned: set, **kwargs: object) -> None:
+        await traffic_log.refresh()  # before this assignment's events: a broker back without its data is noticed
 
     @app.on_partitions_revoked.connect
     async def forget_live_segments(app: faust.App, revoked: set, **kwargs: object) -> None:
@@ -294,9 +309,9 @@ def create_app(settings: Settings) -> faust.App:
     async def measure_lag() -> None:
         lag: dict[str, int] = {}
         for tp in app.consumer.assignment():
-            position = await app.consumer.position(tp)
-            if position is not None:
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, app.consumer.highwater(tp) - position)
+            position, highwater = await app.consumer.position(tp), app.consumer.highwater(tp)
+            if position is not None and highwater is not None:  # unknown while the broker is away
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
         for topic in (settings.traffic_topic, settings.incidents_topic):
             metrics.consumer_lag.labels(topic).set(lag.get(topic, 0))
 

@@ -50,13 +50,14 @@ FetchRange = Callable[[str, datetime, datetime], list[TrafficEvent]]
 
 
 class Record(NamedTuple):
-    """One record of the traffic topic: its raw value (``None`` for a null value), its stream position and its
-    partition's high-water mark when it was fetched (None: unknown)."""
+    """One record of the traffic topic: its raw value (``None`` for a null value), its stream position, its
+    partition's high-water mark when it was fetched and the id of its log, the topic's (None: unknown)."""
 
     value: bytes | None
     partition: int
     offset: int
     highwater: int | None = None
+    log: str | None = None
 
 
 async def measure(
@@ -167,7 +168,7 @@ class TrafficAgent:
         try:
             with CLOCK.stage("parse"):
                 event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
-                new = self.step.admit(event, record.partition, record.offset, record.highwater)
+                new = self.step.admit(event, record.partition, record.offset, record.highwater, record.log)
             if new:
                 return event
             redelivered.add(event.segment)
