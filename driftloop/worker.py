@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
+from driftloop.consumer import App
 from driftloop.log_identity import TrafficLog
 from driftloop.log_repeats import Repeats
 from driftloop.settings import Settings
@@ -134,7 +135,7 @@ def create_app(settings: Settings) -> faust.App:
     without ``secret_keys``."""
     settings.secret_box().install()
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = App(  # Faust's, its commits never passing an event not processed (driftloop.consumer)
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
