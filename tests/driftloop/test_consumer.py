@@ -6,6 +6,7 @@ import asyncio
 
 import faust
 import pytest
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP, Message
 
 from driftloop.consumer import App
@@ -56,6 +57,40 @@ def forgotten_at_the_seek(app: faust.App) -> list[int]:
     return list(consumer._acked[PARTITION])
 
 
+def fetched_across_a_seek(app: faust.App) -> tuple[list[int], int]:
+    """The fetcher got offsets 100-109 (the committed offset is 100); the stream had taken 100-102 when Faust's
+    recovery sought the partition to its committed offset, the fetcher running (it resumes the flow first). The
+    offsets handed on after that seek, and how many seeks were done in all."""
+    subscribe(app)
+    consumer = app.consumer
+    seeks = []
+
+    async def committed() -> dict:
+        seeks.append(PARTITION)
+        return {PARTITION: 100}
+
+    async def fetch(active_partitions: set, timeout: float) -> dict:
+        return {
+            PARTITION: [
+                ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", b"v", None, 1, 1, ()) for offset in range(100, 110)
+            ]
+        }
+
+    consumer.seek_to_committed, consumer._getmany, consumer.highwater = committed, fetch, lambda tp: 110
+    consumer._active_partitions = {PARTITION}
+    consumer.resume_flow()
+
+    async def drain() -> list[int]:
+        handed = []
+        async for _, message in consumer.getmany(timeout=0):
+            handed.append(message.offset)
+            if message.offset == 102:
+                await consumer.perform_seek()  # what the recovery does meanwhile
+        return handed[3:]
+
+    return asyncio.run(drain()), len(seeks)
+
+
 @pytest.fixture
 def app() -> App:
     return App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
@@ -74,3 +109,16 @@ def test_fausts_own_consumer_commits_past_events_not_yet_processed() -> None:
 
 def test_a_seek_to_the_committed_offsets_forgets_earlier_acknowledgements(app: App) -> None:
     assert forgotten_at_the_seek(app) == []
+
+
+def test_records_fetched_before_a_seek_are_not_handed_on_after_it(app: App) -> None:
+    """They would lie past the read offset the seek set; the fetcher is sought again and reads them again."""
+    assert fetched_across_a_seek(app) == ([], 2)
+
+
+def test_fausts_own_consumer_hands_on_records_fetched_before_a_seek() -> None:
+    """The race this module guards against: Faust's drain took 103 after the read offset 100 for a gap of 101-102
+    in the log, acknowledged, though they were cleared from the stream's queue unprocessed; and 100-109, read again,
+    fell below the read offset (109) and were dropped."""
+    stock = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    assert fetched_across_a_seek(stock) == (list(range(103, 110)), 1)
