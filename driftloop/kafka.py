@@ -16,8 +16,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from driftloop.settings import Settings
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the loop's topics with ``settings.topic_partitions`` partitions if they are missing."""
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create the loop's topics with ``settings.topic_partitions`` partitions if they are missing; the names of
+    those it created."""
     names = [
         settings.traffic_topic,
         settings.dlq_topic,
@@ -28,12 +29,25 @@ def ensure_topics(settings: Settings) -> None:
     ]
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
     try:
-        missing = set(names) - set(admin.list_topics())
-        for name in sorted(missing):
+        missing = sorted(set(names) - set(admin.list_topics()))
+        for name in missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process created it meanwhile
                 admin.create_topics([NewTopic(name, settings.topic_partitions, 1)])
     finally:
         admin.close()
+    return missing
+
+
+def topic_id(settings: Settings, topic: str) -> str | None:
+    """The topic's id (a recreated topic, or one of a broker that lost its data, has a new one); None where the
+    broker gives none."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
+    try:
+        [described] = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    found = described.get("topic_id")
+    return None if found in (None, "", "00000000-0000-0000-0000-000000000000") else str(found)
 
 
 def segment_key(event: dict) -> bytes:

@@ -13,9 +13,9 @@ traffic offset and counted once.
 
 >>> segment_partition("gpt-4o-mini/chat/t0", 4), segment_partition("gpt-4o-mini/chat/t1", 4)
 (2, 0)
->>> record = forwarded(b"{}", [(HEADER, source_header(Record(b"{}", 3, 1207, 1300)))])
->>> record.partition, record.offset, record.highwater
-(3, 1207, 1300)
+>>> record = forwarded(b"{}", [(HEADER, source_header(Record(b"{}", 3, 1207, 1300, "f3a9")))])
+>>> record.partition, record.offset, record.highwater, record.log
+(3, 1207, 1300, 'f3a9')
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from aiokafka.partitioner import murmur2
 from monitor.agent import Record
 
 HEADER = "driftloop-source"
-"""Header of a forwarded record: its partition, offset and the partition's high-water mark in the traffic topic."""
+"""Header of a forwarded record: its partition, offset, the partition's high-water mark and the log's id
+(``-``: unknown) in the traffic topic."""
 
 
 @lru_cache(maxsize=65_536)
@@ -48,8 +49,9 @@ def local_rule(traffic_partitions: int | None, partitions: int) -> Callable[[str
 
 
 def source_header(record: Record) -> bytes:
-    """The record's position in the traffic topic, for :data:`HEADER`."""
-    return f"{record.partition} {record.offset} {-1 if record.highwater is None else record.highwater}".encode()
+    """The record's position in the traffic topic and its log, for :data:`HEADER`."""
+    highwater = -1 if record.highwater is None else record.highwater
+    return f"{record.partition} {record.offset} {highwater} {record.log or '-'}".encode()
 
 
 def forwarded(value: bytes | None, headers: Iterable[tuple[str, bytes]] | None) -> Record:
@@ -58,5 +60,7 @@ def forwarded(value: bytes | None, headers: Iterable[tuple[str, bytes]] | None) 
     source = dict(headers or ()).get(HEADER)
     if source is None:
         raise ValueError(f"no {HEADER} header")
-    partition, offset, highwater = (int(field) for field in source.split())
-    return Record(value, partition, offset, None if highwater < 0 else highwater)
+    partition, offset, highwater, log = source.decode().split()
+    return Record(
+        value, int(partition), int(offset), None if int(highwater) < 0 else int(highwater), None if log == "-" else log
+    )

@@ -39,6 +39,8 @@ from redis.asyncio import Redis
 
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
+from driftloop.consumer import App
+from driftloop.log_identity import TrafficLog
 from driftloop.log_repeats import Repeats
 from driftloop.repartition import HEADER, forwarded, local_rule, segment_partition, source_header
 from driftloop.settings import Settings
@@ -138,7 +140,7 @@ def create_app(settings: Settings) -> faust.App:
     without ``secret_keys``."""
     settings.secret_box().install()
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = App(  # Faust's, its commits never passing an event not processed (driftloop.consumer)
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -204,14 +206,17 @@ def create_app(settings: Settings) -> faust.App:
     async def monitor_traffic(stream: faust.StreamT) -> None:
         await monitoring.warm_up()
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-            assigned = app.consumer.assignment()  # a batch taken before a rebalance may hold another worker's events
+            # a batch taken before a rebalance may hold another worker's events, or events fetched before a
+            # restart of the broker: they are left (this worker reads its own again from the committed offsets)
+            assigned, generation = app.consumer.assignment(), app.consumer_generation_id
             arrived, produced = [], []
-            for item in (item for item in batch if item.message.tp in assigned):
+            for item in batch:
                 message = item.message
+                if message.tp not in assigned or message.generation_id != generation:
+                    continue
                 if message.topic == settings.traffic_topic:
-                    produced.append(
-                        Record(item.value, message.partition, message.offset, app.consumer.highwater(message.tp))
-                    )
+                    highwater = app.consumer.highwater(message.tp)
+                    produced.append(Record(item.value, message.partition, message.offset, highwater, traffic_log.id))
                     continue
                 try:
                     arrived.append(forwarded(item.value, message.headers))
@@ -237,6 +242,12 @@ def create_app(settings: Settings) -> faust.App:
     async def stop_judging(app: faust.App, **kwargs: object) -> None:
         if monitoring.judge is not None:
             await monitoring.judge.close()
+
+    traffic_log = TrafficLog(settings)
+
+    @app.on_partitions_assigned.connect
+    async def follow_the_log(app: faust.App, assigned: set, **kwargs: object) -> None:
+        await traffic_log.refresh()  # before this assignment's events: a broker back without its data is noticed
 
     @app.on_partitions_revoked.connect
     async def forget_live_segments(app: faust.App, revoked: set, **kwargs: object) -> None:
@@ -320,9 +331,9 @@ def create_app(settings: Settings) -> faust.App:
     async def measure_lag() -> None:
         lag: dict[str, int] = {}
         for tp in app.consumer.assignment():
-            position = await app.consumer.position(tp)
-            if position is not None:
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, app.consumer.highwater(tp) - position)
+            position, highwater = await app.consumer.position(tp), app.consumer.highwater(tp)
+            if position is not None and highwater is not None:  # unknown while the broker is away
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
         for topic in (settings.traffic_topic, settings.segments_topic, settings.incidents_topic):
             metrics.consumer_lag.labels(topic).set(lag.get(topic, 0))
 

@@ -52,15 +52,17 @@ FetchRange = Callable[[str, datetime, datetime], list[TrafficEvent]]
 
 
 class Record(NamedTuple):
-    """One record of the traffic topic: its raw value (``None`` for a null value), its stream position and its
-    partition's high-water mark when it was fetched (None: unknown), and its event when it was read already
-    (:meth:`TrafficAgent.route`). A record forwarded to the segments topic keeps the position it had in the
-    traffic topic: positions, redeliveries and resets are the traffic topic's, whichever way a record came."""
+    """One record of the traffic topic: its raw value (``None`` for a null value), its stream position, its
+    partition's high-water mark when it was fetched and the id of its log, the topic's (None: unknown), and its
+    event when it was read already (:meth:`TrafficAgent.route`). A record forwarded to the segments topic keeps the
+    position and log it had in the traffic topic: positions, redeliveries and resets are the traffic topic's,
+    whichever way a record came."""
 
     value: bytes | None
     partition: int
     offset: int
     highwater: int | None = None
+    log: str | None = None
     event: TrafficEvent | None = None
 
 
@@ -194,7 +196,7 @@ class TrafficAgent:
         try:
             with CLOCK.stage("parse"):
                 event = self.step.fold(event)
-                new = self.step.admit(event, record.partition, record.offset, record.highwater)
+                new = self.step.admit(event, record.partition, record.offset, record.highwater, record.log)
         except Exception as error:  # a poison record must not stop the stream
             log.exception("record %d of partition %d could not be admitted", record.offset, record.partition)
             await self.reject(record.value, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
