@@ -48,7 +48,7 @@ class FaultSettings(BaseSettings):
     """Longest wait for the counts to reach what a scenario expects."""
     stable_s: float = 20.0
     """Counts unchanged this long, not what is expected and no job unfinished: the scenario stopped short."""
-    tenants: int = 20_000
+    tenants: int = 100_000
     """Distinct tenants of the cardinality scenario (one event each)."""
     rss_growth_mb: float = 25.0
     """How much a worker's resident memory may grow over the last three quarters of those tenants."""
