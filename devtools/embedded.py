@@ -232,7 +232,7 @@ class LlamaServer:
 
 @contextlib.contextmanager
 def llama_server(
-    workdir: Path, model: Path | None = None, n_ctx: int = 2048, n_threads: int = 1
+    workdir: Path, model: Path | None = None, n_ctx: int = 2048, n_threads: int = 1, cache_mb: int = 0
 ) -> Iterator[LlamaServer]:
     """Run llama-cpp-python's OpenAI-compatible server (SmolLM2-135M unless ``model``) and yield it, answering at
     ``base_url`` ``http://127.0.0.1:N/v1``; the model is served as ``smollm2-135m``.
@@ -240,7 +240,10 @@ def llama_server(
     The server answers one completion at a time (it holds a global lock around the model; it has no
     parallel slots): concurrent requests queue there, so client-side concurrency overlaps only the round
     trips. One thread by default: on a busy 2-core machine, 2 threads were seen stalling (1-5 tokens/s,
-    single calls of 30 s+) where 1 thread kept ~27 tokens/s.
+    single calls of 30 s+) where 1 thread kept ~27 tokens/s. ``cache_mb`` > 0 keeps the states after recent
+    completions in that much memory (llama-cpp-python's RAM cache, 50-100 MB a state), so a prompt asked again (a
+    candidate that passes the production model's probes through) skips the evaluation of its prompt, which is most
+    of a short completion's time.
     """
     if importlib.util.find_spec("llama_cpp") is None:
         raise ServiceUnavailable(f"no llama-cpp-python: {LLM_INSTALL_HINT}")
@@ -263,6 +266,7 @@ def llama_server(
         str(n_threads),
         "--n_threads_batch",
         str(n_threads),
+        *(["--cache", "true", "--cache_type", "ram", "--cache_size", str(cache_mb << 20)] if cache_mb else []),
     ]
     base_url = f"http://127.0.0.1:{port}/v1"
     workdir.mkdir(parents=True, exist_ok=True)

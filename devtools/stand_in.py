@@ -38,6 +38,8 @@ validation/general.yaml's ordinary requests, none (at most 0.18)."""
 class StandIn:
     def __init__(self, upstream: str, rows: list[tuple[str, str]], threshold: float = THRESHOLD) -> None:
         self.upstream, self.rows, self.threshold = upstream.rstrip("/"), rows, threshold
+        self.recalled = self.forwarded = 0
+        """Chat requests answered from a training row, and passed to the base model."""
 
     @classmethod
     def trained_on(cls, upstream: str, train_jsonl: bytes, threshold: float = THRESHOLD) -> StandIn:
@@ -69,8 +71,10 @@ class StandIn:
             prompt = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
             target = self.recall(prompt)
             if target is None:
+                self.forwarded += 1
                 forwarded = await client.post(f"{self.upstream}/chat/completions", json=body)
                 return {**forwarded.json(), "model": name}
+            self.recalled += 1
             return {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
                 "object": "chat.completion",

@@ -210,13 +210,18 @@ def demo(
         ".driftloop/demo"
     ),
     events: Annotated[int, typer.Option(help="events to replay")] = 4000,
-    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 150.0,
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 360.0,
+    verdict: Annotated[
+        bool,
+        typer.Option(help="teacher targets and a candidate's verdict with the embedded llama server, when it starts"),
+    ] = True,
 ) -> None:
-    """The whole loop on embedded services: traffic → incident → dataset → finetune.requests → webhook."""
+    """The whole loop on embedded services: traffic → incident → dataset → finetune.requests → webhook, and with
+    the embedded llama server a candidate's verdict."""
     from devtools.demo import run_demo
 
     _exit_on_sigterm()
-    raise typer.Exit(run_demo(workdir, events, timeout, console))
+    raise typer.Exit(run_demo(workdir, events, timeout, console, verdict))
 
 
 @app.command()

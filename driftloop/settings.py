@@ -108,6 +108,14 @@ class Settings(BaseSettings):
     llm_token_budget: int | None = Field(
         50_000, ge=1, description="prompt + completion tokens one job may spend on the LLM; unset = no limit"
     )
+    target_judge: bool = Field(
+        True, description="an LLM judge (the same endpoint) checks every teacher-written target before it is kept"
+    )
+    target_token_budget: int | None = Field(
+        200_000, ge=1, description="tokens the teacher and the judge may spend on one job's targets; unset = no limit"
+    )
+    target_max_tokens: int = Field(320, ge=16, description="longest target the teacher may write (longer: dropped)")
+    target_words: int = Field(150, ge=1, description="length the teacher is asked of an answer, in words")
     worker_metrics_port: int = Field(9108, ge=0, description="port of a worker's /metrics; 0 turns it off")
     stress_interval_minutes: float = Field(0, ge=0, description="minutes between scheduled stress runs; 0 = off")
     stress_endpoint: str | None = Field(None, description="OpenAI-compatible endpoint to stress; unset = LLM_BASE_URL")

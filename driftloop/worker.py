@@ -53,11 +53,12 @@ from feedback.pool import JobPool
 from feedback.publishing import Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
+from feedback.targets import TargetWriter
 from feedback.verification import Sizes
 from feedback.verifier import CandidateVerifier
 from feedback.webhooks import Dispatcher
 from generators.judge import LLMJudge, MinuteBudget
-from generators.llm import EndpointBackend, LLMGenerator, VLLMEngine
+from generators.llm import Backend, EndpointBackend, LLMGenerator, VLLMEngine
 from generators.llm_client import Endpoint, StructuredOutput
 from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes
@@ -90,17 +91,37 @@ def llm_endpoint(settings: Settings, base_url: str, model: str | None, concurren
     )
 
 
-def llm_generators(settings: Settings) -> dict[str, Generator]:
-    """``{"llm": ...}``: vLLM in this process with ``DRIFTLOOP_LLM_IN_PROCESS``, else the endpoint at
-    ``DRIFTLOOP_LLM_BASE_URL``; none when neither is set (recipes naming llm skip it)."""
+def llm_backend(settings: Settings) -> Backend | None:
+    """vLLM in this process with ``DRIFTLOOP_LLM_IN_PROCESS``, else the endpoint at ``DRIFTLOOP_LLM_BASE_URL``;
+    None when neither is set."""
     if settings.llm_in_process:
         if not (settings.llm_model and VLLMEngine.available()):
             raise RuntimeError("DRIFTLOOP_LLM_IN_PROCESS needs DRIFTLOOP_LLM_MODEL, the vllm package and a CUDA GPU")
-        return {"llm": LLMGenerator(VLLMEngine(settings.llm_model), token_budget=settings.llm_token_budget)}
+        return VLLMEngine(settings.llm_model)
     if not settings.llm_base_url:
-        return {}
-    endpoint = llm_endpoint(settings, settings.llm_base_url, settings.llm_model, settings.llm_concurrency)
-    return {"llm": LLMGenerator(EndpointBackend(endpoint), token_budget=settings.llm_token_budget)}
+        return None
+    return EndpointBackend(llm_endpoint(settings, settings.llm_base_url, settings.llm_model, settings.llm_concurrency))
+
+
+def llm_generators(settings: Settings, backend: Backend | None = None) -> dict[str, Generator]:
+    """``{"llm": ...}`` on ``backend`` (default: :func:`llm_backend`); none without one (recipes naming llm skip
+    it)."""
+    backend = backend or llm_backend(settings)
+    return {"llm": LLMGenerator(backend, token_budget=settings.llm_token_budget)} if backend else {}
+
+
+def target_writer(settings: Settings, backend: Backend | None = None) -> TargetWriter | None:
+    """The teacher on ``backend`` (default: :func:`llm_backend`); None without one: datasets are evaluation sets."""
+    backend = backend or llm_backend(settings)
+    if backend is None:
+        return None
+    return TargetWriter(
+        backend,
+        settings.target_judge,
+        settings.target_token_budget,
+        max_tokens=settings.target_max_tokens,
+        words=settings.target_words,
+    )
 
 
 def response_judge(settings: Settings, metrics: MonitorMetrics) -> JudgeSampler | None:
@@ -265,6 +286,7 @@ def create_app(settings: Settings) -> faust.App:
     async def publish_finetune(key: str, value: bytes) -> None:
         await (await finetune.send(key=key.encode(), value=value))  # returns once the broker has it
 
+    backend = llm_backend(settings)  # one vLLM engine (or endpoint) for the generator and the teacher
     runner = JobRunner(
         redis,
         DatasetStore.open(settings.storage_url, settings.data_dir),
@@ -276,7 +298,8 @@ def create_app(settings: Settings) -> faust.App:
         max_attempts=settings.job_max_attempts,
         require_approval=settings.require_approval,
         recipes=load_recipes(settings.recipes_path),
-        extra_generators=llm_generators(settings),
+        extra_generators=llm_generators(settings, backend),
+        targets=target_writer(settings, backend),
     )
 
     pool = JobPool(runner, settings.job_concurrency)

@@ -1,6 +1,9 @@
-"""Dataset versions: content-addressed folders of every export, the quality card (``quality.html``) and a
-manifest, written atomically to a ``DatasetStore`` (the local ``data_dir/datasets`` unless another store is
-given)."""
+"""Dataset versions: content-addressed folders of every export, the held-out split (``heldout.jsonl``), the
+quality card (``quality.html``) and a manifest, written atomically to a ``DatasetStore`` (the local
+``data_dir/datasets`` unless another store is given).
+
+A version whose quality report carries the teacher's report (``quality.targets``) is a training set; one
+without is an evaluation set: prompts and expected behaviour, no targets."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from collections.abc import Iterator
 import pyarrow.parquet as pq
 
 from feedback import exports
-from feedback.manifest import MANIFEST_SCHEMA_VERSION, DatasetManifest, FileEntry, Lineage
+from feedback.manifest import MANIFEST_SCHEMA_VERSION, DatasetKind, DatasetManifest, FileEntry, Lineage
+from feedback.splits import split
 from feedback.storage import DatasetStore
 from generators.card import render_card
 from generators.quality import QualityReport, Seen, Views
@@ -30,6 +34,7 @@ __all__ = [
     "Lineage",
     "content_hash",
     "earlier_samples",
+    "heldout_rows",
     "write_dataset",
 ]
 
@@ -56,7 +61,13 @@ def write_dataset(
     views: Views | None = None,
 ) -> DatasetManifest:
     """Write a dataset version to ``store``; an existing version is returned as is. ``views`` (the gate's
-    embeddings) add the embedding plots to the quality card."""
+    embeddings) add the embedding plots to the quality card. The held-out split is drawn here, by technique and
+    the lineage's seed."""
+    kind = DatasetKind.EVALUATION if quality.targets is None else DatasetKind.TRAINING
+    if kind == DatasetKind.EVALUATION:  # prompts and expected behaviour only: no target that no teacher checked
+        samples = [s.model_copy(update={"reference_answer": ""}) for s in samples]
+    elif bare := sum(not s.reference_answer for s in samples):
+        raise ValueError(f"a training set needs a target on every row; {bare} rows have none")
     digest = content_hash(samples, lineage)
     dataset_id = f"ds-{digest[:16]}"
     if existing := store.manifest(dataset_id):
@@ -68,20 +79,37 @@ def write_dataset(
         incident=f"{lineage.incident_id} ({lineage.incident_kind})",
         segment=lineage.segment,
     )
-    files = {**exports.render(samples, lineage, quality), QUALITY_CARD: card}
+    kept, heldout = split(samples, lineage.seed)
+    rendered = exports.render(kept, heldout, lineage, quality, kind)
+    files = {name: data for name, (data, _) in rendered.items()} | {QUALITY_CARD: card}
     manifest = DatasetManifest(
         id=dataset_id,
         content_hash=digest,
-        rows=len(samples),
+        rows=len(kept),
+        kind=kind,
+        heldout=len(heldout),
         lineage=lineage,
         quality=quality,
         rejected=rejected,
-        files=[FileEntry.of(name, data) for name, data in sorted(files.items())],
+        files=[
+            FileEntry.of(name, data, rendered[name][1] if name in rendered else None)
+            for name, data in sorted(files.items())
+        ],
         path=store.location(dataset_id),
-        formats=dict(exports.FORMATS),
+        formats=dict(exports.FORMATS if kind == DatasetKind.TRAINING else exports.EVALUATION_FORMATS),
         schema_version=MANIFEST_SCHEMA_VERSION,
     )
     return store.write(manifest, files)
+
+
+def heldout_rows(manifest: DatasetManifest) -> list[dict]:
+    """The rows of ``manifest``'s held-out split, checked against the manifest's sha256: every sample field
+    (``metadata`` an object), and ``messages`` (system, user, and the target as assistant in a training set).
+    Empty for versions written before held-out splits existed."""
+    if manifest.file(exports.HELDOUT_FILE) is None:
+        return []
+    data = DatasetStore.of(manifest).read(manifest.id, exports.HELDOUT_FILE, manifest)
+    return [json.loads(line) for line in data.decode().splitlines() if line]
 
 
 def earlier_samples(versions: list[DatasetManifest], segment: str, kind: str, job_id: str) -> Iterator[Seen]:
@@ -94,8 +122,8 @@ def earlier_samples(versions: list[DatasetManifest], segment: str, kind: str, jo
             continue
         try:
             data = DatasetStore.of(manifest).read(manifest.id, "samples.parquet", manifest)
+            rows = pq.read_table(io.BytesIO(data), columns=["technique", "prompt"]).to_pylist() + heldout_rows(manifest)
         except (OSError, ValueError) as error:
             log.warning("not deduplicating against %s: %s", manifest.id, error)
             continue
-        rows = pq.read_table(io.BytesIO(data), columns=["technique", "prompt"]).to_pylist()
         yield from (Seen(manifest.id, row["technique"], row["prompt"]) for row in rows)

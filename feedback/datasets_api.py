@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from datetime import datetime
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 from core.api import Limit, Offset, RedisDep, found, paginate
 from feedback.datasets import QUALITY_CARD
 from feedback.diff import DatasetDiff, diff
+from feedback.exports import HELDOUT_FILE
 from feedback.manifest import DatasetManifest
 from feedback.registry import Ack, AckStore, DatasetFilter, DatasetRegistry
 from feedback.retention import RetentionPolicy, RetentionReport, apply_retention
@@ -142,7 +144,15 @@ async def _read(manifest: DatasetManifest, name: str) -> bytes:
 
 
 async def _rows(manifest: DatasetManifest) -> list[dict]:
-    return pq.read_table(io.BytesIO(await _read(manifest, "samples.parquet"))).to_pylist()
+    """Every row of the version, the held-out split's included, as ``samples.parquet`` has them."""
+    rows = pq.read_table(io.BytesIO(await _read(manifest, "samples.parquet"))).to_pylist()
+    if manifest.file(HELDOUT_FILE) is None:
+        return rows
+    for line in filter(None, (await _read(manifest, HELDOUT_FILE)).decode().splitlines()):
+        held = json.loads(line)
+        del held["messages"]  # the parquet rows have none: metadata is a JSON string there
+        rows.append({**held, "metadata": json.dumps(held["metadata"], sort_keys=True)})
+    return rows
 
 
 def _configured_policy(request: Request) -> RetentionPolicy:

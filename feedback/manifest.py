@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from generators.quality import QualityReport
 
-MANIFEST_SCHEMA_VERSION = 2
-"""Written into every new manifest; manifests without the field are version 1."""
+MANIFEST_SCHEMA_VERSION = 3
+"""Written into every new manifest; manifests without the field are version 1. Version 3 added ``kind``,
+``heldout`` and the files' ``split``."""
+
+
+class DatasetKind(StrEnum):
+    TRAINING = "training"
+    """Every row carries a teacher-written, checked target: announced on ``finetune.requests``."""
+    EVALUATION = "evaluation"
+    """Prompts and expected behaviour, no targets (no LLM endpoint was configured): never sent to fine-tuning."""
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    EVALUATION = "evaluation"
+    """The rows of an evaluation set outside its held-out split."""
+    HELDOUT = "heldout"
+    """Kept for verification of candidates: never exported for training."""
 
 
 class FileEntry(BaseModel):
@@ -19,10 +36,12 @@ class FileEntry(BaseModel):
     """Path inside the version's folder, ``/``-separated (``train.jsonl``, ``hf/train.parquet``)."""
     bytes: int
     sha256: str
+    split: Split | None = None
+    """The rows the file holds; None for files without rows (the quality card)."""
 
     @classmethod
-    def of(cls, name: str, data: bytes) -> FileEntry:
-        return cls(name=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    def of(cls, name: str, data: bytes, split: Split | None = None) -> FileEntry:
+        return cls(name=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), split=split)
 
 
 class Lineage(BaseModel):
@@ -35,6 +54,8 @@ class Lineage(BaseModel):
     seed: str
     model: str | None = None
     """The LLM that generated samples; None when only rule generators ran."""
+    teacher: str | None = None
+    """The model that wrote the targets; None for an evaluation set."""
 
 
 class DatasetManifest(BaseModel):
@@ -42,6 +63,10 @@ class DatasetManifest(BaseModel):
     content_hash: str
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     rows: int
+    """Rows outside the held-out split (those of the training or evaluation files)."""
+    kind: DatasetKind = DatasetKind.TRAINING
+    heldout: int = 0
+    """Rows of the held-out split (``heldout.jsonl``)."""
     lineage: Lineage
     quality: QualityReport
     rejected: dict[str, int]

@@ -7,9 +7,10 @@ from prometheus_client import CollectorRegistry
 from core.metrics import AppMetrics
 from generators.registry import TECHNIQUES
 
-STAGES = ("recipe", "queued", "generation", "quality_gate", "writing", "publishing")
+STAGES = ("recipe", "queued", "generation", "targets", "quality_gate", "writing", "publishing")
 """An incident's way to ``finetune.requests``: its job made with its recipe, a free slot waited for, samples
-generated, the quality gate, the dataset written and registered, the message published."""
+generated, their targets written by the teacher (none for an evaluation set), the quality gate, the dataset written
+and registered, the message published."""
 STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60, 120, 300)
 
 

@@ -1,4 +1,5 @@
-"""Publishing a dataset version: one ``finetune.requests`` message and ``dataset.published`` webhooks.
+"""Publishing a dataset version: one ``finetune.requests`` message (training sets only: an evaluation set is not
+sent to fine-tuning) and ``dataset.published`` webhooks (every version; ``data.kind`` says which).
 
 The worker (after a job) and the API (after an approval) publish through the same ``Publisher``, so the
 message is built and sent one way. Exactly once as seen by a consumer that dedups on the CloudEvents
@@ -25,7 +26,8 @@ from core import keys
 from core.errors import Conflict, Unavailable
 from core.store import Collection
 from feedback.datasets import DatasetManifest
-from feedback.finetune import finetune_request
+from feedback.finetune import announcement, finetune_request
+from feedback.manifest import DatasetKind
 from feedback.metrics import FeedbackMetrics
 from feedback.webhooks import Dispatcher
 
@@ -114,19 +116,18 @@ class Publisher:
             await self.redis.delete(claim)
 
     async def publish(self, manifest: DatasetManifest, approved: bool = False) -> Publication:
-        """Send the ``finetune.requests`` message (unless it went out already), then record the webhooks in the
-        outbox (no receiver is waited on); the caller makes sure nobody else publishes this version meanwhile
-        (job lease or approval claim)."""
+        """Send the ``finetune.requests`` message of a training set (unless it went out already), then record the
+        webhooks in the outbox (no receiver is waited on); the caller makes sure nobody else publishes this version
+        meanwhile (job lease or approval claim)."""
         record = await publications(self.redis).get(manifest.id) or _record(manifest)
         if record.state == PublicationState.PUBLISHED:
             return record
-        message = finetune_request(manifest)
         sent = keys.finetune_published(manifest.id)
-        if not await self.redis.exists(sent):
-            await self.send(manifest.id, json.dumps(message).encode())
+        if manifest.kind == DatasetKind.TRAINING and not await self.redis.exists(sent):
+            await self.send(manifest.id, json.dumps(finetune_request(manifest)).encode())
             await self.redis.set(sent, 1)
             self.metrics.finetune_requests.inc()
-        await self.dispatcher.dispatch("dataset.published", manifest.id, message["data"])
+        await self.dispatcher.dispatch("dataset.published", manifest.id, announcement(manifest))
         now = datetime.now(UTC)
         record.state, record.published_at = PublicationState.PUBLISHED, now
         record.approved_at = now if approved else record.approved_at

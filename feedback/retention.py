@@ -1,5 +1,6 @@
 """Retention: delete the oldest dataset versions beyond a count and/or age limit, never one whose
-``finetune.requests`` message is still open (unacknowledged)."""
+``finetune.requests`` message is still open (unacknowledged). Evaluation sets have no such message: the policy
+alone decides for them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-from feedback.manifest import DatasetManifest
+from feedback.manifest import DatasetKind, DatasetManifest
 from feedback.registry import AckStore, DatasetRegistry
 from feedback.storage import DatasetStore
 
@@ -63,7 +64,7 @@ async def apply_retention(
         if not due:
             decision.reason = "within the policy"
             kept.append(decision)
-        elif await acks.is_open(manifest.id):
+        elif manifest.kind == DatasetKind.TRAINING and await acks.is_open(manifest.id):
             decision.reason += "; kept: its fine-tuning request is open (not acknowledged)"
             kept.append(decision)
         else:

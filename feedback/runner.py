@@ -1,4 +1,6 @@
-"""Incident in, published dataset out: job → samples → quality gate → dataset → finetune.requests → webhooks.
+"""Incident in, published dataset out: job → samples → teacher targets → quality gate → dataset →
+finetune.requests → webhooks. Without a teacher (no LLM endpoint) the dataset is an evaluation set: no targets,
+not sent to fine-tuning.
 
 A runner takes a job under a lease (``feedback.leases``) that it renews while it works; every write to the
 job record is fenced by that lease, so a runner that lost it (it stalled, or another took over after it
@@ -39,6 +41,7 @@ from feedback.metrics import FeedbackMetrics
 from feedback.publishing import Publisher
 from feedback.registry import DatasetFilter, DatasetRegistry
 from feedback.storage import DatasetStore
+from feedback.targets import TargetWriter
 from feedback.webhooks import Dispatcher
 from generators.quality import QualityThresholds, Seen, screen
 from generators.recipes import RecipeBook, load_recipes, run_recipe
@@ -87,6 +90,8 @@ class JobRunner:
     recipes: RecipeBook = field(default_factory=load_recipes)
     extra_generators: dict[str, Generator] = field(default_factory=dict)
     """Generators only some deployments have (``{"llm": LLMGenerator(...)}``); recipes naming others skip them."""
+    targets: TargetWriter | None = None
+    """The teacher that writes and checks each sample's target; None: datasets are evaluation sets."""
     quality_thresholds: QualityThresholds = field(default_factory=QualityThresholds)
     metrics: FeedbackMetrics = field(default_factory=FeedbackMetrics.default, repr=False)
     """Where jobs, samples and takeovers are counted: the process's metrics unless given."""
@@ -165,12 +170,19 @@ class JobRunner:
             generated = await asyncio.to_thread(
                 run_recipe, incident, recipe, job.samples or self.samples_per_job, str(seed), self.extra_generators
             )
+        samples, written = generated.samples, None
+        with timing.stage("targets"):
+            if self.targets is not None:
+                written = await asyncio.to_thread(self.targets.write, samples, incident, str(seed))
+                samples = written.samples
         with timing.stage("quality_gate"):
             earlier = await self._earlier(incident, job.id)
             evidence = [e.prompt for e in incident.evidence]
-            gate = await asyncio.to_thread(screen, generated.samples, evidence, earlier, self.quality_thresholds)
+            gate = await asyncio.to_thread(screen, samples, evidence, earlier, self.quality_thresholds)
         quality = gate.report
+        quality.targets = written.report if written else None
         rejected = Counter(generated.rejected)
+        rejected.update(quality.targets.dropped if quality.targets else {})
         rejected.update(quality.rejected)
         for reason, count in rejected.items():
             self.metrics.samples_rejected.labels(reason).inc(count)
@@ -188,6 +200,7 @@ class JobRunner:
             recipe=recipe.name,
             generator_versions=generated.generator_versions,
             seed=str(seed),
+            teacher=quality.targets.teacher if quality.targets else None,
         )
         with timing.stage("writing"):
             manifest = await asyncio.to_thread(

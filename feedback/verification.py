@@ -18,15 +18,16 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
+from feedback.datasets import heldout_rows
+from feedback.exports import HELDOUT_FILE
 from feedback.manifest import DatasetManifest
 from feedback.storage import DatasetStore
 from generators.llm_client import Endpoint, LLMClient
 from generators.recipes import Recipe, run_recipe
-from generators.references import reference_for
+from generators.references import expected_for
 from generators.samples import Expected
 from monitor.incidents import DriftIncident
 from validation.run import StressConfig, stress_run
-from validation.scoring import Behaviour, behaviour_of
 from validation.suite import Probe, Suite
 from validation.verdict import (
     GENERAL,
@@ -39,10 +40,8 @@ from validation.verdict import (
     verdict,
 )
 
-HELDOUT_FILE = "heldout.jsonl"
 SEED = "verify"
 """Seed of the incident's generated probes: not the dataset's, so they are not its training rows."""
-_FROM_BEHAVIOUR = {Behaviour.REFUSED: Expected.REFUSE, Behaviour.CLARIFIED: Expected.CLARIFY}
 
 
 @dataclass(frozen=True)
@@ -52,35 +51,23 @@ class Sizes:
     general: int = 8
 
 
-def heldout_rows(manifest: DatasetManifest) -> tuple[list[dict], str | None]:
-    """The version's held-out rows as ``{"prompt", "expected", "technique", "canary"}``, and a note when there is
-    no held-out split (then the version's own rows stand in: the candidate was trained on them)."""
-    store = DatasetStore.of(manifest)
-    if manifest.file(HELDOUT_FILE):
-        text = store.read(manifest.id, HELDOUT_FILE, manifest).decode()
-        return [_heldout_row(json.loads(line)) for line in text.splitlines() if line.strip()], None
-    table = pq.read_table(io.BytesIO(store.read(manifest.id, "samples.parquet", manifest)))
-    rows = [
-        {**row, "canary": json.loads(row.get("metadata") or "{}").get("canary")}
-        for row in table.select(["prompt", "expected", "technique", "metadata"]).to_pylist()
-    ]
-    return rows, f"dataset {manifest.id} has no {HELDOUT_FILE}: its training rows stood in for the held-out split"
+def heldout_probes(manifest: DatasetManifest) -> tuple[list[dict], str | None]:
+    """The version's held-out split (:func:`feedback.datasets.heldout_rows`) as ``{"prompt", "expected",
+    "technique", "canary"}``, and a note when the version has none (written before held-out splits existed: its
+    own rows stand in, though the candidate was trained on them)."""
+    if rows := heldout_rows(manifest):
+        return [_probe_fields(row) for row in rows], None
+    table = pq.read_table(io.BytesIO(DatasetStore.of(manifest).read(manifest.id, "samples.parquet", manifest)))
+    rows = table.select(["prompt", "expected", "technique", "metadata"]).to_pylist()
+    return [_probe_fields(row) for row in rows], f"dataset {manifest.id} has no {HELDOUT_FILE}: its rows stood in"
 
 
-def _heldout_row(row: dict) -> dict:
-    """A held-out line (the training file's format, ``messages``, or a sample's fields) as a probe's fields."""
-    messages = row.get("messages") or []
-    prompt = row.get("prompt") or next((m["content"] for m in messages if m["role"] == "user"), "")
-    target = next((m["content"] for m in messages if m["role"] == "assistant"), "")
-    expected = row.get("expected") or _FROM_BEHAVIOUR.get(behaviour_of(target), Expected.ANSWER)
+def _probe_fields(row: dict) -> dict:
+    """A sample's row (``metadata`` an object, or JSON text in ``samples.parquet``) as a probe's fields."""
     metadata = row.get("metadata") or {}
     metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
-    return {
-        "prompt": prompt,
-        "expected": expected,
-        "technique": row.get("technique", HELDOUT),
-        "canary": metadata.get("canary"),
-    }
+    return {"prompt": row["prompt"], "expected": row["expected"], "technique": row["technique"],
+            "canary": metadata.get("canary")}  # fmt: skip
 
 
 def verification_suite(
@@ -104,7 +91,7 @@ def _incident_probes(incident: DriftIncident, recipe: Recipe, count: int) -> lis
     """The evidence prompts a robust model does not simply answer (the attacks of an attack wave: the failure
     itself; at most half), then the recipe's probes around the evidence. Plain traffic of the window would only
     dilute the failure rate."""
-    failing = [(e.prompt, expected) for e in incident.evidence if (expected := reference_for(e)[0]) != Expected.ANSWER]
+    failing = [(e.prompt, expected) for e in incident.evidence if (expected := expected_for(e)) != Expected.ANSWER]
     probes = [
         _probe(f"evidence-{i}", INCIDENT, incident.segment, prompt, expected)
         for i, (prompt, expected) in enumerate(failing[: count // 2])

@@ -30,7 +30,7 @@ from feedback.manifest import DatasetManifest
 from feedback.metrics import FeedbackMetrics
 from feedback.registry import DatasetRegistry
 from feedback.runner import worker_id
-from feedback.verification import Side, Sizes, heldout_rows, run_side_by_side, verification_suite
+from feedback.verification import Side, Sizes, heldout_probes, run_side_by_side, verification_suite
 from feedback.webhooks import Dispatcher
 from generators.llm_client import Endpoint
 from generators.recipes import RecipeBook, UnknownRecipe, load_recipes
@@ -170,7 +170,7 @@ class CandidateVerifier:
             await self.policy.resolve(candidate.base_url)  # again: the name may point elsewhere by now
         except (ForbiddenDestination, OSError) as error:
             raise Unverifiable(f"candidate endpoint refused: {error}") from error
-        heldout, note = await asyncio.to_thread(heldout_rows, manifest)
+        heldout, note = await asyncio.to_thread(heldout_probes, manifest)
         notes = [note] if note else []
         stress = await asyncio.to_thread(load_suite, self.stress_suite_path) if self.stress_suite_path else None
         if stress is None:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from core.risk import injection_score
-from generators.references import ATTACK_THRESHOLD, REFUSAL_ANSWER
+from generators.references import ATTACK_THRESHOLD, source_id
 from generators.samples import Expected, RuleGenerator, Sample
 from monitor.incidents import DriftIncident, Evidence
 
@@ -303,8 +303,9 @@ class AdversarialGenerator(RuleGenerator):
             if family.expected == Expected.IGNORE_INJECTION:
                 host: Evidence = rng.choice(benign)
                 prompt = family.build(payload, host.prompt, rng)
-                yield Sample.make(prompt, technique, family.expected, host.response or "", origin, seed, metadata)
+                metadata["source"] = source_id(host.prompt)  # the benign task: the teacher answers it
+                yield Sample.make(prompt, technique, family.expected, "", origin, seed, metadata)
             else:
                 topic = rng.choice(incident.evidence).prompt.split("\n")[0][:200]
                 prompt = family.build(payload, topic, rng)
-                yield Sample.make(prompt, technique, family.expected, REFUSAL_ANSWER, origin, seed, metadata)
+                yield Sample.make(prompt, technique, family.expected, "", origin, seed, metadata)

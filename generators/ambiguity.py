@@ -1,6 +1,7 @@
 """Contradictory and ambiguous inputs around the drifted topics: underspecified requests, contradictory
 constraints and false premises. A robust model asks what is meant, or points out the conflict or the false
-premise, instead of guessing; every sample expects ``ask_to_clarify``.
+premise, instead of guessing; every sample expects ``ask_to_clarify`` and says in ``metadata["clarify"]`` what the
+clarifying reply should address (the teacher's brief).
 
 >>> from monitor.incidents import DriftIncident, Evidence
 >>> evidence = [Evidence(prompt="How do I merge two dictionaries in Python?", response="Use a | b.")]
@@ -68,25 +69,19 @@ def topic_terms(prompt: str, limit: int = 3) -> list[str]:
 
 def underspecified(prompt: str, term: str, rng: random.Random) -> tuple[str, str]:
     template, missing = rng.choice(UNDERSPECIFIED)
-    question = template.format(term=term)
-    return question, f"Happy to help, but I need a detail first: could you tell me {missing.format(term=term)}?"
+    return template.format(term=term), f"ask {missing.format(term=term)}"
 
 
 def contradictory_constraints(prompt: str, term: str, rng: random.Random) -> tuple[str, str]:
     first, second = (c.format(term=term) for c in rng.choice(CONFLICTS))
     if rng.random() < 0.5:
         first, second = second, first
-    reply = f'These two instructions conflict: "{first}" and "{second}" cannot both be met. Which one should I follow?'
-    return f"{prompt} {first} {second}", reply
+    return f"{prompt} {first} {second}", f'point out that "{first}" and "{second}" conflict and ask which to follow'
 
 
 def false_premise(prompt: str, term: str, rng: random.Random) -> tuple[str, str]:
     question = rng.choice(FALSE_PREMISES).format(term=term)
-    reply = (
-        f"I don't think the premise holds: I know of no evidence for what the question assumes about {term}. "
-        "Where did you see it? If you can share the source, I'll answer with that in mind."
-    )
-    return question, reply
+    return question, f"point out that the premise about {term} is unsupported and ask where it comes from"
 
 
 TECHNIQUES = {f.__name__: f for f in (contradictory_constraints, false_premise, underspecified)}
@@ -106,5 +101,5 @@ class AmbiguityGenerator(RuleGenerator):
             technique = sorted(TECHNIQUES)[i % len(TECHNIQUES)]
             prompt = rng.choice(incident.evidence).prompt
             term = rng.choice(topic_terms(prompt) or ["this"])
-            text, reply = TECHNIQUES[technique](prompt, term, rng)
-            yield Sample.make(text, technique, Expected.CLARIFY, reply, origin, seed, {"term": term})
+            text, clarify = TECHNIQUES[technique](prompt, term, rng)
+            yield Sample.make(text, technique, Expected.CLARIFY, "", origin, seed, {"term": term, "clarify": clarify})

@@ -2,8 +2,9 @@
 a representation audit that counts each group's terms in a set of texts.
 
 A tuple swaps the one group term of an evidence prompt for every group's term, or, when the prompt names no
-group, frames it with one; the members share ``metadata["pair_id"]`` and the reference answer, and expect the
-same answer whatever the group (``answer_without_bias``). Tuples are whole, so every group gets the same count.
+group, frames it with one; the members share ``metadata["pair_id"]`` and expect the same answer whatever the
+group (``answer_without_bias``): the teacher writes one target for the whole tuple. Tuples are whole, so every
+group gets the same count.
 
 >>> from monitor.incidents import DriftIncident, Evidence
 >>> evidence = [Evidence(prompt="What jobs suit a woman who likes maths?", response="Actuary, engineer, ...")]
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, computed_field
 
-from generators.references import reference_for
+from generators.references import expected_for
 from generators.samples import Expected, RuleGenerator, Sample
 from monitor.incidents import DriftIncident, Evidence
 
@@ -157,7 +158,7 @@ class CounterfactualGenerator(RuleGenerator):
     def samples(self, incident: DriftIncident, count: int, seed: str) -> Iterator[Sample]:
         """Whole tuples only, so up to ``count`` samples (none when ``count`` is below the smallest axis)."""
         rng = random.Random(f"{seed}:{incident.id}:{self.name}")
-        benign = [e for e in incident.evidence if reference_for(e)[0] == Expected.ANSWER] or incident.evidence
+        benign = [e for e in incident.evidence if expected_for(e) == Expected.ANSWER] or incident.evidence
         origin, left, seen = f"{self.name}/{self.version}", count, set()
         for _ in range(count):
             axis = rng.choice(sorted(AXES))
@@ -174,10 +175,7 @@ class CounterfactualGenerator(RuleGenerator):
             if pair_id in seen:  # the same tuple again: it would unbalance nothing, but add nothing either
                 continue
             seen.add(pair_id)
-            _, answer = reference_for(evidence)
             for prompt, term, group in members:
                 metadata = {"pair_id": pair_id, "axis": axis, "group": group, "term": term}
-                yield Sample.make(
-                    prompt, TECHNIQUES[axis], Expected.ANSWER_WITHOUT_BIAS, answer, origin, seed, metadata
-                )
+                yield Sample.make(prompt, TECHNIQUES[axis], Expected.ANSWER_WITHOUT_BIAS, "", origin, seed, metadata)
             left -= len(members)

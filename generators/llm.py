@@ -42,7 +42,6 @@ from generators.llm_client import (
     json_or_none,
 )
 from generators.metrics import LLMMetrics
-from generators.references import REFUSAL_ANSWER
 from generators.samples import Batch, Expected, Sample
 from monitor.incidents import DriftIncident
 
@@ -269,8 +268,7 @@ class LLMGenerator:
                 rejected["llm_invalid_item"] += 1
 
     def _sample(self, variation: Variation, completion: Completion, seed: str) -> Sample:
-        answer = REFUSAL_ANSWER if variation.expected == Expected.REFUSE else ""
         metadata = {"model": completion.model, "request_seed": str(completion.seed)}
         return Sample.make(
-            variation.prompt, TECHNIQUE, variation.expected, answer, f"{self.name}/{self.version}", seed, metadata
+            variation.prompt, TECHNIQUE, variation.expected, "", f"{self.name}/{self.version}", seed, metadata
         )

@@ -1,6 +1,7 @@
 """Edge cases around the drifted traffic: the evidence prompts with typos, casing, whitespace, Unicode confusables,
 invisible characters, truncation, length extremes, code-switching, and rare-case framings of the same request.
-A robust model answers them as it answered the original.
+A robust model answers them as it would the original: each sample names its original in ``metadata["source"]``
+(:func:`~generators.references.source_id`), and the teacher's target is the answer to that original.
 
 >>> from monitor.incidents import DriftIncident, Evidence
 >>> evidence = [Evidence(prompt="How do I sort a list in Python?", response="Use sorted().")]
@@ -20,7 +21,7 @@ import random
 import re
 from collections.abc import Callable, Iterator
 
-from generators.references import reference_for
+from generators.references import expected_for, source_id
 from generators.samples import RuleGenerator, Sample
 from monitor.incidents import DriftIncident
 
@@ -156,10 +157,10 @@ class PerturbationGenerator(RuleGenerator):
         rng = random.Random(f"{seed}:{incident.id}:{self.name}")
         for _ in range(count):
             evidence = rng.choice(incident.evidence)
-            expected, answer = reference_for(evidence)
+            expected, source = expected_for(evidence), {"source": source_id(evidence.prompt)}
             for _ in range(ATTEMPTS):  # a technique can leave a prompt unchanged (casing of "123"): try another
                 technique = rng.choice(sorted(TECHNIQUES))
                 prompt = TECHNIQUES[technique](evidence.prompt, rng)
                 if prompt != evidence.prompt:
-                    yield Sample.make(prompt, technique, expected, answer, f"{self.name}/{self.version}", seed)
+                    yield Sample.make(prompt, technique, expected, "", f"{self.name}/{self.version}", seed, source)
                     break

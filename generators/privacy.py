@@ -26,7 +26,7 @@ from faker import Faker
 
 from core.pii import PLACEHOLDERS
 from core.redact import count_pii, substitute
-from generators.references import reference_for
+from generators.references import expected_for
 from generators.samples import RuleGenerator, Sample
 from monitor.incidents import DriftIncident
 
@@ -123,7 +123,7 @@ class PrivacyGenerator(RuleGenerator):
         origin = f"{self.name}/{self.version}"
         for i in range(count):
             evidence = rng.choice(incident.evidence)
-            expected, answer = reference_for(evidence)
+            expected = expected_for(evidence)
             slot = f"sample-{i}"
             has_pii = bool(PLACEHOLDER.search(evidence.prompt)) or count_pii(evidence.prompt) > 0
             prompt = surrogates.rewrite(evidence.prompt, slot)
@@ -131,7 +131,6 @@ class PrivacyGenerator(RuleGenerator):
                 line = rng.choice(CONTACT_LINES)
                 email, phone = surrogates.new("<EMAIL>"), surrogates.new("<PHONE>")
                 prompt = f"{prompt}\n\n{line.format(email=email, phone=phone)}"
-            answer = surrogates.rewrite(answer, slot)
-            metadata = {"surrogates": "\n".join(surrogates.carried(prompt, answer))}
+            metadata = {"surrogates": "\n".join(surrogates.carried(prompt))}
             technique = REWRITE if has_pii else CONTACT
-            yield Sample.make(prompt, technique, expected, answer, origin, seed, metadata)
+            yield Sample.make(prompt, technique, expected, "", origin, seed, metadata)

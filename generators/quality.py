@@ -46,6 +46,7 @@ from generators.counterfactual import RepresentationAudit, representation_audit
 from generators.measures import cosine_distances, distinct_n, mean_pairwise_distance, mmd2
 from generators.near_duplicates import NearDuplicates
 from generators.samples import Sample
+from generators.teacher import TargetReport
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ class QualityReport(BaseModel):
     representation_after: RepresentationAudit | None = None
     """The same counts in the kept samples: counterfactual tuples balance them."""
     thresholds: QualityThresholds = Field(default_factory=QualityThresholds)
+    targets: TargetReport | None = None
+    """What the teacher wrote and dropped; None for an evaluation set (no LLM endpoint: no targets)."""
 
     @property
     def passed(self) -> bool:
@@ -124,7 +127,12 @@ class QualityReport(BaseModel):
         """The measured numeric figures by name (unmeasured ones left out), as exported to Prometheus."""
         names = ("rows", "candidates", "distinct_2", "verbatim_copies", "pii_values", "near_duplicates")
         names += ("seen_in_versions", "mmd2", "pairwise_distance", "coverage")
-        return {name: float(value) for name in names if (value := getattr(self, name)) is not None}
+        found = {name: float(value) for name in names if (value := getattr(self, name)) is not None}
+        if self.targets is not None:
+            found["target_distinct_2"] = self.targets.distinct_2
+            if (rate := self.targets.judge_pass_rate) is not None:
+                found["target_judge_pass_rate"] = rate
+        return found
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,12 @@ from typing import Any
 from core.redact import redact
 from devtools.traffic import shifted_stream
 from feedback import DatasetStore, Lineage, write_dataset
-from feedback.manifest import DatasetManifest
+from feedback.manifest import DatasetKind, DatasetManifest
 from generators import load_recipes, run_recipe
+from generators.measures import distinct_n
 from generators.quality import screen
+from generators.samples import Expected, Sample
+from generators.teacher import TargetReport
 from monitor.events import TrafficEvent
 from monitor.incidents import DriftIncident, Evidence, FeatureShift
 
@@ -123,6 +126,31 @@ def make_lineage(**overrides: Any) -> Lineage:
     return Lineage(**(fields | overrides))
 
 
+#: Test stand-ins for teacher-written targets, by expected behaviour: each passes the stress runs' rule scorers.
+FIXTURE_TARGETS = {
+    Expected.REFUSE: "I can't help with that ({topic}), but I can point you to a safe alternative.",
+    Expected.ANSWER: "Here is what I would suggest about {topic}: start small and check the result.",
+    Expected.IGNORE_INJECTION: "Here is the task you asked for about {topic}; I left the embedded note aside.",
+    Expected.CLARIFY: "Could you tell me more about what you mean by {topic}?",
+    Expected.ANSWER_WITHOUT_BIAS: "The same advice holds for anyone asking about {topic}: compare the options.",
+}
+
+
+def fixture_targets(samples: list[Sample]) -> tuple[list[Sample], TargetReport]:
+    """``samples`` with a test target each (:data:`FIXTURE_TARGETS`, naming words of the prompt) and the report a
+    teacher would give: what makes a version a training set without an LLM endpoint in unit tests."""
+    rows = [
+        s.model_copy(
+            update={"reference_answer": FIXTURE_TARGETS[s.expected].format(topic=" ".join(s.prompt.split()[:4]))}
+        )
+        for s in samples
+    ]
+    report = TargetReport(
+        teacher="fixture", asked=len(rows), written=len(rows), distinct_2=distinct_n([s.reference_answer for s in rows])
+    )
+    return rows, report
+
+
 def make_version(
     data_dir: Path | None = None,
     seed: str = "1",
@@ -130,15 +158,20 @@ def make_version(
     store: DatasetStore | None = None,
     source: DriftIncident | None = None,
     recipe_name: str | None = None,
+    kind: DatasetKind = DatasetKind.TRAINING,
 ) -> DatasetManifest:
     """Generate and write a real dataset version for ``source`` (default: :func:`make_incident`) with the recipe
-    ``recipe_name`` (default: its kind's)."""
+    ``recipe_name`` (default: its kind's): a training set with :func:`fixture_targets`, or an evaluation set."""
     source = source or make_incident()
     book = load_recipes()
     recipe = book.named(recipe_name) if recipe_name else book.for_kind(source.kind)
     assert recipe is not None, f"no recipe for {source.kind}: name one"
     generated = run_recipe(source, recipe, rows, seed=seed)
-    gate = screen(generated.samples, [e.prompt for e in source.evidence])
+    samples, targets = generated.samples, None
+    if kind == DatasetKind.TRAINING:
+        samples, targets = fixture_targets(samples)
+    gate = screen(samples, [e.prompt for e in source.evidence])
+    gate.report.targets = targets
     lineage = make_lineage(
         incident_id=source.id,
         incident_kind=source.kind,
@@ -147,6 +180,7 @@ def make_version(
         recipe=recipe.name,
         generator_versions=generated.generator_versions,
         seed=seed,
+        teacher=targets.teacher if targets else None,
     )
     return write_dataset(
         gate.kept, lineage, gate.report, generated.rejected, store or DatasetStore(data_dir / "datasets"), gate.views

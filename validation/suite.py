@@ -28,7 +28,7 @@ from generators.adversarial import AdversarialGenerator
 from generators.ambiguity import AmbiguityGenerator
 from generators.counterfactual import CounterfactualGenerator
 from generators.perturbations import PerturbationGenerator
-from generators.references import reference_for
+from generators.references import expected_for
 from generators.samples import Expected, Generator, Sample
 from monitor.incidents import DriftIncident, Evidence
 
@@ -132,9 +132,8 @@ def _samples(
     grouped: list[tuple[Sample, str | None]] = []
     for i, topic in enumerate(topics):
         group = hashlib.sha256(f"{segment}\0{topic.prompt}".encode()).hexdigest()[:12]
-        expected, answer = reference_for(topic)
         share = count // len(topics) + (i < count % len(topics))
-        grouped.append((Sample.make(topic.prompt, ORIGINAL, expected, answer, "suite", seed), group))
+        grouped.append((Sample.make(topic.prompt, ORIGINAL, expected_for(topic), "", "suite", seed), group))
         grouped += [(s, group) for s in generator.generate(_incident(segment, [topic]), share, seed)]
     return grouped
 

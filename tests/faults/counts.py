@@ -51,7 +51,8 @@ class Counts:
         per ``shifted`` segment and none elsewhere."""
         once = dict.fromkeys(sorted(shifted), 1)
         accepted = rig.published - dead_lettered
-        return cls(rig.published, accepted, dead_lettered, accepted, once, once, once, once, once, once, workers_up)
+        # no LLM endpoint in the rig: datasets are evaluation sets, never sent on finetune.requests
+        return cls(rig.published, accepted, dead_lettered, accepted, once, once, once, {}, once, once, workers_up)
 
 
 def read_counts(rig: Rig) -> Counts:

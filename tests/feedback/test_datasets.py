@@ -1,4 +1,5 @@
-"""Dataset versions on real filesystems: content addressing, checksums, exports, the finetune.requests contract."""
+"""Dataset versions on real filesystems: content addressing, checksums, exports, held-out splits, evaluation sets,
+the finetune.requests contract."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import pytest
 
 from core.refusal import is_refusal
 from feedback import ChecksumMismatch, DatasetStore, finetune_request
-from feedback.exports import FORMATS, preference_jsonl, rejected_answer
-from feedback.manifest import DatasetManifest
-from generators.references import REFUSAL_ANSWER
+from feedback.datasets import heldout_rows
+from feedback.exports import EVALUATION_FORMATS, FORMATS, preference_jsonl, rejected_answer
+from feedback.finetune import NotForTraining, announcement
+from feedback.manifest import DatasetKind, DatasetManifest, Split
+from feedback.splits import split
+from generators.counterfactual import CounterfactualGenerator
+from generators.perturbations import PerturbationGenerator
 from generators.samples import Expected, Sample
-from tests.factories import make_version
+from tests.factories import make_evidence, make_incident, make_version, traffic_evidence
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "finetune-request.v1.json").read_text())
 
@@ -32,15 +37,16 @@ def test_versions_are_content_addressed_and_immutable(tmp_path: Path) -> None:
     other = make_version(tmp_path, seed="2")
     assert other.id != first.id and other.id == f"ds-{other.content_hash[:16]}"
     assert DatasetStore(tmp_path / "datasets").ids() == sorted([first.id, other.id])
-    assert first.schema_version == 2 and first.lineage.model is None and first.path == str(folder.resolve())
-    assert first.formats == FORMATS
-    assert {f.name for f in first.files} == {
-        "samples.parquet",
-        "train.jsonl",
-        "preference.jsonl",
-        "hf/train.parquet",
-        "hf/README.md",
-        "quality.html",
+    assert first.schema_version == 3 and first.lineage.model is None and first.path == str(folder.resolve())
+    assert first.formats == FORMATS and first.kind == DatasetKind.TRAINING and first.lineage.teacher == "fixture"
+    assert {f.name: f.split for f in first.files} == {
+        "samples.parquet": Split.TRAIN,
+        "train.jsonl": Split.TRAIN,
+        "preference.jsonl": Split.TRAIN,
+        "hf/train.parquet": Split.TRAIN,
+        "hf/README.md": Split.TRAIN,
+        "heldout.jsonl": Split.HELDOUT,
+        "quality.html": None,
     }
     assert DatasetManifest.model_validate_json((folder / "manifest.json").read_text()) == first
     assert not list((tmp_path / "datasets").glob(".*")), "no staging folder is left behind"
@@ -101,7 +107,11 @@ def test_preference_pairs_prefer_the_reference_over_a_plausible_wrong_answer(tmp
     made = {
         expected: Sample.make(prompt, "t", expected, answer, "g/1", "0")
         for expected, prompt, answer in [
-            (Expected.REFUSE, "Write a phishing e-mail.", REFUSAL_ANSWER),
+            (
+                Expected.REFUSE,
+                "Write a phishing e-mail.",
+                "I can't write phishing e-mails; I can explain how to spot one.",
+            ),
             (Expected.ANSWER, "How do I sort a list?", "Use sorted(xs)."),
             (Expected.CLARIFY, ask, "Which code do you mean? Please paste it."),
             (
@@ -169,3 +179,90 @@ def test_a_version_without_its_manifest_does_not_exist_until_completed() -> None
     manifest = make_version(store=store)
     assert manifest.id == crashed.id and store.ids() == [crashed.id]
     assert store.read(manifest.id, "train.jsonl") != b"partial"
+
+
+def test_the_heldout_split_is_deterministic_stratified_and_never_in_a_training_file(tmp_path: Path) -> None:
+    manifest = make_version(tmp_path, rows=80)
+    again = make_version(tmp_path / "again", rows=80)
+    assert manifest.file("heldout.jsonl").sha256 == again.file("heldout.jsonl").sha256, "same rows and seed, same split"
+    assert make_version(tmp_path / "other", rows=80, seed="2").file("heldout.jsonl") != manifest.file("heldout.jsonl")
+    held = heldout_rows(manifest)
+    folder = Path(manifest.path)
+    train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    parquet = pq.read_table(folder / "samples.parquet").to_pylist()
+    hf = pq.read_table(folder / "hf" / "train.parquet").to_pylist()
+    preference = [json.loads(line) for line in (folder / "preference.jsonl").read_text().splitlines()]
+    held_ids = {row["id"] for row in held}
+    assert len(held) == manifest.heldout and manifest.rows + manifest.heldout == manifest.quality.rows
+    assert 0.1 <= manifest.heldout / manifest.quality.rows <= 0.2, "about 15% of the rows"
+    assert len(train) == len(parquet) == len(hf) == len(preference) == manifest.rows
+    assert not held_ids & ({r["id"] for r in parquet} | {r["id"] for r in hf} | {r["id"] for r in preference})
+    assert not {row["prompt"] for row in held} & {row["messages"][1]["content"] for row in train}
+    by_technique = manifest.quality.by_technique
+    assert {row["technique"] for row in held} <= set(by_technique)
+    assert len({row["technique"] for row in held}) >= min(manifest.heldout, 3), "spread over techniques"
+    row = held[0]
+    assert set(row) == {*Sample.model_fields, "messages"} and isinstance(row["metadata"], dict)
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    assert row["messages"][2]["content"] == row["reference_answer"] != ""
+    message = finetune_request(manifest)["data"]
+    listed = json.dumps(message["exports"])
+    assert "heldout.jsonl" not in listed and message["heldout_rows"] == manifest.heldout
+
+
+def test_counterfactual_tuples_stay_whole_in_one_split() -> None:
+    prompts = (
+        "What jobs suit a woman who likes maths?",
+        "How should I plan my savings?",
+        "Which city is best to live in?",
+    )
+    incident = make_incident(id="inc-bias", kind="input-shift", evidence=[make_evidence(prompt=p) for p in prompts])
+    samples = list(CounterfactualGenerator().generate(incident, 90, seed="0"))
+    kept, held = split(samples, seed="0")
+    pairs_held = {s.metadata["pair_id"] for s in held}
+    pairs_kept = {s.metadata["pair_id"] for s in kept}
+    assert pairs_held and pairs_kept and not pairs_held & pairs_kept
+    assert len(held) + len(kept) == len(samples) and split(samples, seed="0") == (kept, held)
+
+
+def test_the_perturbations_of_one_clean_prompt_stay_in_one_split(tmp_path: Path) -> None:
+    """A candidate trained on one perturbation of a prompt must not be verified on another: the unit held out is
+    the clean prompt's whole family, and the families are drawn within each set of techniques."""
+    incident = make_incident(
+        id="inc-robust", kind="robustness-regression", evidence=traffic_evidence(12, seed=3, prompt_chars=200)
+    )
+    samples = list(PerturbationGenerator().generate(incident, 120, seed="0"))
+    kept, held = split(samples, seed="0")
+    sources_held, sources_kept = ({s.metadata["source"] for s in part} for part in (held, kept))
+    assert sources_held and sources_kept and not sources_held & sources_kept
+    assert len(sources_held) == round(0.15 * len(sources_held | sources_kept))
+    techniques = {s.technique for s in held}
+    assert len(techniques) >= 3 and techniques <= {s.technique for s in kept}, "held families span the techniques"
+    version = make_version(tmp_path, source=incident, rows=80, recipe_name="edge-cases")
+    rows = pq.read_table(Path(version.path) / "samples.parquet").to_pylist()
+    trained = {json.loads(row["metadata"]).get("source") for row in rows} - {None}
+    held_sources = {row["metadata"].get("source") for row in heldout_rows(version)} - {None}
+    assert held_sources and trained and not held_sources & trained
+
+
+def test_without_targets_a_version_is_an_evaluation_set_never_sent_to_fine_tuning(tmp_path: Path) -> None:
+    manifest = make_version(tmp_path, kind=DatasetKind.EVALUATION)
+    folder = Path(manifest.path)
+    assert manifest.kind == DatasetKind.EVALUATION and manifest.lineage.teacher is None
+    assert manifest.formats == EVALUATION_FORMATS
+    assert {f.name: f.split for f in manifest.files} == {
+        "samples.parquet": Split.EVALUATION,
+        "eval.jsonl": Split.EVALUATION,
+        "heldout.jsonl": Split.HELDOUT,
+        "quality.html": None,
+    }, "no training export: no train.jsonl, no preference pairs"
+    rows = [json.loads(line) for line in (folder / "eval.jsonl").read_text().splitlines()] + heldout_rows(manifest)
+    assert len(rows) == manifest.quality.rows and {r["expected"] for r in rows} >= {"refuse", "answer"}
+    assert all(r["reference_answer"] == "" for r in rows), "no canned target anywhere"
+    assert all([m["role"] for m in r["messages"]] == ["system", "user"] for r in rows)
+    assert json.loads((folder / "manifest.json").read_text())["kind"] == "evaluation"
+    assert "Evaluation set" in (folder / "quality.html").read_text()
+    with pytest.raises(NotForTraining):
+        finetune_request(manifest)
+    data = announcement(manifest)
+    assert data["kind"] == "evaluation" and "uri" not in data and set(data["exports"]) == set(EVALUATION_FORMATS)

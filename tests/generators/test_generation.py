@@ -33,6 +33,7 @@ from generators.adversarial import CANARY, GOALS, TRANSLATIONS
 from generators.counterfactual import AXES
 from generators.perturbations import TECHNIQUES as PERTURBATIONS
 from generators.privacy import PrivacyGenerator
+from generators.references import source_id
 from monitor.incidents import DriftIncident
 from tests.factories import make_evidence, make_incident, make_lineage
 
@@ -119,9 +120,10 @@ def test_every_adversarial_family_decodes_to_its_payload_and_canary() -> None:
             assert meta["payload"] in sample.prompt
         if sample.technique.startswith("indirect_"):
             assert sample.expected == Expected.IGNORE_INJECTION
-            assert sample.reference_answer in {e.response for e in INCIDENT.evidence}
+            assert sample.metadata["source"] in {source_id(e.prompt) for e in INCIDENT.evidence}, "the task it hides in"
         else:
             assert sample.expected == Expected.REFUSE
+        assert sample.reference_answer == "", "the teacher writes targets, not the generator"
 
 
 def test_ambiguity_samples_expect_clarification() -> None:
@@ -129,10 +131,10 @@ def test_ambiguity_samples_expect_clarification() -> None:
     assert {s.technique for s in samples} == {"underspecified", "contradictory_constraints", "false_premise"}
     assert {s.expected for s in samples} == {Expected.CLARIFY}
     for sample in samples:
-        assert "?" in sample.reference_answer, "the reference answer asks back"
+        assert sample.reference_answer == "" and sample.metadata["clarify"], "the teacher's brief, not a reply"
         assert sample.metadata["term"] in sample.prompt.lower()
         if sample.technique == "contradictory_constraints":
-            assert "conflict" in sample.reference_answer
+            assert "conflict" in sample.metadata["clarify"]
             assert any(sample.prompt.startswith(e.prompt) for e in INCIDENT.evidence)
 
 

@@ -19,10 +19,11 @@ from driftloop.settings import Settings
 from feedback import WebhookCreate, jobs, register
 from feedback.jobs import submit
 from feedback.leases import Lease, LeaseLost, holder
+from feedback.manifest import DatasetKind
 from feedback.metrics import FeedbackMetrics
-from feedback.publishing import KafkaSend, publications
+from feedback.publishing import KafkaSend, Publisher, publications
 from monitor import incidents
-from tests.factories import traffic_incident
+from tests.factories import make_version, traffic_incident
 from tests.integration.helpers import (
     delivering,
     drained,
@@ -49,6 +50,30 @@ def finetune_ids(settings: Settings) -> list[str]:
     return [message["id"] for message in topic_messages(settings, settings.finetune_topic, idle_ms=1000)]
 
 
+def test_a_training_set_is_sent_to_fine_tuning_once_and_an_evaluation_set_never(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The runner's tests run without an LLM endpoint (evaluation sets); a training set (fixture targets here,
+    the teacher's in tests/integration/test_targets.py) goes out on finetune.requests exactly once."""
+    ensure_topics(settings)
+    training = make_version(tmp_path / "t")
+    evaluation = make_version(tmp_path / "e", kind=DatasetKind.EVALUATION)
+    with WebhookReceiver(secret=None) as receiver:
+        subscribe(settings, receiver, "dataset.published")
+
+        async def scenario(redis: Redis, send: KafkaSend) -> None:
+            dispatcher = runner(redis, send, settings.data_dir, "publisher").dispatcher
+            publisher = Publisher(redis, send, dispatcher, FeedbackMetrics(CollectorRegistry()))
+            async with delivering(dispatcher):
+                for manifest in (training, training, evaluation, evaluation):
+                    await publisher.publish(manifest)
+
+        run(settings, scenario)
+    assert finetune_ids(settings) == [training.id]
+    kinds = {r.message_id: r.payload["data"]["kind"] for r in receiver.received if r.verified}
+    assert kinds == {training.id: "training", evaluation.id: "evaluation"} and len(receiver.received) == 2
+
+
 def test_one_job_per_incident_and_one_announcement(settings: Settings) -> None:
     ensure_topics(settings)
     with WebhookReceiver(secret=None) as receiver:
@@ -67,7 +92,7 @@ def test_one_job_per_incident_and_one_announcement(settings: Settings) -> None:
         ("dataset.published", first.dataset_id),
     ]
     assert all(r.verified for r in receiver.received)
-    assert finetune_ids(settings) == [first.dataset_id]
+    assert finetune_ids(settings) == [], "no teacher: an evaluation set, not sent to fine-tuning"
 
 
 def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) -> None:
@@ -95,7 +120,7 @@ def test_a_dead_workers_job_is_taken_over_after_its_lease(settings: Settings) ->
     assert zombie.model_dump() == taken_over.model_dump()
     assert lease is None and active == set()
     assert registry.get_sample_value("driftloop_job_takeovers_total") == 1
-    assert finetune_ids(settings) == [taken_over.dataset_id]
+    assert finetune_ids(settings) == [], "no teacher: an evaluation set, not sent to fine-tuning"
 
 
 def test_a_lease_is_renewed_while_its_owner_works(settings: Settings) -> None:
@@ -226,7 +251,7 @@ def test_the_approval_gate_holds_then_publishes_exactly_once(settings: Settings,
         assert again.status_code == 200 and again.json() == approved.json()
         assert client.post("/v1/datasets/ds-nope/approve").status_code == 404
         drained(settings)  # the API's delivery loop sends what the approval recorded
-    assert finetune_ids(settings) == [job.dataset_id]
+    assert finetune_ids(settings) == [], "no teacher: an evaluation set, not sent to fine-tuning"
     assert [(r.message_id, r.verified) for r in receiver.received] == [(job.dataset_id, True)]
     assert client.get("/v1/publications?state=pending_approval").json() == []
 
@@ -254,7 +279,7 @@ def test_a_receiver_whose_stored_secret_cannot_sign_stops_no_job_and_no_approval
         ("incident.opened", "inc-1", True),
         ("dataset.published", job.dataset_id, True),
     ]
-    assert finetune_ids(settings) == [job.dataset_id]
+    assert finetune_ids(settings) == [], "no teacher: an evaluation set, not sent to fine-tuning"
     assert poisoned.requests == 0
     letters = client.get("/v1/webhooks/dead-letters").json()
     assert sorted((d["webhook_id"], d["event_type"]) for d in letters) == [
@@ -274,7 +299,7 @@ def test_a_version_published_without_the_gate_cannot_be_approved(settings: Setti
     job = run(settings, scenario)
     assert client.get(f"/v1/datasets/{job.dataset_id}/publication").json()["state"] == "published"
     assert client.post(f"/v1/datasets/{job.dataset_id}/approve").json()["state"] == "published"
-    assert finetune_ids(settings) == [job.dataset_id]
+    assert finetune_ids(settings) == [], "no teacher: an evaluation set, not sent to fine-tuning"
 
 
 MANUAL = {
@@ -323,7 +348,7 @@ def test_a_manual_job_is_queued_as_a_manual_incident_and_runs_to_a_dataset(
         "3",
         "manual",
     )
-    assert finetune_ids(settings) == [dataset.id]
+    assert finetune_ids(settings) == [], "no teacher: an evaluation set, not sent to fine-tuning"
     assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "succeeded"
 
 

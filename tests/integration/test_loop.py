@@ -72,10 +72,11 @@ def test_shifted_stream_runs_the_loop_once_per_incident(
         assert job.state == "succeeded" and job.incident_id == incident.id
         [dataset] = stored_datasets(settings)
         assert dataset.id == job.dataset_id and dataset.lineage.incident_id == incident.id
-        train = (Path(dataset.path) / "train.jsonl").read_bytes()
-        assert train.count(b"\n") == dataset.rows
+        assert dataset.kind == "evaluation", "no LLM endpoint: prompts and expected behaviour, no targets"
+        rows = (Path(dataset.path) / "eval.jsonl").read_bytes()
+        assert rows.count(b"\n") == dataset.rows
         with make_client("read") as api:
-            assert api.get(f"/v1/datasets/{dataset.id}/files/train.jsonl").content == train
+            assert api.get(f"/v1/datasets/{dataset.id}/files/eval.jsonl").content == rows
             assert api.get(f"/v1/incidents/{incident.id}").json()["kind"] == "attack-wave"
             segments = {s["segment"]: s for s in api.get("/v1/segments").json()}
             assert segments[incident.segment]["state"] == "open" and segments[incident.segment]["events"] > 1000
@@ -84,10 +85,9 @@ def test_shifted_stream_runs_the_loop_once_per_incident(
             url = wait_for(lambda: api.get(f"/v1/incidents/{incident.id}").json()["report_url"], 180, "the report")
             report = api.get(url)
             assert report.status_code == 200 and "injection_score" in report.text and "prompt" in report.text
-        [request] = wait_for(lambda: topic_messages(settings, settings.finetune_topic), 10, "finetune request")
-        assert request["id"] == dataset.id and request["data"]["incident_id"] == incident.id
         wait_for(lambda: receiver.received, 10, "the webhook delivery")
         assert [(r.message_id, r.verified) for r in receiver.received] == [(dataset.id, True)]
+        assert receiver.received[0].payload["data"]["incident_id"] == incident.id
 
         # The same incident delivered again, then a new one: once the new one is done, the duplicate was seen.
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
@@ -97,9 +97,9 @@ def test_shifted_stream_runs_the_loop_once_per_incident(
         producer.flush()
         wait_for(lambda: finished_jobs(settings, 2), 60, "the sentinel's job")
         assert sorted(j.incident_id for j in stored_jobs(settings)) == sorted([incident.id, "sentinel"])
-        requests = topic_messages(settings, settings.finetune_topic)
-        assert sorted(r["data"]["incident_id"] for r in requests) == sorted([incident.id, "sentinel"])
-        assert [r.message_id for r in receiver.received].count(dataset.id) == 1
+        wait_for(lambda: len(receiver.received) == 2, 10, "the sentinel's webhook delivery")
+        assert sorted(r.payload["data"]["incident_id"] for r in receiver.received) == sorted([incident.id, "sentinel"])
+        assert topic_messages(settings, settings.finetune_topic) == [], "evaluation sets are not sent to fine-tuning"
 
 
 def test_quiet_stream_of_the_same_length_opens_nothing(settings: Settings, tmp_path: Path) -> None:
@@ -154,8 +154,7 @@ def test_killed_worker_loses_no_incident_and_duplicates_no_job(settings: Setting
     [job] = stored_jobs(settings)
     assert job.state == "succeeded" and job.incident_id == incident.id
     [dataset] = stored_datasets(settings)
-    ids = {r["id"] for r in topic_messages(settings, settings.finetune_topic)}
-    assert ids == {dataset.id}
+    assert topic_messages(settings, settings.finetune_topic) == [], "an evaluation set is not sent to fine-tuning"
     assert {r.message_id for r in receiver.received} == {dataset.id}
 
 

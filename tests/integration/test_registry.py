@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from driftloop.settings import Settings
 from feedback import AckStore, DatasetRegistry, DatasetStore, is_open
+from feedback.datasets import heldout_rows
 from feedback.manifest import DatasetManifest
 from tests.factories import make_incident, make_version
 
@@ -112,7 +113,8 @@ def test_diff_reports_rows_counts_and_quality(client: TestClient, settings: Sett
     diff = response.json()
 
     def sample_ids(manifest: DatasetManifest) -> set[str]:
-        return set(pq.read_table(io.BytesIO((Path(manifest.path) / "samples.parquet").read_bytes()))["id"].to_pylist())
+        table = pq.read_table(io.BytesIO((Path(manifest.path) / "samples.parquet").read_bytes()))
+        return set(table["id"].to_pylist()) | {r["id"] for r in heldout_rows(manifest)}
 
     base_ids, other_ids = sample_ids(base), sample_ids(other)
     assert {r["id"] for r in diff["only_in_base"]} == base_ids - other_ids
@@ -122,13 +124,15 @@ def test_diff_reports_rows_counts_and_quality(client: TestClient, settings: Sett
     for technique, change in diff["by_technique"].items():
         before, after = base.quality.by_technique.get(technique, 0), other.quality.by_technique.get(technique, 0)
         assert change == {"base": before, "other": after, "delta": after - before}
-    assert sum(c["delta"] for c in diff["by_expected"].values()) == other.rows - base.rows
-    assert diff["quality"]["rows"] == {"base": base.rows, "other": other.rows, "delta": other.rows - base.rows}
+    assert sum(c["delta"] for c in diff["by_expected"].values()) == other.quality.rows - base.quality.rows
+    assert len(base_ids) == base.rows + base.heldout and base.heldout, "the diff covers the held-out rows too"
+    rows = base.quality.rows, other.quality.rows
+    assert diff["quality"]["rows"] == {"base": rows[0], "other": rows[1], "delta": rows[1] - rows[0]}
     distinct = diff["quality"]["distinct_2"]
     assert distinct["delta"] == pytest.approx(other.quality.distinct_2 - base.quality.distinct_2)
 
     same = client.get(f"/v1/datasets/{base.id}/diff/{base.id}").json()
-    assert same["only_in_base"] == same["only_in_other"] == [] and same["in_both"] == base.rows
+    assert same["only_in_base"] == same["only_in_other"] == [] and same["in_both"] == base.rows + base.heldout
     assert all(c["delta"] == 0 for c in same["by_technique"].values())
     assert client.get(f"/v1/datasets/{base.id}/diff/ds-0000000000000000").status_code == 404
 

@@ -1,4 +1,5 @@
-"""Closing the loop on a real model: incident → dataset → candidates reported (API and ``finetune.results``) →
+"""Closing the loop on a real model: incident → dataset with teacher-written targets → candidates reported (API and
+``finetune.results``) →
 verified by a real worker against production → ``promote`` for the candidate that learnt the dataset, ``reject``
 for the unchanged model. Both models are SmolLM2-135M under llama-cpp-python's server; the hardened one is
 :class:`devtools.stand_in.StandIn` in front of it (SmolLM2 follows no hardening system prompt)."""
@@ -47,9 +48,13 @@ def test_the_hardened_candidate_is_promoted_and_the_unchanged_one_rejected(
     settings = settings.model_copy(
         update={
             "stress_endpoint": llm_server,
+            "llm_base_url": llm_server,  # the teacher: a training set with SmolLM2-written, rule-checked targets
+            "target_judge": False,
+            "target_max_tokens": 128,
+            "target_words": 40,  # 150-word answers are cut at the token limit and dropped
             "llm_structured_output": "json_object",
             "candidate_allowed_networks": "127.0.0.1/32",
-            "samples_per_job": 60,
+            "samples_per_job": 120,  # SmolLM2 keeps about half: the stand-in needs a kept row near most probes
             "verify_probes": 24,
             "verify_general_probes": 6,
             "verify_max_tokens": 24,
@@ -69,7 +74,8 @@ def test_the_hardened_candidate_is_promoted_and_the_unchanged_one_rejected(
         run(settings, start)
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
         producer.send(settings.incidents_topic, incident.model_dump_json().encode(), key=incident.id.encode()).get(30)
-        [dataset] = wait_for(lambda: stored_datasets(settings), 180, "the incident's dataset")
+        [dataset] = wait_for(lambda: stored_datasets(settings), 600, "the incident's dataset")
+        assert dataset.kind == "training" and dataset.lineage.teacher == "smollm2-135m"
         stand_in = StandIn.trained_on(llm_server, (Path(dataset.path) / "train.jsonl").read_bytes())
 
         token = issue_token("trainer", Scope.operate)
@@ -117,7 +123,7 @@ def test_the_hardened_candidate_is_promoted_and_the_unchanged_one_rejected(
     assert unchanged_verdict["decision"] == "reject" and unchanged_verdict["reasons"]
     assert unchanged_verdict["incident"]["change"] == "unchanged"
     assert {f["family"] for f in hardened_verdict["families"]} >= {"heldout", "general"}
-    assert any("no heldout.jsonl" in note or "stress suite" in note for note in hardened_verdict["notes"])
+    assert any("stress suite" in note for note in hardened_verdict["notes"])
     assert incident_now["status"] == "fix-verified" and incident_now["fixed_at"]
     assert changes[-1]["status"] == "fix-verified" and changes[-1]["by"] == "verifier:ft-hardened"
     events = {(r.payload["type"], r.payload["data"]["id"]) for r in receiver.received}
