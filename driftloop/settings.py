@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     results_topic: str = Field("finetune.results", description="where training systems report candidate models")
     topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")
     group_session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
+    metadata_max_age_s: float = Field(
+        10.0,
+        gt=0,
+        description="how often the worker reads the topics' metadata again: topics created after it joined (a broker "
+        "back without its data, whose topics the worker recreates) are assigned at the next read",
+    )
     worker_stop_timeout_s: float = Field(
         8.0,
         gt=0,

@@ -34,8 +34,10 @@ from datetime import datetime
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
@@ -156,6 +158,20 @@ def candidate_verifier(settings: Settings, redis: Redis, dispatcher: Dispatcher)
     )
 
 
+def broker_blips() -> AsyncRetrying:
+    """Retries of a write the stream awaits while the broker refuses it (away, or back without the topic, which the
+    worker recreates on its next assignment): with backoff for up to two minutes, then the error stops the agent."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(KafkaError),
+        wait=wait_exponential_jitter(0.2, 5),
+        stop=stop_after_delay(120),
+        before_sleep=lambda state: log.warning(
+            "a write to the broker failed (%r): retrying", state.outcome.exception()
+        ),
+        reraise=True,
+    )
+
+
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with its topics, tables, agents and timers, bound to ``settings``; ``SecretKeysMissing``
     without ``secret_keys``."""
@@ -170,6 +186,7 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 4),
+        consumer_metadata_max_age_ms=int(settings.metadata_max_age_s * 1000),
         consumer_auto_offset_reset="earliest",
         datadir=str(settings.data_dir / "faust"),
     )
@@ -197,10 +214,14 @@ def create_app(settings: Settings) -> faust.App:
     dispatcher = webhook_dispatcher(redis, settings)
 
     async def dead_letter(key: bytes, value: bytes) -> None:
-        await (await dlq.send(key=key, value=value))  # the broker has it before the record's offset is committed
+        async for attempt in broker_blips():
+            with attempt:  # the broker has it before the record's offset is committed
+                await (await dlq.send(key=key, value=value))
 
     async def publish_incident(incident: DriftIncident) -> None:
-        await (await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode()))
+        async for attempt in broker_blips():
+            with attempt:
+                await (await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode()))
 
     metrics = MonitorMetrics.default()
     LLMMetrics.default()  # exported from the start, an LLM endpoint configured or not

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from driftloop.kafka import ensure_topics
 from driftloop.settings import Settings
 from feedback import DatasetRegistry
+from feedback.datasets import heldout_rows
 from feedback.publishing import KafkaSend
 from generators.quality import Seen
 from tests.factories import traffic_incident
@@ -46,4 +47,5 @@ def test_a_jobs_dataset_has_a_served_quality_card(
 
     assert own == [], "a job's own version is no earlier version"
     table = pq.read_table(f"{manifest.path}/samples.parquet", columns=["technique", "prompt"]).to_pylist()
-    assert other == [Seen(manifest.id, row["technique"], row["prompt"]) for row in table]
+    held_out = heldout_rows(manifest)  # seen too: a later version must not train on an earlier one's held-out rows
+    assert held_out and other == [Seen(manifest.id, row["technique"], row["prompt"]) for row in table + held_out]
