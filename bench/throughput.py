@@ -12,6 +12,10 @@ and measures, from the first event consumed to the last:
   its segment statuses in Redis; and the same run from the moment every segment had calibrated its reference
   (the rate of a worker that has been running a while: calibrating a segment takes about a second and a half of
   CPU, once per reference, and weighs on a short run);
+- **every event forwarded** (``--forwarded``): the worker, embeddings off, on a two-partition topic whose every
+  event was produced to the partition that is not its segment's, so each goes through the segments topic once
+  (produced, consumed, parsed again): the cost of the hop that repartitioning by segment adds for producers that
+  do not key by segment; traffic keyed by segment stays where it is and pays none of it;
 - **CPU per event by stage**, over the same window: the worker's ``driftloop_stage_cpu_seconds_total{stage}``
   (:mod:`monitor.cpu`: the thread CPU time of each stage's code, scraped from its ``/metrics``) and the process's
   whole CPU time (``/proc/PID/stat``); what the stages leave of it is Kafka I/O, Faust and the event loop;
@@ -41,6 +45,7 @@ from pathlib import Path
 
 import faust
 import redis
+from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
@@ -48,7 +53,8 @@ from rich.table import Table
 from core import keys
 from devtools.embedded import with_services, worker_process
 from devtools.traffic import shifted_stream
-from driftloop.kafka import ensure_topics, replay
+from driftloop.kafka import ensure_topics, replay, segment_key
+from driftloop.repartition import segment_partition
 from driftloop.settings import Settings
 
 console = Console(width=150)
@@ -200,11 +206,28 @@ def worker_path(settings: Settings, events: int, log: Path) -> Measured:
 
 
 def worker_run(settings: Settings, workdir: Path, lines: list[str], updates: dict[str, object]) -> Measured:
-    """:func:`worker_path` over ``lines``, published to a fresh topic, with ``settings`` changed by ``updates``."""
+    """:func:`worker_path` over ``lines``, published to a fresh topic, with ``settings`` changed by ``updates``:
+    keyed by segment (``driftloop replay``), or each to a partition that is not its segment's when ``updates``
+    has more than one ``topic_partitions`` (every event forwarded once)."""
     run = fresh(settings, workdir, **updates)
     ensure_topics(run)
-    replay(lines, run)
+    (misplaced if run.topic_partitions > 1 else replay)(lines, run)
     return worker_path(run, len(lines), workdir / f"{run.app_id}.log")
+
+
+def misplaced(lines: list[str], settings: Settings) -> None:
+    """Publish each line to the partition after its segment's, as a producer keying otherwise would: the worker
+    forwards every one to its segment's partition (:mod:`driftloop.repartition`)."""
+    partitions = settings.topic_partitions
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    try:
+        for line in lines:
+            segment = segment_key(json.loads(line)).decode()
+            partition = (segment_partition(segment, partitions) + 1) % partitions
+            producer.send(settings.traffic_topic, value=line.encode(), partition=partition)
+        producer.flush()
+    finally:
+        producer.close()
 
 
 def tenants(lines: list[str], count: int, per_tenant: int) -> list[str]:
@@ -222,6 +245,8 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> tuple[st
     return f"{median:,.{digits}f}", f"{min(values) * scale:,.{digits}f}–{max(values) * scale:,.{digits}f}"
 
 
+FORWARDED = "worker, embeddings off, every event forwarded (2 partitions)"
+KEYED = "worker, embeddings off"
 STAGES = (
     "parse",
     "language",
@@ -262,12 +287,20 @@ def main() -> None:
     )
     parser.add_argument("--segment-events", type=int, default=10, help="events per tenant of the memory run")
     parser.add_argument(
+        "--forwarded",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a run whose every event is produced outside its segment's partition, so forwarded once",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=3, help="rounds of every path, one after the other (a shared machine is noisy)"
     )
     args = parser.parse_args()
     lines = [json.dumps(event) for event in shifted_stream(args.events, None, seed=3)]
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    runs = [("worker, embeddings off", lines, {"embeddings": False})]
+    runs = [(KEYED, lines, {"embeddings": False})]
+    if args.forwarded:
+        runs.append((FORWARDED, lines, {"embeddings": False, "topic_partitions": 2}))
     if args.embedded_events:
         label = f"worker, embeddings on ({args.sample_rate:.0%} embedded)"
         updates = {"embeddings": True, "embedding_sample_rate": args.sample_rate}
@@ -317,6 +350,15 @@ def print_rates(measured: dict[str, list[Measured]], sizes: dict[str, int], repe
                 "  the same, once its segments are calibrated", "", *spread(steady), f"{median / baseline:.2f}"
             )
     console.print(table)
+    if FORWARDED in measured:
+        keyed, forwarded = (statistics.median(m.rate for m in measured[label]) for label in (KEYED, FORWARDED))
+        keyed_cpu, forwarded_cpu = (
+            statistics.median(m.cpu["process"] for m in measured[label]) for label in (KEYED, FORWARDED)
+        )
+        console.print(
+            f"the hop: every event forwarded / keyed by segment = {forwarded / keyed:.2f}x the events/s, "
+            f"{(forwarded_cpu - keyed_cpu) * 1e6:+.0f} µs of CPU an event"
+        )
 
 
 def print_stages(measured: dict[str, list[Measured]], consume_label: str) -> None:

@@ -16,27 +16,43 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from driftloop.settings import Settings
 
 
-def ensure_topics(settings: Settings) -> None:
-    """Create the loop's topics with ``settings.topic_partitions`` partitions if they are missing."""
+def ensure_topics(settings: Settings) -> list[str]:
+    """Create the loop's topics with ``settings.topic_partitions`` partitions if they are missing; the names of
+    those it created."""
     names = [
         settings.traffic_topic,
         settings.dlq_topic,
         settings.incidents_topic,
         settings.finetune_topic,
         settings.results_topic,
+        settings.segments_topic,
     ]
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
     try:
-        missing = set(names) - set(admin.list_topics())
-        for name in sorted(missing):
+        missing = sorted(set(names) - set(admin.list_topics()))
+        for name in missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process created it meanwhile
                 admin.create_topics([NewTopic(name, settings.topic_partitions, 1)])
     finally:
         admin.close()
+    return missing
+
+
+def topic_id(settings: Settings, topic: str) -> str | None:
+    """The topic's id (a recreated topic, or one of a broker that lost its data, has a new one); None where the
+    broker gives none."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
+    try:
+        [described] = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    found = described.get("topic_id")
+    return None if found in (None, "", "00000000-0000-0000-0000-000000000000") else str(found)
 
 
 def segment_key(event: dict) -> bytes:
-    """Partition key: events of one segment go to one partition, where its detectors live."""
+    """Partition key: events of one segment go to one partition, where its detectors live (any other key works too,
+    at the cost of a hop: the worker forwards an event produced elsewhere to its segment's partition)."""
     request = event.get("request") if isinstance(event.get("request"), dict) else {}
     model = event.get("model") or request.get("model") or ""
     return f"{model}/{event.get('route', 'default')}/{event.get('tenant', 'default')}".encode()

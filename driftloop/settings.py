@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     results_topic: str = Field("finetune.results", description="where training systems report candidate models")
     topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")
     group_session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
+    metadata_max_age_s: float = Field(
+        10.0,
+        gt=0,
+        description="how often the worker reads the topics' metadata again: topics created after it joined (a broker "
+        "back without its data, whose topics the worker recreates) are assigned at the next read",
+    )
     worker_stop_timeout_s: float = Field(
         8.0,
         gt=0,
@@ -317,6 +323,12 @@ class Settings(BaseSettings):
         if self.secret_keys is None:
             raise SecretKeysMissing(NO_SECRET_KEYS)
         return SecretBox.parse(self.secret_keys.get_secret_value())
+
+    @property
+    def segments_topic(self) -> str:
+        """The worker's own topic of traffic repartitioned by segment (``topic_partitions`` partitions, like the
+        detector checkpoints', so a segment's events and its checkpoints share a partition)."""
+        return f"{self.app_id}-{self.traffic_topic}-by-segment"
 
     def price_table(self) -> PriceTable:
         """The default prices with ``prices`` laid over them."""

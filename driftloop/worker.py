@@ -1,6 +1,8 @@
 """The stream worker: one Faust app whose agents and timers hand their messages to the apps' steps.
 
-- ``monitor_traffic``: ``llm.traffic`` → :class:`monitor.agent.TrafficAgent` (parse → features → per-segment
+- ``monitor_traffic``: ``llm.traffic`` → events not in their segment's partition forwarded to it through the
+  segments topic (:mod:`driftloop.repartition`), so one worker holds each segment → :class:`monitor.agent.TrafficAgent`
+  (parse → features → per-segment
   detectors → ``driftloop.incidents``; bad events → ``llm.traffic.dlq`` with the reason; a sample of responses to
   the LLM judge, off the stream, when ``DRIFTLOOP_JUDGE_SAMPLE_RATE`` > 0). Every segment a batch
   changed is checkpointed into changelog-backed Faust tables that a restarted worker recovers
@@ -24,6 +26,7 @@ Run it with ``driftloop worker``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -31,12 +34,17 @@ from datetime import datetime
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
+from driftloop.consumer import App
+from driftloop.log_identity import TrafficLog
 from driftloop.log_repeats import Repeats
+from driftloop.repartition import HEADER, forwarded, local_rule, segment_partition, source_header
 from driftloop.settings import Settings
 from feedback import JobRunner
 from feedback.agent import start_job
@@ -60,6 +68,7 @@ from generators.samples import Generator
 from monitor import DriftIncident, TrafficEvent
 from monitor.agent import Record, TrafficAgent
 from monitor.cpu import StageCollector
+from monitor.events import InvalidEvent
 from monitor.judging import JudgeSampler
 from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
@@ -149,12 +158,26 @@ def candidate_verifier(settings: Settings, redis: Redis, dispatcher: Dispatcher)
     )
 
 
+def broker_blips() -> AsyncRetrying:
+    """Retries of a write the stream awaits while the broker refuses it (away, or back without the topic, which the
+    worker recreates on its next assignment): with backoff for up to two minutes, then the error stops the agent."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(KafkaError),
+        wait=wait_exponential_jitter(0.2, 5),
+        stop=stop_after_delay(120),
+        before_sleep=lambda state: log.warning(
+            "a write to the broker failed (%r): retrying", state.outcome.exception()
+        ),
+        reraise=True,
+    )
+
+
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with its topics, tables, agents and timers, bound to ``settings``; ``SecretKeysMissing``
     without ``secret_keys``."""
     settings.secret_box().install()
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = App(  # Faust's, its commits never passing an event not processed (driftloop.consumer)
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -163,16 +186,19 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=False,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 4),
+        consumer_metadata_max_age_ms=int(settings.metadata_max_age_s * 1000),
         consumer_auto_offset_reset="earliest",
         datadir=str(settings.data_dir / "faust"),
     )
-    traffic = app.topic(settings.traffic_topic, key_serializer="raw", value_serializer="raw")
+    # the traffic as produced and as forwarded to its segment's partition (driftloop.repartition), in one agent
+    traffic = app.topic(settings.traffic_topic, settings.segments_topic, key_serializer="raw", value_serializer="raw")
+    by_segment = app.topic(settings.segments_topic, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
     incident_topic = app.topic(settings.incidents_topic, key_serializer="raw", value_serializer="raw")
     finetune = app.topic(settings.finetune_topic, key_serializer="raw", value_serializer="raw")
     # bytes: raw codec. use_partitioner: the agent takes batches, so a write has no current event to take the
-    # changelog partition from; the producer's partitioner (murmur2, like the traffic producer's) puts a segment's
-    # state in the partition of its traffic, as long as traffic is keyed by segment (driftloop.kafka.segment_key).
+    # changelog partition from; the producer's partitioner (murmur2) puts a segment's state in its segment's
+    # partition, where the agent processes its events (driftloop.repartition.segment_partition).
     segments, topic_table = (
         app.tables.add(
             CheckpointTable(
@@ -188,10 +214,14 @@ def create_app(settings: Settings) -> faust.App:
     dispatcher = webhook_dispatcher(redis, settings)
 
     async def dead_letter(key: bytes, value: bytes) -> None:
-        await (await dlq.send(key=key, value=value))  # the broker has it before the record's offset is committed
+        async for attempt in broker_blips():
+            with attempt:  # the broker has it before the record's offset is committed
+                await (await dlq.send(key=key, value=value))
 
     async def publish_incident(incident: DriftIncident) -> None:
-        await (await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode()))
+        async for attempt in broker_blips():
+            with attempt:
+                await (await incident_topic.send(key=incident.id.encode(), value=incident.model_dump_json().encode()))
 
     metrics = MonitorMetrics.default()
     LLMMetrics.default()  # exported from the start, an LLM endpoint configured or not
@@ -211,27 +241,55 @@ def create_app(settings: Settings) -> faust.App:
     )
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
     metrics.registry.register(StageCollector())
-    for topic in (settings.traffic_topic, settings.incidents_topic):
+    for topic in (settings.traffic_topic, settings.segments_topic, settings.incidents_topic):
         metrics.consumer_lag.labels(topic).set(0)
 
     @app.agent(traffic)
     async def monitor_traffic(stream: faust.StreamT) -> None:
         await monitoring.warm_up()
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
-            assigned = app.consumer.assignment()  # a batch taken before a rebalance may hold another worker's events
-            records = [
-                Record(item.value, item.message.partition, item.message.offset, app.consumer.highwater(item.message.tp))
-                for item in batch
-                if item.message.tp in assigned
+            # a batch taken before a rebalance may hold another worker's events, or events fetched before a
+            # restart of the broker: they are left (this worker reads its own again from the committed offsets)
+            assigned, generation = app.consumer.assignment(), app.consumer_generation_id
+            arrived, produced = [], []
+            for item in batch:
+                message = item.message
+                if message.tp not in assigned or message.generation_id != generation:
+                    continue
+                if message.topic == settings.traffic_topic:
+                    highwater = app.consumer.highwater(message.tp)
+                    produced.append(Record(item.value, message.partition, message.offset, highwater, traffic_log.id))
+                    continue
+                try:
+                    arrived.append(forwarded(item.value, message.headers))
+                except ValueError as error:  # not forwarded by a worker
+                    await monitoring.reject(item.value, InvalidEvent("unexpected_error", str(error)))
+            local = local_rule(app.consumer.topic_partitions(settings.traffic_topic), settings.topic_partitions)
+            here, away = await monitoring.route(produced, local)
+            sends = [
+                await by_segment.send(
+                    key=segment.encode(),
+                    value=record.value,
+                    partition=segment_partition(segment, settings.topic_partitions),
+                    headers=[(HEADER, source_header(record))],
+                )
+                for segment, record in away
             ]
-            await monitoring.process(records)
-            await segments.written()  # take_events acknowledges the batch when this returns
+            await monitoring.process([*arrived, *here])
+            await asyncio.gather(*sends)  # take_events acknowledges the batch when the body returns: forwarded and
+            await segments.written()  # checkpointed by then
             await topic_table.written()
 
     @app.on_before_shutdown.connect
     async def stop_judging(app: faust.App, **kwargs: object) -> None:
         if monitoring.judge is not None:
             await monitoring.judge.close()
+
+    traffic_log = TrafficLog(settings)
+
+    @app.on_partitions_assigned.connect
+    async def follow_the_log(app: faust.App, assigned: set, **kwargs: object) -> None:
+        await traffic_log.refresh()  # before this assignment's events: a broker back without its data is noticed
 
     @app.on_partitions_revoked.connect
     async def forget_live_segments(app: faust.App, revoked: set, **kwargs: object) -> None:
@@ -317,10 +375,10 @@ def create_app(settings: Settings) -> faust.App:
     async def measure_lag() -> None:
         lag: dict[str, int] = {}
         for tp in app.consumer.assignment():
-            position = await app.consumer.position(tp)
-            if position is not None:
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, app.consumer.highwater(tp) - position)
-        for topic in (settings.traffic_topic, settings.incidents_topic):
+            position, highwater = await app.consumer.position(tp), app.consumer.highwater(tp)
+            if position is not None and highwater is not None:  # unknown while the broker is away
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
+        for topic in (settings.traffic_topic, settings.segments_topic, settings.incidents_topic):
             metrics.consumer_lag.labels(topic).set(lag.get(topic, 0))
 
     return app

@@ -52,13 +52,18 @@ FetchRange = Callable[[str, datetime, datetime], list[TrafficEvent]]
 
 
 class Record(NamedTuple):
-    """One record of the traffic topic: its raw value (``None`` for a null value), its stream position and its
-    partition's high-water mark when it was fetched (None: unknown)."""
+    """One record of the traffic topic: its raw value (``None`` for a null value), its stream position, its
+    partition's high-water mark when it was fetched and the id of its log, the topic's (None: unknown), and its
+    event when it was read already (:meth:`TrafficAgent.route`). A record forwarded to the segments topic keeps the
+    position and log it had in the traffic topic: positions, redeliveries and resets are the traffic topic's,
+    whichever way a record came."""
 
     value: bytes | None
     partition: int
     offset: int
     highwater: int | None = None
+    log: str | None = None
+    event: TrafficEvent | None = None
 
 
 async def measure(
@@ -150,6 +155,24 @@ class TrafficAgent:
             await self.sink.emit(outcome)
             self.reports.add(asyncio.create_task(self.report(outcome, *outcomes.windows[outcome.id])))
 
+    async def route(
+        self, records: Iterable[Record], local: Callable[[str, int], bool]
+    ) -> tuple[list[Record], list[tuple[str, Record]]]:
+        """Read the traffic topic's records (the first hop: a record that cannot be read is dead-lettered here, never
+        forwarded) and split them: those in their segment's partition (``local(segment, partition)``) stay, with
+        their event, for :meth:`process`; the others are returned with their segment, to be forwarded to it."""
+        here, away = [], []
+        for record in records:
+            event = await self.read(record)
+            if event is None:
+                continue
+            if local(event.segment, record.partition):
+                here.append(record._replace(event=event))
+            else:
+                away.append((event.segment, record))
+        self.metrics.forwarded.inc(len(away))
+        return here, away
+
     async def forget(self) -> None:
         """Drop the live segments (a rebalance: another worker may have moved one on since; each is restored from
         its checkpoint, the newest, on its next event)."""
@@ -166,14 +189,29 @@ class TrafficAgent:
     async def admit(self, record: Record, redelivered: set[str]) -> TrafficEvent | None:
         """The record's event if it is new to its segment's state, else None with its segment added to
         ``redelivered`` (its status is recorded again: the last one may predate a crash); a record that cannot be
-        read is dead-lettered (a null value reads as empty, so as ``not_json``)."""
+        read is dead-lettered."""
+        event = record.event or await self.read(record)
+        if event is None:
+            return None
         try:
             with CLOCK.stage("parse"):
-                event = self.step.fold(parse_event(record.value or b"", self.max_event_bytes))
-                new = self.step.admit(event, record.partition, record.offset, record.highwater)
-            if new:
-                return event
-            redelivered.add(event.segment)
+                event = self.step.fold(event)
+                new = self.step.admit(event, record.partition, record.offset, record.highwater, record.log)
+        except Exception as error:  # a poison record must not stop the stream
+            log.exception("record %d of partition %d could not be admitted", record.offset, record.partition)
+            await self.reject(record.value, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
+            return None
+        if new:
+            return event
+        redelivered.add(event.segment)
+        return None
+
+    async def read(self, record: Record) -> TrafficEvent | None:
+        """The record's event; None for a record that cannot be read, dead-lettered with the reason (a null value
+        reads as empty, so as ``not_json``)."""
+        try:
+            with CLOCK.stage("parse"):
+                return parse_event(record.value or b"", self.max_event_bytes)
         except InvalidEvent as error:
             await self.reject(record.value, error)
         except Exception as error:  # a poison record must not stop the stream

@@ -59,6 +59,11 @@ class MonitorMetrics(AppMetrics):
             "Segment positions reset because their partition's log restarted (a broker that lost its data, or a "
             "recreated topic)",
         )
+        self.forwarded = self.counter(
+            "driftloop_events_forwarded_total",
+            "Traffic events forwarded to the segments topic: the partition they were produced to is not their "
+            "segment's",
+        )
         self.folded = self.counter(
             "driftloop_events_folded_total",
             "Events whose route or tenant was past its limit per model, monitored in an overflow segment",

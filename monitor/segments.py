@@ -103,6 +103,8 @@ class SegmentMonitor:
     positions: dict[int, int] = field(default_factory=dict)
     """Stream positions (partition → offset) of the last events in this state, kept by the worker so that a
     redelivered event (at-least-once delivery after a crash) is not counted twice."""
+    log: str | None = None
+    """The log those positions are in: the traffic topic's id (None: not known; a checkpoint from before it)."""
     encoder: str | None = None
     """The sentence encoder of its embedding inputs (:meth:`embedded_by`; None: none measured yet)."""
     collection: ReferenceCollection = field(init=False)

@@ -16,9 +16,9 @@ Memory stays bounded however many segments the traffic names:
   into :data:`~monitor.cardinality.OVERFLOW` (:meth:`~StreamStep.fold`, first thing after parsing). The fold
   rewrites the event itself, so :attr:`TrafficEvent.segment <monitor.events.TrafficEvent.segment>` stays the one
   definition of the segment key: positions, detectors, checkpoints, statuses and incidents all see the folded
-  segment. Producers cannot know what folds, so their partition key (``driftloop.kafka.segment_key``) keeps the
-  event's own values: with several workers, each folds the traffic of its partitions under its own limits, and an
-  overflow segment's events may come from several partitions (like any event not keyed by its segment);
+  segment. Producers cannot know what folds, and the worker repartitions traffic by the event's own values
+  (``driftloop.repartition``): with several workers, each folds the traffic of its partitions under its own limits,
+  and an overflow segment may have state on several workers, each with the overflow of its own partitions;
 - at most ``max_live_segments`` segments stay in memory: after each batch the least recently used beyond it are
   checkpointed and dropped (:meth:`~StreamStep.evict`), and restored from their checkpoint on their next event,
   events, positions, detectors and open incident included. Like a restart, a restored segment has the features of
@@ -234,13 +234,16 @@ class StreamStep:
         settings = self.settings
         return TopicModel(settings.topic_reference_size, settings.topic_count, seed=settings.job_seed)
 
-    def admit(self, event: TrafficEvent, partition: int, offset: int, highwater: int | None = None) -> bool:
+    def admit(
+        self, event: TrafficEvent, partition: int, offset: int, highwater: int | None = None, log: str | None = None
+    ) -> bool:
         """Whether the event at ``offset`` of ``partition`` is new to its segment's state, and if so take its
         position. One already in the state (checkpointed after the consumer's last commit, then the worker died,
-        so it is redelivered) is not: it is counted once, not twice. Unless the partition's log is shorter than
-        the position recorded (``highwater``, its next offset, at or below it): then the log restarted (a broker
-        that lost its data, a recreated topic), the segment's position there is reset, logged and counted, and
-        the event is new.
+        so it is redelivered) is not: it is counted once, not twice. Unless the log restarted (a broker that lost
+        its data, a recreated topic): then the segment's positions are reset, logged and counted, and the event is
+        new. A restart is known by the log's id (``log``, the topic's id) differing from the one the positions
+        were taken in, or, where either id is unknown, by the partition holding fewer events (``highwater``, its
+        next offset) than the position recorded.
 
         >>> from types import SimpleNamespace
         >>> from prometheus_client import CollectorRegistry
@@ -252,26 +255,31 @@ class StreamStep:
         (True, False)
         >>> step.admit(event, 0, offset=3, highwater=40)  # the log holds 40 events: it is not the one seen
         True
+        >>> step.admit(event, 0, offset=4, log="a"), step.admit(event, 0, offset=4, log="a")  # the id is taken up
+        (True, False)
+        >>> step.admit(event, 0, offset=2, highwater=900, log="b")  # another log, however long
+        True
         >>> step.metrics.registry.get_sample_value("driftloop_stream_resets_total")
-        1.0
+        2.0
         """
-        positions = self.segment(event.segment).positions
-        recorded = positions.get(partition, -1)
+        segment = self.segment(event.segment)
+        if log is not None and segment.log != log:
+            if segment.log is not None and segment.positions:
+                self._reset(segment, f"its positions were taken in log {segment.log}, this event is in log {log}")
+            segment.log = log
+        recorded = segment.positions.get(partition, -1)
         if offset <= recorded:
             if highwater is None or highwater > recorded:
                 return False
-            log.warning(
-                "segment %s: partition %d holds %d events, its state has seen offset %d: the log restarted, the "
-                "position is reset",
-                event.segment,
-                partition,
-                highwater,
-                recorded,
-            )
-            self.metrics.stream_resets.inc()
-        positions[partition] = offset
+            self._reset(segment, f"partition {partition} holds {highwater} events, its state saw offset {recorded}")
+        segment.positions[partition] = offset
         self.unsaved.add(event.segment)
         return True
+
+    def _reset(self, segment: SegmentMonitor, why: str) -> None:
+        log.warning("segment %s: the log restarted (%s): its positions are reset", segment.segment, why)
+        self.metrics.stream_resets.inc()
+        segment.positions.clear()
 
     def features(self, events: list[TrafficEvent]) -> list[Measurements]:
         """Each event's features (its cost at :attr:`prices`) and language (CPU-heavy, and touches no state: fit for a

@@ -40,9 +40,9 @@ class Counts:
     datasets: Effects = field(default_factory=dict)
     finetune_requests: Effects = field(default_factory=dict)
     incident_webhooks: Effects = field(default_factory=dict)
-    """Verified ``incident.opened`` deliveries received."""
+    """Verified ``incident.opened`` deliveries received, one a webhook-id."""
     dataset_webhooks: Effects = field(default_factory=dict)
-    """Verified ``dataset.published`` deliveries received."""
+    """Verified ``dataset.published`` deliveries received, one a webhook-id."""
     workers_up: int = 0
 
     @classmethod
@@ -63,7 +63,9 @@ def read_counts(rig: Rig) -> Counts:
     def per_segment(incident_ids: list[str]) -> Effects:
         return dict(sorted(Counter(segments.get(i, f"unknown incident {i}") for i in incident_ids).items()))
 
-    received = [r for r in rig.receiver.received if r.verified]
+    # delivery is at least once (a worker killed after a send, before marking it done, leaves it to be sent again
+    # under the same webhook-id): counted as a receiver that dedups on webhook-id sees them
+    received = list({r.message_id: r for r in rig.receiver.received if r.verified}.values())
     return Counts(
         published=rig.published,
         accepted=accepted(settings),

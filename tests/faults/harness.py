@@ -43,11 +43,12 @@ class FaultSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_FAULTS_", extra="ignore")
 
     redis_outage_s: float = 30.0
+    broker_outage_s: float = 30.0
     settle_s: float = 240.0
     """Longest wait for the counts to reach what a scenario expects."""
     stable_s: float = 20.0
     """Counts unchanged this long, not what is expected and no job unfinished: the scenario stopped short."""
-    tenants: int = 20_000
+    tenants: int = 100_000
     """Distinct tenants of the cardinality scenario (one event each)."""
     rss_growth_mb: float = 25.0
     """How much a worker's resident memory may grow over the last three quarters of those tenants."""
@@ -158,15 +159,27 @@ class Rig:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
 
-    def accepted_by(self, worker: subprocess.Popen) -> float:
-        """Events ``worker`` accepted, from its /metrics."""
+    def metric(self, worker: subprocess.Popen, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample of ``worker``'s /metrics (0 when it has none of that name and labels)."""
         text = httpx.get(f"http://127.0.0.1:{self.metrics_ports[worker.pid]}/metrics", timeout=5).text
         return next(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "driftloop_events_total" and sample.labels == {"outcome": "accepted"}
+            (
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == name and sample.labels == (labels or {})
+            ),
+            0.0,
         )
+
+    def accepted_by(self, worker: subprocess.Popen) -> float:
+        """Events ``worker`` accepted, from its /metrics."""
+        return self.metric(worker, "driftloop_events_total", {"outcome": "accepted"})
+
+    def stream_resets(self) -> float:
+        """Stream resets the live workers counted (``driftloop_stream_resets_total``)."""
+        live = [worker for worker in self.workers if worker.poll() is None]
+        return sum(self.metric(worker, "driftloop_stream_resets_total") for worker in live)
 
     def live_workers(self) -> int:
         return sum(worker.poll() is None for worker in self.workers)

@@ -3,12 +3,15 @@ with both gone, SIGTERM still stops it."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 
+from driftloop.kafka import Replayed, replay
 from tests.faults.counts import Counts, differences, settle
 from tests.faults.harness import Rig, keyed, traffic
 from tests.integration.helpers import accepted, wait_for
@@ -27,6 +30,31 @@ def test_redis_stopped_and_restarted_under_traffic(rig: Rig) -> None:
     expected = Counts.expected(rig, dead_lettered=0, shifted=shifted, workers_up=1)
     counts = settle(rig, expected)
     assert counts == expected, differences(counts, expected)
+
+
+def test_broker_stopped_and_restarted_under_traffic(rig: Rig) -> None:
+    """The embedded broker keeps everything in memory: it comes back empty (no topics, group or offsets). The
+    worker recreates the topics, rejoins and resets its positions (counted); ``replay``, started during the
+    outage, retries its sends until the broker is back. It sends more than the old log held, so the new log's
+    offsets pass the old positions before the worker reads them: only the log's new id tells them apart."""
+    events, shifted = traffic(6000, shift_at=3000)
+    rig.start_workers()
+    rig.publish(keyed(events[:2000]))
+    wait_for(lambda: accepted(rig.settings) >= 2000, 120, "the events sent before the outage")
+    replayed: list[Replayed] = []
+    lines = [json.dumps(event) for event in events[2000:5000]]
+    sender = threading.Thread(target=lambda: replayed.append(replay(lines, rig.settings)))
+    with rig.broker.down(rig.faults.broker_outage_s):
+        sender.start()
+    sender.join()
+    [result] = replayed
+    assert result.failed == 0, f"{result.failed} of {len(lines)} sends failed across the outage: {result.errors}"
+    rig.published += result.sent
+    rig.publish(keyed(events[5000:]))
+    expected = Counts.expected(rig, dead_lettered=0, shifted=shifted, workers_up=1)
+    counts = settle(rig, expected)
+    assert counts == expected, differences(counts, expected)
+    assert rig.stream_resets() > 0
 
 
 def test_sigterm_with_broker_and_redis_gone(rig: Rig) -> None:

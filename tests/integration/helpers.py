@@ -99,7 +99,13 @@ def topic_messages(settings: Settings, topic: str, idle_ms: int = 1500) -> list[
 
 def segment_events(settings: Settings) -> int:
     """Events the segments' monitors have folded in, all segments together (their latest statuses)."""
-    return sum(status.events for status in _read(settings, lambda r: SegmentStatuses(r).all()).values())
+    return sum(events_by_segment(settings).values())
+
+
+def events_by_segment(settings: Settings) -> dict[str, int]:
+    """Segment → the events its monitor has folded in (its latest status)."""
+    statuses = _read(settings, lambda r: SegmentStatuses(r).all())
+    return {segment: status.events for segment, status in sorted(statuses.items())}
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
