@@ -16,9 +16,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from driftloop.settings import Settings
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create the loop's topics with ``settings.topic_partitions`` partitions if they are missing; the names of
-    those it created."""
+def ensure_topics(settings: Settings, compacted: Iterable[str] = ()) -> list[str]:
+    """Create the loop's topics, and the ``compacted`` ones (the worker's table changelogs), with
+    ``settings.topic_partitions`` partitions if they are missing; the names of those it created."""
     names = [
         settings.traffic_topic,
         settings.dlq_topic,
@@ -29,10 +29,12 @@ def ensure_topics(settings: Settings) -> list[str]:
     ]
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
     try:
-        missing = sorted(set(names) - set(admin.list_topics()))
+        compacted = set(compacted)
+        missing = sorted((set(names) | compacted) - set(admin.list_topics()))
         for name in missing:
+            configs = {"cleanup.policy": "compact"} if name in compacted else None
             with contextlib.suppress(TopicAlreadyExistsError):  # another process created it meanwhile
-                admin.create_topics([NewTopic(name, settings.topic_partitions, 1)])
+                admin.create_topics([NewTopic(name, settings.topic_partitions, 1, topic_configs=configs)])
     finally:
         admin.close()
     return missing

@@ -285,7 +285,7 @@ def create_app(settings: Settings) -> faust.App:
         if monitoring.judge is not None:
             await monitoring.judge.close()
 
-    traffic_log = TrafficLog(settings)
+    traffic_log = TrafficLog(settings, [table.changelog_topic.get_topic_name() for table in (segments, topic_table)])
 
     @app.on_partitions_assigned.connect
     async def follow_the_log(app: faust.App, assigned: set, **kwargs: object) -> None:

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from driftloop.settings import Settings
 from feedback.jobs import FINISHED
+from generators.recipes import load_recipes
 from tests.faults.harness import Rig
 from tests.integration.helpers import (
     accepted,
@@ -24,8 +30,8 @@ Effects = dict[str, int]
 
 @dataclass(frozen=True)
 class Counts:
-    """The events and effects of a scenario: published = accepted + dead-lettered = in the detectors, and one of
-    each effect per shifted segment."""
+    """The events and effects of a scenario: published = accepted + dead-lettered = in the detectors; one incident
+    per shifted segment, and one job, dataset and ``dataset.published`` delivery per recipe its causes call for."""
 
     published: int
     """Sends the broker acknowledged."""
@@ -47,12 +53,27 @@ class Counts:
 
     @classmethod
     def expected(cls, rig: Rig, dead_lettered: int, shifted: set[str], workers_up: int) -> Counts:
-        """Every published event accepted or dead-lettered, each accepted one in the detectors; one of each effect
-        per ``shifted`` segment and none elsewhere."""
+        """Every published event accepted or dead-lettered, each accepted one in the detectors; one incident per
+        ``shifted`` segment and none elsewhere, and one job (dataset, delivery) per recipe of its stored causes (read
+        now: a cause added later calls for its own job)."""
         once = dict.fromkeys(sorted(shifted), 1)
+        planned = planned_jobs(rig, shifted)
         accepted = rig.published - dead_lettered
         # no LLM endpoint in the rig: datasets are evaluation sets, never sent on finetune.requests
-        return cls(rig.published, accepted, dead_lettered, accepted, once, once, once, {}, once, once, workers_up)
+        return cls(
+            rig.published, accepted, dead_lettered, accepted, once, planned, planned, {}, once, planned, workers_up
+        )
+
+
+def planned_jobs(rig: Rig, shifted: set[str]) -> Effects:
+    """Shifted segment → the jobs its stored incidents' causes call for (one per recipe, as the runner submits
+    them); a segment without an incident yet calls for one, so a missing incident shows in every effect."""
+    book = load_recipes(rig.settings.recipes_path)
+    planned = dict.fromkeys(sorted(shifted), 0)
+    for incident in stored_incidents(rig.settings):
+        if incident.segment in planned:
+            planned[incident.segment] += len(book.for_incident(incident))
+    return {segment: jobs or 1 for segment, jobs in planned.items()}
 
 
 def read_counts(rig: Rig) -> Counts:
@@ -87,32 +108,53 @@ def read_counts(rig: Rig) -> Counts:
     )
 
 
-def differences(counts: Counts, expected: Counts) -> str:
-    """The fields where ``counts`` are not ``expected``, one a line.
+def differences(counts: Counts, expected: Counts, rig: Rig | None = None) -> str:
+    """The fields where ``counts`` are not ``expected``, one a line; with the ``rig``, where the stream's
+    consumer group stands in the traffic topics, to tell events the broker lost from events left unread.
 
     >>> differences(Counts(10, 9, 0, 7), Counts(10, 10, 0, 10))
     'accepted: 9, expected 10\\nin_detectors: 7, expected 10'
     """
-    return "\n".join(
+    lines = [
         f"{name}: {getattr(counts, name)}, expected {getattr(expected, name)}"
         for name in Counts.__dataclass_fields__
         if getattr(counts, name) != getattr(expected, name)
-    )
+    ]
+    if rig is not None and lines:
+        lines.append(f"stream positions (partition: committed/end): {stream_positions(rig.settings)}")
+    return "\n".join(lines)
 
 
-def settle(rig: Rig, expected: Counts) -> Counts:
-    """Read the counts until they are ``expected``, or have stopped short (unchanged for ``stable_s`` with no job
-    unfinished), or ``settle_s`` passed; the last counts read."""
+def stream_positions(settings: Settings) -> dict[str, str]:
+    """``topic-partition`` → the worker group's committed offset and the log's end, for the traffic topics."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id)
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in (settings.traffic_topic, settings.segments_topic)
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = consumer.end_offsets(partitions)
+        return {f"{tp.topic}-{tp.partition}": f"{consumer.committed(tp)}/{ends[tp]}" for tp in partitions}
+    except KafkaError as error:
+        return {"unread": repr(error)}
+    finally:
+        consumer.close()
+
+
+def settle(rig: Rig, expect: Callable[[], Counts]) -> tuple[Counts, Counts]:
+    """Read the counts until they are what ``expect`` says now, or have stopped short (unchanged for ``stable_s``
+    with no job unfinished), or ``settle_s`` passed; the last counts read and what was expected of them."""
     started = changed = time.monotonic()
-    counts = read_counts(rig)
+    counts, expected = read_counts(rig), expect()
     while counts != expected and time.monotonic() - started < rig.faults.settle_s:
         if time.monotonic() - changed > rig.faults.stable_s and not unfinished_jobs(rig):
             break
         time.sleep(1.0)
-        latest = read_counts(rig)
+        latest, expected = read_counts(rig), expect()
         if latest != counts:
             counts, changed = latest, time.monotonic()
-    return counts
+    return counts, expected
 
 
 def unfinished_jobs(rig: Rig) -> int:

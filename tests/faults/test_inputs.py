@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,10 @@ def test_poison_records_each_followed_by_valid_events(rig: Rig) -> None:
     for index, poison in enumerate(POISON.values()):
         after = events[index * VALID_AFTER : (index + 1) * VALID_AFTER]
         rig.publish([(segment_key(after[0]), poison), *keyed(after)])  # in the partition of the events after it
-    expected = Counts.expected(rig, dead_lettered=len(POISON), shifted=set(), workers_up=1)
-    counts = settle(rig, expected)
-    assert counts == expected, differences(counts, expected)
+    counts, expected = settle(
+        rig, partial(Counts.expected, rig, dead_lettered=len(POISON), shifted=set(), workers_up=1)
+    )
+    assert counts == expected, differences(counts, expected, rig)
 
 
 def test_many_tenants_in_bounded_memory(rig: Rig) -> None:
@@ -48,10 +50,9 @@ def test_many_tenants_in_bounded_memory(rig: Rig) -> None:
     wait_for(lambda: accepted(rig.settings) >= tenants // 4, 120, "the first quarter of the tenants")
     before = resident_mb(worker.pid)
     rig.publish(keyed(events[tenants // 4 :]))
-    expected = Counts.expected(rig, dead_lettered=0, shifted=set(), workers_up=1)
-    counts = settle(rig, expected)
+    counts, expected = settle(rig, partial(Counts.expected, rig, dead_lettered=0, shifted=set(), workers_up=1))
     growth = resident_mb(worker.pid) - before
-    assert counts == expected, differences(counts, expected)
+    assert counts == expected, differences(counts, expected, rig)
     assert growth <= rig.faults.rss_growth_mb, (
         f"the worker's RSS grew {growth:.0f} MB over {tenants - tenants // 4} new tenants "
         f"(at most {rig.faults.rss_growth_mb:.0f} MB allowed)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections import Counter, defaultdict
+from functools import partial
 
 import pytest
 from kafka import KafkaConsumer
@@ -48,9 +49,10 @@ def test_null_keys_over_four_partitions_and_two_workers(rig: Rig, kill: bool) ->
     if kill:
         wait_for(lambda: accepted(rig.settings) >= half, 120, "half of the events")
         rig.kill(max(workers, key=rig.accepted_by))
-    expected = Counts.expected(rig, dead_lettered=len(poison), shifted=shifted, workers_up=1 if kill else 2)
-    counts = settle(rig, expected)
-    assert counts == expected, differences(counts, expected)
+    counts, expected = settle(
+        rig, partial(Counts.expected, rig, dead_lettered=len(poison), shifted=shifted, workers_up=1 if kill else 2)
+    )
+    assert counts == expected, differences(counts, expected, rig)
     published = Counter(segment_key(event).decode() for event in events)
     assert events_by_segment(rig.settings) == dict(published), "each segment's state holds all of its events"
     writes = checkpointed_counts(rig.settings)
