@@ -19,7 +19,12 @@ detector's alarm; each detector restarts after its own). The baselines see the n
 reference, and a dummy that fires every :data:`DUMMY_EVERY` events. Evidently's default per-column test and
 threshold are called directly (``Report([DataDriftPreset()])`` takes 1.5 s a window and gives the same verdicts):
 "dataset" is its default verdict (half the columns drifted), "any column" alarms on one. River runs a Python
-loop per event, so its quiet rate is measured on the first streams (``--river-span`` events) and scaled.
+loop per event, so its quiet rate can be measured on the first streams only (``--river-span`` events) and scaled.
+
+Beside those defaults, the same detectors **calibrated** to driftloop's budget (:mod:`bench.calibrated`) on quiet
+streams of seeds from :data:`CALIBRATION_SEED` on (``--calibration-span`` events), their false alarms then measured
+on the evaluation's quiet streams; the report ends with driftloop's median delay per kind against the best baseline
+within the goal, and their ratio.
 """
 
 from __future__ import annotations
