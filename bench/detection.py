@@ -467,8 +467,8 @@ def report(tallies: dict[str, Tally]) -> None:
             shift.kind,
             delay_text(median),
             best or "none",
-            delay_text(theirs),
-            "inf" if math.isinf(ratio) else f"{ratio:.2f}x",
+            delay_text(theirs) if best else "-",
+            "-" if not best else "inf" if math.isinf(ratio) else f"{ratio:.2f}x",
             "shorter" if shorter else "NOT shorter",
         )
     console.print(goal)
@@ -505,6 +505,8 @@ def main() -> None:
         "--no-baselines", action="store_true", help="driftloop alone: its false alarms and delays, without baselines"
     )
     args = parser.parse_args()
+    if args.calibration_span < 1:
+        parser.error("--calibration-span must be at least 1 event")
     if args.quick:
         args.seeds, args.quiet_events, args.river_span, args.evidently_span = 4, 100_000, 100_000, 100_000
         args.calibration_span = 100_000
