@@ -19,7 +19,12 @@ detector's alarm; each detector restarts after its own). The baselines see the n
 reference, and a dummy that fires every :data:`DUMMY_EVERY` events. Evidently's default per-column test and
 threshold are called directly (``Report([DataDriftPreset()])`` takes 1.5 s a window and gives the same verdicts):
 "dataset" is its default verdict (half the columns drifted), "any column" alarms on one. River runs a Python
-loop per event, so its quiet rate is measured on the first streams (``--river-span`` events) and scaled.
+loop per event, so its quiet rate can be measured on the first streams only (``--river-span`` events) and scaled.
+
+Beside those defaults, the same detectors **calibrated** to driftloop's budget (:mod:`bench.calibrated`) on quiet
+streams of seeds from :data:`CALIBRATION_SEED` on (``--calibration-span`` events), their false alarms then measured
+on the evaluation's quiet streams; the report ends with driftloop's median delay per kind against the best baseline
+within the goal, and their ratio.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import math
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +45,14 @@ from rich.console import Console
 from rich.table import Table
 from river.drift import ADWIN, PageHinkley
 
+from bench.calibrated import (
+    adwin_delta,
+    bonferroni,
+    fitted_p_value,
+    page_hinkley_thresholds,
+    reference_ecdf,
+    river,
+)
 from bench.corpus import Corpus, load
 from core.embeddings import MODELS, Model
 from driftloop.settings import Settings
@@ -54,6 +67,9 @@ DEFAULTS = Settings.model_construct()
 WARMUP, REFERENCE = DEFAULTS.detector_warmup, DEFAULTS.reference_events
 START = WARMUP + REFERENCE
 """First event the detectors see (0-based): the ones before are warm-up and reference."""
+REFERENCE_EVENTS = slice(WARMUP, START)
+CALIBRATION_SEED = 1_000_000
+"""The calibrated baselines' quiet streams are seeds from this one on; the evaluation's are seeds 0, 1, …"""
 CHANGE, CHANGE_SPREAD, HORIZON, RAMP = 2000, 500, 3000, 1000
 WINDOW, DUMMY_EVERY = 500, 500
 LATENCY_NOISE = 0.25
@@ -183,46 +199,24 @@ def driftloop(columns: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> 
     return find
 
 
-def river(factory: Callable[[], ADWIN | PageHinkley], columns: dict[str, np.ndarray], stop: int | None) -> np.ndarray:
-    """Events at or after :data:`START` where any feature's River detector flags drift; stops at the first at or
-    after ``stop`` (the change point), when given."""
-    matrix = np.stack(list(columns.values()), axis=1)
-    detectors = [factory() for _ in columns]
-    found = []
-    for i, row in enumerate(matrix.tolist()):
-        fired = False
-        for detector, value in zip(detectors, row, strict=True):
-            if value == value:  # not NaN
-                detector.update(value)
-                fired |= detector.drift_detected
-        if fired and i >= START:
-            found.append(i)
-            if stop is not None and i >= stop:
-                break
-    return np.array(found, dtype=int)
-
-
-def evidently(columns: dict[str, np.ndarray], stop: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Ends of the windows where Evidently finds dataset drift / drift in any column, against the reference."""
+def evidently(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Evidently's default per-column tests on consecutive windows of :data:`WINDOW` events against the reference:
+    each window's last event, and per window and column the p-value and whether the test's default threshold calls
+    the column drifted."""
     reference = {name: pd.Series(values[WARMUP:START]).dropna() for name, values in columns.items()}
-    dataset, any_column = [], []
     length = len(next(iter(columns.values())))
-    for begin in range(START, length - WINDOW + 1, WINDOW):
-        drifted = 0
-        for name, values in columns.items():
-            current = pd.Series(values[begin : begin + WINDOW]).dropna()
+    ends = np.arange(START + WINDOW - 1, length, WINDOW)
+    p_values = np.full((len(ends), len(columns)), np.nan)
+    drifted = np.zeros((len(ends), len(columns)), dtype=bool)
+    for w, end in enumerate(ends):
+        for c, (name, values) in enumerate(columns.items()):
+            current = pd.Series(values[end + 1 - WINDOW : end + 1]).dropna()
             test = get_stattest(reference[name], current, ColumnType.Numerical, None)
             with warnings.catch_warnings():  # chi-square on a value absent from the reference divides by zero
                 warnings.simplefilter("ignore", RuntimeWarning)
-                drifted += bool(test(reference[name], current, ColumnType.Numerical, None).drifted)
-        end = begin + WINDOW - 1
-        if drifted >= 0.5 * len(columns):
-            dataset.append(end)
-        if drifted:
-            any_column.append(end)
-        if stop is not None and dataset and dataset[-1] >= stop:
-            break
-    return np.array(dataset, dtype=int), np.array(any_column, dtype=int)
+                result = test(reference[name], current, ColumnType.Numerical, None)
+            p_values[w, c], drifted[w, c] = result.drift_score, result.drifted
+    return ends, p_values, drifted
 
 
 def dummy(length: int) -> np.ndarray:
@@ -272,16 +266,112 @@ class Tally:
         return self.quiet_alarms / self.quiet_events * MILLION if self.quiet_events else math.nan
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The calibrated baselines' settings (:mod:`bench.calibrated`) and the quiet events they were fitted on."""
+
+    page_hinkley: dict[str, float]
+    adwin_delta: float
+    p_value: float
+    """Evidently any column, fitted: alarm when a kept column's p-value is below it."""
+    kept: dict[str, bool]
+    """The columns the fitted p-value threshold applies to."""
+    bonferroni: float
+    events: int
+    """Quiet events (after the reference) ADWIN and Evidently were calibrated on; PageHinkley on features x more."""
+    page_hinkley_events: int
+    seconds: float
+
+
+def calibrate(corpus: Corpus, span: int, per_seed: int) -> Calibration:
+    """The baselines calibrated on quiet streams of seeds :data:`CALIBRATION_SEED` on, as long as the evaluation's
+    (PageHinkley's statistic widens with the stream's length): ``span`` events for ADWIN and Evidently, features x
+    ``span`` for PageHinkley (each feature's share of the budget, see :mod:`bench.calibrated`)."""
+    started = time.perf_counter()
+
+    def streams(events: int) -> Iterator[dict[str, np.ndarray]]:
+        for k in range(math.ceil(events / per_seed)):
+            rng = np.random.default_rng(CALIBRATION_SEED + k)
+            yield features(corpus, quiet_stream(corpus, rng, START + per_seed))
+
+    delta = adwin_delta(reference_ecdf(columns, REFERENCE_EVENTS) for columns in streams(span))
+    p_value, kept = fitted_p_value(evidently(columns)[1] for columns in streams(span))
+    names = list(next(streams(1)))
+    count = len(names)
+    thresholds = page_hinkley_thresholds(streams(count * span))
+    budget = GOAL_FALSE_ALARMS / MILLION
+    return Calibration(
+        thresholds,
+        delta,
+        p_value,
+        dict(zip(names, kept.tolist(), strict=True)),
+        bonferroni(budget, WINDOW, count),
+        math.ceil(span / per_seed) * per_seed,
+        math.ceil(count * span / per_seed) * per_seed,
+        time.perf_counter() - started,
+    )
+
+
+RiverRun = Callable[[dict[str, np.ndarray], int | None], np.ndarray]
+"""Alarms of a River baseline on a stream's features, stopping at the first at or after the given event."""
+Verdict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Which windows an Evidently baseline alarms on, from the windows' p-values and default drifted flags."""
+
+
+def river_baselines(calibration: Calibration) -> dict[str, RiverRun]:
+    ph, delta = calibration.page_hinkley, calibration.adwin_delta
+    return {
+        "River ADWIN": lambda columns, stop: river(lambda _: ADWIN(), columns, START, stop),
+        "River PageHinkley": lambda columns, stop: river(lambda _: PageHinkley(), columns, START, stop),
+        "River ADWIN (calibrated)": lambda columns, stop: river(
+            lambda _: ADWIN(delta=delta), reference_ecdf(columns, REFERENCE_EVENTS), START, stop
+        ),
+        "River PageHinkley (calibrated)": lambda columns, stop: river(
+            lambda name: PageHinkley(threshold=ph[name]), columns, START, stop
+        ),
+    }
+
+
+def evidently_baselines(calibration: Calibration) -> dict[str, Verdict]:
+    kept = np.array(list(calibration.kept.values()))
+    return {
+        "Evidently (dataset)": lambda p, drifted: drifted.sum(axis=1) >= 0.5 * drifted.shape[1],
+        "Evidently (any column)": lambda p, drifted: drifted.any(axis=1),
+        "Evidently any column (Bonferroni)": lambda p, drifted: (p < calibration.bonferroni).any(axis=1),
+        "Evidently any column (calibrated)": lambda p, drifted: (p[:, kept] < calibration.p_value).any(axis=1),
+    }
+
+
+CALIBRATED = (
+    "River ADWIN (calibrated)",
+    "River PageHinkley (calibrated)",
+    "Evidently any column (Bonferroni)",
+    "Evidently any column (calibrated)",
+)
+"""The baselines set to driftloop's false-alarm budget, which the goal compares driftloop with."""
+
+
 def run(
-    seeds: int, quiet_events: int, river_span: int, evidently_span: int, model: Model, baselines: bool = True
-) -> dict[str, Tally]:
-    """Every detector's tally, the prompts embedded by ``model``; only driftloop's without ``baselines``."""
+    seeds: int,
+    quiet_events: int,
+    river_span: int,
+    evidently_span: int,
+    calibration_span: int,
+    model: Model,
+    baselines: bool = True,
+) -> tuple[dict[str, Tally], Calibration | None]:
+    """Every detector's tally and the baselines' calibration, the prompts embedded by ``model``; only driftloop's
+    (and no calibration) without ``baselines``."""
+    if seeds > CALIBRATION_SEED:
+        raise ValueError(f"evaluation seeds would overlap the calibration seeds from {CALIBRATION_SEED}")
     corpus = load(model)
-    names = ("driftloop", "River ADWIN", "River PageHinkley", "Evidently (dataset)", "Evidently (any column)")
-    tallies = {name: Tally({}) for name in (*names, f"dummy (every {DUMMY_EVERY})")}
-    if not baselines:
-        tallies = {"driftloop": tallies["driftloop"]}
     per_seed = max(quiet_events // seeds, CHANGE + CHANGE_SPREAD + HORIZON - START)
+    calibration = calibrate(corpus, calibration_span, per_seed) if baselines else None
+    rivers = river_baselines(calibration) if calibration else {}
+    verdicts = evidently_baselines(calibration) if calibration else {}
+    dummy_name = f"dummy (every {DUMMY_EVERY})"
+    names = ("driftloop", *rivers, *verdicts, *([dummy_name] if baselines else []))
+    tallies = {name: Tally({}) for name in names}
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         base = quiet_stream(corpus, rng, START + per_seed)
@@ -291,14 +381,14 @@ def run(
         tallies["driftloop"].quiet(np.unique(np.concatenate(list(fired.values()))), per_seed)
         tallies["driftloop"].culprits.update({name: len(found) for name, found in fired.items() if len(found)})
         if baselines and tallies["River ADWIN"].quiet_events < river_span:
-            for name, factory in (("River ADWIN", ADWIN), ("River PageHinkley", PageHinkley)):
-                tallies[name].quiet(river(factory, columns, None), per_seed)
+            for name, finder in rivers.items():
+                tallies[name].quiet(finder(columns, None), per_seed)
         if baselines and tallies["Evidently (dataset)"].quiet_events < evidently_span:
-            dataset, any_column = evidently(columns, None)
-            tallies["Evidently (dataset)"].quiet(dataset, per_seed)
-            tallies["Evidently (any column)"].quiet(any_column, per_seed)
+            ends, p_values, drifted = evidently(columns)
+            for name, verdict in verdicts.items():
+                tallies[name].quiet(ends[verdict(p_values, drifted)], per_seed)
         if baselines:
-            tallies[f"dummy (every {DUMMY_EVERY})"].quiet(dummy(START + per_seed), per_seed)
+            tallies[dummy_name].quiet(dummy(START + per_seed), per_seed)
         for shift in SHIFTS:
             change = CHANGE + int(rng.integers(CHANGE_SPREAD))
             events = shifted(corpus, base, shift, change, rng)
@@ -310,14 +400,14 @@ def run(
                 tallies["driftloop"].leaders.setdefault(shift.kind, Counter())[min(first, key=first.__getitem__)] += 1
             if not baselines:
                 continue
-            tallies["River ADWIN"].record(shift.kind, river(ADWIN, stream, change), change)
-            tallies["River PageHinkley"].record(shift.kind, river(PageHinkley, stream, change), change)
-            dataset, any_column = evidently(stream, change)
-            tallies["Evidently (dataset)"].record(shift.kind, dataset, change)
-            tallies["Evidently (any column)"].record(shift.kind, any_column, change)
-            tallies[f"dummy (every {DUMMY_EVERY})"].record(shift.kind, dummy(len(stream["refusal"])), change)
+            for name, finder in rivers.items():
+                tallies[name].record(shift.kind, finder(stream, change), change)
+            ends, p_values, drifted = evidently(stream)
+            for name, verdict in verdicts.items():
+                tallies[name].record(shift.kind, ends[verdict(p_values, drifted)], change)
+            tallies[dummy_name].record(shift.kind, dummy(len(stream["refusal"])), change)
         console.log(f"seed {seed + 1}/{seeds} done")
-    return tallies
+    return tallies, calibration
 
 
 def delay_text(delay: float) -> str:
@@ -362,17 +452,39 @@ def report(tallies: dict[str, Tally]) -> None:
         console.print(f"  {kind} caught first by: " + ", ".join(f"{name} {n}" for name, n in leaders.most_common()))
     within = {name: tally for name, tally in tallies.items() if tally.per_million <= GOAL_FALSE_ALARMS}
     console.print(f"baselines within the false-alarm goal: {', '.join(within) or 'none'}")
+    goal = Table(title="driftloop against the best baseline within the false-alarm goal (median delays)")
+    for column in ("kind", "driftloop", "best baseline within the goal", "its median", "ratio", "verdict"):
+        goal.add_column(column, justify="left" if column in ("kind", "best baseline within the goal") else "right")
     faster = True
     for shift in SHIFTS:
         median = ours.delay(shift.kind, 0.5)
-        rivals = {name: tally.delay(shift.kind, 0.5) for name, tally in within.items()}
-        best = min(rivals.values(), default=math.inf)
-        shorter = median < best  # with no baseline within the goal: shorter unless missed
+        best = min(within, key=lambda name: within[name].delay(shift.kind, 0.5), default=None)
+        theirs = within[best].delay(shift.kind, 0.5) if best else math.inf
+        shorter = median < theirs  # with no baseline within the goal: shorter unless missed
         faster &= shorter
-        against = ", ".join(f"{name} {delay_text(delay)}" for name, delay in rivals.items()) or "no baseline"
-        verdict = "shorter" if shorter else "NOT shorter"
-        console.print(f"  {shift.kind}: driftloop median {delay_text(median)} vs {against}: {verdict}")
+        ratio = theirs / median if median else math.inf
+        goal.add_row(
+            shift.kind,
+            delay_text(median),
+            best or "none",
+            delay_text(theirs) if best else "-",
+            "-" if not best else "inf" if math.isinf(ratio) else f"{ratio:.2f}x",
+            "shorter" if shorter else "NOT shorter",
+        )
+    console.print(goal)
     console.print("verdict: goal " + ("MET" if quiet_ok and faster else "NOT met"))
+
+
+def report_calibration(calibration: Calibration) -> None:
+    dropped = ", ".join(name for name, kept in calibration.kept.items() if not kept) or "none"
+    thresholds = ", ".join(f"{name} {value:,.3g}" for name, value in calibration.page_hinkley.items())
+    console.print(
+        f"Calibrated on quiet streams of seeds {CALIBRATION_SEED:,} on ({calibration.seconds:,.0f} s). "
+        f"On {calibration.events / MILLION:.2f}M events: ADWIN delta {calibration.adwin_delta:g} (reference "
+        f"mid-ranks); Evidently any column p < {calibration.p_value:.3g} (columns dropped: {dropped}). "
+        f"Bonferroni: p < {calibration.bonferroni:.3g}. On {calibration.page_hinkley_events / MILLION:.2f}M events: "
+        f"PageHinkley thresholds {thresholds}"
+    )
 
 
 def main() -> None:
@@ -380,19 +492,37 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 seeds, 100k quiet events: a smoke run")
     parser.add_argument("--seeds", type=int, default=30, help="shift runs per kind (one quiet stream each)")
     parser.add_argument("--quiet-events", type=int, default=MILLION)
-    parser.add_argument("--river-span", type=int, default=200_000, help="quiet events River is measured on")
+    parser.add_argument("--river-span", type=int, default=MILLION, help="quiet events River is measured on")
     parser.add_argument("--evidently-span", type=int, default=MILLION, help="quiet events Evidently is measured on")
+    parser.add_argument(
+        "--calibration-span",
+        type=int,
+        default=MILLION,
+        help="quiet events (other seeds) the calibrated baselines are fitted on; PageHinkley: features x as many",
+    )
     parser.add_argument("--encoder", choices=MODELS, default=DEFAULTS.embedding_model, help="the sentence encoder")
     parser.add_argument(
         "--no-baselines", action="store_true", help="driftloop alone: its false alarms and delays, without baselines"
     )
     args = parser.parse_args()
+    if args.calibration_span < 1:
+        parser.error("--calibration-span must be at least 1 event")
     if args.quick:
-        args.seeds, args.quiet_events, args.river_span, args.evidently_span = 4, 100_000, 25_000, 100_000
+        args.seeds, args.quiet_events, args.river_span, args.evidently_span = 4, 100_000, 100_000, 100_000
+        args.calibration_span = 100_000
     started = time.perf_counter()
-    report(
-        run(args.seeds, args.quiet_events, args.river_span, args.evidently_span, args.encoder, not args.no_baselines)
+    tallies, calibration = run(
+        args.seeds,
+        args.quiet_events,
+        args.river_span,
+        args.evidently_span,
+        args.calibration_span,
+        args.encoder,
+        not args.no_baselines,
     )
+    if calibration:
+        report_calibration(calibration)
+    report(tallies)
     console.print(
         f"{time.perf_counter() - started:,.0f} s, {args.seeds} seeds, {args.quiet_events:,} quiet events, "
         f"{args.encoder} encoder"
