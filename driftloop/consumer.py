@@ -16,12 +16,17 @@ before the seek, handed on after it, lay past the offset it had set as read, and
 for a gap in the log (a compacted one), acknowledged; the events there, cleared from the stream's queue when the
 flow resumed, were never processed and the commit passed them (3 to 290 events lost in some runs of the
 two-workers fault scenario). :class:`Consumer` drops such records and seeks again, the fetcher then idle.
+
+And a partition with no committed offset (or 0) is sought to its beginning. aiokafka seeks only to a committed
+offset past 0, so the fetcher went on from where it was: past records fetched and dropped as stale, never
+processed. A group on a broker back without its data has no commits, and its first rebalance lost about 500 events
+a partition in 2 of 8 runs of the broker-restart fault scenario.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import faust
 from aiokafka.errors import KafkaError
@@ -53,6 +58,15 @@ class Consumer(aiokafka.Consumer):
             bookkeeping.clear()
         await super().perform_seek()
         self.seeks += 1
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek every partition to its committed offset, one with none (or 0) to its beginning (the group's
+        ``earliest``); the committed offsets."""
+        committed = await super().seek_to_committed()
+        unread = [tp for tp, offset in committed.items() if not offset or offset < 0]
+        if unread:
+            await self._thread.seek_to_beginning(*unread)
+        return committed
 
     async def _wait_next_records(self, timeout: float) -> tuple[RecordMap | None, set[TP] | None]:
         if not self.flow_active:  # Faust's waits for the flow, then fetches: the seeks counted as it fetches

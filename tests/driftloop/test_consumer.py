@@ -91,6 +91,24 @@ def fetched_across_a_seek(app: faust.App) -> tuple[list[int], int]:
     return asyncio.run(drain()), len(seeks)
 
 
+def sought_to_the_beginning(app: faust.App, committed: dict) -> list:
+    """The partitions a seek to the ``committed`` offsets sends back to their beginning."""
+    subscribe(app)
+    consumer = app.consumer
+    beginnings: list = []
+
+    class Thread:
+        async def seek_to_committed(self) -> dict:
+            return committed
+
+        async def seek_to_beginning(self, *partitions: TP) -> None:
+            beginnings.extend(partitions)
+
+    consumer._thread = Thread()
+    asyncio.run(consumer.perform_seek())
+    return beginnings
+
+
 @pytest.fixture
 def app() -> App:
     return App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
@@ -122,3 +140,16 @@ def test_fausts_own_consumer_hands_on_records_fetched_before_a_seek() -> None:
     fell below the read offset (109) and were dropped."""
     stock = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
     assert fetched_across_a_seek(stock) == (list(range(103, 110)), 1)
+
+
+def test_a_partition_with_nothing_committed_is_read_from_its_beginning(app: App) -> None:
+    """aiokafka seeks only to a committed offset past 0: without this, the fetcher went on past the records it had
+    fetched before the rebalance, dropped as stale (a broker back without its data: the new group commits nothing)."""
+    other = TP(TOPIC, 1)
+    third = TP(TOPIC, 2)
+    assert sought_to_the_beginning(app, {PARTITION: None, other: 0, third: 100}) == [PARTITION, other]
+
+
+def test_fausts_own_consumer_leaves_a_partition_with_nothing_committed_where_it_was() -> None:
+    stock = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    assert sought_to_the_beginning(stock, {PARTITION: None, TP(TOPIC, 1): 0}) == []
