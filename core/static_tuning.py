@@ -12,8 +12,8 @@ Training texts are ShareGPT human turns of :data:`core.corpora.TUNING_BENIGN`, p
 read, less those whose start also opens a prompt there (ShareGPT repeats conversations and short turns such as
 "continue": 704 of 7,581), so no benchmark stream holds a training text. Their MiniLM vectors are
 :func:`core.embeddings.cached` in chunks of :data:`CHUNK` (minutes of MiniLM on 2 cores at the first ``make
-install``; the first chunk is the injection model's benign training set, already embedded). The fitted model is written to ``.cache/embeddings/<key("tuned")>`` and loaded like the
-distilled one.
+install``; the first chunk is the injection model's benign training set, which then reads it from there). The
+fitted model is written to ``.cache/embeddings/<key("tuned")>`` and loaded like the distilled one.
 
 >>> import scipy.sparse as sp
 >>> table = np.eye(3)
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
 CHUNK = 1500
 """Training texts per file of cached MiniLM vectors."""
 RIDGE = 0.02
-"""The pull ``λ`` toward the prior table (pooling weights sum to 1 per text), chosen on 500 training texts held out
-of a fit on the rest: Spearman of their pairwise similarities to MiniLM's 0.581 (0.01: 0.578, 0.04: 0.575; the
-linear map alone 0.466, the distilled table 0.196)."""
+"""The pull ``λ`` toward the prior table (pooling weights sum to 1 per text), chosen on 500 of the slice's texts held
+out of a fit on the rest (repeats included): Spearman of their pairwise similarities to MiniLM's 0.581 (0.01: 0.578,
+0.04: 0.575; the linear map alone 0.466, the distilled table 0.196)."""
 
 
 def training_set() -> tuple[list[str], np.ndarray]:
