@@ -25,6 +25,11 @@ from core.package_data import package_file
 
 TRAINING_BENIGN = slice(30_000, 34_000)
 """ShareGPT pairs a learned score is trained on (the detection benchmark reads the first 30,000)."""
+TUNING_BENIGN = slice(30_000, 38_000)
+"""ShareGPT pairs the ``tuned`` encoder is fitted on (:mod:`core.static_tuning`; the first 4,000 are
+:data:`TRAINING_BENIGN`)."""
+BENCHMARK_BENIGN = slice(0, 30_000)
+"""ShareGPT pairs the benchmarks read (the detection benchmark's quiet traffic, held-out topic and languages)."""
 HELD_OUT_BENIGN = slice(0, 4000)
 """ShareGPT pairs that benchmarks measure false positives on."""
 HOST_BENIGN = slice(20_000, 30_000)

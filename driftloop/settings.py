@@ -165,9 +165,10 @@ class Settings(BaseSettings):
     embeddings: bool = Field(False, description="sentence-embedding features (topic novelty, injection similarity)")
     embedding_model: Model = Field(
         "minilm",
-        description="the monitor's sentence encoder: minilm (all-MiniLM-L6-v2 under torch, 384 dimensions) or static "
-        "(distilled from it by model2vec: 256 dimensions, ~100x the texts/s, slower to see a new topic); a change "
-        "rebases the segments that hold the other's embeddings",
+        description="the monitor's sentence encoder: minilm (all-MiniLM-L6-v2 under torch, 384 dimensions), static "
+        "(distilled from it by model2vec: 256 dimensions, ~100x the texts/s, slower to see a new topic) or tuned "
+        "(that static model fitted to imitate minilm: 384 dimensions, as fast as static); a change rebases the "
+        "segments that hold another encoder's embeddings",
     )
     embedding_sample_rate: float = Field(0.2, gt=0, le=1, description="share of events embedded (by event-id hash)")
     topic_reference_size: int = Field(200, ge=20, description="embedded events of a segment its topics are fitted on")
