@@ -17,7 +17,7 @@ without the other (a refusal answering a benign prompt). Latency is modelled at 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,7 @@ class Corpus:
     :data:`~core.embeddings.EMBED_CHARS` characters);
     ``responses[name]`` one value per response.
     ``pairs`` holds (prompt, response) rows; pools index ``pairs`` (``quiet``, ``topic``, ``language``,
-    ``long``), ``prompts`` (``attack``) or ``responses`` (``refusal``).
+    ``long``), ``prompts`` (``attack``, and those added by :func:`with_prompts`) or ``responses`` (``refusal``).
     """
 
     prompts: dict[str, np.ndarray]
@@ -162,3 +162,25 @@ def load(model: Model) -> Corpus:
         return Corpus(
             tables["prompt"], vectors, data["languages"], texts, tables["response"], data["pairs"], tables["pool"]
         )
+
+
+def with_prompts(corpus: Corpus, pool: str, prompts: list[str], model: Model) -> Corpus:
+    """``corpus`` with ``prompts`` added as the prompt pool ``pool``: their features, languages, embeddings by
+    ``model`` and injection scores computed as :func:`build` computes the attack prompts' (the learned score reads
+    each whole prompt, as the worker does); seconds for a few hundred prompts whose embeddings are cached."""
+    languages = detect_languages(prompts)
+    rows = [_features(prompt, REFUSALS[0], lang) for prompt, lang in zip(prompts, languages, strict=True)]
+    vectors = cached(prompts, model)
+    measured = [name for name in corpus.prompts if name not in EMBEDDED]
+    added = {name: np.array([row[name] for row in rows], dtype=np.float32) for name in measured}
+    added["injection_similarity"] = injection_similarity(vectors, model).astype(np.float32)
+    added["injection_learned"] = injection_learned(vectors, prompts, model)
+    first = len(corpus.texts)
+    return replace(
+        corpus,
+        prompts={name: np.concatenate([values, added[name]]) for name, values in corpus.prompts.items()},
+        vectors=np.concatenate([corpus.vectors, vectors]),
+        languages=np.concatenate([corpus.languages, languages]),
+        texts=np.concatenate([corpus.texts, [prompt[:EMBED_CHARS] for prompt in prompts]]),
+        pools=corpus.pools | {pool: np.arange(first, first + len(prompts))},
+    )

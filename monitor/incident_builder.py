@@ -11,6 +11,7 @@ most extreme in the direction the leading feature moved.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,12 +87,21 @@ class IncidentBuilder:
         shifts = [self._shift(watched[name], window) for name in moved]
         return self._incident(causes(shifts, event), shifts, onset, window, event)
 
-    def cause(self, detectors: DetectorSet, kind: IncidentKind, names: list[str], event: int) -> Cause:
-        """The cause of ``kind`` that the inputs ``names`` of ``detectors``, drifting while an incident is open,
-        signal (their shifts over the events since the earliest of them began)."""
-        watched = detectors.detectors
-        onset = min((watched[name].onset for name in names), default=event)
-        window = self.since(onset, event)
+    def added(
+        self, detectors: DetectorSet, drifting: list[str], named: Collection[IncidentKind], event: int
+    ) -> Cause | None:
+        """The cause that the inputs ``drifting`` of ``detectors`` add to an open incident naming ``named``, None
+        when each of their kinds is named or a symptom of a named one. The most urgent new kind's inputs are named
+        as an incident names its causes at opening: with the features that also moved over the events since the
+        earliest of them began, so refusals that rise with prompts scored as attacks add an attack wave, not a
+        quality drop."""
+        new = _new_kinds(drifting, named)
+        if not new:
+            return None
+        leading, watched = new[0][1], detectors.detectors
+        window = self.since(min(watched[name].onset for name in leading), event)
+        moved = leading + self._also_moved(leading, window, detectors.references)
+        kind, names = _new_kinds(moved, named)[0]
         return _cause(kind, [self._shift(watched[name], window) for name in names], event)
 
     def new_segment(self, first: int, event: int) -> DriftIncident:
@@ -165,6 +175,11 @@ def causes(shifts: list[FeatureShift], event: int) -> list[Cause]:
         _cause(kind, [by_feature[name] for name in features], event)
         for kind, features in cause_kinds(list(by_feature)).items()
     ]
+
+
+def _new_kinds(features: list[str], named: Collection[IncidentKind]) -> list[tuple[IncidentKind, list[str]]]:
+    """The kinds (with their features, most urgent first) that moved ``features`` signal beyond those ``named``."""
+    return [(kind, names) for kind, names in cause_kinds(features, named).items() if kind not in named]
 
 
 def _cause(kind: IncidentKind, shifts: list[FeatureShift], event: int) -> Cause:

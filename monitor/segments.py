@@ -44,7 +44,7 @@ from monitor.detector_set import DetectorSet
 from monitor.events import TrafficEvent
 from monitor.features import FEATURES, Kind
 from monitor.incident_builder import EVIDENCE_WINDOW, IncidentBuilder
-from monitor.incidents import CauseAdded, DriftIncident, IncidentKind, Resolution, cause_kinds, feature_kind
+from monitor.incidents import CauseAdded, DriftIncident, IncidentKind, Resolution, feature_kind
 from monitor.inputs import INPUTS, MIN_REFERENCE, Measurements
 from monitor.reference_collection import ReferenceCollection
 
@@ -240,12 +240,10 @@ class SegmentMonitor:
         drifting = [name for name, level in levels.items() if level is Level.DRIFT]
         if not drifting or all(feature_kind(name) in self.open_causes for name in drifting):
             return None
-        new = {k: names for k, names in cause_kinds(drifting, self.open_causes).items() if k not in self.open_causes}
-        if not new:
+        cause = self.builder.added(self.detector_set, drifting, self.open_causes, self.events)
+        if cause is None:
             return None
-        kind, names = next(iter(new.items()))
-        cause = self.builder.cause(self.detector_set, kind, names, self.events)
-        self.open_causes |= {kind}
+        self.open_causes |= {cause.kind}
         return CauseAdded(incident_id=self.open_incident or "", segment=self.segment, cause=cause)
 
     def _track(self, levels: dict[str, Level]) -> Resolution | None:

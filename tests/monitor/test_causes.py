@@ -132,3 +132,29 @@ def test_latency_that_follows_shorter_refusals_is_the_attack_s_symptom_not_a_cau
     assert [c.kind for c in incident.causes] == [IncidentKind.ATTACK_WAVE]
     assert "latency_ms" in incident.causes[0].features, "it moved, as the attack's symptom"
     assert not [out for out in found if isinstance(out, CauseAdded)], "the pace (tokens/s) never moved"
+
+
+def test_refusals_that_rise_with_attack_scored_prompts_while_open_add_an_attack_not_a_quality_drop() -> None:
+    rng = np.random.default_rng(15)
+    monitor = _monitor()
+    _feed(monitor, _rows(rng, 900))
+    [incident] = _feed(monitor, _rows(rng, 200, latency=6.6))
+    assert [c.kind for c in incident.causes] == [IncidentKind.LATENCY_DRIFT]
+
+    attacked = iter(_rows(rng, 100, latency=6.6, attacks=0.15, refusal=0.3))
+    added = next(out for row in attacked if (out := monitor.observe(_Event(), row)))  # type: ignore[arg-type]
+    injection = monitor.detectors["injection_score"]
+    assert injection.statistic < injection.threshold, "the attack scores alone have not drifted yet"
+    assert isinstance(added, CauseAdded) and added.cause.kind == IncidentKind.ATTACK_WAVE, "refusals: its symptom"
+    assert added.cause.features[0] == "refusal" and "injection_score" in added.cause.features, "named as at opening"
+    assert _feed(monitor, list(attacked)) == [], "the attack's own drift adds nothing more"
+
+
+def test_refusals_that_rise_alone_while_open_add_a_quality_drop() -> None:
+    rng = np.random.default_rng(15)
+    monitor = _monitor()
+    _feed(monitor, _rows(rng, 900))
+    _feed(monitor, _rows(rng, 200, latency=6.6))
+    [added] = _feed(monitor, _rows(rng, 100, latency=6.6, refusal=0.3))
+    assert isinstance(added, CauseAdded) and added.cause.kind == IncidentKind.QUALITY_DROP
+    assert added.cause.features == ["refusal"]
