@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,13 +66,20 @@ class Counts:
 
 
 def planned_jobs(rig: Rig, shifted: set[str]) -> Effects:
-    """Shifted segment → the jobs its stored incidents' causes call for (one per recipe, as the runner submits
-    them); a segment without an incident yet calls for one, so a missing incident shows in every effect."""
+    """Shifted segment → the jobs its incidents call for: one per recipe of the causes stored now, and of causes
+    named earlier (a worker that took a segment over from its last checkpoint may name fewer causes at first; the
+    runner had already submitted their jobs). Job ids are a function of incident and recipe, so this is also the
+    most jobs there can be; a segment without an incident yet calls for one, so a missing incident shows in every
+    effect."""
     book = load_recipes(rig.settings.recipes_path)
+    submitted = defaultdict(set)
+    for job in stored_jobs(rig.settings):
+        submitted[job.incident_id].add(job.recipe)
     planned = dict.fromkeys(sorted(shifted), 0)
     for incident in stored_incidents(rig.settings):
         if incident.segment in planned:
-            planned[incident.segment] += len(book.for_incident(incident))
+            named = {recipe.name for recipe in book.for_incident(incident)}
+            planned[incident.segment] += len(named | submitted[incident.id])
     return {segment: jobs or 1 for segment, jobs in planned.items()}
 
 
