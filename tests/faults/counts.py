@@ -151,11 +151,14 @@ def stream_positions(settings: Settings) -> dict[str, str]:
 
 def settle(rig: Rig, expect: Callable[[], Counts]) -> tuple[Counts, Counts]:
     """Read the counts until they are what ``expect`` says now, or have stopped short (unchanged for ``stable_s``
-    with no job unfinished), or ``settle_s`` passed; the last counts read and what was expected of them."""
+    since a job was last seen unfinished: a job finishing between two reads writes its dataset after the first), or
+    ``settle_s`` passed; the last counts read and what was expected of them."""
     started = changed = time.monotonic()
     counts, expected = read_counts(rig), expect()
     while counts != expected and time.monotonic() - started < rig.faults.settle_s:
-        if time.monotonic() - changed > rig.faults.stable_s and not unfinished_jobs(rig):
+        if unfinished_jobs(rig):
+            changed = time.monotonic()
+        elif time.monotonic() - changed > rig.faults.stable_s:
             break
         time.sleep(1.0)
         latest, expected = read_counts(rig), expect()
