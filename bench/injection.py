@@ -38,6 +38,7 @@ from core.embeddings import MODELS, Model, cached
 from core.injection_model import SIGNALS, fit, fit_groups, signal_rows, training_groups
 from core.risk import _INJECTION_FAMILIES, injection_score
 from core.scan import SCAN_CHARS, fold, matches
+from driftloop.settings import Settings
 
 RATES = (0.01, 0.001)
 GOAL_RECALL = 0.8
@@ -179,7 +180,9 @@ def cost(texts: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cost-prompts", type=int, default=3000, help="benign prompts the cost is timed on")
-    parser.add_argument("--encoder", choices=MODELS, default="minilm", help="the sentence encoder the scores read")
+    parser.add_argument(
+        "--encoder", choices=MODELS, default=Settings().embedding_model, help="the sentence encoder the scores read"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     texts = corpora()

