@@ -279,7 +279,10 @@ def main() -> None:
         help="events per run without embeddings (long enough for calibration to weigh as it does in a running service)",
     )
     parser.add_argument(
-        "--embedded-events", type=int, default=1500, help="events of the run with embeddings on (0: no such run)"
+        "--embedded-events",
+        type=int,
+        default=None,
+        help="events of the run with embeddings on (default: --events; 0: no such run)",
     )
     parser.add_argument("--sample-rate", type=float, default=1.0, help="DRIFTLOOP_EMBEDDING_SAMPLE_RATE of that run")
     parser.add_argument(
@@ -296,6 +299,8 @@ def main() -> None:
         "--repeats", type=int, default=3, help="rounds of every path, one after the other (a shared machine is noisy)"
     )
     args = parser.parse_args()
+    if args.embedded_events is None:
+        args.embedded_events = args.events
     lines = [json.dumps(event) for event in shifted_stream(args.events, None, seed=3)]
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     runs = [(KEYED, lines, {"embeddings": False})]
