@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import astuple, dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import yaml
@@ -40,6 +40,8 @@ from core.payloads import hidden_payloads
 from core.scan import SCAN_CHARS, Rule, RuleIndex, fold
 
 EXEMPLAR_CHARS = 2000
+SIGNALS_CACHED = 1024
+"""Prompts whose injection signals are kept (more than a worker's batch: ``DRIFTLOOP_BATCH_MAX_EVENTS``, 256)."""
 _PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}")
 Family = tuple[Rule, ...]
 """A pattern family: alternatives, each a regex with its prefilter words (see :mod:`core.scan`)."""
@@ -323,7 +325,13 @@ class InjectionSignals:
 
 def injection_signals(text: str) -> InjectionSignals:
     """The injection signals of the start of ``text`` (:data:`core.scan.SCAN_CHARS`)."""
-    text = text[:SCAN_CHARS]
+    return _signals(text[:SCAN_CHARS])
+
+
+@lru_cache(maxsize=SIGNALS_CACHED)
+def _signals(text: str) -> InjectionSignals:
+    """:func:`injection_signals` of a text already cut; the worker asks twice for an embedded prompt's (its
+    ``injection_score`` feature, then the learned score's inputs), a batch apart at most."""
     jailbreak, indirect, exfiltration, decode_cue = family_counts(text)
     payloads = hidden_payloads(text)
     hidden = 0
