@@ -157,8 +157,8 @@ def encoder(model: Model) -> Encoder:
 
 def limit_threads(threads: int) -> None:
     """Run each MiniLM encoding on at most ``threads`` threads (torch's intra-op pool, process-wide). A worker running
-    several jobs at once gives each its share of the CPUs: two jobs each encoding on every CPU of a 2-core machine
-    spend about 1.7× the CPU time of one thread each (spinning threads and cache contention) and finish later."""
+    several jobs at once gives each its share of the CPUs: on the 2-core machine, four jobs' 473 candidates took 1.7×
+    the CPU time on both CPUs that they took on one thread, and more wall time (other work loaded the machine)."""
     import torch
 
     torch.set_num_threads(max(1, threads))
