@@ -1,13 +1,17 @@
-"""Incident to ``finetune.requests``: seconds from incidents opening together to each one's dataset message, with
-the job concurrency of a worker against the same run with one job at a time.
+"""Incident to published dataset: seconds from incidents opening together to each one's dataset version published
+(its ``finetune.requests`` message for a training set), with the job concurrency of a worker against the same run
+with one job at a time.
 
 Run with ``make bench-loop`` (``python -m bench.loop [--incidents N] [--rounds N] [--concurrency N]``). It starts
 tansu and redis-server and, for each job concurrency compared (1, then ``--concurrency``: by default the setting's,
 the CPUs this process may use), one real ``driftloop worker`` with its own topics and consumer group. Each worker
 first runs one warm-up job (the first loads the encoder and the PII detector). Then every round opens
 ``--incidents`` incidents at once on each worker in turn (the same incidents: distinct segments, the kinds whose
-recipes are rule-based, real ShareGPT evidence redacted as the monitor keeps it) and waits for their
-``finetune.requests`` messages. An incident's figure is its message's timestamp less its ``detected_at``.
+recipes are rule-based, real ShareGPT evidence redacted as the monitor keeps it) and waits for their versions'
+publication records in Redis. With no LLM endpoint here the versions are evaluation sets, which are published
+without a ``finetune.requests`` message (only training sets are sent to fine-tuning); a training set's message is
+sent in the same step, just before its record (the ``publishing`` stage). An incident's figure is its record's
+``published_at`` less its ``detected_at``.
 
 The table gives p50 and p95 over every incident of every round, and the mean seconds of each stage read from the
 worker's ``driftloop_loop_stage_seconds`` histogram (warm-up left out). Both workers take turns round by round, so
@@ -17,8 +21,8 @@ the load of a shared machine weighs on both alike: compare the ratio, not the se
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
-import json
 import statistics
 import tempfile
 import time
@@ -28,8 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
@@ -40,6 +45,7 @@ from devtools.traffic import ShiftPlan, shifted_stream
 from driftloop.kafka import ensure_topics
 from driftloop.settings import Settings
 from feedback.metrics import STAGES
+from feedback.publishing import Publication, PublicationState, publications
 from monitor.incidents import DriftIncident, Evidence
 
 console = Console(width=160)  # the table is wide: a pipe or a log would cut it at 80 columns
@@ -80,9 +86,8 @@ class Worker:
 
     concurrency: int
     settings: Settings
-    consumer: KafkaConsumer
     seconds: list[float] = field(default_factory=list)
-    """Incident to finetune.requests, every incident of every measured round."""
+    """Incident to published version, every incident of every measured round."""
     warm_stages: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Stage → (sum, count) of the histogram after the warm-up round."""
 
@@ -92,7 +97,7 @@ class Worker:
 
     def open_and_wait(self, opened: list[DriftIncident], timeout: float) -> list[float]:
         """Open ``opened`` now (their ``detected_at``), publish them to this worker's incidents topic and wait for
-        their finetune.requests messages; the seconds from opening to message."""
+        their versions' publication; the seconds from opening to publication."""
         now = datetime.now(UTC)
         opened = [incident.model_copy(update={"detected_at": now}) for incident in opened]
         producer, topic = (
@@ -109,12 +114,20 @@ class Worker:
         while len(seconds) < len(opened):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(opened) - len(seconds)} datasets missing after {timeout:.0f} s")
-            for records in self.consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    incident_id = json.loads(record.value)["data"]["incident_id"]
-                    if incident_id in detected:
-                        seconds[incident_id] = record.timestamp / 1000 - detected[incident_id]
+            for record in asyncio.run(self.published()):
+                if record.incident_id in detected and record.published_at is not None:
+                    seconds[record.incident_id] = record.published_at.timestamp() - detected[record.incident_id]
+            time.sleep(0.5)
         return list(seconds.values())
+
+    async def published(self) -> list[Publication]:
+        """This worker's publication records (newest first) that reached ``published``."""
+        redis = Redis.from_url(self.settings.redis_url)
+        try:
+            found = await publications(redis).list(limit=1000)
+        finally:
+            await redis.aclose()
+        return [record for record in found if record.state == PublicationState.PUBLISHED]
 
     def stages(self) -> dict[str, tuple[float, float]]:
         """Stage → (sum, count) of the worker's ``driftloop_loop_stage_seconds``."""
@@ -160,11 +173,7 @@ def main() -> None:
             settings = fresh(services, workdir, concurrency, database)
             ensure_topics(settings)
             stack.enter_context(worker_process(settings, workdir / f"worker-{concurrency}.log"))
-            consumer = KafkaConsumer(
-                settings.finetune_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
-            )
-            stack.callback(consumer.close)
-            workers.append(Worker(concurrency, settings, consumer))
+            workers.append(Worker(concurrency, settings))
         for worker in workers:
             with console.status(f"warm-up, job concurrency {worker.concurrency}"):
                 worker.open_and_wait(incidents(1, 0, worker.name), args.timeout)
@@ -179,7 +188,7 @@ def main() -> None:
 
 def report(workers: list[Worker], args: argparse.Namespace) -> None:
     title = (
-        f"incident to finetune.requests, {args.incidents} incidents opening together, "
+        f"incident to published dataset, {args.incidents} incidents opening together, "
         f"{args.rounds} rounds (seconds; stages: mean per incident)"
     )
     table = Table(title=title)

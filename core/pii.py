@@ -15,10 +15,11 @@ spaCy model), so it is built once, on first use.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 
 import tldextract
-from presidio_analyzer import AnalyzerEngine, Pattern, RecognizerRegistry, RecognizerResult
+from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, Pattern, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngineProvider
 from presidio_analyzer.predefined_recognizers import (
     CreditCardRecognizer,
@@ -64,6 +65,8 @@ SPACY_LABELS_IGNORED = [
 """spaCy's entities other than names: places come from the address patterns, the rest is no personal data."""
 MIN_SCORE = 0.4
 """Presidio's confidence below which a finding is dropped (its 'very weak' patterns: any nine-digit run an SSN)."""
+BATCH = 32
+"""Texts per batch of spaCy's entity recognizer in :func:`analyze_all`."""
 OFFLINE_SUFFIXES = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 """The public-suffix list as tldextract ships it: no download of a fresh one."""
 
@@ -143,4 +146,18 @@ def analyzer() -> AnalyzerEngine:
 
 def analyze(text: str) -> list[RecognizerResult]:
     """Presidio's findings in ``text`` (overlapping ones included), of the kinds in :data:`PLACEHOLDERS`."""
-    return analyzer().analyze(text, language="en", entities=list(PLACEHOLDERS))
+    return analyze_all([text])[0]
+
+
+def analyze_all(texts: Sequence[str]) -> list[list[RecognizerResult]]:
+    """:func:`analyze` of each text, with spaCy's entity recognizer run over them in batches of :data:`BATCH`
+    (``nlp.pipe``: the same entities, in about half the CPU time of one text at a time); a text of white space only
+    holds nothing and is not analysed."""
+    found: list[list[RecognizerResult]] = [[] for _ in texts]
+    written = [n for n, text in enumerate(texts) if text.strip()]
+    batches = BatchAnalyzerEngine(analyzer()).analyze_iterator(
+        [texts[n] for n in written], language="en", batch_size=BATCH, entities=list(PLACEHOLDERS)
+    )
+    for n, results in zip(written, batches, strict=True):
+        found[n] = results
+    return found

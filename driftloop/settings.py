@@ -34,6 +34,11 @@ NO_SECRET_KEYS = (
 )
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     """Service settings; every field can be set as ``DRIFTLOOP_<FIELD>``: in the environment, else in ``.env``, else
     in the file of a running ``driftloop up`` (:mod:`driftloop.services_file`)."""
@@ -268,9 +273,7 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(30.0, gt=0, description="a running job's lease; renewed every third of it")
     job_sweep_interval_s: float = Field(10.0, gt=0, description="how often a worker re-runs jobs without a live lease")
     job_concurrency: int = Field(
-        default_factory=lambda: (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        ),
+        default_factory=usable_cpus,
         ge=1,
         description="generation jobs one worker runs at once (default: the CPUs it may use); more wait for a slot "
         "here or are swept up by another worker with one free",

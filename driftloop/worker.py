@@ -40,13 +40,14 @@ from redis.asyncio import Redis
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 from threadpoolctl import threadpool_limits
 
+from core.embeddings import limit_threads
 from core.redis_client import connect
 from driftloop.checkpoints import CheckpointTable
 from driftloop.consumer import App
 from driftloop.log_identity import TrafficLog
 from driftloop.log_repeats import Repeats
 from driftloop.repartition import HEADER, forwarded, local_rule, segment_partition, source_header
-from driftloop.settings import Settings
+from driftloop.settings import Settings, usable_cpus
 from feedback import JobRunner
 from feedback.agent import start_job
 from feedback.candidates import candidate_policy
@@ -325,6 +326,7 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     pool = JobPool(runner, settings.job_concurrency)
+    limit_threads(usable_cpus() // settings.job_concurrency)  # jobs at once share the CPUs: no thread waits for one
 
     @app.agent(incident_topic)
     async def run_jobs(stream: faust.StreamT) -> None:

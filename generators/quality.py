@@ -41,7 +41,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from core.embeddings import Model, embed
-from core.redact import count_pii
+from core.redact import count_pii_all
 from generators.counterfactual import RepresentationAudit, representation_audit
 from generators.measures import cosine_distances, distinct_n, mean_pairwise_distance, mmd2
 from generators.near_duplicates import NearDuplicates
@@ -154,20 +154,25 @@ class Gate:
     views: Views
 
 
-def real_pii(sample: Sample) -> int:
-    """Personal-data values in a sample's prompt and reference answer, leaving out the surrogates that the
-    privacy generator planted and listed in ``metadata["surrogates"]`` (one per line).
+def real_pii(samples: Sequence[Sample]) -> list[int]:
+    """Personal-data values in each sample's prompt and reference answer, leaving out the surrogates that the
+    privacy generator planted and listed in ``metadata["surrogates"]`` (one per line); the detector runs over all
+    the texts in batches (:func:`core.redact.count_pii_all`).
 
     >>> from generators.samples import Expected
     >>> planted = {"surrogates": "ann@example.org"}
     >>> ann = Sample.make("mail ann@example.org", "t", Expected.ANSWER, "", "g", "0", metadata=planted)
-    >>> real_pii(ann), real_pii(Sample.make("mail bob@corp.com", "t", Expected.ANSWER, "", "g", "0"))
-    (0, 1)
+    >>> real_pii([ann, Sample.make("mail bob@corp.com", "t", Expected.ANSWER, "", "g", "0")])
+    [0, 1]
     """
-    texts = [sample.prompt, sample.reference_answer]
-    for surrogate in filter(None, sample.metadata.get("surrogates", "").splitlines()):
-        texts = [text.replace(surrogate, " ") for text in texts]
-    return sum(count_pii(text) for text in texts)
+    texts = []
+    for sample in samples:
+        pair = [sample.prompt, sample.reference_answer]
+        for surrogate in filter(None, sample.metadata.get("surrogates", "").splitlines()):
+            pair = [text.replace(surrogate, " ") for text in pair]
+        texts += pair
+    counts = count_pii_all(texts)
+    return [prompt + answer for prompt, answer in zip(counts[::2], counts[1::2], strict=True)]
 
 
 def _screen_one(
@@ -200,7 +205,7 @@ def screen(
         seen.add(f"{sample.version}:{number}", sample.technique, sample.prompt)
     kept: list[Sample] = []
     rejections: list[Rejection] = []
-    pii = [real_pii(sample) for sample in samples]  # once a sample: the PII detector is much of the gate's CPU
+    pii = real_pii(samples)
     for sample, values in zip(samples, pii, strict=True):
         if found := _screen_one(sample, values, real_set, seen, batch):
             reason, detail = found
