@@ -32,6 +32,7 @@ from monitor.incidents import (
     worst,
 )
 from monitor.inputs import Measurements, spec
+from monitor.span_sums import SpanSums
 
 EVIDENCE_EXAMPLES = 32
 EVIDENCE_WINDOW = 128
@@ -58,6 +59,7 @@ class IncidentBuilder:
     recent: deque[tuple[Evidence | None, dict[str, float]]] = field(
         default_factory=lambda: deque(maxlen=EVIDENCE_WINDOW)
     )
+    sums: SpanSums = field(default_factory=SpanSums)
 
     def __getstate__(self) -> dict[str, object]:
         """The state to pickle: the recent events' features, not their text."""
@@ -67,8 +69,13 @@ class IncidentBuilder:
     def remember(self, event: TrafficEvent, inputs: Measurements) -> None:
         """Keep the event (cut) and its scalar inputs among the recent ones, for an incident's evidence."""
         response = event.response[:EVIDENCE_CHARS] if event.response else None
-        features = {name: value for name, value in inputs.items() if spec(name).scalar}
-        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
+        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), _scalars(inputs)))  # type: ignore[arg-type]
+
+    def count(self, inputs: list[Measurements], first: int) -> None:
+        """Add the scalar inputs of the segment's events ``first``, ``first + 1``, … to the sums that name the
+        features that also moved over a cause's span."""
+        for event, measured in enumerate(inputs, start=first):
+            self.sums.add(_scalars(measured), event)
 
     def since(self, onset: int, event: int) -> Window:
         """The recent events from the segment's event ``onset`` to its ``event``-th."""
@@ -83,7 +90,7 @@ class IncidentBuilder:
         window = self.since(onset, event)
         upward = bool(np.mean([row.get(primary.feature, 0.0) for _, row in window]) >= primary.reference_mean)
         window.sort(key=lambda item: item[1].get(primary.feature, 0.0), reverse=upward)
-        moved += self._also_moved(moved, window, detectors.references)
+        moved += self._also_moved(moved, onset, detectors.references)
         shifts = [self._shift(watched[name], window) for name in moved]
         return self._incident(causes(shifts, event), shifts, onset, window, event)
 
@@ -99,8 +106,9 @@ class IncidentBuilder:
         if not new:
             return None
         leading, watched = new[0][1], detectors.detectors
-        window = self.since(min(watched[name].onset for name in leading), event)
-        moved = leading + self._also_moved(leading, window, detectors.references)
+        onset = min(watched[name].onset for name in leading)
+        window = self.since(onset, event)
+        moved = leading + self._also_moved(leading, onset, detectors.references)
         kind, names = _new_kinds(moved, named)[0]
         return _cause(kind, [self._shift(watched[name], window) for name in names], event)
 
@@ -117,16 +125,17 @@ class IncidentBuilder:
         )
         return self._incident([cause], [], first, list(self.recent), event)
 
-    def _also_moved(self, drafted: list[str], window: Window, references: dict[str, np.ndarray]) -> list[str]:
-        """Features outside the draft whose mean over the drifted window is :data:`MOVED_Z` standard errors off
-        the reference mean, furthest first."""
+    def _also_moved(self, drafted: list[str], onset: int, references: dict[str, np.ndarray]) -> list[str]:
+        """Features outside the draft whose mean since the segment's event ``onset`` (:class:`SpanSums`) is
+        :data:`MOVED_Z` standard errors off the reference mean, furthest first."""
         found: dict[str, float] = {}
+        means = self.sums.means(since=onset)
         for name, reference in references.items():
-            current = [row[name] for _, row in window if name in row]
+            mean, n = means.get(name, (0.0, 0))
             spread = float(reference.std())
-            if name in drafted or len(current) < 2 or spread == 0:
+            if name in drafted or n < 2 or spread == 0:
                 continue
-            z = abs(float(np.mean(current)) - float(reference.mean())) / (spread / np.sqrt(len(current)))
+            z = abs(mean - float(reference.mean())) / (spread / np.sqrt(n))
             if z >= MOVED_Z:
                 found[name] = z
         return sorted(found, key=lambda name: -found[name])
@@ -165,6 +174,11 @@ class IncidentBuilder:
         )
         self.opened += 1
         return incident
+
+
+def _scalars(inputs: Measurements) -> dict[str, float]:
+    """The scalar inputs of ``inputs``."""
+    return {name: value for name, value in inputs.items() if spec(name).scalar}  # type: ignore[misc]
 
 
 def causes(shifts: list[FeatureShift], event: int) -> list[Cause]:

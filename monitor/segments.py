@@ -135,6 +135,7 @@ class SegmentMonitor:
         opens or the resolution it reaches."""
         self.events += 1
         self.builder.remember(event, inputs)
+        self.builder.count([inputs], self.events)
         if not self.detectors:
             return self._collect(inputs, event.prompt_text)
         levels = self.detector_set.update(inputs, at=self.events)
@@ -176,6 +177,7 @@ class SegmentMonitor:
         fed = {name: positions[: int(np.searchsorted(positions, stop))] for name, positions in seen.items()}
         self.detector_set.advance(fed, inputs, first=self.events + 1)
         self.collection.extend({name: fed[name] for name in collecting}, inputs)
+        self.builder.count(inputs[:stop], self.events + 1)
         for event, measured in zip(
             events[max(0, stop - EVIDENCE_WINDOW) : stop], inputs[max(0, stop - EVIDENCE_WINDOW) : stop], strict=True
         ):

@@ -1,0 +1,59 @@
+"""Running sums of a segment's scalar inputs, marked every :data:`STRIDE` events: their means over a cause's span.
+
+An incident names the features that also moved over the span of its cause (from the onset of its leading detector,
+often a thousand events back), not only over the few recent events kept for evidence. The sums since the segment
+began are kept, and a copy of them every :data:`STRIDE` events (the last :data:`MARKS`): the means from an onset are
+the sums now less those of the last mark before it, so a span starts at most ``STRIDE - 1`` events early, and one
+that began more than ``STRIDE · MARKS`` events ago is cut to the oldest mark.
+
+>>> sums = SpanSums()
+>>> for event in range(1, 1001):
+...     sums.add({"refusal": float(event > 600)}, event)
+>>> {name: (round(mean, 2), n) for name, (mean, n) in sums.means(since=601).items()}
+{'refusal': (0.82, 488)}
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STRIDE = 128
+"""Events between marks."""
+MARKS = 32
+"""Marks kept: spans up to 4,096 events (the pickled state holds MARKS · 2 floats per input)."""
+
+
+@dataclass
+class SpanSums:
+    """Sums and counts of each scalar input since the segment began, and their marks (event, sums and counts)."""
+
+    names: dict[str, int] = field(default_factory=dict)
+    totals: np.ndarray = field(default_factory=lambda: np.zeros((2, 0)))
+    marks: deque[tuple[int, np.ndarray]] = field(default_factory=lambda: deque(maxlen=MARKS))
+
+    def add(self, values: Mapping[str, float], event: int) -> None:
+        """Add ``values`` (input → number), the segment's ``event``-th event's."""
+        for name, value in values.items():
+            column = self.names.setdefault(name, len(self.names))
+            if column == self.totals.shape[1]:
+                self.totals = np.pad(self.totals, ((0, 0), (0, 1)))
+            self.totals[0, column] += value
+            self.totals[1, column] += 1
+        if event % STRIDE == 0:
+            self.marks.append((event, self.totals.copy()))
+
+    def means(self, since: int) -> dict[str, tuple[float, int]]:
+        """Each input's mean and count over the events from the ``since``-th (from the last mark before it)."""
+        before = next((sums for at, sums in reversed(self.marks) if at < since), None)
+        if before is None:
+            before = self.marks[0][1] if self.marks else np.zeros((2, 0))
+        span = self.totals - np.pad(before, ((0, 0), (0, self.totals.shape[1] - before.shape[1])))
+        return {
+            name: (float(span[0, column] / span[1, column]), int(span[1, column]))
+            for name, column in self.names.items()
+            if span[1, column] > 0
+        }
