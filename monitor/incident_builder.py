@@ -71,11 +71,20 @@ class IncidentBuilder:
         response = event.response[:EVIDENCE_CHARS] if event.response else None
         self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), _scalars(inputs)))  # type: ignore[arg-type]
 
-    def count(self, inputs: list[Measurements], first: int) -> None:
-        """Add the scalar inputs of the segment's events ``first``, ``first + 1``, … to the sums that name the
-        features that also moved over a cause's span."""
-        for event, measured in enumerate(inputs, start=first):
-            self.sums.add(_scalars(measured), event)
+    def count(self, inputs: Measurements, event: int) -> None:
+        """Add the scalar inputs of the segment's ``event``-th event to the sums that name the features that also
+        moved over a cause's span."""
+        self.sums.add(_scalars(inputs), event)
+
+    def count_many(self, fed: dict[str, list[int]], values: dict[str, list], first: int, events: int) -> None:
+        """:meth:`count` for the segment's events ``first`` to ``first + events - 1`` at once (``fed``: input name →
+        positions among them, 0 the event ``first``, of the events that measured it; ``values``: its values there)."""
+        columns = {
+            name: (np.array(positions), np.array(values[name], dtype=float))
+            for name, positions in fed.items()
+            if positions and spec(name).scalar
+        }
+        self.sums.extend(columns, first, events)
 
     def since(self, onset: int, event: int) -> Window:
         """The recent events from the segment's event ``onset`` to its ``event``-th."""

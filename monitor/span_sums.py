@@ -29,31 +29,53 @@ MARKS = 32
 
 @dataclass
 class SpanSums:
-    """Sums and counts of each scalar input since the segment began, and their marks (event, sums and counts)."""
+    """Sums and counts of each scalar input since the segment began (plain dicts: an event adds to them in a few
+    microseconds), and their marks: (event, sums and counts as two rows, inputs in the order they first came)."""
 
-    names: dict[str, int] = field(default_factory=dict)
-    totals: np.ndarray = field(default_factory=lambda: np.zeros((2, 0)))
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
     marks: deque[tuple[int, np.ndarray]] = field(default_factory=lambda: deque(maxlen=MARKS))
 
     def add(self, values: Mapping[str, float], event: int) -> None:
         """Add ``values`` (input → number), the segment's ``event``-th event's."""
+        sums, counts = self.sums, self.counts
         for name, value in values.items():
-            column = self.names.setdefault(name, len(self.names))
-            if column == self.totals.shape[1]:
-                self.totals = np.pad(self.totals, ((0, 0), (0, 1)))
-            self.totals[0, column] += value
-            self.totals[1, column] += 1
+            sums[name] = sums.get(name, 0.0) + value
+            counts[name] = counts.get(name, 0) + 1
         if event % STRIDE == 0:
-            self.marks.append((event, self.totals.copy()))
+            self.marks.append((event, self._totals()))
+
+    def extend(self, columns: Mapping[str, tuple[np.ndarray, np.ndarray]], first: int, events: int) -> None:
+        """Add the segment's events ``first`` to ``first + events - 1`` at once, as :meth:`add` one by one would:
+        ``columns`` holds each input's positions among them (0: event ``first``) and its values there."""
+        for name in columns:
+            self.sums.setdefault(name, 0.0)
+            self.counts.setdefault(name, 0)
+        marks = np.arange(-(-first // STRIDE) * STRIDE, first + events, STRIDE)[-MARKS:]
+        rows = np.repeat(self._totals()[None], len(marks), axis=0)
+        for column, name in enumerate(self.sums):
+            if name in columns:
+                positions, values = columns[name]
+                through = np.searchsorted(first + positions, marks, side="right")
+                running = np.concatenate([[0.0], np.cumsum(values)])
+                rows[:, 0, column] += running[through]
+                rows[:, 1, column] += through
+                self.sums[name] += float(running[-1])
+                self.counts[name] += len(values)
+        self.marks.extend(zip(marks.tolist(), rows, strict=True))
 
     def means(self, since: int) -> dict[str, tuple[float, int]]:
         """Each input's mean and count over the events from the ``since``-th (from the last mark before it)."""
         before = next((sums for at, sums in reversed(self.marks) if at < since), None)
         if before is None:
             before = self.marks[0][1] if self.marks else np.zeros((2, 0))
-        span = self.totals - np.pad(before, ((0, 0), (0, self.totals.shape[1] - before.shape[1])))
+        totals = self._totals()
+        span = totals - np.pad(before, ((0, 0), (0, totals.shape[1] - before.shape[1])))
         return {
             name: (float(span[0, column] / span[1, column]), int(span[1, column]))
-            for name, column in self.names.items()
+            for column, name in enumerate(self.sums)
             if span[1, column] > 0
         }
+
+    def _totals(self) -> np.ndarray:
+        return np.array([list(self.sums.values()), list(self.counts.values())], dtype=float).reshape(2, -1)
