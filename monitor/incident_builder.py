@@ -4,8 +4,9 @@ The builder keeps the segment's recent events (cut, not yet redacted) for eviden
 pickled state (the checkpoint), see :data:`EVIDENCE_WINDOW`. When a detector reaches its
 drift level, :meth:`IncidentBuilder.drifted` makes the incident of the drafted inputs (the leading one first:
 furthest past its drift level), its onset where the leading detector's departure began, the features outside the
-draft whose drifted-window mean moved by :data:`MOVED_Z` standard errors, and evidence: the drifted window's events
-most extreme in the direction the leading feature moved.
+draft whose mean since that onset moved by :data:`MOVED_Z` standard errors (from the running sums of
+:class:`~monitor.span_sums.SpanSums`: the onset may be far older than the recent events), and evidence: the drifted
+window's events most extreme in the direction the leading feature moved.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ state (no raw prompt at rest in a checkpoint): a restored builder has the featur
 their text, until new events replace them."""
 EVIDENCE_CHARS = 1000
 MOVED_Z = 5.0
-"""A feature outside the draft joins an incident when its drifted-window mean is this many standard errors off
-its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
+"""A feature outside the draft joins an incident when its mean since the cause's onset is this many standard errors
+off its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
 
 Window = list[tuple[Evidence | None, dict[str, float]]]
 """Recent events (cut) with their scalar inputs; an event restored from a checkpoint has no text (None)."""
