@@ -119,17 +119,20 @@ class Static:
 
 
 def distilled(cache: Path = CACHE) -> Path:
-    """The static model's folder in ``cache``, distilled from the local MiniLM first if absent. Written to a
-    temporary folder and renamed, so a process that finds the folder finds it whole (two processes that distil at
-    once each write their own; the first rename wins)."""
+    """The static model's folder in ``cache``, distilled from the local MiniLM first if absent (saved whole)."""
     path = cache / key("static")
     if path.is_dir():
         return path
     offline()
     from model2vec.distill import distill
 
-    model = distill(model_name=str(_minilm_path()), pca_dims=STATIC_DIMENSIONS)
-    partial = cache / f".{path.name}.{os.getpid()}"
+    return saved_whole(distill(model_name=str(_minilm_path()), pca_dims=STATIC_DIMENSIONS), path)
+
+
+def saved_whole(model: StaticModel, path: Path) -> Path:
+    """``path``, where the static ``model`` is saved through a temporary folder and a rename, so a process that
+    finds the folder finds it whole (two processes that save at once each write their own; the first rename wins)."""
+    partial = path.parent / f".{path.name}.{os.getpid()}"
     model.save_pretrained(partial)
     try:
         partial.rename(path)

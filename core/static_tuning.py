@@ -26,8 +26,6 @@ fitted model is written to ``.cache/embeddings/<key("tuned")>`` and loaded like 
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +34,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from core.corpora import BENCHMARK_BENIGN, TUNING_BENIGN, sharegpt_prompts
-from core.embeddings import CACHE, EMBED_CHARS, cached, distilled, key, offline
+from core.embeddings import CACHE, EMBED_CHARS, cached, distilled, key, offline, saved_whole
 
 if TYPE_CHECKING:
     from model2vec import StaticModel
@@ -101,10 +99,4 @@ def tuned(cache: Path = CACHE) -> Path:
         base_model_name=base.base_model_name,
         language=base.language,
     )
-    partial = cache / f".{path.name}.{os.getpid()}"
-    model.save_pretrained(partial)
-    try:
-        partial.rename(path)
-    except OSError:  # another process renamed its copy first
-        shutil.rmtree(partial)
-    return path
+    return saved_whole(model, path)

@@ -60,10 +60,11 @@ class Consumer(aiokafka.Consumer):
         self.seeks += 1
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        """Seek every partition to its committed offset, one with none (or 0) to its beginning (the group's
-        ``earliest``); the committed offsets."""
+        """Seek every partition to its committed offset, a stream partition with none (or 0) to its beginning (the
+        group's ``earliest``); the committed offsets."""
         committed = await super().seek_to_committed()
-        unread = [tp for tp, offset in committed.items() if not offset or offset < 0]
+        changelogs = self.app.tables.changelog_topics  # read from where the tables' recovery puts them
+        unread = [tp for tp, offset in committed.items() if (not offset or offset < 0) and tp.topic not in changelogs]
         if unread:
             await self._thread.seek_to_beginning(*unread)
         return committed

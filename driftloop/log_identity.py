@@ -26,7 +26,7 @@ class TrafficLog:
     """The traffic topic's id (``id``; None until known, or when the broker gives none), refreshed by
     :meth:`refresh`, which also recreates the ``changelogs`` topics if they are missing."""
 
-    def __init__(self, settings: Settings, changelogs: Iterable[str] = ()) -> None:
+    def __init__(self, settings: Settings, changelogs: Iterable[str]) -> None:
         self.settings = settings
         self.changelogs = list(changelogs)
         self.id: str | None = None

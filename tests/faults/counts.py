@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,13 +66,20 @@ class Counts:
 
 
 def planned_jobs(rig: Rig, shifted: set[str]) -> Effects:
-    """Shifted segment → the jobs its stored incidents' causes call for (one per recipe, as the runner submits
-    them); a segment without an incident yet calls for one, so a missing incident shows in every effect."""
+    """Shifted segment → the jobs its incidents call for: one per recipe of the causes stored now, and of causes
+    named earlier (a worker that took a segment over from its last checkpoint may name fewer causes at first; the
+    runner had already submitted their jobs). Job ids are a function of incident and recipe, so this is also the
+    most jobs there can be; a segment without an incident yet calls for one, so a missing incident shows in every
+    effect."""
     book = load_recipes(rig.settings.recipes_path)
+    submitted = defaultdict(set)
+    for job in stored_jobs(rig.settings):
+        submitted[job.incident_id].add(job.recipe)
     planned = dict.fromkeys(sorted(shifted), 0)
     for incident in stored_incidents(rig.settings):
         if incident.segment in planned:
-            planned[incident.segment] += len(book.for_incident(incident))
+            named = {recipe.name for recipe in book.for_incident(incident)}
+            planned[incident.segment] += len(named | submitted[incident.id])
     return {segment: jobs or 1 for segment, jobs in planned.items()}
 
 
@@ -144,11 +151,14 @@ def stream_positions(settings: Settings) -> dict[str, str]:
 
 def settle(rig: Rig, expect: Callable[[], Counts]) -> tuple[Counts, Counts]:
     """Read the counts until they are what ``expect`` says now, or have stopped short (unchanged for ``stable_s``
-    with no job unfinished), or ``settle_s`` passed; the last counts read and what was expected of them."""
+    since a job was last seen unfinished: a job finishing between two reads writes its dataset after the first), or
+    ``settle_s`` passed; the last counts read and what was expected of them."""
     started = changed = time.monotonic()
     counts, expected = read_counts(rig), expect()
     while counts != expected and time.monotonic() - started < rig.faults.settle_s:
-        if time.monotonic() - changed > rig.faults.stable_s and not unfinished_jobs(rig):
+        if unfinished_jobs(rig):
+            changed = time.monotonic()
+        elif time.monotonic() - changed > rig.faults.stable_s:
             break
         time.sleep(1.0)
         latest, expected = read_counts(rig), expect()

@@ -50,7 +50,7 @@ class FaultSettings(BaseSettings):
     """Counts unchanged this long, not what is expected and no job unfinished: the scenario stopped short."""
     tenants: int = 100_000
     """Distinct tenants of the cardinality scenario (one event each)."""
-    rss_growth_mb: float = 25.0
+    rss_growth_mb: float = 40.0
     """How much a worker's resident memory may grow over the last three quarters of those tenants."""
     sigterm_exit_s: float = 10.0
 
