@@ -67,6 +67,11 @@ class IncidentBuilder:
         recent = deque(((None, features) for _, features in self.recent), maxlen=EVIDENCE_WINDOW)
         return {**self.__dict__, "recent": recent}
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a pickled state; one checkpointed before the span sums (issue 16) starts them empty, so the
+        features that also moved over a span begun before the restore are taken over the events since it."""
+        self.__dict__.update({"sums": SpanSums(), **state})
+
     def remember(self, event: TrafficEvent, inputs: Measurements) -> None:
         """Keep the event (cut) and its scalar inputs among the recent ones, for an incident's evidence."""
         response = event.response[:EVIDENCE_CHARS] if event.response else None

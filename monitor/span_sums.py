@@ -4,13 +4,19 @@ An incident names the features that also moved over the span of its cause (from 
 often a thousand events back), not only over the few recent events kept for evidence. The sums since the segment
 began are kept, and a copy of them every :data:`STRIDE` events (the last :data:`MARKS`): the means from an onset are
 the sums now less those of the last mark before it, so a span starts at most ``STRIDE - 1`` events early, and one
-that began more than ``STRIDE · MARKS`` events ago is cut to the oldest mark.
+that began more than ``STRIDE · MARKS`` events ago is cut to the oldest mark. Sums that began mid-segment (a
+checkpoint from before them restored) give the means over the events since they began.
 
 >>> sums = SpanSums()
 >>> for event in range(1, 1001):
 ...     sums.add({"refusal": float(event > 600)}, event)
 >>> {name: (round(mean, 2), n) for name, (mean, n) in sums.means(since=601).items()}
 {'refusal': (0.82, 488)}
+>>> restored = SpanSums()  # restored at the 900th event from a checkpoint without sums
+>>> for event in range(901, 1101):
+...     restored.add({"refusal": 1.0}, event)
+>>> restored.means(since=601)
+{'refusal': (1.0, 200)}
 """
 
 from __future__ import annotations
@@ -65,10 +71,11 @@ class SpanSums:
         self.marks.extend(zip(marks.tolist(), rows, strict=True))
 
     def means(self, since: int) -> dict[str, tuple[float, int]]:
-        """Each input's mean and count over the events from the ``since``-th (from the last mark before it)."""
+        """Each input's mean and count over the events from the ``since``-th (from the last mark before it; with
+        none before it, from the oldest mark once some were dropped, else over all the sums hold)."""
         before = next((sums for at, sums in reversed(self.marks) if at < since), None)
         if before is None:
-            before = self.marks[0][1] if self.marks else np.zeros((2, 0))
+            before = self.marks[0][1] if len(self.marks) == self.marks.maxlen else np.zeros((2, 0))
         totals = self._totals()
         span = totals - np.pad(before, ((0, 0), (0, totals.shape[1] - before.shape[1])))
         return {

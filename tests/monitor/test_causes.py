@@ -1,6 +1,7 @@
 """An incident names every cause: at opening, and when another kind of change begins while it is open."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 
@@ -176,3 +177,25 @@ def test_refusals_that_rose_slowly_with_a_few_attacks_add_an_attack_from_the_sco
     assert added.cause.features == ["refusal", "injection_score"]
     assert added.cause.onset_event is not None
     assert added.cause.detected_after_events - added.cause.onset_event > 4 * EVIDENCE_WINDOW
+
+
+MAIN_CHECKPOINT = Path(__file__).parent / "data" / "segment_checkpoint_main_cfa65e2.pkl"
+"""A segment pickled by main's code before issue 16 (commit cfa65e2: no span sums in its incident builder, rates
+watched as values off their mode), made with this module's ``_monitor()`` fed ``_rows(default_rng(17), 900)``."""
+
+
+def test_a_segment_checkpointed_before_the_span_sums_restores_and_names_the_features_that_also_moved() -> None:
+    """The span sums start empty at the restore: the also-moved features are taken over the events since then."""
+    restored = pickle.loads(MAIN_CHECKPOINT.read_bytes())
+    assert restored.events == 900 and restored.state == "quiet"
+    assert len(restored.detectors["refusal"].knots) == 3, "calibrated by the old code: the rate of values off 0"
+    rng = np.random.default_rng(17)
+    [incident] = _feed(restored, _rows(rng, 200, latency=6.6))
+    assert isinstance(incident, DriftIncident) and [c.kind for c in incident.causes] == [IncidentKind.LATENCY_DRIFT]
+    [added] = _feed(restored, _rows(rng, 1000, latency=6.6, attacks=0.02, refusal=0.08))
+    assert isinstance(added, CauseAdded) and added.cause.kind == IncidentKind.ATTACK_WAVE
+    assert added.cause.features == ["refusal", "injection_score"], "the scores moved over the refusals' span"
+    assert added.cause.onset_event is not None
+    assert added.cause.detected_after_events - added.cause.onset_event > 4 * EVIDENCE_WINDOW
+    again = pickle.loads(pickle.dumps(restored))
+    assert again.builder.sums.means(since=1) == restored.builder.sums.means(since=1)
