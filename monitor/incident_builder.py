@@ -11,6 +11,7 @@ window's events most extreme in the direction the leading feature moved.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -45,7 +46,8 @@ their text, until new events replace them."""
 EVIDENCE_CHARS = 1000
 MOVED_Z = 5.0
 """A feature outside the draft joins an incident when its mean since the cause's onset is this many standard errors
-off its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
+off its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave); the error
+of that difference counts the reference's own (800 events)."""
 
 Window = list[tuple[Evidence | None, dict[str, float]]]
 """Recent events (cut) with their scalar inputs; an event restored from a checkpoint has no text (None)."""
@@ -142,15 +144,14 @@ class IncidentBuilder:
 
     def _also_moved(self, drafted: list[str], onset: int, references: dict[str, np.ndarray]) -> list[str]:
         """Features outside the draft whose mean since the segment's event ``onset`` (:class:`SpanSums`) is
-        :data:`MOVED_Z` standard errors off the reference mean, furthest first."""
+        :data:`MOVED_Z` standard errors (:func:`moved_z`) off the reference mean, furthest first."""
         found: dict[str, float] = {}
         means = self.sums.means(since=onset)
         for name, reference in references.items():
             mean, n = means.get(name, (0.0, 0))
-            spread = float(reference.std())
-            if name in drafted or n < 2 or spread == 0:
+            if name in drafted or n < 2 or float(reference.std()) == 0:
                 continue
-            z = abs(mean - float(reference.mean())) / (spread / np.sqrt(n))
+            z = moved_z(mean, n, reference)
             if z >= MOVED_Z:
                 found[name] = z
         return sorted(found, key=lambda name: -found[name])
@@ -189,6 +190,18 @@ class IncidentBuilder:
         )
         self.opened += 1
         return incident
+
+
+def moved_z(mean: float, n: int, reference: np.ndarray) -> float:
+    """Standard errors between the ``mean`` of ``n`` events and the ``reference``'s mean: the error of their
+    difference, the reference's own included, so a span longer than the reference is no surer than it (a reference
+    that happened to hold few of a rare feature's nonzero values is not taken as the truth).
+
+    >>> reference = np.random.default_rng(0).normal(0.0, 1.0, 800)
+    >>> round(moved_z(float(reference.mean()) + 0.2, 3200, reference), 1)  # 11.3 of the span's own errors
+    5.1
+    """
+    return abs(mean - float(reference.mean())) / (float(reference.std()) * math.sqrt(1 / n + 1 / len(reference)))
 
 
 def _scalars(inputs: Measurements) -> dict[str, float]:
