@@ -91,11 +91,11 @@ class DetectorSet:
                 stop = min(stop, positions[name][drifted[0]]) if drifted.size else stop
         return stop
 
-    def advance(self, fed: dict[str, list[int]], inputs: list[Measurements], first: int) -> None:
+    def advance(self, fed: dict[str, list[int]], values: dict[str, list], first: int) -> None:
         """Feed the events at positions ``fed`` (input name → positions; position 0 is the segment's event
-        ``first``) at once, none reaching a drift level; then draft every detector at warning."""
+        ``first``), whose values are ``values`` (input name → its values there), at once, none reaching a drift
+        level; then draft every detector at warning."""
         for name, positions in fed.items():
             if positions and name in self.detectors:
-                values = spec(name).column([inputs[i][name] for i in positions])
-                self.detectors[name].advance(values, at=first + np.array(positions))
+                self.detectors[name].advance(spec(name).column(values[name]), at=first + np.array(positions))
         self.draft = {name for name, detector in self.detectors.items() if detector.level >= Level.WARNING}

@@ -7,8 +7,9 @@ set to a false-alarm rate. Here every feature gets a two-sided CUSUM (Page 1954)
 - **scalar features** are watched as normal scores against the reference (z = Φ⁻¹(reference ECDF(x)),
   standardised): robust to heavy tails (a latency outlier counts once, not by its size) and the same for
   every feature. Channels with allowances k = 0.25 and 0.75 are quickest for shifts of 0.5 σ and 1.5 σ.
-- **rates** (features that are 0/1 in the reference, or nearly constant: the rate of "not the usual
-  value") get a Bernoulli CUSUM: the log-likelihood ratio of a null rate against rises to 2× and 5× it
+- **rates** (features that are 0/1 in the reference, or nearly constant: the rate of values further from the
+  usual value than the reference's other values' median distance) get a Bernoulli CUSUM: the log-likelihood
+  ratio of a null rate against rises to 2× and 5× it
   (at least +0.5 points) and, for common rates, a fall to half. A rare rate is poorly known from a reference
   (about 7 refusals in 800 events, sometimes none), and a CUSUM calibrated at a rate below the true one
   alarms every few thousand events. So the null of the rises is the upper ``1 - miss`` quantile pᵤ of the
@@ -55,8 +56,10 @@ RATE_RISE = 0.005
 """Smallest rise of a rate the Bernoulli CUSUM is tuned for (a rare rate doubling is too small to matter)."""
 RATE_DROP_FROM = 0.05
 MODE_SHARE = 0.95
-"""A feature whose reference is this much one value is watched as the rate of other values (a near-constant
-feature's normal scores would move too rarely to calibrate)."""
+"""A feature whose reference is this much one value is watched as a rate: of values further from it than the
+reference's other values usually are (a near-constant feature's normal scores would move too rarely to calibrate)."""
+CUT_TOLERANCE = 1e-6
+"""Relative distance within which a value counts as at the median distance (a float32 reference, float64 values)."""
 KNOTS = 512
 """Most points kept of a reference ECDF (quantiles beyond that), so the pickled state stays small."""
 BERNOULLI_DRAWS = 20_000
@@ -203,6 +206,24 @@ def _rate_detector(
     return np.append(slopes, scale * fall_slopes), np.append(offsets, scale * fall_offsets), warning, threshold
 
 
+def _beyond_usual(reference: np.ndarray, base: float) -> tuple[np.ndarray, np.ndarray]:
+    """Knots and 0/1 scores of a mode-dominated feature's rate: 1 for a value further from its mode ``base`` than
+    the median distance of the reference's other values (:data:`CUT_TOLERANCE` counting as at it), 0 otherwise.
+
+    A mostly-zero score is watched above its usual nonzero level: a strong match is rarer in quiet traffic than a
+    weak one, so a wave of strong matches is a larger rise of this rate than of the rate of nonzero values. A 0/1
+    feature (or one whose other values are all the same distance off) is watched as the rate of values off its mode.
+
+    >>> knots, scores = _beyond_usual(np.array([0.0] * 97 + [1 / 3, 1 / 3, 1.0], dtype=np.float32), 0.0)
+    >>> np.interp([0.0, 1 / 3, 2 / 3, 1.0], knots, scores).tolist()
+    [0.0, 0.0, 1.0, 1.0]
+    """
+    off = np.abs(reference[reference != base] - base)
+    cut = float(np.median(off)) if off.size and off.min() < off.max() else 0.0
+    edge = cut * CUT_TOLERANCE + 1e-9
+    return np.array([base - cut - edge, base - cut, base + cut, base + cut + edge]), np.array([1.0, 0.0, 0.0, 1.0])
+
+
 def calibrated(
     feature: str, reference: np.ndarray, ert: float, warning_ert: float, seed: int = 0, miss: float = SEGMENT_MISS
 ) -> CusumDetector:
@@ -216,9 +237,9 @@ def calibrated(
         raise ValueError(f"a reference of {len(reference)} events is too short to calibrate (at least 200)")
     distinct, counts = np.unique(reference, return_counts=True)
     if set(distinct.tolist()) <= {0.0, 1.0} or counts.max() >= MODE_SHARE * len(reference):
-        base = 0.0 if set(distinct.tolist()) <= {0.0, 1.0} else float(distinct[counts.argmax()])
-        knots, scores = np.array([base - 1e-9, base, base + 1e-9]), np.array([1.0, 0.0, 1.0])  # 1 = not base
-        hits = float(np.sum(reference != base))
+        binary = set(distinct.tolist()) <= {0.0, 1.0}
+        knots, scores = _beyond_usual(reference, 0.0 if binary else float(distinct[counts.argmax()]))
+        hits = float(np.interp(reference, knots, scores).sum())
         slopes, offsets, warning, threshold = _rate_detector(reference, hits, ert, warning_ert, miss, seed)
         kind = "bernoulli-cusum"
     else:

@@ -4,12 +4,14 @@ The builder keeps the segment's recent events (cut, not yet redacted) for eviden
 pickled state (the checkpoint), see :data:`EVIDENCE_WINDOW`. When a detector reaches its
 drift level, :meth:`IncidentBuilder.drifted` makes the incident of the drafted inputs (the leading one first:
 furthest past its drift level), its onset where the leading detector's departure began, the features outside the
-draft whose drifted-window mean moved by :data:`MOVED_Z` standard errors, and evidence: the drifted window's events
-most extreme in the direction the leading feature moved.
+draft whose mean since that onset moved by :data:`MOVED_Z` standard errors (from the running sums of
+:class:`~monitor.span_sums.SpanSums`: the onset may be far older than the recent events), and evidence: the drifted
+window's events most extreme in the direction the leading feature moved.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from monitor.incidents import (
     worst,
 )
 from monitor.inputs import Measurements, spec
+from monitor.span_sums import SpanSums
 
 EVIDENCE_EXAMPLES = 32
 EVIDENCE_WINDOW = 128
@@ -42,8 +45,9 @@ state (no raw prompt at rest in a checkpoint): a restored builder has the featur
 their text, until new events replace them."""
 EVIDENCE_CHARS = 1000
 MOVED_Z = 5.0
-"""A feature outside the draft joins an incident when its drifted-window mean is this many standard errors off
-its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave)."""
+"""A feature outside the draft joins an incident when its mean since the cause's onset is this many standard errors
+off its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave); the error
+of that difference counts the reference's own (800 events)."""
 
 Window = list[tuple[Evidence | None, dict[str, float]]]
 """Recent events (cut) with their scalar inputs; an event restored from a checkpoint has no text (None)."""
@@ -58,17 +62,37 @@ class IncidentBuilder:
     recent: deque[tuple[Evidence | None, dict[str, float]]] = field(
         default_factory=lambda: deque(maxlen=EVIDENCE_WINDOW)
     )
+    sums: SpanSums = field(default_factory=SpanSums)
 
     def __getstate__(self) -> dict[str, object]:
         """The state to pickle: the recent events' features, not their text."""
         recent = deque(((None, features) for _, features in self.recent), maxlen=EVIDENCE_WINDOW)
         return {**self.__dict__, "recent": recent}
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a pickled state; one checkpointed before the span sums (issue 16) starts them empty, so the
+        features that also moved over a span begun before the restore are taken over the events since it."""
+        self.__dict__.update({"sums": SpanSums(), **state})
+
     def remember(self, event: TrafficEvent, inputs: Measurements) -> None:
         """Keep the event (cut) and its scalar inputs among the recent ones, for an incident's evidence."""
         response = event.response[:EVIDENCE_CHARS] if event.response else None
-        features = {name: value for name, value in inputs.items() if spec(name).scalar}
-        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), features))  # type: ignore[arg-type]
+        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), _scalars(inputs)))  # type: ignore[arg-type]
+
+    def count(self, inputs: Measurements, event: int) -> None:
+        """Add the scalar inputs of the segment's ``event``-th event to the sums that name the features that also
+        moved over a cause's span."""
+        self.sums.add(_scalars(inputs), event)
+
+    def count_many(self, fed: dict[str, list[int]], values: dict[str, list], first: int, events: int) -> None:
+        """:meth:`count` for the segment's events ``first`` to ``first + events - 1`` at once (``fed``: input name →
+        positions among them, 0 the event ``first``, of the events that measured it; ``values``: its values there)."""
+        columns = {
+            name: (np.array(positions), np.array(values[name], dtype=float))
+            for name, positions in fed.items()
+            if positions and spec(name).scalar
+        }
+        self.sums.extend(columns, first, events)
 
     def since(self, onset: int, event: int) -> Window:
         """The recent events from the segment's event ``onset`` to its ``event``-th."""
@@ -83,7 +107,7 @@ class IncidentBuilder:
         window = self.since(onset, event)
         upward = bool(np.mean([row.get(primary.feature, 0.0) for _, row in window]) >= primary.reference_mean)
         window.sort(key=lambda item: item[1].get(primary.feature, 0.0), reverse=upward)
-        moved += self._also_moved(moved, window, detectors.references)
+        moved += self._also_moved(moved, onset, detectors.references)
         shifts = [self._shift(watched[name], window) for name in moved]
         return self._incident(causes(shifts, event), shifts, onset, window, event)
 
@@ -99,8 +123,9 @@ class IncidentBuilder:
         if not new:
             return None
         leading, watched = new[0][1], detectors.detectors
-        window = self.since(min(watched[name].onset for name in leading), event)
-        moved = leading + self._also_moved(leading, window, detectors.references)
+        onset = min(watched[name].onset for name in leading)
+        window = self.since(onset, event)
+        moved = leading + self._also_moved(leading, onset, detectors.references)
         kind, names = _new_kinds(moved, named)[0]
         return _cause(kind, [self._shift(watched[name], window) for name in names], event)
 
@@ -117,16 +142,16 @@ class IncidentBuilder:
         )
         return self._incident([cause], [], first, list(self.recent), event)
 
-    def _also_moved(self, drafted: list[str], window: Window, references: dict[str, np.ndarray]) -> list[str]:
-        """Features outside the draft whose mean over the drifted window is :data:`MOVED_Z` standard errors off
-        the reference mean, furthest first."""
+    def _also_moved(self, drafted: list[str], onset: int, references: dict[str, np.ndarray]) -> list[str]:
+        """Features outside the draft whose mean since the segment's event ``onset`` (:class:`SpanSums`) is
+        :data:`MOVED_Z` standard errors (:func:`moved_z`) off the reference mean, furthest first."""
         found: dict[str, float] = {}
+        means = self.sums.means(since=onset)
         for name, reference in references.items():
-            current = [row[name] for _, row in window if name in row]
-            spread = float(reference.std())
-            if name in drafted or len(current) < 2 or spread == 0:
+            mean, n = means.get(name, (0.0, 0))
+            if name in drafted or n < 2 or float(reference.std()) == 0:
                 continue
-            z = abs(float(np.mean(current)) - float(reference.mean())) / (spread / np.sqrt(len(current)))
+            z = moved_z(mean, n, reference)
             if z >= MOVED_Z:
                 found[name] = z
         return sorted(found, key=lambda name: -found[name])
@@ -165,6 +190,23 @@ class IncidentBuilder:
         )
         self.opened += 1
         return incident
+
+
+def moved_z(mean: float, n: int, reference: np.ndarray) -> float:
+    """Standard errors between the ``mean`` of ``n`` events and the ``reference``'s mean: the error of their
+    difference, the reference's own included, so a span longer than the reference is no surer than it (a reference
+    that happened to hold few of a rare feature's nonzero values is not taken as the truth).
+
+    >>> reference = np.random.default_rng(0).normal(0.0, 1.0, 800)
+    >>> round(moved_z(float(reference.mean()) + 0.2, 3200, reference), 1)  # 11.3 of the span's own errors
+    5.1
+    """
+    return abs(mean - float(reference.mean())) / (float(reference.std()) * math.sqrt(1 / n + 1 / len(reference)))
+
+
+def _scalars(inputs: Measurements) -> dict[str, float]:
+    """The scalar inputs of ``inputs``."""
+    return {name: value for name, value in inputs.items() if spec(name).scalar}  # type: ignore[misc]
 
 
 def causes(shifts: list[FeatureShift], event: int) -> list[Cause]:

@@ -304,18 +304,24 @@ def cause_kinds(features: list[str], named: Collection[IncidentKind] = ()) -> di
     """The causes that moved ``features`` signal, most urgent first, each with its features (in the given order),
     given the causes ``named`` already (an open incident's): a kind that is a symptom (:data:`SYMPTOMS`) of another
     present or named kind is folded into the first such kind; ``latency_ms`` without ``tokens_per_s`` (answers got
-    shorter or longer at the same pace: refusals) into a content cause; :data:`AGGREGATE` into any other cause.
+    shorter or longer at the same pace: refusals) into a content cause; ``tokens_per_s`` with ``completion_tokens``
+    but without ``latency_ms`` (as many seconds, more or fewer tokens counted) into the token count's cause;
+    :data:`AGGREGATE` into any other cause.
 
     >>> {str(k): v for k, v in cause_kinds(["refusal", "latency_ms", "injection_score", "tokens_per_s"]).items()}
     {'attack-wave': ['refusal', 'injection_score'], 'latency-drift': ['latency_ms', 'tokens_per_s']}
     >>> {str(k): v for k, v in cause_kinds(["refusal", "latency_ms", "injection_score", "prompt_chars"]).items()}
     {'attack-wave': ['refusal', 'latency_ms', 'injection_score', 'prompt_chars']}
+    >>> {str(k): v for k, v in cause_kinds(["cost_usd", "completion_tokens", "tokens_per_s"]).items()}
+    {'cost-drift': ['cost_usd'], 'input-shift': ['completion_tokens', 'tokens_per_s']}
     >>> [str(k) for k in cause_kinds(["feature_profile"], named=[IncidentKind.LATENCY_DRIFT])]
     ['latency-drift']
     >>> [str(k) for k in cause_kinds(["latency_ms", "feature_profile"], named=[IncidentKind.LATENCY_DRIFT])]
     ['latency-drift']
     """
     signalled = {feature: feature_kind(feature) for feature in features}
+    if "tokens_per_s" in signalled and "completion_tokens" in signalled and "latency_ms" not in signalled:
+        signalled["tokens_per_s"] = signalled["completion_tokens"]
     present = {kind for feature, kind in signalled.items() if feature != AGGREGATE} | set(named)
     content = [kind for kind in _PRIORITY if kind in present and kind in CONTENT]
     paced = "tokens_per_s" in signalled or IncidentKind.LATENCY_DRIFT in named

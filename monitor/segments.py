@@ -135,6 +135,7 @@ class SegmentMonitor:
         opens or the resolution it reaches."""
         self.events += 1
         self.builder.remember(event, inputs)
+        self.builder.count(inputs, self.events)
         if not self.detectors:
             return self._collect(inputs, event.prompt_text)
         levels = self.detector_set.update(inputs, at=self.events)
@@ -174,8 +175,10 @@ class SegmentMonitor:
         collecting = [name for name in seen if self.collection.collects(name, self.detectors)]
         stop = self.collection.first_complete(seen, collecting, stop)
         fed = {name: positions[: int(np.searchsorted(positions, stop))] for name, positions in seen.items()}
-        self.detector_set.advance(fed, inputs, first=self.events + 1)
+        values = {name: [inputs[i][name] for i in positions] for name, positions in fed.items()}
+        self.detector_set.advance(fed, values, first=self.events + 1)
         self.collection.extend({name: fed[name] for name in collecting}, inputs)
+        self.builder.count_many(fed, values, self.events + 1, stop)
         for event, measured in zip(
             events[max(0, stop - EVIDENCE_WINDOW) : stop], inputs[max(0, stop - EVIDENCE_WINDOW) : stop], strict=True
         ):

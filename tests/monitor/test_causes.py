@@ -1,11 +1,13 @@
 """An incident names every cause: at opening, and when another kind of change begins while it is open."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 
 from generators.recipes import load_recipes
 from monitor import DriftIncident, SegmentMonitor
+from monitor.incident_builder import EVIDENCE_WINDOW
 from monitor.incidents import CauseAdded, IncidentKind, Severity
 
 BOOK = load_recipes()
@@ -158,3 +160,42 @@ def test_refusals_that_rise_alone_while_open_add_a_quality_drop() -> None:
     [added] = _feed(monitor, _rows(rng, 100, latency=6.6, refusal=0.3))
     assert isinstance(added, CauseAdded) and added.cause.kind == IncidentKind.QUALITY_DROP
     assert added.cause.features == ["refusal"]
+
+
+def test_refusals_that_rose_slowly_with_a_few_attacks_add_an_attack_from_the_scores_over_their_whole_span() -> None:
+    """The refusals drift some 700 events after they began, the attack scores never drift alone: over the last
+    :data:`~monitor.incident_builder.EVIDENCE_WINDOW` events alone the scores did not move enough to name the attack
+    (2% of prompts); over the refusals' span they did."""
+    rng = np.random.default_rng(17)
+    monitor = _monitor()
+    _feed(monitor, _rows(rng, 900))
+    _feed(monitor, _rows(rng, 200, latency=6.6))
+    [added] = _feed(monitor, _rows(rng, 1000, latency=6.6, attacks=0.02, refusal=0.08))
+    injection = monitor.detectors["injection_score"]
+    assert injection.statistic < injection.threshold, "the attack scores alone have not drifted"
+    assert isinstance(added, CauseAdded) and added.cause.kind == IncidentKind.ATTACK_WAVE
+    assert added.cause.features == ["refusal", "injection_score"]
+    assert added.cause.onset_event is not None
+    assert added.cause.detected_after_events - added.cause.onset_event > 4 * EVIDENCE_WINDOW
+
+
+MAIN_CHECKPOINT = Path(__file__).parent / "data" / "segment_checkpoint_main_cfa65e2.pkl"
+"""A segment pickled by main's code before issue 16 (commit cfa65e2: no span sums in its incident builder, rates
+watched as values off their mode), made with this module's ``_monitor()`` fed ``_rows(default_rng(17), 900)``."""
+
+
+def test_a_segment_checkpointed_before_the_span_sums_restores_and_names_the_features_that_also_moved() -> None:
+    """The span sums start empty at the restore: the also-moved features are taken over the events since then."""
+    restored = pickle.loads(MAIN_CHECKPOINT.read_bytes())
+    assert restored.events == 900 and restored.state == "quiet"
+    assert len(restored.detectors["refusal"].knots) == 3, "calibrated by the old code: the rate of values off 0"
+    rng = np.random.default_rng(23)
+    [incident] = _feed(restored, _rows(rng, 200, latency=6.6))
+    assert isinstance(incident, DriftIncident) and [c.kind for c in incident.causes] == [IncidentKind.LATENCY_DRIFT]
+    [added] = _feed(restored, _rows(rng, 1000, latency=6.6, attacks=0.02, refusal=0.08))
+    assert isinstance(added, CauseAdded) and added.cause.kind == IncidentKind.ATTACK_WAVE
+    assert added.cause.features == ["refusal", "injection_score"], "the scores moved over the refusals' span"
+    assert added.cause.onset_event is not None
+    assert added.cause.detected_after_events - added.cause.onset_event > 4 * EVIDENCE_WINDOW
+    again = pickle.loads(pickle.dumps(restored))
+    assert again.builder.sums.means(since=1) == restored.builder.sums.means(since=1)

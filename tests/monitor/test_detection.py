@@ -211,3 +211,12 @@ def test_a_batch_fed_at_once_gives_the_same_incidents_and_state_as_one_event_at_
     assert many.events == one.events and many.detectors.keys() == one.detectors.keys()
     for name, detector in one.detectors.items():
         assert many.detectors[name].statistic == pytest.approx(detector.statistic, abs=1e-9), name
+    sums, batched = one.builder.sums, many.builder.sums  # the also-moved features' means over a cause's span
+    assert [at for at, _ in batched.marks] == [at for at, _ in sums.marks] == list(range(128, one.events, 128))
+    for (_, marked), (_, expected_mark) in zip(batched.marks, sums.marks, strict=True):
+        np.testing.assert_allclose(marked, expected_mark, rtol=1e-12)
+    for since in (1, 1000, 1300, one.events):
+        means, expected_means = batched.means(since), sums.means(since)
+        assert means.keys() == expected_means.keys() and "latency_ms" in means
+        for name, (mean, count) in expected_means.items():
+            assert means[name] == (pytest.approx(mean, rel=1e-12), count), (since, name)

@@ -71,6 +71,13 @@ def _judge_scores(rng: np.random.Generator, n: int, shifted: bool) -> np.ndarray
     return rng.choice(np.arange(1.0, 6.0), n, p=shares)
 
 
+def _injection_scores(rng: np.random.Generator, n: int, shifted: bool) -> np.ndarray:
+    """A mostly-zero attack score: weak matches (1/3) in 2% of prompts, strong ones (2/3, 1) in 0.4%; shifted: 5%
+    more strong ones (the weak ones' rate barely moves: a strong match's rate is what is watched)."""
+    strong = 0.004 + 0.05 * shifted
+    return rng.choice([0.0, 1 / 3, 2 / 3, 1.0], n, p=[0.976 - 0.05 * shifted, 0.02, strong / 2, strong / 2])
+
+
 CASES = [
     Case("cusum", "latency_ms", 4000, lambda rng, n, shifted: rng.lognormal(6.3 if shifted else 6.0, 0.3, n)),
     Case(
@@ -95,6 +102,7 @@ CASES = [
     Case("hellinger-profile", "feature_profile", 800, _profile, dead=WINDOW_EVENTS, rel=1e-5),
     Case("null", "latency_ms", 0, lambda rng, n, shifted: rng.lognormal(7.0 if shifted else 6.0, 0.3, n)),
     Case("cusum", "cost_usd", 4000, _cost, quiet_seed=6),
+    Case("bernoulli-cusum", "injection_score", 4000, _injection_scores),
     Case("cusum", "judge_score", 800, _judge_scores, quiet_seed=6),
 ]
 _made: dict[str, bytes] = {}
@@ -121,6 +129,11 @@ def alarms(detector: Detector, values: Any, chunk: int = 2000) -> int:
             count += 1
         at += fed + 1 if crossed.size else fed
     return count
+
+
+def test_a_mostly_zero_score_is_watched_above_its_usual_nonzero_level() -> None:
+    detector = made(next(case for case in CASES if case.input == "injection_score"))
+    assert detector.watch(np.array([0.0, 1 / 3, 2 / 3, 1.0])).tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
 def test_every_registered_input_is_covered() -> None:
