@@ -20,6 +20,9 @@ set to a false-alarm rate. Here every feature gets a two-sided CUSUM (Page 1954)
   give pᵤ ≈ 2.5% and no false alarm in 4·10⁶ quiet events; none in 800 give pᵤ ≈ 0.76% and still a run
   length of ~2·10⁶ (calibrated at 0.5/n: ~1,400). The price is a slower alarm on small rises, measured from pᵤ
   rather than from the MLE: +5 points of refusals take ~750 events instead of ~630 at a 10% miss share.
+- **tail scores** (``Kind.TAIL``: the learned attack probability) are a rate too: of values above the reference's
+  top :data:`TAIL_SHARE`. A wave of attacks is a few events scored high; in normal scores a 5% wave moves the mean
+  by about 0.15 σ, under the smaller allowance, whereas the share above the top 1% rises several-fold.
 
 The transform is fitted on one half of the reference, the thresholds calibrated on the other (held-out)
 half, so a detector is not calibrated on the data that defined "normal". Once the statistic reaches the
@@ -58,6 +61,9 @@ RATE_DROP_FROM = 0.05
 MODE_SHARE = 0.95
 """A feature whose reference is this much one value is watched as a rate: of values further from it than the
 reference's other values usually are (a near-constant feature's normal scores would move too rarely to calibrate)."""
+TAIL_SHARE = 0.01
+"""Share of a tail-watched score's reference above its cut (``Kind.TAIL``): the operating point of the injection
+benchmark, whose recall at 1% false positives is what a wave of attacks lifts this rate by."""
 CUT_TOLERANCE = 1e-6
 """Relative distance within which a value counts as at the median distance (a float32 reference, float64 values)."""
 KNOTS = 512
@@ -224,8 +230,26 @@ def _beyond_usual(reference: np.ndarray, base: float) -> tuple[np.ndarray, np.nd
     return np.array([base - cut - edge, base - cut, base + cut, base + cut + edge]), np.array([1.0, 0.0, 0.0, 1.0])
 
 
+def _above(reference: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Knots and 0/1 scores of a tail-watched score's rate: 1 above the reference's top ``share`` (its
+    ``1 - share`` quantile; :data:`CUT_TOLERANCE` counting as at it), 0 at or below.
+
+    >>> knots, scores = _above(np.arange(100, dtype=np.float32) / 100, 0.05)
+    >>> np.interp([0.5, 0.94, 0.95, 0.99], knots, scores).tolist()
+    [0.0, 0.0, 1.0, 1.0]
+    """
+    cut = float(np.quantile(reference, 1 - share))
+    return np.array([cut, cut + abs(cut) * CUT_TOLERANCE + 1e-9]), np.array([0.0, 1.0])
+
+
 def calibrated(
-    feature: str, reference: np.ndarray, ert: float, warning_ert: float, seed: int = 0, miss: float = SEGMENT_MISS
+    feature: str,
+    reference: np.ndarray,
+    ert: float,
+    warning_ert: float,
+    seed: int = 0,
+    miss: float = SEGMENT_MISS,
+    tail: bool = False,
 ) -> CusumDetector:
     """A detector for ``feature`` whose false alarms on reference-like traffic come once per ``ert`` events
     (warnings once per ``warning_ert``): a scalar's but for 10% of references (:func:`guard`), a rate's but
@@ -236,9 +260,12 @@ def calibrated(
     if len(reference) < 200:
         raise ValueError(f"a reference of {len(reference)} events is too short to calibrate (at least 200)")
     distinct, counts = np.unique(reference, return_counts=True)
-    if set(distinct.tolist()) <= {0.0, 1.0} or counts.max() >= MODE_SHARE * len(reference):
-        binary = set(distinct.tolist()) <= {0.0, 1.0}
-        knots, scores = _beyond_usual(reference, 0.0 if binary else float(distinct[counts.argmax()]))
+    binary = set(distinct.tolist()) <= {0.0, 1.0}
+    if tail or binary or counts.max() >= MODE_SHARE * len(reference):
+        if tail and not binary:
+            knots, scores = _above(reference, TAIL_SHARE)
+        else:
+            knots, scores = _beyond_usual(reference, 0.0 if binary else float(distinct[counts.argmax()]))
         hits = float(np.interp(reference, knots, scores).sum())
         slopes, offsets, warning, threshold = _rate_detector(reference, hits, ert, warning_ert, miss, seed)
         kind = "bernoulli-cusum"

@@ -4,8 +4,10 @@ Detectors read two registries:
 
 - :data:`FEATURES`, name → :class:`Feature`: the numeric features, each with a :class:`Kind` that says how
   to watch it: ``log`` (non-negative and heavy-tailed: watch ``log1p``), ``linear`` (a bounded value such
-  as a share in [0, 1] or a score: watch it as is) or ``rate`` (0 or 1 per event: the watched mean is a
-  Bernoulli rate, so binomial tests and bounds apply).
+  as a share in [0, 1] or a score: watch it as is), ``rate`` (0 or 1 per event: the watched mean is a
+  Bernoulli rate, so binomial tests and bounds apply) or ``tail`` (a score whose signal is its top: an attack
+  probability, where a wave is a few events scored high, not the bulk moving; watched as the rate of values above
+  the reference's top :data:`monitor.detectors.TAIL_SHARE`).
 - :data:`LABELS`: the categorical values of an event (language, finish reason, topic), from
   :func:`event_labels`, for category tests and "a new value appeared" (a new language, a new topic).
 
@@ -54,6 +56,7 @@ class Kind(StrEnum):
     LOG = "log"
     LINEAR = "linear"
     RATE = "rate"
+    TAIL = "tail"
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ FEATURES: dict[str, Feature] = {
     # semantic (embeddings on and the event sampled)
     "topic_novelty": Feature(Kind.RATE, optional=True),
     "injection_similarity": Feature(Kind.LINEAR, optional=True),
-    "injection_learned": Feature(Kind.LINEAR, optional=True),
+    "injection_learned": Feature(Kind.TAIL, optional=True),
 }
 
 DEFAULT_TABLE = PriceTable.of()

@@ -78,6 +78,13 @@ def _injection_scores(rng: np.random.Generator, n: int, shifted: bool) -> np.nda
     return rng.choice([0.0, 1 / 3, 2 / 3, 1.0], n, p=[0.976 - 0.05 * shifted, 0.02, strong / 2, strong / 2])
 
 
+def _attack_probabilities(rng: np.random.Generator, n: int, shifted: bool) -> np.ndarray:
+    """A learned attack probability: benign prompts low (Beta(1, 30)); shifted: 5% attacks scored high (Beta(8, 2)),
+    the bulk where it was."""
+    attack = rng.random(n) < 0.05 * shifted
+    return np.where(attack, rng.beta(8, 2, n), rng.beta(1, 30, n))
+
+
 CASES = [
     Case("cusum", "latency_ms", 4000, lambda rng, n, shifted: rng.lognormal(6.3 if shifted else 6.0, 0.3, n)),
     Case(
@@ -103,6 +110,7 @@ CASES = [
     Case("null", "latency_ms", 0, lambda rng, n, shifted: rng.lognormal(7.0 if shifted else 6.0, 0.3, n)),
     Case("cusum", "cost_usd", 4000, _cost, quiet_seed=6),
     Case("bernoulli-cusum", "injection_score", 4000, _injection_scores),
+    Case("bernoulli-cusum", "injection_learned", 4000, _attack_probabilities),
     Case("cusum", "judge_score", 800, _judge_scores, quiet_seed=6),
 ]
 _made: dict[str, bytes] = {}
@@ -134,6 +142,15 @@ def alarms(detector: Detector, values: Any, chunk: int = 2000) -> int:
 def test_a_mostly_zero_score_is_watched_above_its_usual_nonzero_level() -> None:
     detector = made(next(case for case in CASES if case.input == "injection_score"))
     assert detector.watch(np.array([0.0, 1 / 3, 2 / 3, 1.0])).tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_an_attack_probability_is_watched_above_its_reference_top() -> None:
+    """The tail of ``injection_learned``: the reference's top 1% and above count, the bulk does not (a 5% wave is a
+    several-fold rise of that rate, not a small shift of the mean)."""
+    case = next(case for case in CASES if case.input == "injection_learned")
+    reference = case.draw(np.random.default_rng(1), case.reference_events, False)
+    top = float(np.quantile(reference, 0.99))
+    assert made(case).watch(np.array([0.0, top * 0.9, top * 1.01, 0.9])).tolist() == [0.0, 0.0, 1.0, 1.0]
 
 
 def test_every_registered_input_is_covered() -> None:
