@@ -13,6 +13,15 @@ from redis.exceptions import WatchError
 from core import keys
 
 Record = TypeVar("Record", bound=BaseModel)
+CREATE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+    return 1
+end
+return 0
+"""
+"""A record written and indexed at once, or neither (a Lua script runs whole): a process killed between the two
+writes left a record that no listing showed (a job that ran and was never listed)."""
 
 
 class Collection(Generic[Record]):
@@ -31,11 +40,9 @@ class Collection(Generic[Record]):
 
     async def create(self, record: Record) -> bool:
         """Store a new record; False (and nothing written) when its id exists: the idempotency guard."""
-        created = await self.redis.set(self._key(record.id), record.model_dump_json(), nx=True)
-        if created:
-            when: datetime = getattr(record, self.time_field)
-            await self.redis.zadd(self._index, {record.id: when.timestamp()})
-        return bool(created)
+        when: datetime = getattr(record, self.time_field)
+        keys_and_args = (self._key(record.id), self._index, record.model_dump_json(), when.timestamp(), record.id)
+        return bool(await self.redis.eval(CREATE, 2, *keys_and_args))
 
     async def save(self, record: Record) -> None:
         """Overwrite an existing record."""

@@ -40,16 +40,24 @@ def ensure_topics(settings: Settings, compacted: Iterable[str] = ()) -> list[str
     return missing
 
 
-def topic_id(settings: Settings, topic: str) -> str | None:
-    """The topic's id (a recreated topic, or one of a broker that lost its data, has a new one); None where the
-    broker gives none."""
+class Described(NamedTuple):
+    """A topic as the broker describes it: its id (a recreated topic, or one of a broker that lost its data, has a
+    new one; None where the broker gives none) and its number of partitions."""
+
+    id: str | None
+    partitions: int
+
+
+def describe_topic(settings: Settings, topic: str) -> Described:
+    """The topic's id and partition count, from the broker."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
     try:
         [described] = admin.describe_topics([topic])
     finally:
         admin.close()
     found = described.get("topic_id")
-    return None if found in (None, "", "00000000-0000-0000-0000-000000000000") else str(found)
+    known = None if found in (None, "", "00000000-0000-0000-0000-000000000000") else str(found)
+    return Described(known, len(described.get("partitions") or ()))
 
 
 def segment_key(event: dict) -> bytes:

@@ -1,4 +1,4 @@
-"""Which log the traffic topic is: its id, looked up again at every rebalance.
+"""Which log the traffic topic is: its id and partition count, looked up again at every rebalance.
 
 A broker that lost its data (the embedded tansu keeps everything in memory) comes back without the loop's
 topics, its consumer group or its offsets: the worker rejoins, and on the new assignment :class:`TrafficLog`
@@ -6,6 +6,12 @@ creates the topics that are missing (the tables' changelogs too: the next checkp
 the traffic topic's new id. Each record carries that id, so a segment whose positions were taken in another log
 resets them (:meth:`monitor.stream.StreamStep.admit`) instead of dropping the new log's events as redeliveries,
 however many it holds already.
+
+The partition count decides which records a worker processes where they are and which it forwards to their
+segment's partition (:func:`driftloop.repartition.local_rule`). It comes from the broker, not from the consumer's
+metadata snapshot: aiokafka fills that only on the group's leader, so every other worker forwarded all its records
+until it became the leader, and then processed the next ones where they were, before the copies it had forwarded
+came back: those, older than the positions taken meanwhile, were dropped as redeliveries (lost).
 """
 
 from __future__ import annotations
@@ -16,31 +22,34 @@ from collections.abc import Iterable
 
 from kafka.errors import KafkaError
 
-from driftloop.kafka import ensure_topics, topic_id
+from driftloop.kafka import describe_topic, ensure_topics
 from driftloop.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class TrafficLog:
-    """The traffic topic's id (``id``; None until known, or when the broker gives none), refreshed by
-    :meth:`refresh`, which also recreates the ``changelogs`` topics if they are missing."""
+    """The traffic topic's id (``id``; None until known, or when the broker gives none) and partition count
+    (``partitions``; None until known), refreshed by :meth:`refresh`, which also recreates the ``changelogs`` topics
+    if they are missing."""
 
     def __init__(self, settings: Settings, changelogs: Iterable[str]) -> None:
         self.settings = settings
         self.changelogs = list(changelogs)
         self.id: str | None = None
+        self.partitions: int | None = None
 
     async def refresh(self) -> None:
         """Create the loop's topics if they are missing (logged: the broker lost them) and take the traffic topic's
-        id; on a broker error the id is unknown (records then fall back to the high-water check)."""
+        id and partition count; on a broker error the id is unknown (records then fall back to the high-water check)
+        and the partition count stays the last one read."""
         try:
             created = await asyncio.to_thread(ensure_topics, self.settings, self.changelogs)
             if created:
                 log.warning("topics %s were missing (a broker that lost its data?): created", ", ".join(created))
-            found = await asyncio.to_thread(topic_id, self.settings, self.settings.traffic_topic)
+            found, self.partitions = await asyncio.to_thread(describe_topic, self.settings, self.settings.traffic_topic)
         except KafkaError as error:
-            log.warning("the traffic topic's id could not be read (%r): stream resets are found by offsets", error)
+            log.warning("the traffic topic could not be described (%r): stream resets are found by offsets", error)
             found = None
         if None not in (found, self.id) and found != self.id:
             log.warning("topic %s is a new log (id %s, was %s)", self.settings.traffic_topic, found, self.id)

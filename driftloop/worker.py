@@ -266,7 +266,7 @@ def create_app(settings: Settings) -> faust.App:
                     arrived.append(forwarded(item.value, message.headers))
                 except ValueError as error:  # not forwarded by a worker
                     await monitoring.reject(item.value, InvalidEvent("unexpected_error", str(error)))
-            local = local_rule(app.consumer.topic_partitions(settings.traffic_topic), settings.topic_partitions)
+            local = local_rule(traffic_log.partitions, settings.topic_partitions)
             here, away = await monitoring.route(produced, local)
             sends = [
                 await by_segment.send(
