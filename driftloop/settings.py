@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         return init_settings, env_settings, dotenv_settings, services, file_secret_settings
 
     kafka_bootstrap: str | None = Field(None, description="host:port of the Kafka broker; unset = embedded tansu")
+    producer_batch_bytes: int = Field(
+        16384,
+        ge=1,
+        description="most bytes the worker's producer puts in one batch per partition (aiokafka's max_batch_size); "
+        "the embedded tansu gets 1, one record a batch: it reports a partition's end as its last batch's first offset "
+        "+ 1, and a table's recovery reads only to that end, so a worker taking over partitions missed the newest "
+        "checkpoints",
+    )
     redis_url: str | None = Field(None, description="redis:// URL; unset = embedded redis-server")
     redis_timeout_s: float = Field(
         5.0,

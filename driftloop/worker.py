@@ -190,6 +190,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 4),
         consumer_metadata_max_age_ms=int(settings.metadata_max_age_s * 1000),
         consumer_auto_offset_reset="earliest",
+        producer_max_batch_size=settings.producer_batch_bytes,
         datadir=str(settings.data_dir / "faust"),
     )
     # the traffic as produced and as forwarded to its segment's partition (driftloop.repartition), in one agent
