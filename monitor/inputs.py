@@ -50,15 +50,11 @@ class Calibrator(Protocol):
 
 
 def scalar_cusum(name: str, reference: np.ndarray, budget: Budget) -> Detector:
-    """A CUSUM (a Bernoulli one for a rate) on a scalar's reference: :func:`monitor.detectors.calibrated`."""
+    """A CUSUM (a Bernoulli one for a rate, and for the rate above a ``Kind.TAIL`` score's reference top) on a
+    scalar's reference: :func:`monitor.detectors.calibrated`."""
     values = reference.astype(np.float32)
-    return calibrated(name, values, budget.ert, budget.warning_ert, budget.seed, budget.miss)
-
-
-def tail_cusum(name: str, reference: np.ndarray, budget: Budget) -> Detector:
-    """A Bernoulli CUSUM of the rate above a score's reference top (``Kind.TAIL``)."""
-    values = reference.astype(np.float32)
-    return calibrated(name, values, budget.ert, budget.warning_ert, budget.seed, budget.miss, tail=True)
+    tail = name in FEATURES and FEATURES[name].kind is Kind.TAIL
+    return calibrated(name, values, budget.ert, budget.warning_ert, budget.seed, budget.miss, tail=tail)
 
 
 @dataclass(frozen=True)
@@ -111,8 +107,7 @@ class Input:
 
 
 INPUTS: dict[str, Input] = {
-    name: Input(tail_cusum if feature.kind is Kind.TAIL else scalar_cusum, np.array, optional=feature.optional)
-    for name, feature in FEATURES.items()
+    name: Input(scalar_cusum, np.array, optional=feature.optional) for name, feature in FEATURES.items()
 } | {
     "prompt_embedding": Input(  # the first embeddings only: a larger reference would not fit the 1 MB checkpoint
         WindowTest(FourierMap.fit), np.stack, 2 * WINDOW_EVENTS, keep=2 * WINDOW_EVENTS, optional=True, scalar=False
