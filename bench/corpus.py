@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 from sklearn.cluster import KMeans
 
+from bench.injection_cases import held_out_attacks
 from core.embeddings import EMBED_CHARS, Model, cached
 from core.injection_model import injection_learned
 from core.package_data import package_file
@@ -184,3 +185,10 @@ def with_prompts(corpus: Corpus, pool: str, prompts: list[str], model: Model) ->
         texts=np.concatenate([corpus.texts, [prompt[:EMBED_CHARS] for prompt in prompts]]),
         pools=corpus.pools | {pool: np.arange(first, first + len(prompts))},
     )
+
+
+def with_held_out(corpus: Corpus, model: Model) -> Corpus:
+    """``corpus`` with every held-out attack (:func:`bench.injection_cases.held_out_attacks`) as the prompt pool
+    ``held-out``: the injection wave in styles that neither the shipped corpora nor the generators contain."""
+    attacks = [prompt for prompts in held_out_attacks().values() for prompt in prompts]
+    return with_prompts(corpus, "held-out", attacks, model)

