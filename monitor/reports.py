@@ -3,7 +3,10 @@
 Columns compared: every numeric feature of the rows, descriptors of the redacted prompt text (length,
 words, non-letter share: all computed locally, nothing downloaded), the prompt text itself (Evidently's
 text-content drift) and the prompts' sentence embeddings (``core.embeddings``, Evidently's
-embeddings drift). Building one takes seconds of CPU: the worker calls :func:`build_report` in a thread.
+embeddings drift). Building one takes seconds of CPU: the worker calls :func:`build_report` in a thread, whose
+native thread pools (OpenMP's, which Evidently's t-SNE map of the embeddings runs on, and BLAS's) it holds to one
+thread: their spinning threads cost 1.2–1.3× the CPU beside one busy core and 6.8× (a 100-row report: 53 s against
+7.7) on a 2-core machine loaded by three more jobs (``python -m bench.report``).
 
 Reports are kept gzip-compressed in Redis (``report:<incident id>``), next to the incident they explain:
 Redis is the state the worker and the API already share, whereas the dataset store belongs to
@@ -20,10 +23,11 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from redis.asyncio import Redis
+from threadpoolctl import threadpool_limits
 
 from core import keys
 from core.embeddings import DIMENSIONS, Model, embed
-from core.redact import redact
+from core.redact import redact_all
 from monitor.incidents import DriftIncident
 from monitor.records import incidents
 
@@ -65,7 +69,7 @@ def build_report(
         NonLetterCharacterPercentage(TEXT, alias="prompt non-letter %"),
     ]
     report = Report([DataDriftPreset(), EmbeddingsDrift(embeddings_name=EMBEDDING)])
-    with warnings.catch_warnings():  # constant columns (no refusals in either window) make numpy warn
+    with threadpool_limits(limits=1), warnings.catch_warnings():  # numpy warns of constant columns (no refusals)
         warnings.simplefilter("ignore", RuntimeWarning)
         snapshot = report.run(
             Dataset.from_pandas(current, data_definition=definition, descriptors=descriptors),
@@ -101,7 +105,7 @@ def _check(rows: Sequence[Row], window: str) -> list[str]:
 def _frame(rows: Sequence[Row], model: Model) -> pd.DataFrame:
     """Rows as a frame: features, redacted prompts, and one column per embedding dimension."""
     frame = pd.DataFrame([dict(row) for row in rows])
-    frame[TEXT] = frame[TEXT].map(redact)
+    frame[TEXT] = redact_all(frame[TEXT].tolist())
     vectors = embed(frame[TEXT].tolist(), model)
     embedded = pd.DataFrame(vectors, columns=[f"{EMBEDDING}_{i}" for i in range(DIMENSIONS[model])], index=frame.index)
     return pd.concat([frame, embedded], axis=1)

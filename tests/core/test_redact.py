@@ -7,7 +7,7 @@ from bench.pii import labelled_texts
 from core import pii
 from core.pii import PLACEHOLDERS
 from core.pii_estimate import _INVISIBLE, _PATTERNS, _matches, estimate_pii
-from core.redact import count_pii, count_pii_all, redact, substitute
+from core.redact import count_pii, count_pii_all, redact, redact_all, substitute
 from devtools.traffic import jailbreak_prompts, sharegpt_pairs
 
 
@@ -140,3 +140,4 @@ def test_batched_detection_finds_what_one_text_at_a_time_finds() -> None:
     assert [spans(found) for found in batched] == [spans(found) for found in alone]
     assert sum(map(len, batched)) > len(texts)  # the texts do carry personal data
     assert count_pii_all(texts) == [count_pii(text) for text in texts]
+    assert redact_all(texts) == [redact(text) for text in texts]
