@@ -190,13 +190,15 @@ def report(
         for model in MODELS:
             values = {family: _figures(found, fitted[model], family, figure) for family in FAMILIES}
             good = values["good"]
-            gaps = [
-                f"{direction * (v.mean() - good.mean()) / good.std():,.1f}" if len(v) else "–"
-                for v in (values[family] for family in FAMILIES[1:])
-            ]
+            gaps = [_gap(direction * (values[family].mean() - good.mean()), good.std()) for family in FAMILIES[1:]]
             table.add_row(check if model == MODELS[0] else "", model, f"{good.mean():.4f} ({good.std():.4f})", *gaps)
         table.add_section()
     console.print(table)
+
+
+def _gap(gap: float, sd: float) -> str:
+    """``gap`` in SDs ``sd``; ∞ when every good batch had the same figure."""
+    return f"{gap / sd:,.1f}" if sd else "∞" if gap > 0 else "-∞" if gap < 0 else "0"
 
 
 def _figures(found: list[Batch], fitted: list[Fit], family: str, figure: str) -> np.ndarray:
