@@ -14,7 +14,7 @@ WHEELS := .cache/wheels-x86-64-v3
 LLAMA_CPP := llama-cpp-python==0.3.36
 
 .PHONY: install demo test lint format clean bench-detection bench-throughput bench-generation bench-stress bench-pii \
-	bench-segments bench-mixed bench-loop bench-otlp bench-injection bench-report
+	bench-segments bench-mixed bench-loop bench-gate bench-otlp bench-injection bench-report
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,9 @@ bench-mixed: install
 
 bench-loop: install
 	$(BIN)/python -m bench.loop
+
+bench-gate: install
+	$(BIN)/python -m bench.gate
 
 bench-report: install
 	$(BIN)/python -m bench.report

@@ -2,16 +2,17 @@
 (its ``finetune.requests`` message for a training set), with the job concurrency of a worker against the same run
 with one job at a time.
 
-Run with ``make bench-loop`` (``python -m bench.loop [--incidents N] [--rounds N] [--concurrency N]``). It starts
-tansu and redis-server and, for each job concurrency compared (1, then ``--concurrency``: by default the setting's,
-the CPUs this process may use), one real ``driftloop worker`` with its own topics and consumer group. Each worker
-first runs one warm-up job (the first loads the encoder and the PII detector). Then every round opens
-``--incidents`` incidents at once on each worker in turn (the same incidents: distinct segments, the kinds whose
-recipes are rule-based, real ShareGPT evidence redacted as the monitor keeps it) and waits for their versions'
-publication records in Redis. With no LLM endpoint here the versions are evaluation sets, which are published
-without a ``finetune.requests`` message (only training sets are sent to fine-tuning); a training set's message is
-sent in the same step, just before its record (the ``publishing`` stage). An incident's figure is its record's
-``published_at`` less its ``detected_at``.
+Run with ``make bench-loop`` (``python -m bench.loop [--incidents N] [--rounds N] [--concurrency N]``). It starts tansu
+and redis-server and, for each job concurrency compared (1, then ``--concurrency``: by default the setting's, the CPUs
+this process may use), one real ``driftloop worker`` with its own topics and consumer group. Each worker first runs one
+warm-up job (the first loads the encoder and the PII detector). Then every round opens ``--incidents`` incidents at once
+on each worker in turn (the same incidents: distinct segments, the kinds whose recipes are rule-based, real ShareGPT
+evidence redacted as the monitor keeps it) and waits for their versions' publication records in Redis, or for their jobs
+to end without one (the generators draw from the incident's id, a new one each run, so now and then a batch fails the
+quality gate: counted in the table's last column, the errors printed below it). With no LLM endpoint here the versions
+are evaluation sets, which are published without a ``finetune.requests`` message (only training sets are sent to
+fine-tuning); a training set's message is sent in the same step, just before its record (the ``publishing`` stage). An
+incident's figure is its record's ``published_at`` less its ``detected_at``.
 
 The table gives p50 and p95 over every incident of every round, and the mean seconds of each stage read from the
 worker's ``driftloop_loop_stage_seconds`` histogram (warm-up left out). Both workers take turns round by round, so
@@ -44,6 +45,7 @@ from devtools.embedded import free_port, with_services, worker_process
 from devtools.traffic import ShiftPlan, shifted_stream
 from driftloop.kafka import ensure_topics
 from driftloop.settings import Settings
+from feedback.jobs import GenerationJob, JobState, jobs
 from feedback.metrics import STAGES
 from feedback.publishing import Publication, PublicationState, publications
 from monitor.incidents import DriftIncident, Evidence
@@ -88,6 +90,8 @@ class Worker:
     settings: Settings
     seconds: list[float] = field(default_factory=list)
     """Incident to published version, every incident of every measured round."""
+    failed: list[str] = field(default_factory=list)
+    """Why each job of a measured round that ended without a dataset ended so (a quality gate's failure)."""
     warm_stages: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Stage → (sum, count) of the histogram after the warm-up round."""
 
@@ -95,9 +99,10 @@ class Worker:
     def name(self) -> str:
         return f"c{self.concurrency}"
 
-    def open_and_wait(self, opened: list[DriftIncident], timeout: float) -> list[float]:
+    def open_and_wait(self, opened: list[DriftIncident], timeout: float) -> tuple[list[float], list[str]]:
         """Open ``opened`` now (their ``detected_at``), publish them to this worker's incidents topic and wait for
-        their versions' publication; the seconds from opening to publication."""
+        each one's version to be published or its job to end without one; the seconds from opening to publication,
+        and the errors of the jobs that ended without a version."""
         now = datetime.now(UTC)
         opened = [incident.model_copy(update={"detected_at": now}) for incident in opened]
         producer, topic = (
@@ -110,24 +115,29 @@ class Worker:
         producer.close()
         detected = {incident.id: incident.detected_at.timestamp() for incident in opened}
         seconds: dict[str, float] = {}
+        errors: dict[str, str] = {}
         deadline = time.monotonic() + timeout
-        while len(seconds) < len(opened):
+        while len(seconds) + len(errors) < len(opened):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(opened) - len(seconds)} datasets missing after {timeout:.0f} s")
-            for record in asyncio.run(self.published()):
-                if record.incident_id in detected and record.published_at is not None:
+                raise RuntimeError(f"{len(opened) - len(seconds) - len(errors)} jobs unfinished after {timeout:.0f} s")
+            records, ended = asyncio.run(self.finished())
+            for record in records:
+                if record.incident_id in detected:
                     seconds[record.incident_id] = record.published_at.timestamp() - detected[record.incident_id]
+            errors |= {job.incident_id: job.error or job.state for job in ended if job.incident_id in detected}
             time.sleep(0.5)
-        return list(seconds.values())
+        return list(seconds.values()), list(errors.values())
 
-    async def published(self) -> list[Publication]:
-        """This worker's publication records (newest first) that reached ``published``."""
+    async def finished(self) -> tuple[list[Publication], list[GenerationJob]]:
+        """This worker's publication records (newest first) that reached ``published``, and its jobs that ended
+        without a dataset."""
         redis = Redis.from_url(self.settings.redis_url)
         try:
-            found = await publications(redis).list(limit=1000)
+            found, ran = await publications(redis).list(limit=1000), await jobs(redis).list(limit=1000)
         finally:
             await redis.aclose()
-        return [record for record in found if record.state == PublicationState.PUBLISHED]
+        published = [r for r in found if r.state == PublicationState.PUBLISHED and r.published_at is not None]
+        return published, [job for job in ran if job.finished and job.state != JobState.SUCCEEDED]
 
     def stages(self) -> dict[str, tuple[float, float]]:
         """Stage → (sum, count) of the worker's ``driftloop_loop_stage_seconds``."""
@@ -182,7 +192,8 @@ def main() -> None:
             for worker in workers:
                 opened = incidents(args.incidents, round_, worker.name)
                 with console.status(f"round {round_}/{args.rounds}, job concurrency {worker.concurrency}"):
-                    worker.seconds += worker.open_and_wait(opened, args.timeout)
+                    seconds, errors = worker.open_and_wait(opened, args.timeout)
+                    worker.seconds, worker.failed = worker.seconds + seconds, worker.failed + errors
         report(workers, args)
 
 
@@ -192,7 +203,7 @@ def report(workers: list[Worker], args: argparse.Namespace) -> None:
         f"{args.rounds} rounds (seconds; stages: mean per incident)"
     )
     table = Table(title=title)
-    for column in ("job concurrency", "p50", "p95", "max", *STAGES, "p95 ratio to 1"):
+    for column in ("job concurrency", "p50", "p95", "max", *STAGES, "p95 ratio to 1", "no dataset"):
         table.add_column(column, justify="right")
     baseline = percentile(workers[0].seconds, 0.95)
     for worker in workers:
@@ -209,8 +220,12 @@ def report(workers: list[Worker], args: argparse.Namespace) -> None:
             f"{max(worker.seconds):.1f}",
             *means,
             f"{p95 / baseline:.2f}",
+            str(len(worker.failed)),
         )
     console.print(table)
+    for worker in workers:
+        for error in worker.failed:
+            console.print(f"c{worker.concurrency}: a job ended without a dataset: {error}")
 
 
 if __name__ == "__main__":

@@ -200,6 +200,11 @@ class Settings(BaseSettings):
 
     job_seed: int = 0
     samples_per_job: int = Field(120, ge=1)
+    gate_embedding_model: Model = Field(
+        "minilm",
+        description="the quality gate's sentence encoder (fidelity, diversity, coverage), with its bounds on the "
+        "embedding figures set on that encoder's scale: tuned, minilm or static (python -m bench.gate compares them)",
+    )
     recipes_path: Path | None = Field(
         None, description="YAML recipes (incident kind -> generators and shares); unset = generators/recipes.yaml"
     )

@@ -326,6 +326,7 @@ def create_app(settings: Settings) -> faust.App:
         recipes=load_recipes(settings.recipes_path),
         extra_generators=llm_generators(settings, backend),
         targets=target_writer(settings, backend),
+        gate_encoder=settings.gate_embedding_model,
     )
 
     pool = JobPool(runner, settings.job_concurrency)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from core import keys
+from core.embeddings import Model
 from core.store import Collection
 from feedback.datasets import DatasetManifest, Lineage, earlier_samples, write_dataset
 from feedback.jobs import (
@@ -43,7 +44,7 @@ from feedback.registry import DatasetFilter, DatasetRegistry
 from feedback.storage import DatasetStore
 from feedback.targets import TargetWriter
 from feedback.webhooks import Dispatcher
-from generators.quality import QualityThresholds, Seen, screen
+from generators.quality import ENCODER, QualityThresholds, Seen, screen
 from generators.recipes import RecipeBook, load_recipes, run_recipe
 from generators.samples import Generator
 from monitor.incidents import DriftIncident
@@ -92,7 +93,10 @@ class JobRunner:
     """Generators only some deployments have (``{"llm": LLMGenerator(...)}``); recipes naming others skip them."""
     targets: TargetWriter | None = None
     """The teacher that writes and checks each sample's target; None: datasets are evaluation sets."""
-    quality_thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    gate_encoder: Model = ENCODER
+    """The sentence encoder of the quality gate's embedding figures."""
+    quality_thresholds: QualityThresholds | None = None
+    """None: the defaults on the scale of ``gate_encoder`` (:meth:`QualityThresholds.on`)."""
     metrics: FeedbackMetrics = field(default_factory=FeedbackMetrics.default, repr=False)
     """Where jobs, samples and takeovers are counted: the process's metrics unless given."""
 
@@ -178,7 +182,9 @@ class JobRunner:
         with timing.stage("quality_gate"):
             earlier = await self._earlier(incident, job.id)
             evidence = [e.prompt for e in incident.evidence]
-            gate = await asyncio.to_thread(screen, samples, evidence, earlier, self.quality_thresholds)
+            gate = await asyncio.to_thread(
+                screen, samples, evidence, earlier, self.quality_thresholds, self.gate_encoder
+            )
         quality = gate.report
         quality.targets = written.report if written else None
         rejected = Counter(generated.rejected)

@@ -7,9 +7,10 @@ kept before them (``near_duplicate``). Near-duplicates are found by MinHash LSH 
 within a technique: a casing and a whitespace variant of one prompt test different things. The kept samples
 are then scored:
 
-Embeddings are MiniLM's (:data:`ENCODER`), not the monitor's faster static model: its distances separate
-on-topic from off-topic batches more widely (``python -m bench.embeddings``), and the thresholds below were set on
-its scale.
+Embeddings are MiniLM's by default (:data:`ENCODER`; ``DRIFTLOOP_GATE_EMBEDDING_MODEL`` picks another), not the
+monitor's faster ``tuned`` model: on the rule recipes' batches and known-bad ones (``python -m bench.gate``) MiniLM
+fails more of the bad ones and puts them about twice as many SDs from the good ones. The default bounds were set on
+MiniLM's scale; :data:`SCALES` holds another encoder's where the data asks for other values.
 
 - fidelity: unbiased MMD² between sentence embeddings of the kept prompts and of the real window (RBF
   kernel, median-heuristic bandwidth) with a permutation p-value. The gate bounds MMD² rather than asking
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 
 ENCODER: Model = "minilm"
 """The sentence encoder of fidelity, diversity and coverage (see the module docstring)."""
+SCALES: dict[Model, dict[str, float]] = {"minilm": {}, "tuned": {}, "static": {"min_coverage": 0.4688}}
+"""Bounds on the embedding figures per encoder where its scale needs other values than the defaults (set on MiniLM's):
+derived by ``python -m bench.gate`` as those that agree with MiniLM's verdicts on the most batches (for ``tuned`` no
+bound does better than MiniLM's)."""
 MIN_WINDOW = 2
 """Real prompts needed to measure fidelity and coverage (a nearest neighbour needs a second point)."""
 
@@ -70,6 +75,11 @@ class QualityThresholds(BaseModel):
     max_verbatim_share: float = Field(0.02, ge=0, le=1, description="largest share of verbatim copies (removed)")
     max_duplicate_share: float = Field(0.5, ge=0, le=1, description="largest share of near-duplicate candidates")
     near_duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="word-shingle Jaccard of a near-duplicate")
+
+    @classmethod
+    def on(cls, encoder: Model) -> QualityThresholds:
+        """The defaults, with the bounds on embedding figures set on ``encoder``'s scale (:data:`SCALES`)."""
+        return cls(**SCALES[encoder])
 
 
 class Seen(NamedTuple):
@@ -102,6 +112,8 @@ class QualityReport(BaseModel):
     near_duplicates: int = 0
     seen_in_versions: int = 0
     real_prompts: int = 0
+    encoder: Model = "minilm"
+    """The sentence encoder of the embedding figures (older versions were all scored by MiniLM)."""
     mmd2: float | None = None
     mmd2_p_value: float | None = None
     pairwise_distance: float | None = None
@@ -148,6 +160,36 @@ class Views:
 
 
 @dataclass(frozen=True)
+class Fit:
+    """The figures of the kept samples' embeddings against the real window's, rounded as reported; fidelity and
+    coverage are None (unmeasured) below :data:`MIN_WINDOW` real prompts or two kept samples."""
+
+    mmd2: float | None
+    mmd2_p_value: float | None
+    pairwise_distance: float | None
+    real_pairwise_distance: float | None
+    coverage: float | None
+    views: Views
+
+    @classmethod
+    def of(cls, real: np.ndarray, synthetic: np.ndarray) -> Fit:
+        """The figures of ``synthetic`` (unit vectors of the kept prompts) against ``real`` (the window's)."""
+        pairwise, real_pairwise = mean_pairwise_distance(synthetic), mean_pairwise_distance(real)
+        if len(real) < MIN_WINDOW or len(synthetic) < 2:
+            views = Views(real, synthetic, np.zeros(0), np.zeros(0), None)
+            return cls(None, None, _round(pairwise), _round(real_pairwise), None, views)
+        statistic, p_value = mmd2(synthetic, real)
+        between = cosine_distances(real, real)
+        np.fill_diagonal(between, np.inf)
+        real_to_real = between.min(axis=1)
+        real_to_synthetic = cosine_distances(real, synthetic).min(axis=1)
+        radius = float(np.median(real_to_real))
+        coverage = round(float((real_to_synthetic < radius).mean()), 4)
+        views = Views(real, synthetic, real_to_real, real_to_synthetic, radius)
+        return cls(round(statistic, 4), round(p_value, 4), _round(pairwise), _round(real_pairwise), coverage, views)
+
+
+@dataclass(frozen=True)
 class Gate:
     report: QualityReport
     kept: list[Sample]
@@ -190,15 +232,20 @@ def _screen_one(
     return None
 
 
-def screen(
-    samples: Sequence[Sample],
-    real_prompts: Sequence[str],
-    earlier: Iterable[Seen] = (),
-    thresholds: QualityThresholds | None = None,
-) -> Gate:
-    """Screen ``samples``, score the kept ones against ``real_prompts`` (the drifted window) and check
-    ``thresholds``; ``earlier`` are the samples of earlier versions to deduplicate against."""
-    thresholds = thresholds or QualityThresholds()
+@dataclass(frozen=True)
+class Screened:
+    """What screening keeps of a batch, what it removes and why, and the PII values it found in the candidates."""
+
+    kept: list[Sample]
+    rejections: list[Rejection]
+    pii_values: int
+
+
+def screened(
+    samples: Sequence[Sample], real_prompts: Sequence[str], earlier: Iterable[Seen], thresholds: QualityThresholds
+) -> Screened:
+    """Remove from ``samples`` those carrying PII, copying a prompt of ``real_prompts``, or near-duplicating a
+    sample of ``earlier`` versions or one kept before them."""
     real_set = {p.strip() for p in real_prompts}
     seen, batch = NearDuplicates(thresholds.near_duplicate_jaccard), NearDuplicates(thresholds.near_duplicate_jaccard)
     for number, sample in enumerate(earlier):
@@ -214,59 +261,68 @@ def screen(
         else:
             batch.add(sample.id, sample.technique, sample.prompt)
             kept.append(sample)
-    report, views = _score(samples, sum(pii), kept, list(real_prompts), rejections, thresholds)
-    return Gate(report=report, kept=kept, views=views)
+    return Screened(kept, rejections, sum(pii))
 
 
-def _score(
+def screen(
+    samples: Sequence[Sample],
+    real_prompts: Sequence[str],
+    earlier: Iterable[Seen] = (),
+    thresholds: QualityThresholds | None = None,
+    encoder: Model = ENCODER,
+) -> Gate:
+    """Screen ``samples``, score the kept ones against ``real_prompts`` (the drifted window) with the embeddings
+    of ``encoder`` and check ``thresholds`` (by default those set on that encoder's scale); ``earlier`` are the
+    samples of earlier versions to deduplicate against."""
+    thresholds = thresholds or QualityThresholds.on(encoder)
+    result = screened(samples, real_prompts, earlier, thresholds)
+    prompts = [s.prompt for s in result.kept]
+    fit = Fit.of(embed(list(real_prompts), encoder), embed(prompts, encoder))
+    report = _report(samples, result, prompts, list(real_prompts), fit, thresholds, encoder)
+    return Gate(report=report, kept=result.kept, views=fit.views)
+
+
+def _report(
     candidates: Sequence[Sample],
-    pii_values: int,
-    kept: list[Sample],
+    result: Screened,
+    prompts: list[str],
     real_prompts: list[str],
-    rejections: list[Rejection],
+    fit: Fit,
     thresholds: QualityThresholds,
-) -> tuple[QualityReport, Views]:
-    prompts = [s.prompt for s in kept]
-    real, synthetic = embed(real_prompts, ENCODER), embed(prompts, ENCODER)
-    rejected = Counter(r.reason for r in rejections)
+    encoder: Model,
+) -> QualityReport:
+    rejected = Counter(r.reason for r in result.rejections)
     report = QualityReport(
-        rows=len(kept),
+        rows=len(result.kept),
         candidates=len(candidates),
         distinct_2=round(distinct_n(prompts), 4),
         verbatim_copies=rejected["verbatim_copy"],
-        pii_values=pii_values,
+        pii_values=result.pii_values,
         near_duplicates=rejected["near_duplicate"],
         seen_in_versions=rejected["seen_in_version"],
         real_prompts=len(real_prompts),
-        pairwise_distance=_round(mean_pairwise_distance(synthetic)),
-        real_pairwise_distance=_round(mean_pairwise_distance(real)),
-        by_technique=dict(Counter(s.technique for s in kept)),
-        by_expected=dict(Counter(str(s.expected) for s in kept)),
+        encoder=encoder,
+        mmd2=fit.mmd2,
+        mmd2_p_value=fit.mmd2_p_value,
+        pairwise_distance=fit.pairwise_distance,
+        real_pairwise_distance=fit.real_pairwise_distance,
+        coverage=fit.coverage,
+        by_technique=dict(Counter(s.technique for s in result.kept)),
+        by_expected=dict(Counter(str(s.expected) for s in result.kept)),
         rejected=dict(sorted(rejected.items())),
-        rejections=rejections,
+        rejections=result.rejections,
         failures=[],
         thresholds=thresholds,
         representation_before=representation_audit(real_prompts),
         representation_after=representation_audit(prompts),
     )
-    real_to_real = real_to_synthetic = np.zeros(0)
-    radius = None
-    if len(real) < MIN_WINDOW or len(synthetic) < 2:
+    if fit.mmd2 is None:
         report.notes.append(
-            f"fidelity and coverage not measured: {len(real)} real prompts and {len(synthetic)} kept samples "
-            f"(need {MIN_WINDOW} and 2)"
+            f"fidelity and coverage not measured: {len(fit.views.real)} real prompts and {len(fit.views.synthetic)} "
+            f"kept samples (need {MIN_WINDOW} and 2)"
         )
-    else:
-        statistic, p_value = mmd2(synthetic, real)
-        report.mmd2, report.mmd2_p_value = round(statistic, 4), round(p_value, 4)
-        between = cosine_distances(real, real)
-        np.fill_diagonal(between, np.inf)
-        real_to_real = between.min(axis=1)
-        real_to_synthetic = cosine_distances(real, synthetic).min(axis=1)
-        radius = float(np.median(real_to_real))
-        report.coverage = round(float((real_to_synthetic < radius).mean()), 4)
     report.failures = failures(report, thresholds)
-    return report, Views(real, synthetic, real_to_real, real_to_synthetic, radius)
+    return report
 
 
 def _round(value: float | None) -> float | None:
@@ -293,13 +349,26 @@ def failures(report: QualityReport, thresholds: QualityThresholds) -> list[str]:
         f"{duplicate_share:.0%} of the candidates are near-duplicates (> {t.max_duplicate_share:.0%})": (
             duplicate_share > t.max_duplicate_share
         ),
-        f"mean pairwise distance {report.pairwise_distance} < {t.min_pairwise_distance}": _below(
-            report.pairwise_distance, t.min_pairwise_distance
-        ),
-        f"fidelity: MMD² {report.mmd2} to the drifted window > {t.max_mmd2}": _below(t.max_mmd2, report.mmd2),
-        f"coverage {report.coverage} < {t.min_coverage}": _below(report.coverage, t.min_coverage),
     }
-    return [reason for reason, failed in checks.items() if failed]
+    return [reason for reason, failed in checks.items() if failed] + list(embedding_misses(report, t).values())
+
+
+def embedding_misses(figures: QualityReport | Fit, thresholds: QualityThresholds) -> dict[str, str]:
+    """The checks on embedding figures that ``figures`` miss (``fidelity``, ``diversity``, ``coverage``), each with
+    its sentence; unmeasured figures and unset thresholds pass."""
+    t = thresholds
+    checks = {
+        "diversity": (
+            f"mean pairwise distance {figures.pairwise_distance} < {t.min_pairwise_distance}",
+            _below(figures.pairwise_distance, t.min_pairwise_distance),
+        ),
+        "fidelity": (
+            f"fidelity: MMD² {figures.mmd2} to the drifted window > {t.max_mmd2}",
+            _below(t.max_mmd2, figures.mmd2),
+        ),
+        "coverage": (f"coverage {figures.coverage} < {t.min_coverage}", _below(figures.coverage, t.min_coverage)),
+    }
+    return {check: reason for check, (reason, failed) in checks.items() if failed}
 
 
 def _below(value: float | None, bound: float | None) -> bool:

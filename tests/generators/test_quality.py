@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from core.embeddings import MODELS, Model, embed
 from feedback import write_dataset
 from feedback.datasets import QUALITY_CARD, earlier_samples
 from feedback.storage import DatasetStore
 from generators.card import render_card
-from generators.quality import QualityThresholds, Seen, screen
+from generators.quality import ENCODER, SCALES, Fit, QualityThresholds, Seen, screen
 from generators.samples import Expected, Sample
 from tests.factories import make_evidence, make_incident, make_lineage
 
@@ -81,6 +82,23 @@ def test_fidelity_separates_on_topic_from_off_topic() -> None:
     assert off.mmd2_p_value < 0.05 < on.mmd2_p_value
     assert off.coverage < on.coverage
     assert any("fidelity" in f for f in off.failures) and not off.passed
+
+
+@pytest.mark.parametrize("encoder", MODELS)
+def test_each_encoder_scores_with_its_own_vectors_and_bounds_and_keeps_the_verdicts(encoder: Model) -> None:
+    on, off = (screen(samples(batch), REAL, encoder=encoder).report for batch in (ON_TOPIC, COOKING))
+    assert on.encoder == off.encoder == encoder and on.thresholds == QualityThresholds.on(encoder)
+    assert on.thresholds.max_mmd2 == SCALES[encoder].get("max_mmd2", QualityThresholds().max_mmd2)
+    assert on.mmd2 == Fit.of(embed(REAL, encoder), embed(ON_TOPIC, encoder)).mmd2
+    assert on.passed, on.failures
+    assert not off.passed and any("fidelity" in f for f in off.failures), off.failures
+
+
+def test_the_default_encoder_is_the_settings_default() -> None:
+    from driftloop.settings import Settings
+
+    assert Settings(_env_file=None).gate_embedding_model == ENCODER
+    assert screen(samples(ON_TOPIC), REAL).report.encoder == ENCODER
 
 
 def test_near_duplicates_are_caught_by_minhash_not_only_exact() -> None:
@@ -166,6 +184,8 @@ def test_the_card_shows_the_verdict_reasons_figures_and_plots() -> None:
     assert all(reason in text for reason in gate.report.failures)
     assert "fidelity: MMD² to the window" in text and "pii" in text
     assert card.tags.count("svg") == 3, "technique counts, embedding map and coverage histogram"
+    assert "samples kept" in text and "principal axis 1" in text, "the plots' labels are text, not glyph paths"
+    assert f"sentence encoder of the figures below {gate.report.encoder}" in text
     assert card.tags.count("script") == 0
 
 

@@ -21,6 +21,7 @@ from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings
 from feedback import WebhookCreate, register
+from generators.quality import QualityThresholds
 from tests.factories import make_incident
 from tests.integration.helpers import (
     accepted,
@@ -60,6 +61,7 @@ def test_shifted_stream_runs_the_loop_once_per_incident(
     settings: Settings, tmp_path: Path, make_client: Callable[..., TestClient]
 ) -> None:
     ensure_topics(settings)
+    settings = settings.model_copy(update={"gate_embedding_model": "tuned"})  # not the default: the worker reads it
     with WebhookReceiver(secret=None) as receiver, worker_process(settings, tmp_path / "worker.log"):
         subscribe(settings, receiver)
         replay(lines(ATTACK), settings)
@@ -73,6 +75,7 @@ def test_shifted_stream_runs_the_loop_once_per_incident(
         [dataset] = stored_datasets(settings)
         assert dataset.id == job.dataset_id and dataset.lineage.incident_id == incident.id
         assert dataset.kind == "evaluation", "no LLM endpoint: prompts and expected behaviour, no targets"
+        assert dataset.quality.encoder == "tuned" and dataset.quality.thresholds == QualityThresholds.on("tuned")
         rows = (Path(dataset.path) / "eval.jsonl").read_bytes()
         assert rows.count(b"\n") == dataset.rows
         with make_client("read") as api:
