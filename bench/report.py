@@ -20,11 +20,11 @@ from unittest import mock
 from rich.console import Console
 from rich.table import Table
 
+from bench.generation import sharegpt_incident
 from devtools.traffic import sharegpt_pairs
 from driftloop.settings import Settings
 from monitor.events import TrafficEvent
 from monitor.features import extract_features
-from monitor.incidents import DriftIncident
 from monitor.reports import build_report
 
 console = Console(width=140)
@@ -72,14 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     model = Settings.model_construct().embedding_model
     pairs = list(sharegpt_pairs(limit=2 * max(args.rows)))
-    incident = DriftIncident(
-        id="bench",
-        kind="input-shift",
-        segment="bench/default/default",
-        features=[],
-        detected_after_events=1,
-        onset_event=1,
-    )
+    incident = sharegpt_incident()
     kinds = {
         "threads held to one (now)": contextlib.nullcontext(),
         "native pools at their defaults (before)": mock.patch("monitor.reports.threadpool_limits"),
