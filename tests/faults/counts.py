@@ -129,6 +129,10 @@ def differences(counts: Counts, expected: Counts, rig: Rig | None = None) -> str
     ]
     if rig is not None and lines:
         lines.append(f"stream positions (partition: committed/end): {stream_positions(rig.settings)}")
+        lines += [
+            f"job {job.id} of incident {job.incident_id}: {job.state}" + (f" ({job.error})" if job.error else "")
+            for job in stored_jobs(rig.settings)
+        ]
     return "\n".join(lines)
 
 
