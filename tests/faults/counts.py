@@ -133,6 +133,11 @@ def differences(counts: Counts, expected: Counts, rig: Rig | None = None) -> str
             f"job {job.id} of incident {job.incident_id}: {job.state}" + (f" ({job.error})" if job.error else "")
             for job in stored_jobs(rig.settings)
         ]
+        letters = Counter(
+            f"{letter.get('reason')}: {str(letter.get('detail'))[:200]}"
+            for letter in topic_messages(rig.settings, rig.settings.dlq_topic, idle_ms=1000)
+        )
+        lines += [f"dead letters {count}x {why}" for why, count in letters.most_common()]
     return "\n".join(lines)
 
 
