@@ -17,7 +17,7 @@ from presidio_analyzer import RecognizerResult
 from presidio_anonymizer import AnonymizerEngine, ConflictResolutionStrategy, OperatorConfig
 from presidio_anonymizer.entities import EngineResult
 
-from core.pii import PLACEHOLDERS, analyze, analyze_all
+from core.pii import PLACEHOLDERS, analyze_all
 
 _INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff]")
 _SYMBOL_RUN = re.compile(r"(?:[^\w\s]|_){32,}")
@@ -64,20 +64,30 @@ def _anonymize(text: str, findings: list[RecognizerResult], replace: Callable[[s
     return _anonymizer().anonymize(text, findings, operators, ConflictResolutionStrategy.REMOVE_INTERSECTIONS)
 
 
+def _anonymized_all(texts: Sequence[str], replace: Callable[[str, str], str]) -> list[EngineResult]:
+    """:func:`_anonymize` of each text, invisible characters dropped, the detector run over them in batches
+    (:func:`core.pii.analyze_all`)."""
+    visible = [_INVISIBLE.sub("", text) for text in texts]
+    findings = analyze_all([_analysed(text) for text in visible])
+    return [_anonymize(text, found, replace) for text, found in zip(visible, findings, strict=True)]
+
+
+def _placeholder(placeholder: str, _value: str) -> str:
+    return placeholder
+
+
 def redact(text: str) -> str:
     """``text`` with each personal-data value replaced by its kind's placeholder (``<PERSON>``, ``<EMAIL>``, …)."""
-    return substitute(text, lambda placeholder, _value: placeholder)
+    return substitute(text, _placeholder)
 
 
 def redact_all(texts: Sequence[str]) -> list[str]:
-    """:func:`redact` of each text, the detector run over them in batches (:func:`core.pii.analyze_all`).
+    """:func:`redact` of each text, the detector run over them in batches.
 
     >>> redact_all(["mail ann@example.org", "", "no personal data here"])
     ['mail <EMAIL>', '', 'no personal data here']
     """
-    visible = [_INVISIBLE.sub("", text) for text in texts]
-    findings = analyze_all([_analysed(text) for text in visible])
-    return [_anonymize(text, found, lambda p, _v: p).text for text, found in zip(visible, findings, strict=True)]
+    return [result.text for result in _anonymized_all(texts, _placeholder)]
 
 
 def count_pii(text: str) -> int:
@@ -90,14 +100,12 @@ def count_pii(text: str) -> int:
 
 
 def count_pii_all(texts: Sequence[str]) -> list[int]:
-    """:func:`count_pii` of each text, the detector run over them in batches (:func:`core.pii.analyze_all`).
+    """:func:`count_pii` of each text, the detector run over them in batches.
 
     >>> count_pii_all(["mail ann@example.org", "", "no personal data here"])
     [1, 0, 0]
     """
-    visible = [_INVISIBLE.sub("", text) for text in texts]
-    findings = analyze_all([_analysed(text) for text in visible])
-    return [len(_anonymize(text, found, lambda p, _v: p).items) for text, found in zip(visible, findings, strict=True)]
+    return [len(result.items) for result in _anonymized_all(texts, _placeholder)]
 
 
 def substitute(text: str, replace: Callable[[str, str], str]) -> str:
@@ -107,5 +115,4 @@ def substitute(text: str, replace: Callable[[str, str], str]) -> str:
     >>> substitute("mail ann@exa\u200bmple.org", lambda placeholder, value: f"{placeholder}={value.upper()}")
     'mail <EMAIL>=ANN@EXAMPLE.ORG'
     """
-    text = _INVISIBLE.sub("", text)
-    return _anonymize(text, analyze(_analysed(text)), replace).text
+    return _anonymized_all([text], replace)[0].text
