@@ -5,8 +5,9 @@ words, non-letter share: all computed locally, nothing downloaded), the prompt t
 text-content drift) and the prompts' sentence embeddings (``core.embeddings``, Evidently's
 embeddings drift). Building one takes seconds of CPU: the worker calls :func:`build_report` in a thread, whose
 native thread pools (OpenMP's, which Evidently's t-SNE map of the embeddings runs on, and BLAS's) it holds to one
-thread: their spinning threads cost 1.2–1.3× the CPU beside one busy core and 6.8× (a 100-row report: 53 s against
-7.7) on a 2-core machine loaded by three more jobs (``python -m bench.report``).
+thread: their spinning threads cost 1.2–1.3× the CPU beside one busy core (``python -m bench.report``); on a 2-core
+machine loaded by three more jobs a 100-row report took 53 s of CPU, and 7.7 s with OpenMP on one thread in the run
+after it (load average about 3 then).
 
 Reports are kept gzip-compressed in Redis (``report:<incident id>``), next to the incident they explain:
 Redis is the state the worker and the API already share, whereas the dataset store belongs to
