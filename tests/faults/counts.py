@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from driftloop.settings import Settings
 from feedback.jobs import FINISHED
@@ -130,6 +132,10 @@ def differences(counts: Counts, expected: Counts, rig: Rig | None = None) -> str
     if rig is not None and lines:
         lines.append(f"stream positions (partition: committed/end): {stream_positions(rig.settings)}")
         lines += [
+            f"incident {incident.id} after event {incident.detected_after_events}: {incident.headline}"
+            for incident in stored_incidents(rig.settings)
+        ]
+        lines += [
             f"job {job.id} of incident {job.incident_id}: {job.state}" + (f" ({job.error})" if job.error else "")
             for job in stored_jobs(rig.settings)
         ]
@@ -141,21 +147,34 @@ def differences(counts: Counts, expected: Counts, rig: Rig | None = None) -> str
     return "\n".join(lines)
 
 
+def assert_counts(counts: Counts, expected: Counts, rig: Rig) -> None:
+    """Fail with :func:`differences` as the last lines of the report (a CI log shows its tail)."""
+    if counts != expected:
+        pytest.fail(differences(counts, expected, rig), pytrace=False)
+
+
 def stream_positions(settings: Settings) -> dict[str, str]:
     """``topic-partition`` → the worker group's committed offset and the log's end, for the traffic topics."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id)
+
+    async def read() -> dict[str, str]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id)
+        await consumer.start()
+        try:
+            await consumer.topics()  # the cluster's metadata
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in (settings.traffic_topic, settings.segments_topic)
+                for partition in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            ends = await consumer.end_offsets(partitions)
+            return {f"{tp.topic}-{tp.partition}": f"{await consumer.committed(tp)}/{ends[tp]}" for tp in partitions}
+        finally:
+            await consumer.stop()
+
     try:
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in (settings.traffic_topic, settings.segments_topic)
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        ends = consumer.end_offsets(partitions)
-        return {f"{tp.topic}-{tp.partition}": f"{consumer.committed(tp)}/{ends[tp]}" for tp in partitions}
-    except KafkaError as error:
+        return asyncio.run(asyncio.wait_for(read(), 60))
+    except (KafkaError, TimeoutError) as error:
         return {"unread": repr(error)}
-    finally:
-        consumer.close()
 
 
 def settle(rig: Rig, expect: Callable[[], Counts]) -> tuple[Counts, Counts]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from driftloop.kafka import segment_key
-from tests.faults.counts import Counts, differences, settle
+from tests.faults.counts import Counts, assert_counts, settle
 from tests.faults.harness import Rig, keyed, traffic
 from tests.integration.helpers import accepted, wait_for
 
@@ -37,7 +37,7 @@ def test_poison_records_each_followed_by_valid_events(rig: Rig) -> None:
     counts, expected = settle(
         rig, partial(Counts.expected, rig, dead_lettered=len(POISON), shifted=set(), workers_up=1)
     )
-    assert counts == expected, differences(counts, expected, rig)
+    assert_counts(counts, expected, rig)
 
 
 def test_many_tenants_in_bounded_memory(rig: Rig) -> None:
@@ -52,7 +52,7 @@ def test_many_tenants_in_bounded_memory(rig: Rig) -> None:
     rig.publish(keyed(events[tenants // 4 :]))
     counts, expected = settle(rig, partial(Counts.expected, rig, dead_lettered=0, shifted=set(), workers_up=1))
     growth = resident_mb(worker.pid) - before
-    assert counts == expected, differences(counts, expected, rig)
+    assert_counts(counts, expected, rig)
     assert growth <= rig.faults.rss_growth_mb, (
         f"the worker's RSS grew {growth:.0f} MB over {tenants - tenants // 4} new tenants "
         f"(at most {rig.faults.rss_growth_mb:.0f} MB allowed)"

@@ -9,15 +9,14 @@ from collections import Counter, defaultdict
 from functools import partial
 
 import pytest
-from kafka import KafkaConsumer
 
 from driftloop.kafka import segment_key
 from driftloop.repartition import segment_partition
 from driftloop.settings import Settings
-from tests.faults.counts import Counts, differences, settle
+from tests.faults.counts import Counts, assert_counts, settle
 from tests.faults.harness import Rig, traffic
 from tests.faults.test_inputs import POISON
-from tests.integration.helpers import accepted, events_by_segment, wait_for
+from tests.integration.helpers import accepted, events_by_segment, topic_records, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -52,7 +51,7 @@ def test_null_keys_over_four_partitions_and_two_workers(rig: Rig, kill: bool) ->
     counts, expected = settle(
         rig, partial(Counts.expected, rig, dead_lettered=len(poison), shifted=shifted, workers_up=1 if kill else 2)
     )
-    assert counts == expected, differences(counts, expected, rig)
+    assert_counts(counts, expected, rig)
     published = Counter(segment_key(event).decode() for event in events)
     assert events_by_segment(rig.settings) == dict(published), "each segment's state holds all of its events"
     writes = checkpointed_counts(rig.settings)
@@ -64,17 +63,7 @@ def test_null_keys_over_four_partitions_and_two_workers(rig: Rig, kill: bool) ->
 def checkpointed_counts(settings: Settings) -> dict[str, list[int]]:
     """Segment → the event count of each of its checkpoints, in the order the changelog holds them (one
     partition per segment). One owner at a time only ever writes a count at least the last one."""
-    consumer = KafkaConsumer(
-        f"{settings.app_id}-segment-monitors-changelog",
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2000,
-    )
     writes: dict[str, list[int]] = defaultdict(list)
-    try:
-        for message in consumer:
-            writes[message.key.decode()].append(pickle.loads(message.value).events)
-    finally:
-        consumer.close()
+    for record in topic_records(settings, f"{settings.app_id}-segment-monitors-changelog", idle_ms=2000):
+        writes[record.key.decode()].append(pickle.loads(record.value).events)
     return dict(writes)

@@ -13,7 +13,7 @@ from functools import partial
 import pytest
 
 from driftloop.kafka import Replayed, replay
-from tests.faults.counts import Counts, differences, settle
+from tests.faults.counts import Counts, assert_counts, settle
 from tests.faults.harness import Rig, keyed, traffic
 from tests.integration.helpers import accepted, wait_for
 
@@ -29,7 +29,7 @@ def test_redis_stopped_and_restarted_under_traffic(rig: Rig) -> None:
         rig.publish(keyed(events[2000:4000]))
     rig.publish(keyed(events[4000:]))
     counts, expected = settle(rig, partial(Counts.expected, rig, dead_lettered=0, shifted=shifted, workers_up=1))
-    assert counts == expected, differences(counts, expected, rig)
+    assert_counts(counts, expected, rig)
 
 
 def test_broker_stopped_and_restarted_under_traffic(rig: Rig) -> None:
@@ -52,7 +52,7 @@ def test_broker_stopped_and_restarted_under_traffic(rig: Rig) -> None:
     rig.published += result.sent
     rig.publish(keyed(events[5000:]))
     counts, expected = settle(rig, partial(Counts.expected, rig, dead_lettered=0, shifted=shifted, workers_up=1))
-    assert counts == expected, differences(counts, expected, rig)
+    assert_counts(counts, expected, rig)
     assert rig.stream_resets() > 0
 
 

@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from tests.faults.counts import Counts, differences, settle
+from tests.faults.counts import Counts, assert_counts, settle
 from tests.faults.harness import Rig, keyed, traffic
 from tests.integration.helpers import accepted, wait_for
 
@@ -23,7 +23,7 @@ def test_a_worker_killed_twice_mid_stream(rig: Rig) -> None:
         rig.kill(worker)
     rig.start_workers()
     counts, expected = settle(rig, partial(Counts.expected, rig, dead_lettered=0, shifted=shifted, workers_up=1))
-    assert counts == expected, differences(counts, expected, rig)
+    assert_counts(counts, expected, rig)
 
 
 def test_two_workers_one_killed_mid_stream(rig: Rig) -> None:
@@ -33,4 +33,4 @@ def test_two_workers_one_killed_mid_stream(rig: Rig) -> None:
     wait_for(lambda: accepted(rig.settings) >= len(events) / 2, 120, "half of the events")
     rig.kill(max(workers, key=rig.accepted_by))  # the one mid-stream, if one has all the traffic
     counts, expected = settle(rig, partial(Counts.expected, rig, dead_lettered=0, shifted=shifted, workers_up=1))
-    assert counts == expected, differences(counts, expected, rig)
+    assert_counts(counts, expected, rig)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from kafka import KafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -84,17 +84,28 @@ def accepted(settings: Settings) -> int:
 
 def topic_messages(settings: Settings, topic: str, idle_ms: int = 1500) -> list[dict]:
     """Every message on ``topic`` from the beginning, as JSON."""
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=idle_ms,
-    )
-    try:
-        return [json.loads(message.value) for message in consumer]
-    finally:
-        consumer.close()
+    return [json.loads(record.value) for record in topic_records(settings, topic, idle_ms)]
+
+
+def topic_records(settings: Settings, topic: str, idle_ms: int = 1500, timeout_s: float = 120) -> list[ConsumerRecord]:
+    """Every record on ``topic`` from the beginning: read until no record came for ``idle_ms``. With aiokafka, whose
+    waits are bounded (kafka-python 3's consumer iterator can block forever after a broker restart); an error if
+    the read takes over ``timeout_s``."""
+
+    async def read() -> list[ConsumerRecord]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            records: list[ConsumerRecord] = []
+            while batch := await consumer.getmany(timeout_ms=idle_ms):
+                records += [record for partition in batch.values() for record in partition]
+            return records
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(asyncio.wait_for(read(), timeout_s))
 
 
 def segment_events(settings: Settings) -> int:
