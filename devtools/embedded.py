@@ -298,13 +298,19 @@ def with_services(settings: Settings, workdir: Path) -> Iterator[Settings]:
         workdir.mkdir(parents=True, exist_ok=True)
         updates: dict[str, object] = {}
         if not settings.kafka_bootstrap:
-            updates["kafka_bootstrap"] = stack.enter_context(kafka_broker(workdir))
-            updates["producer_batch_bytes"] = 1  # tansu's end of a partition is its last batch's start + 1
+            updates |= broker_settings(stack.enter_context(kafka_broker(workdir)))
         if not settings.redis_url:
             updates["redis_url"] = stack.enter_context(redis_server(workdir))
             if settings.secret_keys is None:
                 updates["secret_keys"] = SecretStr(embedded_secret_key(workdir))
         yield settings.model_copy(update=updates)
+
+
+def broker_settings(address: str) -> dict[str, object]:
+    """The settings for the embedded broker at ``address``. Its producers send one record per batch: tansu reports
+    a partition's end as its last batch's first offset + 1, and a Faust table's recovery reads its changelog only
+    up to that end (with batches, a restarted worker would miss a segment's newest checkpoints)."""
+    return {"kafka_bootstrap": address, "producer_batch_bytes": 1}
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

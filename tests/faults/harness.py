@@ -24,7 +24,15 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
 
-from devtools.embedded import embedded_secret_key, free_port, kafka_broker, redis_server, settings_env, stop_process
+from devtools.embedded import (
+    broker_settings,
+    embedded_secret_key,
+    free_port,
+    kafka_broker,
+    redis_server,
+    settings_env,
+    stop_process,
+)
 from devtools.receiver import WebhookReceiver
 from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.kafka import ensure_topics, segment_key
@@ -105,7 +113,7 @@ class Rig:
             stack.callback(self.redis.stop)
             self.settings = Settings(
                 _env_file=None,
-                kafka_bootstrap=self.broker.address,
+                **broker_settings(self.broker.address),
                 redis_url=self.redis.address,
                 secret_keys=SecretStr(embedded_secret_key(services)),
                 data_dir=workdir / "data",
