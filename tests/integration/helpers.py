@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -93,11 +93,15 @@ def topic_records(settings: Settings, topic: str, idle_ms: int = 1500, timeout_s
     the read takes over ``timeout_s``."""
 
     async def read() -> list[ConsumerRecord]:
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-        )
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
+            await consumer.topics()  # the cluster's metadata
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            if not partitions:
+                return []  # no such topic (yet)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning()
             records: list[ConsumerRecord] = []
             while batch := await consumer.getmany(timeout_ms=idle_ms):
                 records += [record for partition in batch.values() for record in partition]
