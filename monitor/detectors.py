@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy.special import ndtri
@@ -71,6 +72,8 @@ KNOTS = 512
 BERNOULLI_DRAWS = 20_000
 RATE_EVENTS = 200
 """A rate's calibration simulates streams long enough to hold this many events of the rate, on average."""
+RATE_CALIBRATIONS = 4096
+"""Rate calibrations kept (a few floats each): one per distinct reference length, hits and budget."""
 
 
 class CusumDetector:
@@ -190,15 +193,26 @@ def _bernoulli_thresholds(
 def _rate_detector(
     reference: np.ndarray, hits: float, ert: float, warning_ert: float, miss: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Channels, warning and drift levels of a Bernoulli CUSUM for a rate seen ``hits`` times in ``reference``.
+    """Channels, warning and drift levels of a Bernoulli CUSUM for a rate seen ``hits`` times in ``reference``
+    (:func:`_rate_calibration`; the channels are the caller's own copies)."""
+    slopes, offsets, warning, threshold = _rate_calibration(len(reference), hits, ert, warning_ert, miss, seed)
+    return slopes.copy(), offsets.copy(), warning, threshold
+
+
+@lru_cache(maxsize=RATE_CALIBRATIONS)
+def _rate_calibration(
+    events: int, hits: float, ert: float, warning_ert: float, miss: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Channels, warning and drift levels of a Bernoulli CUSUM for a rate seen ``hits`` times in ``events``.
 
     Rises to max(r·pᵤ, pᵤ + :data:`RATE_RISE`) for r in :data:`RATE_RATIOS` (at most (1+pᵤ)/2) are calibrated at
     the upper bound pᵤ; when the lower bound pₗ ≥ :data:`RATE_DROP_FROM`, a fall to pₗ/2 is calibrated at pₗ
     (the fall of a rare rate is neither quick to see nor worth a page). The two groups share the ERT (each
     gets twice it) and the fall channel is scaled so the rises' drift level is also its own (its warning
-    level then follows the rises' ratio, approximately its own).
+    level then follows the rises' ratio, approximately its own). The simulation depends on nothing else, so its
+    result is kept: the segments of a service share most of them (a tail score's hits are always the same).
     """
-    posterior = beta(hits + 0.5, len(reference) - hits + 0.5)
+    posterior = beta(hits + 0.5, events - hits + 0.5)
     upper, lower = float(posterior.ppf(1 - miss)), float(posterior.ppf(miss))
     rises = [min(max(ratio * upper, upper + RATE_RISE), (1 + upper) / 2) for ratio in RATE_RATIOS]
     slopes, offsets = _llr_channels(upper, rises)

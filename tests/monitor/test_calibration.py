@@ -5,6 +5,7 @@ import pytest
 
 from monitor import calibrated
 from monitor.calibration import alarms, detector_ert
+from monitor.detectors import _rate_calibration
 from tests.factories import poisson_band
 
 NULL_EVENTS = 1_000_000
@@ -48,3 +49,21 @@ def test_the_service_budget_is_split_across_detectors() -> None:
     assert detector_ert(1_000_000, 20) == 20_000_000
     with pytest.raises(ValueError):
         detector_ert(1_000_000, 0)
+
+
+def test_a_rate_calibration_is_simulated_once_and_each_detector_owns_its_channels() -> None:
+    """Two segments' rates with the same hits in the same reference length get one simulation: the same levels
+    and channels as a fresh one, in arrays of their own (a detector changing its channels changes no other's)."""
+    reference = np.zeros(800)
+    reference[:7] = 1.0
+    _rate_calibration.cache_clear()
+    fresh = calibrated("refusal", reference, ert=1e6, warning_ert=1e4)
+    again = calibrated("refusal", np.roll(reference, 400), ert=1e6, warning_ert=1e4)
+    assert _rate_calibration.cache_info().hits == 1
+    assert (again.warning, again.threshold) == (fresh.warning, fresh.threshold)
+    assert again.slopes.tolist() == fresh.slopes.tolist() and again.offsets.tolist() == fresh.offsets.tolist()
+    again.slopes *= 2
+    assert not np.shares_memory(again.slopes, fresh.slopes)
+    assert calibrated("refusal", reference, ert=1e6, warning_ert=1e4).slopes.tolist() == fresh.slopes.tolist()
+    other = calibrated("refusal", np.where(np.arange(800) < 8, 1.0, 0.0), ert=1e6, warning_ert=1e4)
+    assert other.threshold != fresh.threshold  # another count of hits is simulated anew
