@@ -126,7 +126,10 @@ class IncidentBuilder:
         onset = min(watched[name].onset for name in leading)
         window = self.since(onset, event)
         moved = leading + self._also_moved(leading, onset, detectors.references)
-        kind, names = _new_kinds(moved, named)[0]
+        found = _new_kinds(moved, named)
+        if not found:  # with what also moved, a symptom of a named kind (fewer tokens in the same seconds)
+            return None
+        kind, names = found[0]
         return _cause(kind, [self._shift(watched[name], window) for name in names], event)
 
     def new_segment(self, first: int, event: int) -> DriftIncident:

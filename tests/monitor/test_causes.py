@@ -4,9 +4,11 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from generators.recipes import load_recipes
 from monitor import DriftIncident, SegmentMonitor
+from monitor.detector import Level
 from monitor.incident_builder import EVIDENCE_WINDOW
 from monitor.incidents import CauseAdded, IncidentKind, Severity
 
@@ -199,3 +201,38 @@ def test_a_segment_checkpointed_before_the_span_sums_restores_and_names_the_feat
     assert added.cause.detected_after_events - added.cause.onset_event > 4 * EVIDENCE_WINDOW
     again = pickle.loads(pickle.dumps(restored))
     assert again.builder.sums.means(since=1) == restored.builder.sums.means(since=1)
+
+
+def _paced_rows(rng: np.random.Generator, n: int, tokens: float = 1.0, attacks: float = 0.0) -> list[dict]:
+    """Events whose answers have lognormal token counts at a lognormal pace; ``tokens`` scales both, so the answers
+    take as long as before, with fewer tokens: the pace falls with the token count."""
+    counts, paces = rng.lognormal(np.log(200), 0.3, n) * tokens, rng.lognormal(np.log(40), 0.3, n) * tokens
+    rows = []
+    for count, pace, attacked in zip(counts, paces, rng.random(n) < attacks, strict=True):
+        rows.append(
+            {
+                "latency_ms": float(count / pace * 1000),
+                "completion_tokens": float(count),
+                "tokens_per_s": float(pace),
+                "refusal": float(attacked or rng.random() < 0.02),
+                "injection_score": 0.67 if attacked else float(rng.random() < 0.01) * 0.33,
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize("seed", [3, 8, 9])
+def test_a_pace_that_falls_with_the_token_count_during_an_attack_adds_no_cause(seed: int) -> None:
+    """The pace drifts first; over its span the token count also moved, so the pace is the token count's, a
+    symptom of the attack already named: no cause, and the stream goes on (it raised IndexError, the worker then
+    dead-lettered valid events)."""
+    rng = np.random.default_rng(seed)
+    monitor = _monitor()
+    _feed(monitor, _paced_rows(rng, 900))
+    [incident] = _feed(monitor, _paced_rows(rng, 300, attacks=0.3))
+    assert [c.kind for c in incident.causes] == [IncidentKind.ATTACK_WAVE]
+    drifted = False
+    for row in _paced_rows(rng, 400, tokens=0.85, attacks=0.3):
+        assert monitor.observe(_Event(), row) is None  # type: ignore[arg-type]
+        drifted |= monitor.detectors["tokens_per_s"].level is Level.DRIFT
+    assert drifted, "the pace drifted"
