@@ -290,6 +290,8 @@ class TrafficAgent:
             await store_report(self.redis, incident.id, html)
         except ValueError as error:  # windows too small for a report: the incident stands without one
             log.warning("no report for incident %s: %s", incident.id, error)
+        except Exception:  # a report is an aid: its failure is logged, the incident stands without one
+            log.exception("no report for incident %s: building it failed", incident.id)
         finally:
             self.reports.discard(asyncio.current_task())
 

@@ -33,6 +33,7 @@ from monitor.incidents import DriftIncident
 from monitor.records import incidents
 
 TEXT = "prompt"
+NON_LETTERS = "prompt non-letter %"
 EMBEDDING = "prompt_embedding"
 MIN_ROWS = 10
 """Fewest rows a window needs (Evidently's embeddings drift trains a classifier on half of them)."""
@@ -57,18 +58,16 @@ def build_report(
         raise ValueError(f"the windows have different columns: {sorted(features)} vs {sorted(_columns(current_rows))}")
     # imported here: Evidently takes seconds to import, and the API, which imports this module, never builds
     from evidently import DataDefinition, Dataset, Report
-    from evidently.descriptors import NonLetterCharacterPercentage, TextLength, WordCount
+    from evidently.descriptors import TextLength, WordCount
     from evidently.metrics import EmbeddingsDrift
     from evidently.presets import DataDriftPreset
 
     reference, current = _frame(reference_rows[-MAX_ROWS:], model), _frame(current_rows[-MAX_ROWS:], model)
     vectors = [f"{EMBEDDING}_{i}" for i in range(DIMENSIONS[model])]
-    definition = DataDefinition(numerical_columns=features, text_columns=[TEXT], embeddings={EMBEDDING: vectors})
-    descriptors = [
-        TextLength(TEXT, alias="prompt length"),
-        WordCount(TEXT, alias="prompt words"),
-        NonLetterCharacterPercentage(TEXT, alias="prompt non-letter %"),
-    ]
+    definition = DataDefinition(
+        numerical_columns=[*features, NON_LETTERS], text_columns=[TEXT], embeddings={EMBEDDING: vectors}
+    )
+    descriptors = [TextLength(TEXT, alias="prompt length"), WordCount(TEXT, alias="prompt words")]
     report = Report([DataDriftPreset(), EmbeddingsDrift(embeddings_name=EMBEDDING)])
     with threadpool_limits(limits=1), warnings.catch_warnings():  # numpy warns of constant columns (no refusals)
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -107,9 +106,20 @@ def _frame(rows: Sequence[Row], model: Model) -> pd.DataFrame:
     """Rows as a frame: features, redacted prompts, and one column per embedding dimension."""
     frame = pd.DataFrame([dict(row) for row in rows])
     frame[TEXT] = redact_all(frame[TEXT].tolist())
+    frame[NON_LETTERS] = [non_letter_percent(text) for text in frame[TEXT]]
     vectors = embed(frame[TEXT].tolist(), model)
     embedded = pd.DataFrame(vectors, columns=[f"{EMBEDDING}_{i}" for i in range(DIMENSIONS[model])], index=frame.index)
     return pd.concat([frame, embedded], axis=1)
+
+
+def non_letter_percent(text: str) -> float:
+    """The share (%) of characters that are neither letters nor spaces, as Evidently's ``NonLetterCharacterPercentage``
+    counts them, but 0 for an empty prompt (a restored segment's recent events have none), where it divides by zero.
+
+    >>> non_letter_percent("ab 1!"), non_letter_percent("")
+    (40.0, 0.0)
+    """
+    return 100 * sum(not ch.isalpha() and ch != " " for ch in text) / len(text) if text else 0.0
 
 
 async def store_report(redis: Redis, incident_id: str, html: str) -> None:

@@ -67,3 +67,13 @@ def test_bad_windows_are_refused_with_the_reason(windows: tuple[list, list], cha
     reference, current = change(*windows)
     with pytest.raises(ValueError, match=message):
         build_report(INCIDENT, reference, current, "static")
+
+
+@pytest.mark.slow
+def test_a_window_of_empty_prompts_gets_a_report(windows: tuple[list, list]) -> None:
+    """A restored segment's recent events have no text: the report is built (Evidently's non-letter share divided
+    by the prompt's length, and the report failed), the empty prompts counted as 0% non-letters."""
+    reference, current = windows
+    html = build_report(INCIDENT, reference, [{**row, "prompt": ""} for row in current], "static")
+    assert verdict(html, "prompt non-letter %") == "Detected"
+    assert verdict(html, "prompt length") == "Detected"
