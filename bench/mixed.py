@@ -25,6 +25,7 @@ import math
 import pickle
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 from rich.table import Table
@@ -86,7 +87,7 @@ POOL_MIXES: tuple[tuple[Shift, ...], ...] = ((LANGUAGE, POOL), (POOL, LATENCY), 
 class _Event:
     """What a segment reads of an event (evidence text): empty, as the benchmark scores causes, not evidence."""
 
-    prompt_text, response = "", None
+    prompt_text, response, timestamp = "", None, datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass

@@ -54,13 +54,21 @@ def source_header(record: Record) -> bytes:
     return f"{record.partition} {record.offset} {highwater} {record.log or '-'}".encode()
 
 
-def forwarded(value: bytes | None, headers: Iterable[tuple[str, bytes]] | None) -> Record:
-    """A record of the segments topic as the traffic record it was: its value at its traffic position. A
-    ``ValueError`` when it has no readable :data:`HEADER` (it was not forwarded by a worker)."""
+def forwarded(
+    value: bytes | None, headers: Iterable[tuple[str, bytes]] | None, produced: float | None = None
+) -> Record:
+    """A record of the segments topic as the traffic record it was: its value at its traffic position, produced when
+    it says (the worker sends it with its traffic record's timestamp). A ``ValueError`` when it has no readable
+    :data:`HEADER` (it was not forwarded by a worker)."""
     source = dict(headers or ()).get(HEADER)
     if source is None:
         raise ValueError(f"no {HEADER} header")
     partition, offset, highwater, log = source.decode().split()
     return Record(
-        value, int(partition), int(offset), None if int(highwater) < 0 else int(highwater), None if log == "-" else log
+        value,
+        int(partition),
+        int(offset),
+        None if int(highwater) < 0 else int(highwater),
+        None if log == "-" else log,
+        produced,
     )

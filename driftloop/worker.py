@@ -261,10 +261,14 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 if message.topic == settings.traffic_topic:
                     highwater = app.consumer.highwater(message.tp)
-                    produced.append(Record(item.value, message.partition, message.offset, highwater, traffic_log.id))
+                    produced.append(
+                        Record(
+                            item.value, message.partition, message.offset, highwater, traffic_log.id, message.timestamp
+                        )
+                    )
                     continue
                 try:
-                    arrived.append(forwarded(item.value, message.headers))
+                    arrived.append(forwarded(item.value, message.headers, message.timestamp))
                 except ValueError as error:  # not forwarded by a worker
                     await monitoring.reject(item.value, InvalidEvent("unexpected_error", str(error)))
             if traffic_log.partitions is None:  # a batch before the assignment's look-up: every record would be
@@ -276,6 +280,7 @@ def create_app(settings: Settings) -> faust.App:
                     key=segment.encode(),
                     value=record.value,
                     partition=segment_partition(segment, settings.topic_partitions),
+                    timestamp=record.produced,
                     headers=[(HEADER, source_header(record))],
                 )
                 for segment, record in away

@@ -99,7 +99,6 @@ def _from_openai_pair(payload: dict[str, Any]) -> dict[str, Any]:
     meta = payload.get("metadata") or {}
     return {
         "id": response.get("id") or payload.get("id"),
-        "timestamp": datetime.fromtimestamp(created, UTC) if created else datetime.now(UTC),
         "model": response.get("model") or request.get("model"),
         "route": meta.get("route", "default"),
         "tenant": meta.get("tenant", request.get("user") or "default"),
@@ -110,7 +109,7 @@ def _from_openai_pair(payload: dict[str, Any]) -> dict[str, Any]:
         "completion_tokens": usage.get("completion_tokens"),
         "latency_ms": payload.get("latency_ms"),
         "metadata": meta,
-    }
+    } | ({"timestamp": datetime.fromtimestamp(created, UTC)} if created else {})
 
 
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -167,9 +166,9 @@ def _load(raw: bytes | str, max_bytes: int | None) -> Any:
     return payload
 
 
-def parse_event(raw: bytes | str, max_bytes: int | None = None) -> TrafficEvent:
+def parse_event(raw: bytes | str, max_bytes: int | None = None, produced_at: datetime | None = None) -> TrafficEvent:
     """Parse raw bytes (at most ``max_bytes`` of them) into a TrafficEvent or raise :class:`InvalidEvent` saying
-    why.
+    why. An event that does not say its time is given ``produced_at`` (its record's timestamp), else now.
 
     >>> parse_event(b'{"schema": "driftloop.traffic/v1", "id": "e1", "model": "m", "latency_ms": NaN}')
     Traceback (most recent call last):
@@ -188,6 +187,8 @@ def parse_event(raw: bytes | str, max_bytes: int | None = None) -> TrafficEvent:
             raise InvalidEvent("invalid_openai_pair", f"{type(exc).__name__}: {exc}") from None
     elif payload.get("schema") != SCHEMA_V1:
         raise InvalidEvent("unknown_schema", f"schema {payload.get('schema')!r} is not {SCHEMA_V1!r}")
+    if produced_at is not None:
+        payload.setdefault("timestamp", produced_at)
     try:
         return TrafficEvent.model_validate(payload)
     except ValidationError as exc:

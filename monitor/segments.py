@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -107,6 +108,9 @@ class SegmentMonitor:
     """The log those positions are in: the traffic topic's id (None: not known; a checkpoint from before it)."""
     encoder: str | None = None
     """The sentence encoder of its embedding inputs (:meth:`embedded_by`; None: none measured yet)."""
+    settled_at: datetime | None = None
+    """The time of the event that first completed its reference (or when it was first pinned); None while it has
+    not settled, and for a segment checkpointed settled before this was kept."""
     collection: ReferenceCollection = field(init=False)
     detector_set: DetectorSet = field(init=False)
     builder: IncidentBuilder = field(init=False)
@@ -137,7 +141,7 @@ class SegmentMonitor:
         self.builder.remember(event, inputs)
         self.builder.count(inputs, self.events)
         if not self.detectors:
-            return self._collect(inputs, event.prompt_text)
+            return self._collect(inputs, event.prompt_text, event.timestamp)
         levels = self.detector_set.update(inputs, at=self.events)
         if self.open_incident is not None:
             return self._caused(levels) or self._track(levels)
@@ -191,6 +195,7 @@ class SegmentMonitor:
         the API; ``prompts`` their prompts, for reports) and recalibrate; it stays until pinned again (no rolling
         refresh)."""
         self.collection.pin(rows, prompts, self.detector_set)
+        self.settled_at = self.settled_at or datetime.now(UTC)
         self.quiet_run = 0
 
     def report_windows(self, onset: int) -> tuple[list[dict[str, float | str]], list[dict[str, float | str]]]:
@@ -219,12 +224,13 @@ class SegmentMonitor:
         self.detector_set.clear()
         self.collection.rebase(self.events)
 
-    def _collect(self, inputs: Measurements, prompt: str) -> DriftIncident | None:
-        """Add the event to the reference; once it is complete, calibrate the detectors (and announce a novel
-        segment)."""
+    def _collect(self, inputs: Measurements, prompt: str, at: datetime) -> DriftIncident | None:
+        """Add the event (of time ``at``) to the reference; once it is complete, calibrate the detectors (and
+        announce a novel segment)."""
         if not self.collection.take(inputs, prompt, self.events):
             return None
         self.collection.calibrate(self.collection.rows, self.detector_set)
+        self.settled_at = self.settled_at or at
         self.quiet_run = 0
         if self.novel:
             self.novel = False

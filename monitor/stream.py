@@ -23,9 +23,11 @@ Memory stays bounded however many segments the traffic names:
   checkpointed and dropped (:meth:`~StreamStep.evict`), and restored from their checkpoint on their next event,
   events, positions, detectors and open incident included. Like a restart, a restored segment has the features of
   its recent events but not their text (evidence of an incident that opens soon after shows fewer events);
-- a new segment is ``novel`` (a ``new-segment`` incident once its reference is in) when the service is
-  established: :attr:`~StreamStep.established`, set when any segment settles (calibrates, or is restored settled,
-  or is pinned), and derived once from the checkpoints by a restarted worker, not a scan of all segments.
+- a new segment is ``novel`` (a ``new-segment`` incident once its reference is in) when its first event came after
+  the service was established (:attr:`~StreamStep.established_at`: the earliest time a segment settled, by the time
+  of the event that completed its reference, or was pinned), by event time, not the order the worker happened to
+  read its partitions in: after a restart, a lagging partition's old segments are not new. A restarted worker
+  derives it once from the checkpoints (the first settled one it finds), not a scan of all segments.
 
 >>> from types import SimpleNamespace
 >>> settings = SimpleNamespace(detector_service_ert=1e6, detector_warmup=50, reference_events=800, resolve_events=500)
@@ -47,6 +49,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Protocol, TypeVar
 
@@ -72,6 +75,8 @@ T = TypeVar("T")
 ReportWindows = tuple[list[dict[str, float | str]], list[dict[str, float | str]]]
 Snapshot = dict[str, tuple[bytes | None, bytes | None]]
 """Pickled monitor and topic model (``None``: none live) by segment, from :meth:`StreamStep.snapshot`."""
+SETTLED_BEFORE_KEPT = datetime.min.replace(tzinfo=UTC)
+"""The settling time of a segment checkpointed settled before that time was kept: settled ever since."""
 
 
 class StreamSettings(Protocol):
@@ -169,15 +174,16 @@ class StreamStep:
         """The live segments, least recently used first."""
         self.topic_models: OrderedDict[str, TopicModel] = OrderedDict()
         self.cardinality = Cardinality()
-        self.established = False
-        """Whether some segment has settled (calibrated its reference): a segment that appears after is novel."""
+        self.established_at: datetime | None = None
+        """When the service was established: the earliest time a segment here settled (:attr:`SegmentMonitor.settled_at
+        <monitor.segments.SegmentMonitor.settled_at>`); a segment whose first event is later is novel."""
         self._looked_in_checkpoints = False
         self.unsaved: set[str] = set()
         """Segments changed since their last checkpoint."""
 
-    def segment(self, segment: str) -> SegmentMonitor:
-        """The segment's monitor: live, else from its checkpoint, else a new one (``novel`` when the service is
-        :attr:`established`: it appeared after another segment settled)."""
+    def segment(self, segment: str, first_seen: datetime | None = None) -> SegmentMonitor:
+        """The segment's monitor: live, else from its checkpoint, else a new one, ``novel`` when its first event (at
+        ``first_seen``, else now) came after the service was established (:attr:`established_at`)."""
         settings = self.settings
         state = _restored(
             self.monitors,
@@ -189,19 +195,32 @@ class StreamStep:
                 settings.detector_warmup,
                 settings.reference_events,
                 settings.resolve_events,
-                novel=self._established(),
+                novel=self._established_before(first_seen or datetime.now(UTC)),
             ),
         )
-        self.established = self.established or bool(state.detectors)
+        self._settle(state)
         return state
 
-    def _established(self) -> bool:
-        """:attr:`established`; the first time it is asked while false, from the checkpoints too (a restarted
-        worker's settled segments are there, not live): one look at each until a settled one, once per step."""
-        if not self.established and not self._looked_in_checkpoints:
+    @property
+    def established(self) -> bool:
+        """Whether some segment has settled."""
+        return self.established_at is not None
+
+    def _established_before(self, time: datetime) -> bool:
+        """Whether the service was established before ``time``; the first time it is asked while it is not, from the
+        checkpoints too (a restarted worker's settled segments are there, not live): one look at each until a
+        settled one, once per step."""
+        if self.established_at is None and not self._looked_in_checkpoints:
             self._looked_in_checkpoints = True
-            self.established = any(map(_settled, self.monitor_checkpoints.values()))
-        return self.established
+            self.established_at = next(filter(None, map(_settled_at, self.monitor_checkpoints.values())), None)
+        return self.established_at is not None and self.established_at < time
+
+    def _settle(self, state: SegmentMonitor) -> None:
+        """Take ``state``'s settling into :attr:`established_at` (a state checkpointed settled before its time was
+        kept counts as settled ever since)."""
+        if state.detectors:
+            settled = state.settled_at or SETTLED_BEFORE_KEPT
+            self.established_at = min(self.established_at or settled, settled)
 
     def holds(self, segment: str) -> bool:
         """Whether the segment has state here: live or a checkpoint."""
@@ -223,8 +242,9 @@ class StreamStep:
 
     def pin_reference(self, segment: str, rows: list[Measurements], prompts: list[str] | None = None) -> None:
         """Pin the segment's reference to ``rows`` (:meth:`SegmentMonitor.pin_reference`); it is settled then."""
-        self.segment(segment).pin_reference(rows, prompts)
-        self.established = True
+        state = self.segment(segment)
+        state.pin_reference(rows, prompts)
+        self._settle(state)
 
     def topics(self, segment: str) -> TopicModel:
         """The segment's topic model: live, else from its checkpoint, else a new one."""
@@ -262,7 +282,7 @@ class StreamStep:
         >>> step.metrics.registry.get_sample_value("driftloop_stream_resets_total")
         2.0
         """
-        segment = self.segment(event.segment)
+        segment = self.segment(event.segment, event.timestamp)
         if log is not None and segment.log != log:
             if segment.log is not None and segment.positions:
                 self._reset(segment, f"its positions were taken in log {segment.log}, this event is in log {log}")
@@ -339,7 +359,7 @@ class StreamStep:
                 if isinstance(outcome, DriftIncident):
                     windows[outcome.id] = state.report_windows(outcome.onset_event)
                 reached.append(outcome)
-            self.established = self.established or bool(state.detectors)
+            self._settle(state)
         self.unsaved.update(batches)
         return Outcomes(reached, windows, list(batches))
 
@@ -417,13 +437,15 @@ class StreamStep:
         return SegmentStatus(segment=segment, state=state.state, events=state.events, open_incident=state.open_incident)
 
 
-def _settled(checkpoint: bytes | None) -> bool:
-    """Whether a checkpointed segment had settled; an unreadable checkpoint is its own segment's fault (its events
-    are dead-lettered when they come), not the others'."""
+def _settled_at(checkpoint: bytes | None) -> datetime | None:
+    """When a checkpointed segment settled (:data:`SETTLED_BEFORE_KEPT` if before that was kept); None if it had not,
+    or if the checkpoint is unreadable: that is its own segment's fault (its events are dead-lettered when they
+    come), not the others'."""
     try:
-        return bool(checkpoint and pickle.loads(checkpoint).detectors)
+        state = pickle.loads(checkpoint) if checkpoint else None
     except Exception:  # noqa: BLE001 - unpickling raises many kinds (UnpicklingError, EOFError, AttributeError, ...)
-        return False
+        return None
+    return (state.settled_at or SETTLED_BEFORE_KEPT) if state is not None and state.detectors else None
 
 
 def _restored(live: OrderedDict[str, T], store: CheckpointStore, segment: str, new: Callable[[], T]) -> T:

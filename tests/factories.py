@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -194,3 +195,10 @@ def poisson_band(mean: float, sigmas: float = 4.0) -> tuple[float, float]:
     (60.0, 140.0)
     """
     return mean - sigmas * math.sqrt(mean), mean + sigmas * math.sqrt(mean)
+
+
+class StubEvent:
+    """What a :class:`~monitor.segments.SegmentMonitor` reads of an event (its text, for evidence, and its time),
+    cheaper than a TrafficEvent per row."""
+
+    prompt_text, response, timestamp = "hello", "hi", datetime(2026, 1, 1, tzinfo=UTC)

@@ -11,6 +11,7 @@ from monitor import DriftIncident, SegmentMonitor
 from monitor.detector import Level
 from monitor.incident_builder import EVIDENCE_WINDOW
 from monitor.incidents import CauseAdded, IncidentKind, Severity
+from tests.factories import StubEvent
 
 BOOK = load_recipes()
 
@@ -42,12 +43,8 @@ def _rows(
     ]
 
 
-class _Event:
-    prompt_text, response = "hello", "hi"
-
-
 def _feed(monitor: SegmentMonitor, rows: list[dict[str, float]]) -> list:
-    return [out for row in rows if (out := monitor.observe(_Event(), row))]  # type: ignore[arg-type]
+    return [out for row in rows if (out := monitor.observe(StubEvent(), row))]  # type: ignore[arg-type]
 
 
 def test_two_kinds_of_change_at_once_are_one_incident_naming_both_causes() -> None:
@@ -146,7 +143,7 @@ def test_refusals_that_rise_with_attack_scored_prompts_while_open_add_an_attack_
     assert [c.kind for c in incident.causes] == [IncidentKind.LATENCY_DRIFT]
 
     attacked = iter(_rows(rng, 100, latency=6.6, attacks=0.15, refusal=0.3))
-    added = next(out for row in attacked if (out := monitor.observe(_Event(), row)))  # type: ignore[arg-type]
+    added = next(out for row in attacked if (out := monitor.observe(StubEvent(), row)))  # type: ignore[arg-type]
     injection = monitor.detectors["injection_score"]
     assert injection.statistic < injection.threshold, "the attack scores alone have not drifted yet"
     assert isinstance(added, CauseAdded) and added.cause.kind == IncidentKind.ATTACK_WAVE, "refusals: its symptom"
@@ -233,6 +230,6 @@ def test_a_pace_that_falls_with_the_token_count_during_an_attack_adds_no_cause(s
     assert [c.kind for c in incident.causes] == [IncidentKind.ATTACK_WAVE]
     drifted = False
     for row in _paced_rows(rng, 400, tokens=0.85, attacks=0.3):
-        assert monitor.observe(_Event(), row) is None  # type: ignore[arg-type]
+        assert monitor.observe(StubEvent(), row) is None  # type: ignore[arg-type]
         drifted |= monitor.detectors["tokens_per_s"].level is Level.DRIFT
     assert drifted, "the pace drifted"

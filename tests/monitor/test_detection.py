@@ -10,6 +10,7 @@ from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from monitor import DriftIncident, Level, Resolution, SegmentMonitor, calibrated, extract_features, parse_event
 from monitor.calibration import alarms
 from monitor.inputs import OPTIONAL
+from tests.factories import StubEvent
 
 EVENTS = 4000
 SHIFT_IN_SEGMENT = EVENTS // 4  # the plan shifts at EVENTS // 2; each of the two models gets half the events
@@ -89,14 +90,8 @@ def _rows(rng: np.random.Generator, n: int, latency: float = 6.0, refusal: float
     ]
 
 
-class _Event:
-    """The two attributes a SegmentMonitor reads of an event."""
-
-    prompt_text, response = "hello", "hi"
-
-
 def feed(monitor: SegmentMonitor, rows: list[dict[str, float]]) -> list[tuple[int, DriftIncident | Resolution]]:
-    return [(monitor.events, out) for row in rows if (out := monitor.observe(_Event(), row))]  # type: ignore[arg-type]
+    return [(monitor.events, out) for row in rows if (out := monitor.observe(StubEvent(), row))]  # type: ignore[arg-type]
 
 
 def test_an_incident_resolves_itself_when_the_stream_returns_and_only_one_opens_per_shift() -> None:
@@ -200,10 +195,10 @@ def test_a_batch_fed_at_once_gives_the_same_incidents_and_state_as_one_event_at_
     for row, language in zip(rows, rng.choice(["en", "es", "fr"], len(rows), p=[0.8, 0.15, 0.05]), strict=True):
         row["language"] = str(language)  # type: ignore[assignment]
     one, many = monitor_for("m/chat/t"), monitor_for("m/chat/t")
-    expected = [out for row in rows if (out := one.observe(_Event(), row))]  # type: ignore[arg-type]
+    expected = [out for row in rows if (out := one.observe(StubEvent(), row))]  # type: ignore[arg-type]
     found = []
     for start in range(0, len(rows), 256):
-        found += list(many.observe_many([_Event()] * len(rows[start : start + 256]), rows[start : start + 256]))  # type: ignore[list-item]
+        found += list(many.observe_many([StubEvent()] * len(rows[start : start + 256]), rows[start : start + 256]))  # type: ignore[list-item]
     assert [type(out).__name__ for out in expected] == ["DriftIncident", "Resolution"]
     assert [out.model_dump(exclude={"detected_at"}) for out in found] == [
         out.model_dump(exclude={"detected_at"}) for out in expected

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -34,6 +35,20 @@ def test_openai_pair_is_mapped() -> None:
     assert event.id == "chatcmpl-1"
     assert event.prompt_text == "What is 2+2?"
     assert (event.model, event.response, event.completion_tokens, event.latency_ms) == ("gpt-4o-mini-2024", "4", 1, 310)
+
+
+def test_an_event_without_its_own_time_takes_its_record_s() -> None:
+    produced = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert parse_event(native(), produced_at=produced).timestamp == produced
+    own = native(timestamp="2026-02-01T00:00:00Z")
+    assert parse_event(own, produced_at=produced).timestamp == datetime(2026, 2, 1, tzinfo=UTC)
+    pair = {"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"id": "c1"}}
+    assert parse_event(json.dumps(pair), produced_at=produced).timestamp == produced
+    created = {**pair, "response": {"id": "c1", "created": 1_700_000_000}}  # the answer's own time
+    assert parse_event(json.dumps(created), produced_at=produced).timestamp == datetime(
+        2023, 11, 14, 22, 13, 20, tzinfo=UTC
+    )
+    assert parse_event(native()).timestamp > produced  # none: the time it was read
 
 
 @pytest.mark.parametrize(

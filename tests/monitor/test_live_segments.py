@@ -1,5 +1,6 @@
 """Bounded memory for segments: the cap on live segments (evicted to their checkpoint, restored on their next
-event), the O(1) "the service is established" flag, and the fold of routes and tenants past their limit."""
+event), the O(1) "the service is established" time (novelty is by event time), and the fold of routes and tenants
+past their limit."""
 
 from __future__ import annotations
 
@@ -149,6 +150,20 @@ def test_a_restarted_step_derives_the_flag_from_its_checkpoints(settled: bool) -
     restarted = step_of(monitor_store)
     assert restarted.segment("m/default/new").novel is settled
     assert restarted.established is settled
+
+
+def test_a_segment_read_late_after_a_restart_is_new_only_if_its_events_came_after_the_service_settled() -> None:
+    """Novelty is by event time, not by the order the worker reads its partitions in: events produced before
+    another segment settled, read after a restart (their partition lagged), are an old segment's."""
+    lagging = [event(i, tenant="lagging") for i in range(200)]  # produced first
+    monitor_store: dict[bytes, bytes] = {}
+    feed(step_of(monitor_store), [event(i) for i in range(200)], refusals(200, 0.05, seed=1), 0)  # settles later
+    restarted = step_of(monitor_store)
+    assert feed(restarted, lagging, refusals(200, 0.05, seed=2), 0) == []
+    assert restarted.established and not restarted.segment("m/default/lagging").novel
+    late = [event(i, tenant="late") for i in range(200)]  # produced after
+    [incident] = feed(restarted, late, refusals(200, 0.05, seed=3), 0)
+    assert incident.kind is IncidentKind.NEW_SEGMENT and incident.segment == "m/default/late"
 
 
 def test_tenants_past_the_limit_fold_into_the_overflow_segment() -> None:

@@ -8,7 +8,7 @@ import pytest
 from monitor.detector import Level
 from monitor.segments import SegmentMonitor, measurements
 from monitor.windows import CategoryMap, FourierMap, ProfileMap, calibrated_window, window_alarms
-from tests.factories import poisson_band
+from tests.factories import StubEvent, poisson_band
 
 DIM = 16
 
@@ -100,13 +100,10 @@ def test_a_segment_opens_a_topic_shift_when_only_its_embeddings_move() -> None:
             for x, language, vector in zip(latency, languages, vectors, strict=True)
         ]
 
-    class Event:
-        prompt_text, response = "a prompt", "an answer"
-
-    outcomes = [monitor.observe(Event(), row) for row in inputs(2800, [0.4, 0.3, 0.3, 0.0])]  # type: ignore[arg-type]
+    outcomes = [monitor.observe(StubEvent(), row) for row in inputs(2800, [0.4, 0.3, 0.3, 0.0])]  # type: ignore[arg-type]
     assert not any(outcomes) and {"prompt_embedding", "language", "latency_ms"} <= set(monitor.detectors)
     monitor = pickle.loads(pickle.dumps(monitor))
-    opened = [out for row in inputs(1000, [0.25, 0.25, 0.2, 0.3]) if (out := monitor.observe(Event(), row))]  # type: ignore[arg-type]
+    opened = [out for row in inputs(1000, [0.25, 0.25, 0.2, 0.3]) if (out := monitor.observe(StubEvent(), row))]  # type: ignore[arg-type]
     assert [incident.kind for incident in opened] == ["topic-shift"]
     assert opened[0].features[0].feature == "prompt_embedding" and opened[0].features[0].detector == "mmd"
 
