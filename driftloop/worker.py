@@ -259,16 +259,15 @@ def create_app(settings: Settings) -> faust.App:
                 message = item.message
                 if message.tp not in assigned or message.generation_id != generation:
                     continue
+                sent_at = message.timestamp if message.timestamp and message.timestamp > 0 else None  # -1 ms: none
                 if message.topic == settings.traffic_topic:
                     highwater = app.consumer.highwater(message.tp)
                     produced.append(
-                        Record(
-                            item.value, message.partition, message.offset, highwater, traffic_log.id, message.timestamp
-                        )
+                        Record(item.value, message.partition, message.offset, highwater, traffic_log.id, sent_at)
                     )
                     continue
                 try:
-                    arrived.append(forwarded(item.value, message.headers, message.timestamp))
+                    arrived.append(forwarded(item.value, message.headers, sent_at))
                 except ValueError as error:  # not forwarded by a worker
                     await monitoring.reject(item.value, InvalidEvent("unexpected_error", str(error)))
             if traffic_log.partitions is None:  # a batch before the assignment's look-up: every record would be

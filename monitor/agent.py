@@ -56,8 +56,9 @@ class Record(NamedTuple):
     partition's high-water mark when it was fetched and the id of its log, the topic's (None: unknown), and its
     event when it was read already (:meth:`TrafficAgent.route`). A record forwarded to the segments topic keeps the
     position and log it had in the traffic topic: positions, redeliveries and resets are the traffic topic's,
-    whichever way a record came. ``produced`` is when it was produced (Kafka's record timestamp, seconds; a forwarded
-    record is sent with its traffic record's): the time of an event that does not say its own."""
+    whichever way a record came. ``produced`` is when it was produced (Kafka's record timestamp, seconds; None when
+    it has none; a forwarded record is sent with its traffic record's): the time of an event that does not say its
+    own."""
 
     value: bytes | None
     partition: int
@@ -66,11 +67,6 @@ class Record(NamedTuple):
     log: str | None = None
     produced: float | None = None
     event: TrafficEvent | None = None
-
-
-def produced_at(timestamp: float | None) -> datetime | None:
-    """A record's timestamp (seconds) as a time; None when it has none (a broker without timestamps gives -1 ms)."""
-    return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None and timestamp > 0 else None
 
 
 async def measure(
@@ -218,7 +214,8 @@ class TrafficAgent:
         reads as empty, so as ``not_json``)."""
         try:
             with CLOCK.stage("parse"):
-                return parse_event(record.value or b"", self.max_event_bytes, produced_at(record.produced))
+                produced = None if record.produced is None else datetime.fromtimestamp(record.produced, UTC)
+                return parse_event(record.value or b"", self.max_event_bytes, produced)
         except InvalidEvent as error:
             await self.reject(record.value, error)
         except Exception as error:  # a poison record must not stop the stream

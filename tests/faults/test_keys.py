@@ -54,6 +54,9 @@ def test_null_keys_over_four_partitions_and_two_workers(rig: Rig, kill: bool) ->
     assert_counts(counts, expected, rig)
     published = Counter(segment_key(event).decode() for event in events)
     assert events_by_segment(rig.settings) == dict(published), "each segment's state holds all of its events"
+    sent = {record.value: record.timestamp for record in topic_records(rig.settings, rig.settings.traffic_topic)}
+    hops = topic_records(rig.settings, rig.settings.segments_topic)
+    assert hops and all(hop.timestamp == sent[hop.value] for hop in hops), "a forwarded event keeps its time"
     writes = checkpointed_counts(rig.settings)
     assert set(writes) == set(published)
     one_owner = {segment: seen == sorted(seen) for segment, seen in writes.items()}
