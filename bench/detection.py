@@ -11,7 +11,8 @@ per-event feature arrays (:mod:`bench.corpus`: real ShareGPT and attack prompts,
 events, the sentence encoder; ``--encoder`` picks another) with embeddings on for every event
 (``DRIFTLOOP_EMBEDDINGS=true``, sample rate 1): its detectors are
 calibrated by :meth:`monitor.segments.SegmentMonitor.pin_reference` on events 50-849 and run vectorised:
-CUSUMs through :func:`monitor.calibration.alarms`, the windowed tests (MMD on prompt embeddings, Hellinger on
+CUSUMs through :func:`monitor.detector.alarms` (each stream on a copy: a rate's null is pooled as it runs), the
+windowed tests (MMD on prompt embeddings, Hellinger on
 languages and on the numeric profile) through :func:`monitor.windows.window_alarms` (a segment alarm is any
 detector's alarm; each detector restarts after its own). The baselines see the numeric features only: River's
 ``ADWIN()`` and ``PageHinkley()`` with default settings on every raw feature
@@ -30,6 +31,7 @@ within the goal, and their ratio.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 import warnings
@@ -56,7 +58,7 @@ from bench.calibrated import (
 from bench.corpus import Corpus, load, with_held_out
 from core.embeddings import MODELS, Model
 from driftloop.settings import Settings
-from monitor.calibration import alarms
+from monitor.detector import alarms
 from monitor.features import FEATURES
 from monitor.segments import PROFILE, WINDOWED, measurements, quantized
 from monitor.stream import StreamStep, topic_columns
@@ -205,7 +207,7 @@ def driftloop(columns: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> 
                 continue
             values = stream[name][START:]
             present = np.flatnonzero(~np.isnan(values))
-            hits = alarms(detector.watch(values[present]), detector.slopes, detector.offsets, detector.threshold)
+            hits = alarms(copy.deepcopy(detector), values[present])
             found[name] = START + present[np.asarray(hits, dtype=int)]
         return found
 

@@ -82,31 +82,6 @@ def cusum(increments: np.ndarray, start: np.ndarray | float = 0.0) -> np.ndarray
     return total - np.minimum(np.minimum.accumulate(total, axis=-1), floor)
 
 
-def alarms(
-    values: np.ndarray, slopes: np.ndarray, offsets: np.ndarray, threshold: float, limit: int | None = None
-) -> list[int]:
-    """Indices at which the detector alarms over a stream, restarting from zero after each alarm (as a
-    deployed detector does once its incident is handled); at most ``limit`` of them.
-
-    Each channel adds ``slope·x + offset`` per value; the statistic is the largest channel CUSUM.
-
-    >>> alarms(np.array([0.0, 2.0, 2.0, 2.0, 2.0, 2.0]), np.array([1.0]), np.array([-0.5]), 3.0)
-    [2, 4]
-    """
-    found: list[int] = []
-    sums, at, chunk = np.zeros(len(slopes)), 0, 1024
-    while at < len(values) and (limit is None or len(found) < limit):
-        block = values[at : at + chunk]
-        channels = np.stack([cusum(s * block + o, z) for s, o, z in zip(slopes, offsets, sums, strict=True)])
-        hits = np.flatnonzero(channels.max(axis=0) >= threshold)
-        if hits.size:
-            found.append(at + int(hits[0]))
-            sums, at, chunk = np.zeros(len(slopes)), at + int(hits[0]) + 1, 1024
-        else:
-            sums, at, chunk = channels[:, -1], at + len(block), min(chunk * 4, 1 << 20)
-    return found
-
-
 def calibrate(
     held_out: np.ndarray,
     slopes: np.ndarray,

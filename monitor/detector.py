@@ -76,3 +76,33 @@ class Detector(Protocol):
         """What an incident reports as the input's value now, given its values in the drifted window (a scalar's
         mean; a windowed test's statistic)."""
         ...
+
+
+def alarms(detector: Detector, values: Any, limit: int | None = None) -> list[int]:
+    """Indices of ``values`` at which ``detector`` alarms, fed through the contract alone as one event at a time
+    would be, and restarted after each alarm (as a deployed detector is once its incident is handled); at most
+    ``limit`` of them. It changes ``detector``: pass a copy to keep it. Batches grow while nothing alarms, so long
+    quiet streams run vectorised.
+
+    >>> from monitor.detectors import calibrated
+    >>> rng = np.random.default_rng(0)
+    >>> detector = calibrated("latency_ms", rng.normal(size=2000), ert=1e5, warning_ert=1e2)
+    >>> alarms(detector, rng.normal(size=5000)), len(alarms(detector, rng.normal(1.0, 1.0, 2000))) > 20
+    ([], True)
+    """
+    found: list[int] = []
+    at, chunk = 0, 1024
+    while at < len(values) and (limit is None or len(found) < limit):
+        block = values[at : at + chunk]
+        crossed = np.flatnonzero(detector.trajectory(block) >= detector.threshold)
+        fed = int(crossed[0]) if crossed.size else len(block)
+        if fed:
+            detector.advance(block[:fed])
+        if crossed.size:
+            found.append(at + fed)
+            detector.update(block[fed])
+            detector.restart()
+            at, chunk = at + fed + 1, 1024
+        else:
+            at, chunk = at + fed, min(chunk * 4, 1 << 20)
+    return found

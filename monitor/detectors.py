@@ -20,6 +20,11 @@ set to a false-alarm rate. Here every feature gets a two-sided CUSUM (Page 1954)
   give pᵤ ≈ 2.5% and no false alarm in 4·10⁶ quiet events; none in 800 give pᵤ ≈ 0.76% and still a run
   length of ~2·10⁶ (calibrated at 0.5/n: ~1,400). The price is a slower alarm on small rises, measured from pᵤ
   rather than from the MLE: +5 points of refusals take ~750 events instead of ~630 at a 10% miss share.
+  So the reference is only where a rate's null starts (:class:`PooledNull`): the events a rate detector sees while
+  its statistic is low (:data:`POOLED_BELOW`) join it, and each time they have doubled it is recalibrated on them
+  all. The bound tightens as the count grows (7 refusals in 800 events: pᵤ ≈ 2.5%; 28 in 3,200: ≈ 1.6%), and with
+  it the alarm on a small rise. An event joins by the statistic before it, never by its own value, so the pooled
+  events of quiet traffic are a fair sample of it; a rise's events mostly do not join, as it lifts the statistic.
 - **tail scores** (``Kind.TAIL``: the learned attack probability) are a rate too: of values above the reference's
   top :data:`TAIL_SHARE`. A wave of attacks is a few events scored high; in normal scores a 5% wave moves the mean
   by about 0.15 σ, under the smaller allowance, whereas the share above the top 1% rises several-fold.
@@ -40,8 +45,10 @@ True
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -74,14 +81,58 @@ RATE_EVENTS = 200
 """A rate's calibration simulates streams long enough to hold this many events of the rate, on average."""
 RATE_CALIBRATIONS = 4096
 """Rate calibrations kept (a few floats each): one per distinct reference length, hits and budget."""
+OFF_LATTICE = 1 + 1e-9
+"""A rate's levels are raised by this factor from where calibration puts them: its statistic moves on a lattice (sums
+of a few increments) which they can fall on, and one event at a time and a batch sum it in another order, so at a
+lattice level the two could disagree, by rounding, about whether it was reached."""
+POOLED_BELOW = 0.1
+"""An event joins a rate's null while the statistic is under this share of the drift level (one hit of a rare rate
+takes it about there): 92-95% of a quiet rare rate's events, 9% of a rise of 5 points in its first 1,000 events."""
+POOLED_REFERENCES = 32
+"""A rate's null is pooled until it holds this many references' worth of events (25,600 at the default 800):
+recalibrations stop there, as what quiet traffic looks like may slowly move."""
+
+
+@dataclass
+class PooledNull:
+    """The events a rate detector's null is estimated from: its reference's, then those it saw while its statistic
+    was low (``events``, of which ``hits`` counted), recalibrated on when they reach ``due`` (twice the count of the
+    last calibration; None past ``limit``). ``ert`` … ``seed``: its calibration budget."""
+
+    events: int
+    hits: float
+    limit: int
+    ert: float
+    warning_ert: float
+    miss: float
+    seed: int
+    due: int | None = None
+
+    @classmethod
+    def of(cls, events: int, hits: float, ert: float, warning_ert: float, miss: float, seed: int) -> PooledNull:
+        """The null of a reference of ``events`` with ``hits``, pooled up to :data:`POOLED_REFERENCES` of them."""
+        return cls(events, hits, POOLED_REFERENCES * events, ert, warning_ert, miss, seed)
+
+    def calibration(self) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Channels (the caller's own copies), warning and drift levels on the events pooled so far; the next
+        recalibration is due when they have doubled again."""
+        self.due = 2 * self.events if 2 * self.events <= self.limit else None
+        slopes, offsets, warning, threshold = _rate_calibration(
+            self.events, self.hits, self.ert, self.warning_ert, self.miss, self.seed
+        )
+        return slopes.copy(), offsets.copy(), warning, threshold
 
 
 class CusumDetector:
     """Multi-channel CUSUM on a transformed feature with calibrated warning and drift levels.
 
     ``knots``/``scores`` map a raw value to the watched value by linear interpolation (a reference ECDF
-    turned into normal scores, or a 0/1 indicator); channel ``i`` adds ``slopes[i]·z + offsets[i]`` per event.
+    turned into normal scores, or a 0/1 indicator); channel ``i`` adds ``slopes[i]·z + offsets[i]`` per event. A
+    rate's ``null`` is pooled from the events it sees and recalibrated on (see the module docstring).
     """
+
+    null: PooledNull | None = None
+    """A rate's pooled null; None for a scalar (and a rate checkpointed before nulls were pooled: fixed)."""
 
     def __init__(
         self,
@@ -94,12 +145,14 @@ class CusumDetector:
         threshold: float,
         reference_mean: float,
         kind: str,
+        null: PooledNull | None = None,
     ) -> None:
         if not 0 < warning < threshold:
             raise ValueError(f"need 0 < warning < threshold, got {warning}, {threshold}")
         self.feature, self.knots, self.scores = feature, knots, scores
         self.slopes, self.offsets = slopes, offsets
         self.warning, self.threshold, self.reference_mean, self.kind = warning, threshold, reference_mean, kind
+        self.null = null
         self.sums = [0.0] * len(slopes)
         self.starts = [0] * len(slopes)
         self.seen = 0
@@ -126,31 +179,40 @@ class CusumDetector:
         """Feed one raw value, the ``at``-th event of the caller's clock (for :attr:`onset`); return the level."""
         self.seen += 1
         z = float(np.interp(value, self.knots, self.scores))
+        pooled = self.null is not None and self.statistic < POOLED_BELOW * self.threshold
         for i, (slope, offset) in enumerate(zip(self.slopes, self.offsets, strict=True)):
             before = self.sums[i]
             self.sums[i] = min(max(0.0, before + slope * z + offset), self.threshold)
             if before == 0.0 and self.sums[i] > 0.0:
                 self.starts[i] = self.seen if at is None else at
+        if pooled:
+            self._pool(1, z)
         return self.level
 
     def trajectory(self, values: np.ndarray) -> np.ndarray:
         """The statistic after each of ``values`` from the current state, vectorised and without changing it
-        (uncapped: a batch is run only up to its first drift, see :meth:`advance`)."""
+        (uncapped: a batch is run only up to its first drift, see :meth:`advance`). Past a recalibration of the
+        null it is scaled to the current drift level, so that reaching :attr:`threshold` is reaching the level then."""
         z = self.watch(values)
-        channels = zip(self.slopes, self.offsets, self.sums, strict=True)
-        return np.max([cusum(slope * z + offset, start) for slope, offset, start in channels], axis=0)
+        paths = self._paths(z)
+        due = self._due_within(paths)
+        if due is None:
+            return paths.max(axis=0)
+        ahead = copy.deepcopy(self)
+        ahead.advance(values[:due])
+        after = ahead.trajectory(values[due:]) * (self.threshold / ahead.threshold)
+        return np.concatenate([paths[:, :due].max(axis=0), after])
 
     def advance(self, values: np.ndarray, at: np.ndarray | None = None) -> None:
         """Feed ``values`` (events ``at`` of the caller's clock) at once, as :meth:`update` one by one would, when
         none of them reaches the drift level."""
         z = self.watch(values)
-        for i, (slope, offset) in enumerate(zip(self.slopes, self.offsets, strict=True)):
-            path = cusum(slope * z + offset, self.sums[i])
-            left = np.flatnonzero((np.concatenate([[self.sums[i]], path[:-1]]) == 0.0) & (path > 0.0))
-            if left.size:
-                self.starts[i] = self.seen + int(left[-1]) + 1 if at is None else int(at[left[-1]])
-            self.sums[i] = float(path[-1])
-        self.seen += len(z)
+        while z.size:
+            paths = self._paths(z)
+            due = self._due_within(paths)
+            taken = len(z) if due is None else due
+            self._take(z[:taken], paths[:, :taken], None if at is None else at[:taken])
+            z, at = z[taken:], None if at is None else at[taken:]
 
     def restart(self) -> None:
         """Back to zero, as after an incident is handled or a reference is replaced."""
@@ -159,6 +221,46 @@ class CusumDetector:
     def current_mean(self, values: Sequence[float]) -> float:
         """The mean of the feature's raw ``values`` (nan when there are none)."""
         return float(np.mean(values)) if values else float("nan")
+
+    def _paths(self, z: np.ndarray) -> np.ndarray:
+        """Each channel's statistic after each watched value ``z`` (uncapped)."""
+        channels = zip(self.slopes, self.offsets, self.sums, strict=True)
+        return np.stack([cusum(slope * z + offset, start) for slope, offset, start in channels])
+
+    def _pooled(self, paths: np.ndarray) -> np.ndarray:
+        """Which events of ``paths`` join the null: those that came while the statistic was under
+        :data:`POOLED_BELOW` of the drift level."""
+        return np.concatenate([[self.statistic], paths.max(axis=0)[:-1]]) < POOLED_BELOW * self.threshold
+
+    def _due_within(self, paths: np.ndarray) -> int | None:
+        """How many events of ``paths`` are fed before the null is recalibrated (None: not within them)."""
+        null = self.null
+        if null is None or null.due is None or null.events + paths.shape[1] < null.due:
+            return None
+        reached = np.flatnonzero(null.events + np.cumsum(self._pooled(paths)) >= null.due)
+        return int(reached[0]) + 1 if reached.size else None
+
+    def _take(self, z: np.ndarray, paths: np.ndarray, at: np.ndarray | None) -> None:
+        """Feed watched values ``z`` whose channel ``paths`` are computed (events ``at`` of the caller's clock)."""
+        pooled = self._pooled(paths) if self.null is not None else None
+        for i, path in enumerate(paths):
+            left = np.flatnonzero((np.concatenate([[self.sums[i]], path[:-1]]) == 0.0) & (path > 0.0))
+            if left.size:
+                self.starts[i] = self.seen + int(left[-1]) + 1 if at is None else int(at[left[-1]])
+            self.sums[i] = float(path[-1])
+        self.seen += len(z)
+        if pooled is not None:
+            self._pool(int(pooled.sum()), float(z[pooled].sum()))
+
+    def _pool(self, events: int, hits: float) -> None:
+        """Add ``events`` with ``hits`` to the null; once they make it due, recalibrate on it and start again from
+        zero (as after a new reference)."""
+        null = self.null
+        assert null is not None
+        null.events, null.hits = null.events + events, null.hits + hits
+        if null.due is not None and null.events >= null.due:
+            self.slopes, self.offsets, self.warning, self.threshold = null.calibration()
+            self.sums, self.starts = [0.0] * len(self.slopes), [0] * len(self.slopes)
 
 
 def _normal_scores(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,20 +285,12 @@ def _llr_channels(p0: float, targets: list[float]) -> tuple[np.ndarray, np.ndarr
 def _bernoulli_thresholds(
     p: float, slopes: np.ndarray, offsets: np.ndarray, erts: tuple[float, ...], seed: int
 ) -> tuple[float, ...]:
-    """Thresholds calibrated on Bernoulli(``p``) streams, long enough to hold :data:`RATE_EVENTS` events."""
+    """Thresholds calibrated on Bernoulli(``p``) streams, long enough to hold :data:`RATE_EVENTS` events (raised
+    off the lattice: :data:`OFF_LATTICE`)."""
     draws = np.zeros(max(BERNOULLI_DRAWS, math.ceil(RATE_EVENTS / p)))
     draws[: round(p * len(draws))] = 1.0  # resampling these is drawing Bernoulli(p)
     steps = max(STEPS, min(int(RATE_EVENTS / p), STEPS * 20))
-    return calibrate(draws, slopes, offsets, erts, 0.0, seed, steps=steps)
-
-
-def _rate_detector(
-    reference: np.ndarray, hits: float, ert: float, warning_ert: float, miss: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Channels, warning and drift levels of a Bernoulli CUSUM for a rate seen ``hits`` times in ``reference``
-    (:func:`_rate_calibration`; the channels are the caller's own copies)."""
-    slopes, offsets, warning, threshold = _rate_calibration(len(reference), hits, ert, warning_ert, miss, seed)
-    return slopes.copy(), offsets.copy(), warning, threshold
+    return tuple(level * OFF_LATTICE for level in calibrate(draws, slopes, offsets, erts, 0.0, seed, steps=steps))
 
 
 @lru_cache(maxsize=RATE_CALIBRATIONS)
@@ -269,7 +363,8 @@ def calibrated(
     (warnings once per ``warning_ert``): a scalar's but for 10% of references (:func:`guard`), a rate's but
     for a share ``miss`` (a segment splits its :data:`SEGMENT_MISS` across its detectors). Even-indexed
     reference events fit a scalar's transform, odd ones calibrate it; rates are calibrated on Bernoulli draws
-    at a bound of the reference rate (a parametric bootstrap: a rare event may not be in the reference)."""
+    at a bound of the reference rate (a parametric bootstrap: a rare event may not be in the reference), then
+    again as quiet events pool into it (:class:`PooledNull`)."""
     reference = np.asarray(reference, dtype=float)
     if len(reference) < 200:
         raise ValueError(f"a reference of {len(reference)} events is too short to calibrate (at least 200)")
@@ -281,9 +376,11 @@ def calibrated(
         else:
             knots, scores = _beyond_usual(reference, 0.0 if binary else float(distinct[counts.argmax()]))
         hits = float(np.interp(reference, knots, scores).sum())
-        slopes, offsets, warning, threshold = _rate_detector(reference, hits, ert, warning_ert, miss, seed)
+        null = PooledNull.of(len(reference), hits, ert, warning_ert, miss, seed)
+        slopes, offsets, warning, threshold = null.calibration()
         kind = "bernoulli-cusum"
     else:
+        null = None
         fit, held_out = reference[0::2], reference[1::2]
         knots, z = _normal_scores(fit)
         watched = np.interp(reference, knots, z)
@@ -295,4 +392,5 @@ def calibrated(
         erts = (warning_ert, ert)
         warning, threshold = calibrate(draws, slopes, offsets, erts, guard(draws, GUARD_MISS), seed)
         kind = "cusum"
-    return CusumDetector(feature, knots, scores, slopes, offsets, warning, threshold, float(reference.mean()), kind)
+    usual = float(reference.mean())
+    return CusumDetector(feature, knots, scores, slopes, offsets, warning, threshold, usual, kind, null)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from monitor import calibrated
-from monitor.calibration import alarms, detector_ert
+from monitor.calibration import detector_ert
+from monitor.detector import alarms
 from monitor.detectors import _rate_calibration
 from tests.factories import poisson_band
 
@@ -25,8 +26,7 @@ def test_false_alarms_on_a_null_stream_match_the_target_ert(draw) -> None:
     rng = np.random.default_rng(11)
     ert = 2000
     detector = calibrated("x", draw(rng, 20_000), ert=ert, warning_ert=ert / 10, seed=3)
-    null = detector.watch(draw(rng, NULL_EVENTS))
-    count = len(alarms(null, detector.slopes, detector.offsets, detector.threshold))
+    count = len(alarms(detector, draw(rng, NULL_EVENTS)))
     low, high = poisson_band(NULL_EVENTS / ert)
     # the guard against the reference's estimation error makes alarms rarer, never more frequent
     assert 0.4 * low < count < high
@@ -38,10 +38,8 @@ def test_a_rate_never_seen_in_its_reference_is_guarded_and_a_rise_is_still_found
     rng = np.random.default_rng(12)
     ert = 1_000_000
     detector = calibrated("refusal", np.zeros(300), ert=ert, warning_ert=ert / 1000, miss=0.01 / 20)
-    null = detector.watch((rng.random(2 * NULL_EVENTS) < 0.01).astype(float))
-    assert len(alarms(null, detector.slopes, detector.offsets, detector.threshold)) <= poisson_band(2.0)[1]
-    rise = detector.watch((rng.random(NULL_EVENTS // 10) < 0.05).astype(float))
-    found = alarms(rise, detector.slopes, detector.offsets, detector.threshold)
+    assert len(alarms(detector, (rng.random(2 * NULL_EVENTS) < 0.01).astype(float))) <= poisson_band(2.0)[1]
+    found = alarms(detector, (rng.random(NULL_EVENTS // 10) < 0.05).astype(float))
     assert len(found) > 100 and np.mean(np.diff([-1, *found])) < 1000
 
 

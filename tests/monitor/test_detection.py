@@ -1,5 +1,6 @@
 """Detection on real traffic, without services: features and segment monitors as the worker runs them."""
 
+import copy
 import json
 import pickle
 
@@ -8,7 +9,7 @@ import pytest
 
 from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from monitor import DriftIncident, Level, Resolution, SegmentMonitor, calibrated, extract_features, parse_event
-from monitor.calibration import alarms
+from monitor.detector import alarms
 from monitor.inputs import OPTIONAL
 from tests.factories import StubEvent
 
@@ -143,18 +144,27 @@ def test_each_detector_finds_a_planted_shift_and_stays_quiet_on_a_planted_null(r
     assert next(i for i, x in enumerate(draw(5000, 1)) if detector.update(x) is Level.DRIFT) < 1500
 
 
-def test_vectorised_alarms_match_the_online_detector() -> None:
+@pytest.mark.parametrize(
+    "draw",
+    [
+        pytest.param(lambda rng, n, shift: rng.normal(shift, 1, n), id="scalar"),
+        # its null is pooled and recalibrated at 1,600, 3,200 and 6,400 events, between its alarms
+        pytest.param(lambda rng, n, shift: (rng.random(n) < 0.02 + 0.03 * shift).astype(float), id="rate"),
+    ],
+)
+def test_vectorised_alarms_match_the_online_detector(draw) -> None:
     """The benchmark runs detectors vectorised; they must alarm exactly where the online detector does."""
     rng = np.random.default_rng(6)
-    detector = calibrated("x", rng.normal(size=2000), ert=300, warning_ert=30)
-    stream = np.concatenate([rng.normal(size=3000), rng.normal(0.5, 1, 500)])
+    detector = calibrated("x", draw(rng, 800, 0), ert=300, warning_ert=30)
+    stream = np.concatenate([draw(rng, 6000, 0), draw(rng, 1000, 1)])
+    vectorised = copy.deepcopy(detector)
     online = []
     for i, x in enumerate(stream):
         if detector.update(x) is Level.DRIFT:
             online.append(i)
             detector.restart()
-    watched = detector.watch(stream)
-    assert online and alarms(watched, detector.slopes, detector.offsets, detector.threshold) == online
+    assert online and alarms(vectorised, stream) == online
+    assert (vectorised.threshold, vectorised.seen) == (detector.threshold, detector.seen) == (detector.threshold, 7000)
 
 
 def test_a_sampled_feature_short_of_reference_rows_gets_its_detector_later_and_resumes_from_a_pickle() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from monitor.calibration import SEGMENT_MISS
-from monitor.detector import Detector, Level
+from monitor.detector import Detector, Level, alarms
 from monitor.inputs import INPUTS, WINDOW_EVENTS, Budget
 from monitor.null import NullDetector
 from tests.monitor.test_calibration import poisson_band
@@ -123,22 +123,6 @@ def made(case: Case) -> Detector:
     return pickle.loads(_made[case.id])
 
 
-def alarms(detector: Detector, values: Any, chunk: int = 2000) -> int:
-    """False alarms over ``values`` through the contract alone, restarting after each (batches up to the alarm)."""
-    count, at = 0, 0
-    while at < len(values):
-        part = values[at : at + chunk]
-        crossed = np.flatnonzero(detector.trajectory(part) >= detector.threshold)
-        fed = int(crossed[0]) if crossed.size else len(part)
-        if fed:
-            detector.advance(part[:fed])
-        if crossed.size:
-            detector.restart()
-            count += 1
-        at += fed + 1 if crossed.size else fed
-    return count
-
-
 def test_a_mostly_zero_score_is_watched_above_its_usual_nonzero_level() -> None:
     detector = made(next(case for case in CASES if case.input == "injection_score"))
     assert detector.watch(np.array([0.0, 1 / 3, 2 / 3, 1.0])).tolist() == [0.0, 0.0, 1.0, 1.0]
@@ -170,7 +154,7 @@ def test_false_alarms_on_reference_like_data_stay_within_the_calibrated_ert(case
     """ERT 1,000 over 100,000 reference-like events, restarting after each alarm: at most the Poisson band's top
     (the guard against the reference's own error makes alarms rarer, never more frequent)."""
     detector = made(case)
-    count = alarms(detector, case.draw(np.random.default_rng(2), NULL_EVENTS, False))
+    count = len(alarms(detector, case.draw(np.random.default_rng(2), NULL_EVENTS, False)))
     if case.kind == "null":
         assert count == 0
         return
