@@ -79,8 +79,11 @@ KNOTS = 512
 BERNOULLI_DRAWS = 20_000
 RATE_EVENTS = 200
 """A rate's calibration simulates streams long enough to hold this many events of the rate, on average."""
+RATE_GRID = 1.02
+"""Ratio of neighbouring null rates a rate detector is calibrated at: a bound is rounded to this grid (up for the
+upper bound, the null of the rises: never less conservative), so calibrations are shared."""
 RATE_CALIBRATIONS = 4096
-"""Rate calibrations kept (a few floats each): one per distinct reference length, hits and budget."""
+"""Rate calibrations kept (a few floats each): one per grid rate and budget."""
 OFF_LATTICE = 1 + 1e-9
 """A rate's levels are raised by this factor from where calibration puts them: its statistic moves on a lattice (sums
 of a few increments) which they can fall on, and one event at a time and a batch sum it in another order, so at a
@@ -293,21 +296,32 @@ def _bernoulli_thresholds(
     return tuple(level * OFF_LATTICE for level in calibrate(draws, slopes, offsets, erts, 0.0, seed, steps=steps))
 
 
-@lru_cache(maxsize=RATE_CALIBRATIONS)
 def _rate_calibration(
     events: int, hits: float, ert: float, warning_ert: float, miss: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Channels, warning and drift levels of a Bernoulli CUSUM for a rate seen ``hits`` times in ``events``.
+    """Channels, warning and drift levels of a Bernoulli CUSUM for a rate seen ``hits`` times in ``events``: those of
+    its posterior's bounds pᵤ and pₗ (:func:`_bounded_rate_calibration`), pᵤ rounded up and pₗ down to
+    :data:`RATE_GRID`, so the segments of a service and their recalibrations share a few simulations."""
+    posterior = beta(hits + 0.5, events - hits + 0.5)
+    upper, lower = float(posterior.ppf(1 - miss)), float(posterior.ppf(miss))
+    upper = min(RATE_GRID ** math.ceil(math.log(upper, RATE_GRID)), (1 + upper) / 2)
+    lower = RATE_GRID ** math.floor(math.log(lower, RATE_GRID)) if lower >= RATE_DROP_FROM else 0.0
+    return _bounded_rate_calibration(upper, lower, ert, warning_ert, seed)
+
+
+@lru_cache(maxsize=RATE_CALIBRATIONS)
+def _bounded_rate_calibration(
+    upper: float, lower: float, ert: float, warning_ert: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Channels, warning and drift levels of a Bernoulli CUSUM for a rate between ``lower`` and ``upper``.
 
     Rises to max(r·pᵤ, pᵤ + :data:`RATE_RISE`) for r in :data:`RATE_RATIOS` (at most (1+pᵤ)/2) are calibrated at
     the upper bound pᵤ; when the lower bound pₗ ≥ :data:`RATE_DROP_FROM`, a fall to pₗ/2 is calibrated at pₗ
-    (the fall of a rare rate is neither quick to see nor worth a page). The two groups share the ERT (each
-    gets twice it) and the fall channel is scaled so the rises' drift level is also its own (its warning
-    level then follows the rises' ratio, approximately its own). The simulation depends on nothing else, so its
-    result is kept: the segments of a service share most of them (a tail score's hits are always the same).
+    (the fall of a rare rate is neither quick to see nor worth a page; ``lower`` is 0 then). The two groups share
+    the ERT (each gets twice it) and the fall channel is scaled so the rises' drift level is also its own (its
+    warning level then follows the rises' ratio, approximately its own). The simulation depends on nothing else,
+    so its result is kept.
     """
-    posterior = beta(hits + 0.5, events - hits + 0.5)
-    upper, lower = float(posterior.ppf(1 - miss)), float(posterior.ppf(miss))
     rises = [min(max(ratio * upper, upper + RATE_RISE), (1 + upper) / 2) for ratio in RATE_RATIOS]
     slopes, offsets = _llr_channels(upper, rises)
     if lower < RATE_DROP_FROM:

@@ -6,7 +6,7 @@ import pytest
 from monitor import calibrated
 from monitor.calibration import detector_ert
 from monitor.detector import alarms
-from monitor.detectors import _rate_calibration
+from monitor.detectors import _bounded_rate_calibration
 from tests.factories import poisson_band
 
 NULL_EVENTS = 1_000_000
@@ -54,10 +54,10 @@ def test_a_rate_calibration_is_simulated_once_and_each_detector_owns_its_channel
     and channels as a fresh one, in arrays of their own (a detector changing its channels changes no other's)."""
     reference = np.zeros(800)
     reference[:7] = 1.0
-    _rate_calibration.cache_clear()
+    _bounded_rate_calibration.cache_clear()
     fresh = calibrated("refusal", reference, ert=1e6, warning_ert=1e4)
     again = calibrated("refusal", np.roll(reference, 400), ert=1e6, warning_ert=1e4)
-    assert _rate_calibration.cache_info().hits == 1
+    assert _bounded_rate_calibration.cache_info().hits == 1
     assert (again.warning, again.threshold) == (fresh.warning, fresh.threshold)
     assert again.slopes.tolist() == fresh.slopes.tolist() and again.offsets.tolist() == fresh.offsets.tolist()
     again.slopes *= 2
