@@ -56,6 +56,7 @@ from scipy.special import ndtri
 from scipy.stats import beta
 
 from monitor.calibration import GUARD_MISS, SEGMENT_MISS, STEPS, calibrate, cusum, guard
+from monitor.cpu import CLOCK
 from monitor.detector import Level, level_at
 
 ALLOWANCES = (0.25, 0.75)
@@ -262,7 +263,7 @@ class CusumDetector:
         assert null is not None
         null.events, null.hits = null.events + events, null.hits + hits
         if null.due is not None and null.events >= null.due:
-            self.slopes, self.offsets, self.warning, self.threshold = null.calibration()
+            self.slopes, self.offsets, self.warning, self.threshold = CLOCK.timed("calibration", null.calibration)
             self.sums, self.starts = [0.0] * len(self.slopes), [0] * len(self.slopes)
 
 
