@@ -22,7 +22,7 @@ set to a false-alarm rate. Here every feature gets a two-sided CUSUM (Page 1954)
   rather than from the MLE: +5 points of refusals take ~750 events instead of ~630 at a 10% miss share.
   So the reference is only where a rate's null starts (:class:`PooledNull`): the events a rate detector sees while
   its statistic is low (:data:`POOLED_BELOW`) join it, and each time they have doubled it is recalibrated on them
-  all. The bound tightens as the count grows (7 refusals in 800 events: pᵤ ≈ 2.5%; 28 in 3,200: ≈ 1.6%), and with
+  all. The bound tightens as the count grows (7 refusals in 800 events: pᵤ ≈ 2.5%; 28 in 3,200: ≈ 1.5%), and with
   it the alarm on a small rise. An event joins by the statistic before it, never by its own value, so the pooled
   events of quiet traffic are a fair sample of it; a rise's events mostly do not join, as it lifts the statistic.
 - **tail scores** (``Kind.TAIL``: the learned attack probability) are a rate too: of values above the reference's
