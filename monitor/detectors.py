@@ -24,7 +24,10 @@ set to a false-alarm rate. Here every feature gets a two-sided CUSUM (Page 1954)
   its statistic is low (:data:`POOLED_BELOW`) join it, and each time they have doubled it is recalibrated on them
   all. The bound tightens as the count grows (7 refusals in 800 events: pᵤ ≈ 2.5%; 28 in 3,200: ≈ 1.5%), and with
   it the alarm on a small rise. An event joins by the statistic before it, never by its own value, so the pooled
-  events of quiet traffic are a fair sample of it; a rise's events mostly do not join, as it lifts the statistic.
+  events of quiet traffic are a fair sample of it when its events are independent; a rise's events mostly do not
+  join, as it lifts the statistic. Known limits: refusals that come in bursts (one makes the next likelier) are
+  undercounted, as the events after a hit are those left out; and each recalibration spends the whole ``miss``, so
+  over the stages the ERT holds for a few times fewer references than ``miss`` says.
 - **tail scores** (``Kind.TAIL``: the learned attack probability) are a rate too: of values above the reference's
   top :data:`TAIL_SHARE`. A wave of attacks is a few events scored high; in normal scores a 5% wave moves the mean
   by about 0.15 σ, under the smaller allowance, whereas the share above the top 1% rises several-fold.
