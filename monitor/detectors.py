@@ -94,7 +94,8 @@ of a few increments) which they can fall on, and one event at a time and a batch
 lattice level the two could disagree, by rounding, about whether it was reached."""
 POOLED_BELOW = 0.1
 """An event joins a rate's null while the statistic is under this share of the drift level (one hit of a rare rate
-takes it about there): 92-95% of a quiet rare rate's events, 9% of a rise of 5 points in its first 1,000 events."""
+takes it about there). Simulated at a reference's calibration (ERT 2·10⁷, rates 0.9% and 2.3%): 92-95% of a quiet
+rate's events join, and 9% of the first 1,000 of a rise by 5 points."""
 POOLED_REFERENCES = 32
 """A rate's null is pooled until it holds this many references' worth of events (25,600 at the default 800):
 recalibrations stop there, as what quiet traffic looks like may slowly move."""

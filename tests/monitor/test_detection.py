@@ -164,7 +164,7 @@ def test_vectorised_alarms_match_the_online_detector(draw) -> None:
             online.append(i)
             detector.restart()
     assert online and alarms(vectorised, stream) == online
-    assert (vectorised.threshold, vectorised.seen) == (detector.threshold, detector.seen) == (detector.threshold, 7000)
+    assert vectorised.threshold == detector.threshold and vectorised.seen == detector.seen == 7000
 
 
 def test_a_sampled_feature_short_of_reference_rows_gets_its_detector_later_and_resumes_from_a_pickle() -> None:

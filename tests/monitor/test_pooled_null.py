@@ -69,3 +69,16 @@ def test_a_rate_checkpointed_before_nulls_were_pooled_keeps_its_reference_null()
     threshold = restored.threshold
     assert alarms(restored, _refusals(np.random.default_rng(4), 5000)) == []
     assert restored.null is None and restored.threshold == threshold
+
+
+def test_a_detector_pickled_mid_pool_resumes_as_if_it_never_stopped() -> None:
+    """A checkpoint between recalibrations (a worker restart): the restored detector pools, recalibrates and alarms
+    as the one that ran on, and shares no null with it."""
+    running = calibrated("refusal", _reference(), ert=ERT, warning_ert=WARNING_ERT)
+    rng = np.random.default_rng(5)
+    alarms(running, _refusals(rng, 1200))
+    restored = pickle.loads(pickle.dumps(running))
+    rest = np.concatenate([_refusals(rng, 4000), _refusals(rng, 1500, 0.059)])
+    assert alarms(restored, rest) == alarms(running, rest) != []
+    assert restored.null == running.null and restored.null is not running.null and restored.null.events > 3200
+    assert (restored.threshold, restored.sums) == (running.threshold, running.sums)
