@@ -8,10 +8,11 @@ resident after it is freed: the worker's RSS ratchets up by tens of MB and varie
 hides a real leak on a dashboard. Setting the threshold turns that adjustment off.
 
 Measured with ``tests/faults/test_inputs.py::test_many_tenants_in_bounded_memory`` (RSS growth over 75,000 new
-tenants, 2-core machine): 21, 50, 60, 48, 23 and 54 MB without (the test allows 40); 23, 19, 22, 15 and 17 MB with
-the worker setting it to 1 MiB. ``malloc_trim(0)`` every second instead left 15–41 MB (6 runs): the freed blocks sit
-between live ones. A block above the threshold is mapped and faulted in afresh each time, so hot loops keep theirs
-under it (:data:`monitor.calibration.BATCH_VALUES`: with 16 paths a batch the threshold doubled calibration's CPU).
+tenants, 2-core machine): 21, 50, 60, 48, 23 and 54 MB without (the test allows 40); 23, 19, 22, 15, 17, 16 and 14
+MB with the worker setting it to 1 MiB. ``malloc_trim(0)`` every second instead left 15–41 MB (6 runs): the freed
+blocks sit between live ones. A block above the threshold is mapped and faulted in afresh each time, so hot loops
+keep theirs under it (:data:`monitor.calibration.BATCH_VALUES`: with 16 paths a batch the threshold doubled
+calibration's CPU).
 """
 
 from __future__ import annotations
