@@ -103,8 +103,9 @@ def calibrate(
     stride = max(1, steps // STEPS)  # long simulations (rare rates) keep every stride-th running peak
     peaks = np.empty((paths, steps // stride))
     batch = max(1, BATCH_VALUES // steps)
+    held_out = held_out.astype(np.float32)
     for start in range(0, paths, batch):
-        values = rng.choice(held_out.astype(np.float32), size=(min(batch, paths - start), steps))
+        values = rng.choice(held_out, size=(min(batch, paths - start), steps))
         channels = [cusum(s * (values + g) + o) for s, g, o in zip(slopes, shift, offsets, strict=True)]
         running = np.maximum.accumulate(np.maximum.reduce(channels), axis=-1)
         peaks[start : start + len(values)] = running[:, stride - 1 :: stride][:, : peaks.shape[1]]

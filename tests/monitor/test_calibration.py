@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from monitor import calibrated
+from driftloop.allocator import MMAP_THRESHOLD
+from monitor import calibrated, calibration
 from monitor.calibration import detector_ert
 from monitor.detector import alarms
 from monitor.detectors import _bounded_rate_calibration
@@ -65,3 +66,19 @@ def test_a_rate_calibration_is_simulated_once_and_each_detector_owns_its_channel
     assert calibrated("refusal", reference, ert=1e6, warning_ert=1e4).slopes.tolist() == fresh.slopes.tolist()
     other = calibrated("refusal", np.where(np.arange(800) < 8, 1.0, 0.0), ert=1e6, warning_ert=1e4)
     assert other.threshold != fresh.threshold  # another count of hits is simulated anew
+
+
+@pytest.mark.parametrize("steps", [20_000, 100_001])  # a rare rate's long (odd) rows: one path a batch
+def test_levels_do_not_depend_on_how_many_paths_are_simulated_at_once(monkeypatch, steps: int) -> None:
+    held_out = (np.random.default_rng(2).random(3_000) < 0.003).astype(float)
+    slopes, offsets = np.array([1.5, 2.0]), np.array([-0.004, -0.006])
+
+    def levels(batch_values: int) -> tuple[float, ...]:
+        monkeypatch.setattr(calibration, "BATCH_VALUES", batch_values)
+        return calibration.calibrate(held_out, slopes, offsets, (1e4, 1e5), 0.0, seed=3, steps=steps)
+
+    assert levels(16 * calibration.STEPS) == levels(calibration.BATCH_VALUES)
+
+
+def test_a_batch_of_simulated_values_stays_under_the_workers_mmap_threshold() -> None:
+    assert calibration.BATCH_VALUES * np.dtype(np.float64).itemsize < MMAP_THRESHOLD
