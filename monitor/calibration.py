@@ -109,18 +109,81 @@ def calibrate(
         channels = [cusum(s * (values + g) + o) for s, g, o in zip(slopes, shift, offsets, strict=True)]
         running = np.maximum.accumulate(np.maximum.reduce(channels), axis=-1)
         peaks[start : start + len(values)] = running[:, stride - 1 :: stride][:, : peaks.shape[1]]
-    return run_length_thresholds(peaks, steps, stride, erts)
+    return run_length_thresholds(peaks, stride, erts)
 
 
-def run_length_thresholds(peaks: np.ndarray, steps: int, stride: int, erts: tuple[float, ...]) -> tuple[float, ...]:
+def calibrate_rises(
+    rate: float,
+    slopes: np.ndarray,
+    offsets: np.ndarray,
+    erts: tuple[float, ...],
+    seed: int = 0,
+    paths: int = PATHS,
+    steps: int = STEPS,
+) -> tuple[float, ...]:
+    """:func:`calibrate` on Bernoulli(``rate``) streams of 0s and 1s for channels that only rise on a 1 (a rate's
+    rises: ``offsets`` ≤ 0 < ``slopes + offsets``), simulated a hit at a time: between hits each channel only falls,
+    so the running peak moves only on a hit, and a stream is drawn as its geometric gaps between hits. The cost is
+    the hits' (``rate · steps`` a path), not the steps': a rare rate's 200,000 steps are a few hundred hits.
+
+    >>> slopes, offsets = np.log([2.0, 5.0]) - np.log([0.98 / 0.99, 0.95 / 0.99]), np.log([0.98 / 0.99, 0.95 / 0.99])
+    >>> warning, drift = calibrate_rises(0.01, slopes, offsets, erts=(1e3, 1e7), seed=1)
+    >>> bool(0 < warning < drift)
+    True
+    """
+    slopes, offsets = np.asarray(slopes, dtype=float), np.asarray(offsets, dtype=float)
+    if np.any(offsets > 0) or np.any(slopes + offsets <= 0):
+        raise ValueError("calibrate_rises takes channels that rise on a hit and fall otherwise; use calibrate")
+    rng = np.random.default_rng(seed)
+    stride = max(1, steps // STEPS)
+    expected = rate * steps
+    hits = math.ceil(expected + 8 * math.sqrt(expected) + 8)  # all but never too few for a stream of ``steps``
+    peaks = np.empty((paths, steps // stride))
+    batch = max(1, BATCH_VALUES // hits)
+    for start in range(0, paths, batch):
+        at = np.cumsum(rng.geometric(rate, size=(min(batch, paths - start), hits)), axis=-1) - 1
+        while at[:, -1].min() < steps:  # a stream with more hits than drawn: draw on
+            more = np.cumsum(rng.geometric(rate, size=(len(at), hits)), axis=-1)
+            at = np.concatenate([at, at[:, -1:] + more], axis=-1)
+        peaks[start : start + len(at)] = hit_peaks(at, slopes, offsets, steps, stride)
+    return run_length_thresholds(peaks, stride, erts)
+
+
+def hit_peaks(at: np.ndarray, slopes: np.ndarray, offsets: np.ndarray, steps: int, stride: int) -> np.ndarray:
+    """Running peaks at every ``stride``-th of ``steps`` steps (as :func:`calibrate` keeps them) of the largest of
+    CUSUM channels ``slopes · x + offsets`` on streams of 0s and 1s whose 1s are at steps ``at`` (paths × hits,
+    increasing along each path; those past ``steps`` are ignored).
+
+    A channel with offset o ≤ 0 and jump a = slope + o > 0 falls by −o a step to 0 and rises by a on a hit: after
+    the k-th hit, g steps after the one before, it is S_k = max(0, S_{k−1} + o·g) + a, so S_k − a is a CUSUM of
+    the increments a + o·g_k from −a.
+
+    >>> hit_peaks(np.array([[1, 2, 9]]), np.array([2.0]), np.array([-1.0]), steps=10, stride=1).tolist()
+    [[0.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]]
+    """
+    gaps = np.diff(at, axis=-1, prepend=-1) - 1  # steps without a hit before each hit
+    jumps = slopes + offsets
+    statistic = np.maximum.reduce([cusum(a + o * gaps, start=-a) + a for a, o in zip(jumps, offsets, strict=True)])
+    peaks = np.zeros((len(at), steps // stride))
+    kept = at // stride  # the first kept step a hit counts in
+    last = np.append(kept[:, 1:] != kept[:, :-1], np.ones((len(at), 1), dtype=bool), axis=-1)  # of its kept step
+    last &= kept < peaks.shape[1]
+    rows = np.broadcast_to(np.arange(len(at))[:, None], at.shape)
+    peaks[rows[last], kept[last]] = np.maximum.accumulate(statistic, axis=-1)[last]
+    return np.maximum.accumulate(peaks, axis=-1)
+
+
+def run_length_thresholds(peaks: np.ndarray, stride: int, erts: tuple[float, ...]) -> tuple[float, ...]:
     """Levels at which the mean run length to a first crossing is ``erts[i]``, from the running peaks of a
     statistic on simulated null streams (``peaks[p, i]``: path ``p``'s largest value in its first ``(i + 1)·stride``
-    steps of ``steps``). Mean run lengths are estimated on a grid of levels (exposure over crossings) and those
-    beyond the simulation extrapolated along log ARL = a + b·level, fitted on the upper half of the grid."""
+    steps; a path that stays under a level over all of them has no crossing). Mean run lengths are estimated on a
+    grid of levels (exposure over crossings) and those beyond the simulation extrapolated along
+    log ARL = a + b·level, fitted on the upper half of the grid."""
+    kept = peaks.shape[1] * stride  # the steps a path is watched for
     levels = np.linspace(np.quantile(peaks[:, 50 // stride], 0.5), np.quantile(peaks[:, -1], 0.5), GRID)
     before = np.stack([np.searchsorted(path, levels) for path in peaks]) * stride  # steps before each level
-    alarms = (before < steps).sum(axis=0)
-    exposure = np.minimum(before + stride, steps).sum(axis=0)
+    alarms = (before < kept).sum(axis=0)
+    exposure = np.minimum(before + stride, kept).sum(axis=0)
     usable = (alarms >= MIN_ALARMS) & (exposure / np.maximum(alarms, 1) >= 20)
     levels, log_arl = levels[usable], np.log(exposure[usable] / alarms[usable])
     if len(levels) < 4:

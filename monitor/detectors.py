@@ -58,7 +58,7 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import beta
 
-from monitor.calibration import GUARD_MISS, SEGMENT_MISS, STEPS, calibrate, cusum, guard
+from monitor.calibration import GUARD_MISS, SEGMENT_MISS, STEPS, calibrate, calibrate_rises, cusum, guard
 from monitor.cpu import CLOCK
 from monitor.detector import Level, level_at
 
@@ -80,7 +80,6 @@ CUT_TOLERANCE = 1e-6
 """Relative distance within which a value counts as at the median distance (a float32 reference, float64 values)."""
 KNOTS = 512
 """Most points kept of a reference ECDF (quantiles beyond that), so the pickled state stays small."""
-BERNOULLI_DRAWS = 20_000
 RATE_EVENTS = 200
 """A rate's calibration simulates streams long enough to hold this many events of the rate, on average."""
 RATE_GRID = 1.02
@@ -294,11 +293,14 @@ def _bernoulli_thresholds(
     p: float, slopes: np.ndarray, offsets: np.ndarray, erts: tuple[float, ...], seed: int
 ) -> tuple[float, ...]:
     """Thresholds calibrated on Bernoulli(``p``) streams, long enough to hold :data:`RATE_EVENTS` events (raised
-    off the lattice: :data:`OFF_LATTICE`)."""
-    draws = np.zeros(max(BERNOULLI_DRAWS, math.ceil(RATE_EVENTS / p)))
-    draws[: round(p * len(draws))] = 1.0  # resampling these is drawing Bernoulli(p)
+    off the lattice: :data:`OFF_LATTICE`), simulated hit by hit (:func:`~monitor.calibration.calibrate_rises`):
+    the rises' channels on the stream's events, a fall's on the others (a fall of the rate is a rise of 1 − it)."""
     steps = max(STEPS, min(int(RATE_EVENTS / p), STEPS * 20))
-    return tuple(level * OFF_LATTICE for level in calibrate(draws, slopes, offsets, erts, 0.0, seed, steps=steps))
+    if np.all(offsets <= 0):
+        levels = calibrate_rises(p, slopes, offsets, erts, seed, steps=steps)
+    else:
+        levels = calibrate_rises(1 - p, -slopes, slopes + offsets, erts, seed, steps=steps)
+    return tuple(level * OFF_LATTICE for level in levels)
 
 
 def _rate_calibration(

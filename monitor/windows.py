@@ -301,7 +301,7 @@ def calibrated_window(
         statistics = window_statistics(stream, reference_phi, size, feature_map.root, np.float32)
         peaks[path] = np.maximum.accumulate(statistics)
         nulls.append(statistics[::size])
-    warning, threshold = run_length_thresholds(peaks, steps, 1, (warning_ert, ert))
+    warning, threshold = run_length_thresholds(peaks, 1, (warning_ert, ert))
     median = float(np.median(np.concatenate(nulls)))
     kind = {FourierMap: "mmd", CategoryMap: "hellinger", ProfileMap: "hellinger-profile"}[type(feature_map)]
     return WindowDetector(feature, feature_map, reference_phi, size, warning, threshold, median, kind)
