@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from core.embeddings import limit_threads
 from core.redis_client import connect
-from driftloop.allocator import fix_mmap_threshold
+from driftloop.allocator import fix_malloc_thresholds
 from driftloop.checkpoints import CheckpointTable
 from driftloop.consumer import App
 from driftloop.log_identity import TrafficLog
@@ -433,10 +433,10 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     numpy's BLAS runs on one thread here: the stream's matrix products are small (a batch's embeddings against a
     segment's topics, window statistics), and split over threads they mostly spin. With embeddings on every event
     the worker used 2,172 µs of CPU an event with two BLAS threads, 1,626 with one (``python -m bench.throughput``,
-    10,000 events, 2 cores). Its mmap threshold is fixed, so that freed large arrays leave its resident memory
-    (:mod:`driftloop.allocator`)."""
+    10,000 events, 2 cores). Its mmap and trim thresholds are fixed, so that freed large arrays leave its resident
+    memory and small ones stay (:mod:`driftloop.allocator`)."""
     threadpool_limits(limits=1, user_api="blas")
-    fix_mmap_threshold()
+    fix_malloc_thresholds()
     app = create_app(settings)
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.api_host)

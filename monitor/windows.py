@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.calibration import GUARD_MISS, PATHS, STEPS, run_length_thresholds
+from monitor.calibration import BATCH_VALUES, GUARD_MISS, PATHS, STEPS, run_length_thresholds
 from monitor.detector import Level, level_at
 
 FOURIER_FEATURES = 128
@@ -233,18 +233,34 @@ def distance(means: np.ndarray, reference_phi: np.ndarray, root: bool) -> np.nda
 
 
 def window_statistics(
-    phi: np.ndarray, reference_phi: np.ndarray, size: int, root: bool = False, dtype: type = np.float64
+    phi: np.ndarray,
+    reference_phi: np.ndarray,
+    size: int,
+    root: bool = False,
+    dtype: type = np.float64,
+    picks: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The statistic of each full window of ``size`` rows of ``phi`` (result i: the window ending at row
-    i + size − 1). Sums run in ``dtype``: float64 adds float16 rows exactly (what :meth:`WindowDetector.update`
-    does); float32 halves a calibration's time for errors far below its thresholds.
+    """The statistic of each full window of ``size`` rows of the stream ``phi`` (or its rows at ``picks``; result
+    i: the window ending at row i + size − 1). Running sums are in ``dtype``: float64 adds float16 rows exactly
+    (what :meth:`WindowDetector.update` does); float32 halves a calibration's time for errors far below its
+    thresholds. The stream is taken :data:`~monitor.calibration.BATCH_VALUES` values at a time, so a
+    calibration's 20,000 rows are never gathered at once (arrays under the worker's mmap threshold, see
+    :mod:`driftloop.allocator`); the sums are those of one pass, bit for bit.
 
     >>> window_statistics(np.array([[1.0], [0.0], [1.0], [1.0]]), np.array([0.5]), 2).tolist()
     [0.0, 0.0, 0.25]
     """
-    cumulative = np.cumsum(np.asarray(phi, dtype=dtype), axis=0)
-    sums = cumulative[size - 1 :] - np.vstack([np.zeros((1, phi.shape[1])), cumulative[:-size]])
-    return distance(sums / np.asarray(size, dtype=dtype), reference_phi.astype(dtype), root)
+    length, width = (len(phi) if picks is None else len(picks)), phi.shape[1]
+    chunk, reference = max(size, BATCH_VALUES // width), reference_phi.astype(dtype)
+    running = np.zeros((size, width), dtype)  # the last ``size`` running sums (0 before the stream)
+    statistics = []
+    for start in range(0, length, chunk):
+        rows = phi[start : start + chunk] if picks is None else phi[picks[start : start + chunk]]
+        running = np.concatenate([running, np.cumsum(np.concatenate([running[-1:], rows], dtype=dtype), axis=0)[1:]])
+        sums = np.subtract(running[size:], running[:-size], dtype=np.float64)
+        statistics.append(distance(sums / np.asarray(size, dtype=dtype), reference, root))
+        running = running[-size:]
+    return np.concatenate(statistics)[size - 1 :] if statistics else np.empty(0)
 
 
 def window_alarms(statistics: np.ndarray, size: int, threshold: float) -> list[int]:
@@ -297,8 +313,8 @@ def calibrated_window(
     shares = np.maximum(1 / n + (shares - 1 / n) * stretch[:, None], 0.0)
     peaks, nulls, rows = np.empty((paths, steps)), [], phi.astype(np.float32)
     for path in range(paths):
-        stream = rows[rng.choice(n, size=steps + size - 1, p=shares[path] / shares[path].sum())]
-        statistics = window_statistics(stream, reference_phi, size, feature_map.root, np.float32)
+        picks = rng.choice(n, size=steps + size - 1, p=shares[path] / shares[path].sum())
+        statistics = window_statistics(rows, reference_phi, size, feature_map.root, np.float32, picks)
         peaks[path] = np.maximum.accumulate(statistics)
         nulls.append(statistics[::size])
     warning, threshold = run_length_thresholds(peaks, 1, (warning_ert, ert))

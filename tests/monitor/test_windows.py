@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
+from monitor import windows
 from monitor.detector import Level
 from monitor.segments import SegmentMonitor, measurements
 from monitor.windows import CategoryMap, FourierMap, ProfileMap, calibrated_window, window_alarms
@@ -138,3 +139,19 @@ def test_the_profile_test_finds_a_spread_that_widens_at_the_same_median() -> Non
     assert detector.kind == "hellinger-profile"
     assert all(detector.update(x) is not Level.DRIFT for x in rows(20_000, 0.3))
     assert next(i for i, x in enumerate(rows(2000, 0.6)) if detector.update(x) is Level.DRIFT) < 600
+
+
+@pytest.mark.parametrize("size", [1, 7, 200])
+def test_window_statistics_taken_a_chunk_at_a_time_equal_those_of_one_pass(monkeypatch, size: int) -> None:
+    """A calibration's stream (rows of a reference at drawn positions) is summed a chunk at a time; the statistics
+    are those of the whole stream gathered and summed at once, bit for bit, in float32 as in float64."""
+    rng = np.random.default_rng(4)
+    reference = rng.random((300, 40)).astype(np.float32)
+    picks = rng.integers(0, len(reference), size=5_003)
+    for root, dtype in [(False, np.float32), (True, np.float64)]:
+        chunked = windows.window_statistics(reference, reference.mean(axis=0), size, root, dtype, picks)
+        monkeypatch.setattr(windows, "BATCH_VALUES", 10**9)  # one chunk: the whole stream at once
+        whole = windows.window_statistics(reference[picks], reference.mean(axis=0), size, root, dtype)
+        monkeypatch.undo()
+        assert len(chunked) == len(picks) - size + 1
+        assert np.array_equal(chunked, whole)
