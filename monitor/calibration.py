@@ -100,16 +100,14 @@ def calibrate(
     has mean ``erts[i]``; one simulation (``paths`` resampled streams of ``steps`` events) serves all of them."""
     rng = np.random.default_rng(seed)
     shift = np.where(np.asarray(slopes) >= 0, guard, -guard)
-    stride = max(1, steps // STEPS)  # long simulations (rare rates) keep every stride-th running peak
-    peaks = np.empty((paths, steps // stride))
+    peaks = np.empty((paths, steps))
     batch = max(1, BATCH_VALUES // steps)
     held_out = held_out.astype(np.float32)
     for start in range(0, paths, batch):
         values = rng.choice(held_out, size=(min(batch, paths - start), steps))
         channels = [cusum(s * (values + g) + o) for s, g, o in zip(slopes, shift, offsets, strict=True)]
-        running = np.maximum.accumulate(np.maximum.reduce(channels), axis=-1)
-        peaks[start : start + len(values)] = running[:, stride - 1 :: stride][:, : peaks.shape[1]]
-    return run_length_thresholds(peaks, stride, erts)
+        peaks[start : start + len(values)] = np.maximum.accumulate(np.maximum.reduce(channels), axis=-1)
+    return run_length_thresholds(peaks, 1, erts)
 
 
 def calibrate_rises(
@@ -150,7 +148,7 @@ def calibrate_rises(
 
 
 def hit_peaks(at: np.ndarray, slopes: np.ndarray, offsets: np.ndarray, steps: int, stride: int) -> np.ndarray:
-    """Running peaks at every ``stride``-th of ``steps`` steps (as :func:`calibrate` keeps them) of the largest of
+    """Running peaks at every ``stride``-th of ``steps`` steps (a long simulation keeps no more) of the largest of
     CUSUM channels ``slopes · x + offsets`` on streams of 0s and 1s whose 1s are at steps ``at`` (paths × hits,
     increasing along each path; those past ``steps`` are ignored).
 

@@ -68,7 +68,7 @@ def test_a_rate_calibration_is_simulated_once_and_each_detector_owns_its_channel
     assert other.threshold != fresh.threshold  # another count of hits is simulated anew
 
 
-@pytest.mark.parametrize("steps", [20_000, 100_001])  # a rare rate's long (odd) rows: one path a batch
+@pytest.mark.parametrize("steps", [20_000, 100_001])  # long odd rows: one path a batch
 def test_levels_do_not_depend_on_how_many_paths_are_simulated_at_once(monkeypatch, steps: int) -> None:
     held_out = (np.random.default_rng(2).random(3_000) < 0.003).astype(float)
     slopes, offsets = np.array([1.5, 2.0]), np.array([-0.004, -0.006])
