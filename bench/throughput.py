@@ -17,11 +17,12 @@ and measures, from the first event consumed to the last:
   (produced, consumed, parsed again): the cost of the hop that repartitioning by segment adds for producers that
   do not key by segment; traffic keyed by segment stays where it is and pays none of it;
 - **CPU per event by stage**, over the same window: the worker's ``driftloop_stage_cpu_seconds_total{stage}``
-  (:mod:`monitor.cpu`: the thread CPU time of each stage's code, scraped from its ``/metrics``) and the process's
-  whole CPU time (``/proc/PID/stat``); what the stages leave of it is Kafka I/O, Faust and the event loop;
+  (:mod:`monitor.cpu`: the thread CPU time of each stage's code, scraped from its ``/metrics``) and the whole CPU
+  time of the process and its calibration pool (``/proc/PID/stat``); what the stages leave of it is Kafka I/O, Faust
+  and the event loop;
 - **memory** (after the other rounds): a worker fed ``--segments`` tenants (``--segment-events`` events each,
   none folded): its peak RSS (``VmHWM``) less its RSS after the first batch, per 1,000 segments that became live
-  in between.
+  in between (the calibration pool's processes, about 100 MB each, hold no segment and are not counted).
 
 Every path runs ``--repeats`` times, one after the other, and each figure is the median with its range: on a shared
 2-core machine a single run moves by ±30%. The ratio of the medians, worker / consume-only, is the figure to watch
@@ -136,9 +137,19 @@ def rate(since: tuple[float, int], now: float, accepted: int) -> float:
 
 
 def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process so far (Linux: ``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) so far of a process and of those it started that still run, as the worker's
+    calibration pool (Linux: ``/proc/PID/stat``)."""
+    fields = proc_stat(pid)
+    children = [int(path.name) for path in Path("/proc").glob("[0-9]*") if proc_stat(int(path.name))[1:2] == [f"{pid}"]]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(map(proc_cpu, children))
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command's name (state, parent pid, …); none for a process gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
 
 
 def proc_memory(pid: int, field: str) -> float:

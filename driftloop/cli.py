@@ -228,7 +228,7 @@ def demo(
 def status() -> None:
     """Counts of events, incidents, jobs and datasets, read from Redis."""
     from feedback import datasets, jobs
-    from monitor import StreamStats, incidents
+    from monitor.records import StreamStats, incidents
 
     async def read(redis: Redis) -> dict[str, object]:
         return {

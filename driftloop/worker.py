@@ -41,9 +41,9 @@ from redis.asyncio import Redis
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 from threadpoolctl import threadpool_limits
 
+from core.allocator import fix_malloc_thresholds
 from core.embeddings import limit_threads
 from core.redis_client import connect
-from driftloop.allocator import fix_malloc_thresholds
 from driftloop.checkpoints import CheckpointTable
 from driftloop.consumer import App
 from driftloop.log_identity import TrafficLog
@@ -69,10 +69,10 @@ from generators.llm_client import Endpoint, StructuredOutput
 from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes
 from generators.samples import Generator
-from monitor import DriftIncident, TrafficEvent
 from monitor.agent import Record, TrafficAgent
 from monitor.cpu import StageCollector
-from monitor.events import InvalidEvent
+from monitor.events import InvalidEvent, TrafficEvent
+from monitor.incidents import DriftIncident
 from monitor.judging import JudgeSampler
 from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
@@ -436,7 +436,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     segment's topics, window statistics), and split over threads they mostly spin. With embeddings on every event
     the worker used 2,172 µs of CPU an event with two BLAS threads, 1,626 with one (``python -m bench.throughput``,
     10,000 events, 2 cores). Its mmap and trim thresholds are fixed, so that freed large arrays leave its resident
-    memory and small ones stay (:mod:`driftloop.allocator`). Once its models are loaded, the objects it holds (about
+    memory and small ones stay (:mod:`core.allocator`). Once its models are loaded, the objects it holds (about
     700,000, mostly of the libraries it imports) are frozen out of the garbage collector's scans (``gc.freeze``):
     each of the collections of the oldest generation, ten in 30,000 events, took about 200 ms of scanning them
     (2.2 s of the stream step's 10 s in process; over 20,000 events with the freeze, 0.04 s in all)."""

@@ -27,6 +27,7 @@ from core.embeddings import EMBED_CHARS
 from core.injection_model import injection_model
 from core.redact import redact
 from core.risk import exemplar_vectors
+from monitor import calibration_pool
 from monitor.cpu import CLOCK
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
 from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, InvalidTransition, Resolution
@@ -115,10 +116,10 @@ class TrafficAgent:
         self.pins = ReferencePins(self.redis)
 
     async def warm_up(self) -> None:
-        """Load the redaction model (the first reference's checkpoint and dead letters redact) and, with embeddings
-        on, the encoder with the attack exemplars embedded and the learned injection score (trained by ``make
-        install``), before the first batch: not half a second or more into the stream."""
-        await asyncio.to_thread(redact, "warm-up")
+        """Start the calibration pool's processes, load the redaction model (the first reference's checkpoint and
+        dead letters redact) and, with embeddings on, the encoder with the attack exemplars embedded and the learned
+        injection score (trained by ``make install``), before the first batch: not seconds into the stream."""
+        await asyncio.gather(asyncio.to_thread(calibration_pool.start), asyncio.to_thread(redact, "warm-up"))
         if self.step.settings.embeddings:
             await asyncio.to_thread(exemplar_vectors, self.step.settings.embedding_model)
             await asyncio.to_thread(injection_model, self.step.settings.embedding_model)

@@ -41,7 +41,7 @@ GUARD_MISS = 0.1
 """Share of references whose error a scalar detector's guard does not cover."""
 BATCH_VALUES = 4 * STEPS
 """Values a simulation draws at once: its arrays (8 bytes a value) stay under the worker's 1 MiB mmap threshold
-(:mod:`driftloop.allocator`), so they are reused from the heap instead of mapped and faulted in afresh each time
+(:mod:`core.allocator`), so they are reused from the heap instead of mapped and faulted in afresh each time
 (a calibration of 4 channels: 48 ms, 59 with the threshold, against 55 and 111 at 16 paths a batch)."""
 SEGMENT_MISS = 0.01
 """Chance that a segment's reference underestimates any of its rates (their ERT not held), split across them."""

@@ -2,10 +2,10 @@
 code of each stage, summed per stage for the whole process.
 
 A stage entered inside another is its own (the outer one pauses meanwhile), so the totals add up to the CPU time the
-threads spent in stages; what a stage hands to other threads (calibration's pool) is counted where it runs. The
-worker exports the totals as ``driftloop_stage_cpu_seconds_total{stage}`` (:class:`StageCollector`), and
-``bench.throughput`` prints them per event beside the worker's whole CPU time: the rest is Kafka I/O, Faust and the
-event loop.
+threads spent in stages; what a stage hands to other threads is counted where it runs, what it hands to other
+processes (calibration's pool) as the stage's when they report it (:meth:`StageClock.add`). The worker exports
+the totals as ``driftloop_stage_cpu_seconds_total{stage}`` (:class:`StageCollector`), and ``bench.throughput``
+prints them per event beside the worker's whole CPU time: the rest is Kafka I/O, Faust and the event loop.
 
 >>> clock = StageClock()
 >>> with clock.stage("outer"):

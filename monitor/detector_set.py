@@ -8,18 +8,16 @@ the inputs whose detectors are at their warning level.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from monitor.calibration import SEGMENT_MISS, detector_ert
+from monitor.calibration_pool import fitted
 from monitor.cpu import CLOCK
 from monitor.detector import Detector, Level
 from monitor.inputs import OPTIONAL, Budget, Measurements, spec
 
-CALIBRATION_THREADS = 2
-"""Detectors calibrated at once when a reference completes (the machine's cores: 2 here)."""
 WARNING_SHARE = 1e-3
 """The warning level's ERT as a share of the drift level's: warnings are cheap (a draft), drifts page."""
 
@@ -45,27 +43,28 @@ class DetectorSet:
         budget = len(set(measured) | OPTIONAL)
         self.ert, self.miss = detector_ert(self.service_ert, budget), SEGMENT_MISS / budget
         self.references, self.detectors, self.draft = {}, {}, set()
-        with ThreadPoolExecutor(CALIBRATION_THREADS) as pool:  # numpy releases the GIL in the simulations
-            fitted = pool.map(
-                lambda name: (name, CLOCK.timed("calibration", self._fit, name, values[name])), sorted(values)
-            )
-            self._install(dict(fitted), values)
+        self._install(values)
 
     def add(self, name: str, values: list) -> None:
         """A detector for input ``name``, calibrated on its reference ``values`` (within the current budget)."""
-        self._install({name: CLOCK.timed("calibration", self._fit, name, values)}, {name: values})
+        self._install({name: values})
 
-    def _fit(self, name: str, values: list) -> Detector | None:
+    def _install(self, values: dict[str, list]) -> None:
+        """Detectors calibrated on ``values`` (input → reference values) in the calibration pool, the windowed
+        tests' (the longest) first."""
         budget = Budget(self.ert, self.ert * WARNING_SHARE, self.miss, self.seed)
-        watched = spec(name)
-        return watched.calibrator(name, watched.column(values), budget)
-
-    def _install(self, fitted: dict[str, Detector | None], values: dict[str, list]) -> None:
-        for name, detector in fitted.items():
-            if detector is not None:
-                self.detectors[name] = detector
-                if spec(name).scalar:
-                    self.references[name] = np.array(values[name], dtype=np.float32)
+        fits = {}
+        with CLOCK.stage("calibration"):
+            for name in sorted(values, key=lambda name: (spec(name).scalar, name)):
+                watched = spec(name)
+                fit = watched.calibrator(name, watched.column(values[name]), budget)
+                if fit is not None:
+                    fits[name] = fit
+        detectors = fitted(fits)
+        for name in sorted(detectors):
+            self.detectors[name] = detectors[name]
+            if spec(name).scalar:
+                self.references[name] = np.array(values[name], dtype=np.float32)
 
     def clear(self) -> None:
         """No detectors (a new reference is being collected)."""

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 
-from monitor.detector import Detector
+from monitor.calibration_pool import Fit
 from monitor.detectors import calibrated
 from monitor.features import FEATURES, Kind
 from monitor.windows import CategoryMap, FeatureMap, FourierMap, ProfileMap, calibrated_window
@@ -44,17 +45,18 @@ class Budget:
 
 
 class Calibrator(Protocol):
-    def __call__(self, name: str, reference: Any, budget: Budget) -> Detector | None:
-        """A detector of input ``name`` calibrated on its ``reference`` column (None: nothing to watch)."""
+    def __call__(self, name: str, reference: Any, budget: Budget) -> Fit | None:
+        """The calibration of input ``name``'s detector on its ``reference`` column, to run in the calibration pool
+        (:mod:`monitor.calibration_pool`; None: nothing to watch)."""
         ...
 
 
-def scalar_cusum(name: str, reference: np.ndarray, budget: Budget) -> Detector:
+def scalar_cusum(name: str, reference: np.ndarray, budget: Budget) -> Fit:
     """A CUSUM (a Bernoulli one for a rate, and for the rate above a ``Kind.TAIL`` score's reference top) on a
     scalar's reference: :func:`monitor.detectors.calibrated`."""
     values = reference.astype(np.float32)
     tail = name in FEATURES and FEATURES[name].kind is Kind.TAIL
-    return calibrated(name, values, budget.ert, budget.warning_ert, budget.seed, budget.miss, tail=tail)
+    return partial(calibrated, name, values, budget.ert, budget.warning_ert, budget.seed, budget.miss, tail=tail)
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,10 @@ class WindowTest:
 
     fit: Callable[[Any], FeatureMap]
 
-    def __call__(self, name: str, reference: Any, budget: Budget) -> Detector | None:
+    def __call__(self, name: str, reference: Any, budget: Budget) -> Fit | None:
         feature_map = self.fit(reference)
-        return calibrated_window(
-            name, feature_map, reference, WINDOW_EVENTS, budget.ert, budget.warning_ert, budget.seed
+        return partial(
+            calibrated_window, name, feature_map, reference, WINDOW_EVENTS, budget.ert, budget.warning_ert, budget.seed
         )
 
 
@@ -76,7 +78,7 @@ class LabelTest(WindowTest):
     """A windowed test of labels, none for a reference of one label (a new language is the rate
     ``language_non_english``, watched already)."""
 
-    def __call__(self, name: str, reference: Any, budget: Budget) -> Detector | None:
+    def __call__(self, name: str, reference: Any, budget: Budget) -> Fit | None:
         return None if len(set(reference)) < 2 else super().__call__(name, reference, budget)
 
 

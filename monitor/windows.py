@@ -245,7 +245,7 @@ def window_statistics(
     (what :meth:`WindowDetector.update` does); float32 halves a calibration's time for errors far below its
     thresholds. The stream is taken :data:`~monitor.calibration.BATCH_VALUES` values at a time, so a
     calibration's 20,000 rows are never gathered at once (arrays under the worker's mmap threshold, see
-    :mod:`driftloop.allocator`); the sums are those of one pass, bit for bit.
+    :mod:`core.allocator`); the sums are those of one pass, bit for bit.
 
     >>> window_statistics(np.array([[1.0], [0.0], [1.0], [1.0]]), np.array([0.5]), 2).tolist()
     [0.0, 0.0, 0.25]

@@ -28,8 +28,7 @@ from feedback.pool import JobPool
 from feedback.publishing import KafkaSend, Publisher
 from feedback.storage import DatasetStore
 from feedback.sweeper import sweep
-from monitor import StreamStats, incidents
-from monitor.records import SegmentStatuses
+from monitor.records import SegmentStatuses, StreamStats, incidents
 
 T = TypeVar("T")
 

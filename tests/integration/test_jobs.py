@@ -22,7 +22,7 @@ from feedback.leases import Lease, LeaseLost, holder
 from feedback.manifest import DatasetKind
 from feedback.metrics import FeedbackMetrics
 from feedback.publishing import KafkaSend, Publisher, publications
-from monitor import incidents
+from monitor.records import incidents
 from tests.factories import make_version, traffic_incident
 from tests.integration.helpers import (
     delivering,

@@ -26,7 +26,8 @@ from generators.llm_client import (
 from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes, run_recipe
 from generators.samples import Expected
-from monitor import DriftIncident, TrafficEvent
+from monitor.events import TrafficEvent
+from monitor.incidents import DriftIncident
 from monitor.judging import JudgeSampler, OverBudget
 from monitor.metrics import MonitorMetrics
 from tests.factories import make_incident, traffic_evidence

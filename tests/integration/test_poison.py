@@ -18,10 +18,10 @@ from devtools.traffic import shifted_stream
 from driftloop.kafka import ensure_topics, replay
 from driftloop.settings import Settings
 from feedback.publishing import KafkaSend
-from monitor import StreamStats
 from monitor.agent import Record, TrafficAgent
 from monitor.events import TrafficEvent
 from monitor.metrics import MonitorMetrics
+from monitor.records import StreamStats
 from monitor.segments import Measurements
 from monitor.sink import IncidentSink
 from monitor.stream import Outcomes, StreamStep

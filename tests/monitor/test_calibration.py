@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from driftloop.allocator import MMAP_THRESHOLD
-from monitor import calibrated, calibration
+from core.allocator import MMAP_THRESHOLD
+from monitor import calibration
 from monitor.calibration import detector_ert
 from monitor.detector import alarms
-from monitor.detectors import _bounded_rate_calibration
+from monitor.detectors import _bounded_rate_calibration, calibrated
 from tests.factories import poisson_band
 
 NULL_EVENTS = 1_000_000

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from generators.recipes import load_recipes
-from monitor import DriftIncident, SegmentMonitor
 from monitor.detector import Level
 from monitor.incident_builder import EVIDENCE_WINDOW
-from monitor.incidents import CauseAdded, IncidentKind, Severity
+from monitor.incidents import CauseAdded, DriftIncident, IncidentKind, Severity
+from monitor.segments import SegmentMonitor
 from tests.factories import StubEvent
 
 BOOK = load_recipes()

@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 
 from devtools.traffic import MODELS, ShiftPlan, shifted_stream
-from monitor import DriftIncident, Level, Resolution, SegmentMonitor, calibrated, extract_features, parse_event
-from monitor.detector import alarms
+from monitor.detector import Level, alarms
+from monitor.detectors import calibrated
+from monitor.events import parse_event
+from monitor.features import extract_features
+from monitor.incidents import DriftIncident, Resolution
 from monitor.inputs import OPTIONAL
+from monitor.segments import SegmentMonitor
 from tests.factories import StubEvent
 
 EVENTS = 4000

@@ -48,9 +48,9 @@ class Case:
             return NullDetector(self.input)
         spec = INPUTS[self.input]
         reference = self.draw(np.random.default_rng(1), self.reference_events, False)
-        detector = spec.calibrator(self.input, spec.column(list(reference)), BUDGET)
-        assert detector is not None
-        return detector
+        fit = spec.calibrator(self.input, spec.column(list(reference)), BUDGET)
+        assert fit is not None
+        return fit()
 
 
 def _profile(rng: np.random.Generator, n: int, shifted: bool) -> np.ndarray:

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor import InvalidEvent, parse_event
+from monitor.events import InvalidEvent, parse_event
 
 
 def native(**overrides: object) -> bytes:

@@ -6,9 +6,8 @@ import pickle
 
 import numpy as np
 
-from monitor import calibrated
 from monitor.detector import Level, alarms
-from monitor.detectors import POOLED_REFERENCES
+from monitor.detectors import POOLED_REFERENCES, calibrated
 
 ERT, WARNING_ERT = 2e7, 2e4
 """A segment's share of the service budget for one of its rates (the defaults: ERT 10⁶ over about 20 detectors)."""

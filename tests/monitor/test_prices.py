@@ -9,11 +9,11 @@ from pydantic import ValidationError
 
 from devtools.traffic import sharegpt_pairs
 from driftloop.settings import Settings
-from monitor import SegmentMonitor, extract_features
 from monitor.events import TrafficEvent
-from monitor.features import estimate_tokens
+from monitor.features import estimate_tokens, extract_features
 from monitor.incidents import IncidentKind
 from monitor.prices import DEFAULT_PRICES, Price, PriceTable
+from monitor.segments import SegmentMonitor
 from monitor.stream import StreamStep
 from tests.factories import stream_settings
 

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from driftloop.allocator import TRIM_THRESHOLD
+from core.allocator import TRIM_THRESHOLD
 
 PROBE = """
 import sys
 import numpy as np
-from driftloop.allocator import fix_malloc_thresholds
+from core.allocator import fix_malloc_thresholds
 
 def resident_mb():
     for line in open("/proc/self/status"):
@@ -43,7 +43,7 @@ def test_a_fixed_threshold_returns_freed_arrays_that_glibc_would_keep() -> None:
 FAULTS = """
 import resource
 import numpy as np
-from driftloop.allocator import fix_malloc_thresholds
+from core.allocator import fix_malloc_thresholds
 
 assert fix_malloc_thresholds(trim_threshold=int(__import__("sys").argv[1]))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
