@@ -41,7 +41,8 @@ from core.scan import SCAN_CHARS, Rule, RuleIndex, fold
 
 EXEMPLAR_CHARS = 2000
 SIGNALS_CACHED = 2048
-"""Prompts whose injection signals are kept (more than a worker's batch: ``DRIFTLOOP_BATCH_MAX_EVENTS``, 1,024)."""
+"""Prompts whose injection signals are kept: more than a worker's batch (``DRIFTLOOP_BATCH_MAX_EVENTS``, 256, or
+1,024 as a run may set)."""
 _PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}")
 Family = tuple[Rule, ...]
 """A pattern family: alternatives, each a regex with its prefilter words (see :mod:`core.scan`)."""
