@@ -69,6 +69,7 @@ from generators.llm_client import Endpoint, StructuredOutput
 from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes
 from generators.samples import Generator
+from monitor import calibration_pool
 from monitor.agent import Record, TrafficAgent
 from monitor.cpu import StageCollector
 from monitor.events import InvalidEvent, TrafficEvent
@@ -296,6 +297,7 @@ def create_app(settings: Settings) -> faust.App:
     async def stop_judging(app: faust.App, **kwargs: object) -> None:
         if monitoring.judge is not None:
             await monitoring.judge.close()
+        await asyncio.to_thread(calibration_pool.stop)  # its processes gone before this one
 
     traffic_log = TrafficLog(settings, [table.changelog_topic.get_topic_name() for table in (segments, topic_table)])
 

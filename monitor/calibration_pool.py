@@ -9,8 +9,8 @@ the worker (about 100 MB a process, against 600 MB for the whole ``monitor``). A
 on its inputs and seed, so a detector is the same whichever process calibrated it.
 
 Where a process may not start processes (a daemonic one, as in a ``multiprocessing.Pool``) the fits run in it; a
-pool whose process died (killed, out of memory) is replaced and the batch's fits run again; a pool process whose
-parent died exits. The processes' CPU
+pool whose process died (killed, out of memory) is replaced and the batch's fits run again; a pool process exits
+as its parent does, however it ended; a worker stops its pool as it stops. The processes' CPU
 time counts as the ``calibration`` stage of :data:`monitor.cpu.CLOCK`.
 
 >>> from functools import partial
@@ -46,8 +46,6 @@ Fit = Callable[[], "Detector"]
 """A detector's calibration as a picklable call (a ``functools.partial`` of a module-level function)."""
 PROCESSES = 2
 """Calibrations at once (the machine's cores: 2 here)."""
-PARENT_CHECK_S = 1.0
-"""How often a pool process looks whether its parent is still there."""
 
 
 def fitted(fits: dict[str, Fit]) -> dict[str, Detector]:
@@ -60,6 +58,14 @@ def fitted(fits: dict[str, Fit]) -> dict[str, Detector]:
     except BrokenProcessPool:
         _pool.cache_clear()  # its processes are gone: a new pool, and the fits again
         return _gathered({name: _pool().submit(_timed, fit) for name, fit in fits.items()})
+
+
+def stop() -> None:
+    """Stop the pool's processes, after the calibrations they run (a worker's shutdown); the next calibration
+    starts a new pool."""
+    if _pool.cache_info().currsize:
+        _pool().shutdown(cancel_futures=True)
+        _pool.cache_clear()
 
 
 def start() -> None:
@@ -84,22 +90,22 @@ def _timed(fit: Fit) -> tuple[Detector, float]:
     return detector, time.process_time() - started
 
 
-def _serve(parent: int) -> None:
+def _serve() -> None:
     """Set up a pool process: the worker's malloc thresholds (:mod:`core.allocator`) and BLAS on one thread (the
     pool's processes are the cores' share), and an exit as soon as its parent is gone (killed, it could not say so:
     its pool's processes would wait for work forever)."""
     fix_malloc_thresholds()
     threadpool_limits(limits=1, user_api="blas")
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 
-def _exit_with(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_S)
+def _exit_with_parent() -> None:
+    parent = multiprocessing.parent_process()
+    assert parent is not None, "a pool process has a parent"
+    parent.join()  # its sentinel: readable when the parent process is gone, however it ended
     os._exit(0)
 
 
 @cache
 def _pool() -> ProcessPoolExecutor:
-    spawn = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(PROCESSES, spawn, initializer=_serve, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(PROCESSES, multiprocessing.get_context("spawn"), initializer=_serve)

@@ -1,6 +1,6 @@
 """The calibration pool: detectors calibrated in its processes are those calibrated in this one, its processes' CPU
-counts as calibration, a pool whose process died is replaced, its processes exit with their parent, and a daemonic
-process calibrates in itself."""
+counts as calibration, a pool whose process died is replaced, its processes exit with their parent or when
+stopped, and a daemonic process calibrates in itself."""
 
 import multiprocessing
 import os
@@ -79,7 +79,7 @@ def test_the_pool_processes_exit_when_their_parent_is_killed() -> None:
     assert len(pids) == calibration_pool.PROCESSES and all(alive(pid) for pid in pids)
     parent.kill()  # SIGKILL: it cannot stop its pool
     parent.wait()
-    deadline = time.monotonic() + 10 * calibration_pool.PARENT_CHECK_S
+    deadline = time.monotonic() + 10
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in pids)
@@ -91,3 +91,11 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_stopped_pool_leaves_no_process_and_the_next_calibration_starts_another() -> None:
+    calibration_pool.start()
+    processes = list(calibration_pool._pool()._processes.values())
+    calibration_pool.stop()
+    assert processes and not any(alive(process.pid) for process in processes)
+    assert levels(calibration_pool.fitted(fits())) == levels({name: fit() for name, fit in fits().items()})
