@@ -297,6 +297,9 @@ def create_app(settings: Settings) -> faust.App:
     async def stop_judging(app: faust.App, **kwargs: object) -> None:
         if monitoring.judge is not None:
             await monitoring.judge.close()
+
+    @app.on_before_shutdown.connect
+    async def stop_calibrating(app: faust.App, **kwargs: object) -> None:
         await asyncio.to_thread(calibration_pool.stop)  # its processes gone before this one
 
     traffic_log = TrafficLog(settings, [table.changelog_topic.get_topic_name() for table in (segments, topic_table)])

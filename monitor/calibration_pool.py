@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from typing import TYPE_CHECKING
@@ -54,10 +54,10 @@ def fitted(fits: dict[str, Fit]) -> dict[str, Detector]:
     if multiprocessing.current_process().daemon:
         return {name: CLOCK.timed("calibration", fit) for name, fit in fits.items()}
     try:
-        return _gathered({name: _pool().submit(_timed, fit) for name, fit in fits.items()})
+        return _in_pool(fits)
     except BrokenProcessPool:
         _pool.cache_clear()  # its processes are gone: a new pool, and the fits again
-        return _gathered({name: _pool().submit(_timed, fit) for name, fit in fits.items()})
+        return _in_pool(fits)
 
 
 def stop() -> None:
@@ -75,7 +75,9 @@ def start() -> None:
             future.result()
 
 
-def _gathered(futures: dict[str, Future]) -> dict[str, Detector]:
+def _in_pool(fits: dict[str, Fit]) -> dict[str, Detector]:
+    """The fits run in the pool, their CPU counted as calibration."""
+    futures = {name: _pool().submit(_timed, fit) for name, fit in fits.items()}
     detectors = {}
     for name, future in futures.items():
         detectors[name], seconds = future.result()
