@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from driftloop.settings import Settings
 
@@ -49,12 +49,15 @@ class Described(NamedTuple):
 
 
 def describe_topic(settings: Settings, topic: str) -> Described:
-    """The topic's id and partition count, from the broker."""
+    """The topic's id and partition count, from the broker; the broker's error for the topic raised (a missing topic,
+    or one without a leader yet, is described with no partitions: taken as a count, it would be wrong)."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="driftloop-admin")
     try:
         [described] = admin.describe_topics([topic])
     finally:
         admin.close()
+    if described.get("error_code"):
+        raise for_code(described["error_code"])(f"topic {topic}")
     found = described.get("topic_id")
     known = None if found in (None, "", "00000000-0000-0000-0000-000000000000") else str(found)
     return Described(known, len(described.get("partitions") or ()))

@@ -11,7 +11,9 @@ The partition count decides which records a worker processes where they are and 
 segment's partition (:func:`driftloop.repartition.local_rule`). It comes from the broker, not from the consumer's
 metadata snapshot: aiokafka fills that only on the group's leader, so every other worker forwarded all its records
 until it became the leader, and then processed the next ones where they were, before the copies it had forwarded
-came back: those, older than the positions taken meanwhile, were dropped as redeliveries (lost).
+came back: those, older than the positions taken meanwhile, were dropped as redeliveries (lost). For the same reason
+no record is routed on a count not known: a broker error, or a description of the topic with an error (and no
+partitions), leaves the last count read, and the worker waits for a first one (:meth:`TrafficLog.partition_count`).
 """
 
 from __future__ import annotations
@@ -47,10 +49,23 @@ class TrafficLog:
             created = await asyncio.to_thread(ensure_topics, self.settings, self.changelogs)
             if created:
                 log.warning("topics %s were missing (a broker that lost its data?): created", ", ".join(created))
-            found, self.partitions = await asyncio.to_thread(describe_topic, self.settings, self.settings.traffic_topic)
+            found, partitions = await asyncio.to_thread(describe_topic, self.settings, self.settings.traffic_topic)
         except KafkaError as error:
             log.warning("the traffic topic could not be described (%r): stream resets are found by offsets", error)
             found = None
+        else:
+            if self.partitions not in (None, partitions):
+                log.warning("the traffic topic has %d partitions, was %d", partitions, self.partitions)
+            self.partitions = partitions
         if None not in (found, self.id) and found != self.id:
             log.warning("topic %s is a new log (id %s, was %s)", self.settings.traffic_topic, found, self.id)
         self.id = found
+
+    async def partition_count(self) -> int:
+        """The traffic topic's partition count, looked up again every second until the broker gives one: a record
+        routed on a guess could overtake the copies forwarded before it, once the count is known."""
+        while self.partitions is None:
+            await self.refresh()
+            if self.partitions is None:
+                await asyncio.sleep(1)
+        return self.partitions

@@ -39,7 +39,7 @@ def segment_partition(segment: str, partitions: int) -> int:
     return (murmur2(segment.encode()) & 0x7FFFFFFF) % partitions
 
 
-def local_rule(traffic_partitions: int | None, partitions: int) -> Callable[[str, int], bool]:
+def local_rule(traffic_partitions: int, partitions: int) -> Callable[[str, int], bool]:
     """Whether an event of a segment, read from a partition of the traffic topic, is in its segment's partition:
     never when the traffic topic has another number of partitions than the segments topic (then its partitions
     are not assigned with the segments topic's, and every event is forwarded)."""

@@ -274,9 +274,7 @@ def create_app(settings: Settings) -> faust.App:
                     arrived.append(forwarded(item.value, message.headers, sent_at))
                 except ValueError as error:  # not forwarded by a worker
                     await monitoring.reject(item.value, InvalidEvent("unexpected_error", str(error)))
-            if traffic_log.partitions is None:  # a batch before the assignment's look-up: every record would be
-                await traffic_log.refresh()  # forwarded, and the next ones, in place, would overtake their copies
-            local = local_rule(traffic_log.partitions, settings.topic_partitions)
+            local = local_rule(await traffic_log.partition_count(), settings.topic_partitions)
             here, away = await monitoring.route(produced, local)
             sends = [
                 await by_segment.send(

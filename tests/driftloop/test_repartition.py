@@ -37,7 +37,6 @@ def test_a_segment_goes_where_kafka_producers_put_its_key(partitions: int) -> No
 def test_traffic_partitioned_otherwise_is_never_local() -> None:
     assert not any(local_rule(8, 4)(segment, segment_partition(segment, 4)) for segment in SEGMENTS)
     assert all(local_rule(4, 4)(segment, segment_partition(segment, 4)) for segment in SEGMENTS)
-    assert not local_rule(None, 4)(SEGMENTS[0], segment_partition(SEGMENTS[0], 4))  # no metadata yet
 
 
 def test_a_forwarded_record_keeps_its_traffic_position() -> None:
