@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
@@ -258,7 +258,7 @@ def create_app(settings: Settings) -> faust.App:
             # a batch taken before a rebalance may hold another worker's events, or events fetched before a
             # restart of the broker: they are left (this worker reads its own again from the committed offsets)
             assigned, generation = app.consumer.assignment(), app.consumer_generation_id
-            arrived, produced = [], []
+            arrived, produced, unreadable = [], [], []  # no await in this loop: the assignment must hold throughout
             for item in batch:
                 message = item.message
                 if message.tp not in assigned or message.generation_id != generation:
@@ -273,7 +273,9 @@ def create_app(settings: Settings) -> faust.App:
                 try:
                     arrived.append(forwarded(item.value, message.headers, sent_at))
                 except ValueError as error:  # not forwarded by a worker
-                    await monitoring.reject(item.value, InvalidEvent("unexpected_error", str(error)))
+                    unreadable.append((item.value, InvalidEvent("unexpected_error", str(error))))
+            for value, error in unreadable:
+                await monitoring.reject(value, error)
             local = local_rule(await traffic_log.partition_count(), settings.topic_partitions)
             here, away = await monitoring.route(produced, local)
             sends = [
@@ -392,7 +394,10 @@ def create_app(settings: Settings) -> faust.App:
     async def measure_lag() -> None:
         lag: dict[str, int] = {}
         for tp in app.consumer.assignment():
-            position, highwater = await app.consumer.position(tp), app.consumer.highwater(tp)
+            try:
+                position, highwater = await app.consumer.position(tp), app.consumer.highwater(tp)
+            except (IllegalStateError, AssertionError):  # aiokafka's: revoked meanwhile (a timer's error stops Faust)
+                continue
             if position is not None and highwater is not None:  # unknown while the broker is away
                 lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
         for topic in (settings.traffic_topic, settings.segments_topic, settings.incidents_topic):
