@@ -33,14 +33,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +59,7 @@ from devtools.embedded import with_services, worker_process
 from devtools.traffic import shifted_stream
 from driftloop.kafka import ensure_topics, replay, segment_key
 from driftloop.repartition import segment_partition
-from driftloop.settings import Settings
+from driftloop.settings import Settings, usable_cpus
 
 console = Console(width=150)
 
@@ -160,17 +163,28 @@ def proc_memory(pid: int, field: str) -> float:
     raise KeyError(field)
 
 
-def stage_cpu(port: int) -> dict[str, float]:
-    """The worker's ``driftloop_stage_cpu_seconds_total`` by stage, from its ``/metrics``."""
+def scraped(port: int, family_name: str, label: str) -> dict[str, float]:
+    """The worker's counter ``family_name`` (its ``_total`` samples) by the value of ``label``, from its
+    ``/metrics``."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     return {
-        sample.labels["stage"]: sample.value
+        sample.labels[label]: sample.value
         for family in text_string_to_metric_families(text)
-        if family.name == "driftloop_stage_cpu_seconds"
+        if family.name == family_name
         for sample in family.samples
         if sample.name.endswith("_total")
     }
+
+
+def stage_cpu(port: int) -> dict[str, float]:
+    """The worker's ``driftloop_stage_cpu_seconds_total`` by stage."""
+    return scraped(port, "driftloop_stage_cpu_seconds", "stage")
+
+
+def accepted_by(port: int) -> float:
+    """Events the worker accepted (``driftloop_events_total{outcome="accepted"}``)."""
+    return scraped(port, "driftloop_events", "outcome").get("accepted", 0.0)
 
 
 def free_port() -> int:
@@ -179,51 +193,75 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def cpu_now(pid: int, port: int) -> dict[str, float]:
-    return {**stage_cpu(port), "process": proc_cpu(pid)}
+def cpu_now(workers: dict[int, subprocess.Popen]) -> dict[str, float]:
+    """CPU seconds so far by stage and of the whole processes (``process``), summed over ``workers`` (metrics port →
+    process)."""
+    spent: Counter[str] = Counter()
+    for port, worker in workers.items():
+        spent.update({**stage_cpu(port), "process": proc_cpu(worker.pid)})
+    return dict(spent)
 
 
-def worker_path(settings: Settings, events: int, log: Path) -> Measured:
-    """The real worker process over ``events`` events: its events/s from its first accepted event to the
-    ``events``-th, and from the first moment every segment had its reference calibrated; its CPU per event by stage
-    and its RSS growth per 1,000 segments over the first of those windows."""
+def worker_path(settings: Settings, events: int, log: Path, processes: int = 1) -> Measured:
+    """The real worker, ``processes`` of them in one group, over ``events`` events: events/s from the first moment
+    every worker had accepted an event (one that joined late waited for a rebalance) to the ``events``-th, and from
+    the first moment every segment had its reference calibrated; CPU per event by stage over the first of those
+    windows, summed over the workers; for one worker, its RSS growth per 1,000 segments over that window."""
     client = redis.Redis.from_url(settings.redis_url)
     client.delete(keys.STREAM_COUNTS, keys.SEGMENT_STATUSES)
-    port = free_port()
     first = calibrated = None
-    with worker_process(settings.model_copy(update={"worker_metrics_port": port}), log) as worker:
+    with contextlib.ExitStack() as stack:
+        workers = {
+            port: stack.enter_context(worker_process(settings.model_copy(update={"worker_metrics_port": port}), log))
+            for port in (free_port() for _ in range(processes))
+        }
+        pid = next(iter(workers.values())).pid
         while True:
             statuses = [json.loads(raw) for raw in client.hvals(keys.SEGMENT_STATUSES)]
             accepted = sum(status["events"] for status in statuses)  # what GET /v1/stream calls accepted
             now = time.perf_counter()
-            if accepted and first is None:
+            if accepted and first is None and all(map(accepted_by, workers)):
                 first = (now, accepted)
-                cpu, rss, live = cpu_now(worker.pid, port), proc_memory(worker.pid, "VmRSS"), len(statuses)
+                cpu, rss, live = cpu_now(workers), proc_memory(pid, "VmRSS"), len(statuses)
             if calibrated is None and statuses and all(status["state"] != "reference" for status in statuses):
                 calibrated = (now, accepted)
             if accepted >= events:
                 steady = rate(calibrated, now, accepted) if calibrated and accepted - calibrated[1] > 1000 else None
-                spent = {stage: seconds - cpu.get(stage, 0.0) for stage, seconds in cpu_now(worker.pid, port).items()}
-                grown = proc_memory(worker.pid, "VmHWM") - rss
+                spent = {stage: seconds - cpu.get(stage, 0.0) for stage, seconds in cpu_now(workers).items()}
+                grown = proc_memory(pid, "VmHWM") - rss
                 return Measured(
                     rate(first, now, accepted),
                     steady,
                     {stage: seconds / (accepted - first[1]) for stage, seconds in spent.items()},
-                    grown / (len(statuses) - live) * 1000 if len(statuses) > live else None,
+                    grown / (len(statuses) - live) * 1000 if processes == 1 and len(statuses) > live else None,
                 )
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with code {worker.returncode}; see {log}")
+            for worker in workers.values():
+                if worker.poll() is not None:
+                    raise RuntimeError(f"a worker exited with code {worker.returncode}; see {log}")
             time.sleep(0.02)
 
 
-def worker_run(settings: Settings, workdir: Path, lines: list[str], updates: dict[str, object]) -> Measured:
-    """:func:`worker_path` over ``lines``, published to a fresh topic, with ``settings`` changed by ``updates``:
-    keyed by segment (``driftloop replay``), or each to a partition that is not its segment's when ``updates``
-    has more than one ``topic_partitions`` (every event forwarded once)."""
-    run = fresh(settings, workdir, **updates)
+@dataclass(frozen=True)
+class Run:
+    """A path of the benchmark: its label, the events published, the settings it changes, how many worker processes
+    share it (one per partition of its topic) and whether each event is published outside its segment's partition
+    (every one forwarded once) rather than keyed by segment."""
+
+    label: str
+    lines: list[str]
+    updates: dict[str, object]
+    processes: int = 1
+    misplaced: bool = False
+
+
+def worker_run(settings: Settings, workdir: Path, path: Run) -> Measured:
+    """:func:`worker_path` over the path's lines, published to a fresh topic of as many partitions as it has worker
+    processes (two when misplaced)."""
+    partitions = 2 if path.misplaced else path.processes
+    run = fresh(settings, workdir, **path.updates, topic_partitions=partitions)
     ensure_topics(run)
-    (misplaced if run.topic_partitions > 1 else replay)(lines, run)
-    return worker_path(run, len(lines), workdir / f"{run.app_id}.log")
+    (misplaced if path.misplaced else replay)(path.lines, run)
+    return worker_path(run, len(path.lines), workdir / f"{run.app_id}.log", path.processes)
 
 
 def misplaced(lines: list[str], settings: Settings) -> None:
@@ -307,6 +345,12 @@ def main() -> None:
         help="a run whose every event is produced outside its segment's partition, so forwarded once",
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=usable_cpus(),
+        help="worker processes of the group paths, one per partition (default: one per usable core; 1: no such path)",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=3, help="rounds of every path, one after the other (a shared machine is noisy)"
     )
     args = parser.parse_args()
@@ -314,20 +358,25 @@ def main() -> None:
         args.embedded_events = args.events
     lines = [json.dumps(event) for event in shifted_stream(args.events, None, seed=3)]
     workdir = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    runs = [(KEYED, lines, {"embeddings": False})]
+    off, on = {"embeddings": False}, {"embeddings": True, "embedding_sample_rate": args.sample_rate}
+    embedded = f"embeddings on ({args.sample_rate:.0%} embedded)"
+    runs = [Run(KEYED, lines, off)]
     if args.forwarded:
-        runs.append((FORWARDED, lines, {"embeddings": False, "topic_partitions": 2}))
+        runs.append(Run(FORWARDED, lines, off, misplaced=True))
     if args.embedded_events:
-        label = f"worker, embeddings on ({args.sample_rate:.0%} embedded)"
-        updates = {"embeddings": True, "embedding_sample_rate": args.sample_rate}
-        runs.append((label, lines[: args.embedded_events], updates))
+        runs.append(Run(f"worker, {embedded}", lines[: args.embedded_events], on))
+    if args.processes > 1:
+        group = f"{args.processes} workers in a group"
+        runs.append(Run(f"{group}, embeddings off", lines, off, args.processes))
+        if args.embedded_events:
+            runs.append(Run(f"{group}, {embedded}", lines[: args.embedded_events], on, args.processes))
     memory_runs = []  # after every round of the others: their thousands of checkpoints load the broker
     if args.segments:
         memory_lines = tenants(lines, args.segments, args.segment_events)
-        memory_runs.append((f"worker, {args.segments:,} tenants", memory_lines, {"segment_max_tenants": 0}))
+        memory_runs.append(Run(f"worker, {args.segments:,} tenants", memory_lines, {"segment_max_tenants": 0}))
     consume_label = "consume-only (Faust/aiokafka, discard)"
     measured: dict[str, list[Measured]] = {}
-    sizes = {consume_label: len(lines)} | {label: len(run_lines) for label, run_lines, _ in runs + memory_runs}
+    sizes = {consume_label: len(lines)} | {path.label: len(path.lines) for path in runs + memory_runs}
     with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), workdir) as settings:
         for round_ in range(1, args.repeats + 1):
             with console.status(f"round {round_}/{args.repeats}: consume-only"):
@@ -335,20 +384,20 @@ def main() -> None:
                 ensure_topics(consume)
                 replay(lines, consume)
                 measured.setdefault(consume_label, []).append(consume_only(consume, len(lines)))
-            for label, run_lines, updates in runs:
-                with console.status(f"round {round_}/{args.repeats}: {label}"):
-                    measured.setdefault(label, []).append(worker_run(settings, workdir, run_lines, updates))
+            for path in runs:
+                with console.status(f"round {round_}/{args.repeats}: {path.label}"):
+                    measured.setdefault(path.label, []).append(worker_run(settings, workdir, path))
         for round_ in range(1, args.repeats + 1):
-            for label, run_lines, updates in memory_runs:
-                with console.status(f"round {round_}/{args.repeats}: {label}"):
-                    measured.setdefault(label, []).append(worker_run(settings, workdir, run_lines, updates))
+            for path in memory_runs:
+                with console.status(f"round {round_}/{args.repeats}: {path.label}"):
+                    measured.setdefault(path.label, []).append(worker_run(settings, workdir, path))
     print_rates(measured, sizes, args.repeats)
     print_stages(measured, consume_label)
 
 
 def print_rates(measured: dict[str, list[Measured]], sizes: dict[str, int], repeats: int) -> None:
     baseline = statistics.median(m.rate for m in next(iter(measured.values())))
-    table = Table(title=f"stream worker throughput (one worker, one partition; median and range of {repeats} rounds)")
+    table = Table(title=f"stream worker throughput (one partition a worker; median and range of {repeats} rounds)")
     for column in ("path", "events", "events/s", "range", "ratio to consume-only", "CPU µs/event", "RSS MB/1,000 seg."):
         table.add_column(column, justify="left" if column == "path" else "right")
     for label, runs in measured.items():
