@@ -1,17 +1,22 @@
-"""Events/s through one stream worker against consume-only throughput with the same Kafka client, the worker's CPU
-time per event in each stage, and its memory per 1,000 live segments.
+"""Events/s through one stream worker (and a group of them) against consume-only throughput with the same Kafka
+client, the worker's CPU time per event in each stage, and its memory per 1,000 live segments.
 
 Run with ``make bench-throughput`` (``python -m bench.throughput [--events N] [--embedded-events N] [--segments N]``).
 It starts tansu and redis-server, publishes real ShareGPT traffic (``devtools.traffic``) to a fresh topic per run
 and measures, from the first event consumed to the last:
 
 - **consume-only**: a Faust app (aiokafka underneath, as in the worker) whose agent takes the same batches as the
-  worker and discards them; its process CPU time per event is the floor of Kafka I/O;
+  worker and discards them, in a process of its own; its CPU time per event is the floor of Kafka I/O;
 - **worker, embeddings off / on** (on: every event embedded unless ``--sample-rate``): the real ``driftloop worker``
   process (parse → language → features → per-segment detectors → checkpoints, batched stream counters), read from
   its segment statuses in Redis; and the same run from the moment every segment had calibrated its reference
   (the rate of a worker that has been running a while: calibrating a segment takes about a second and a half of
   CPU, once per reference, and weighs on a short run);
+- **a worker group** (``--processes``, default: one per usable core): as many ``driftloop worker`` processes in
+  one consumer group, each with a partition of a topic keyed by segment, embeddings off and on, timed from the
+  moment every worker has accepted an event (a rebalance for a late joiner is not timed), against consume-only in
+  as many processes of one group (the broker and Redis share the same cores): how the service scales on a machine,
+  as Faust apps do, by a process per core;
 - **every event forwarded** (``--forwarded``): the worker, embeddings off, on a two-partition topic whose every
   event was produced to the partition that is not its segment's, so each goes through the segments topic once
   (produced, consumed, parsed again): the cost of the hop that repartitioning by segment adds for producers that
@@ -35,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -92,9 +98,36 @@ class Measured:
     rss_per_1000: float | None = None
 
 
-def consume_only(settings: Settings, events: int) -> Measured:
-    """Events/s of a Faust agent that takes batches like the worker and discards them, and this process's CPU time
-    per event meanwhile."""
+def consume_only(settings: Settings, events: int, processes: int = 1) -> Measured:
+    """Events/s of ``processes`` Faust agents in one consumer group (each in its own process, as workers are) that
+    take batches like the worker and discard them, from the first moment each had taken one; their CPU time per
+    event meanwhile."""
+    context = multiprocessing.get_context("spawn")
+    taken = context.Queue()
+    children = [context.Process(target=discard, args=(settings, taken), daemon=True) for _ in range(processes)]
+    for child in children:
+        child.start()
+    try:
+        started: set[int] = set()
+        total, first = 0, None
+        while total < events:
+            pid, count = taken.get(timeout=300)
+            started.add(pid)
+            total += count
+            if first is None and len(started) == processes:
+                first = (time.perf_counter(), total, sum(proc_cpu(child.pid) for child in children))
+        now, cpu = time.perf_counter(), sum(proc_cpu(child.pid) for child in children)
+    finally:
+        for child in children:
+            child.terminate()
+            child.join()
+    since, counted, cpu_then = first
+    return Measured((total - counted) / (now - since), cpu={"process": (cpu - cpu_then) / (total - counted)})
+
+
+def discard(settings: Settings, taken: multiprocessing.Queue) -> None:
+    """Run a Faust app whose agent takes the traffic topic in batches like the worker, discards them and puts
+    ``(pid, events)`` of each on ``taken``, until the process is terminated."""
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -107,30 +140,17 @@ def consume_only(settings: Settings, events: int) -> Measured:
         datadir=str(settings.data_dir / "faust"),
     )
     topic = app.topic(settings.traffic_topic, key_serializer="raw", value_serializer="raw")
-    seen: list[float] = []
-    count = 0
 
     @app.agent(topic)
-    async def discard(stream: faust.StreamT) -> None:
-        nonlocal count
+    async def discard_batches(stream: faust.StreamT) -> None:
         async for batch in stream.take(settings.batch_max_events, within=settings.batch_within_s):
-            if not seen:
-                seen.append((time.perf_counter(), time.process_time(), count))
-            count += len(batch)
-            if count >= events:
-                seen.append((time.perf_counter(), time.process_time(), count))
+            taken.put((os.getpid(), len(batch)))
 
-    async def run() -> Measured:
+    async def run() -> None:
         await app.start()
-        try:
-            while len(seen) < 2:
-                await asyncio.sleep(0.05)
-        finally:
-            await app.stop()
-        (start, start_cpu, _), (end, end_cpu, counted) = seen[:2]
-        return Measured(counted / (end - start), cpu={"process": (end_cpu - start_cpu) / counted})
+        await asyncio.Event().wait()
 
-    return asyncio.run(run())
+    asyncio.run(run())
 
 
 def rate(since: tuple[float, int], now: float, accepted: int) -> float:
@@ -375,15 +395,20 @@ def main() -> None:
         memory_lines = tenants(lines, args.segments, args.segment_events)
         memory_runs.append(Run(f"worker, {args.segments:,} tenants", memory_lines, {"segment_max_tenants": 0}))
     consume_label = "consume-only (Faust/aiokafka, discard)"
+    consumers = {consume_label: 1}
+    if args.processes > 1:
+        consumers[f"consume-only, {args.processes} processes in a group"] = args.processes
     measured: dict[str, list[Measured]] = {}
-    sizes = {consume_label: len(lines)} | {path.label: len(path.lines) for path in runs + memory_runs}
+    sizes = dict.fromkeys(consumers, len(lines)) | {path.label: len(path.lines) for path in runs + memory_runs}
+    processes = consumers | {path.label: path.processes for path in runs + memory_runs}
     with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), workdir) as settings:
         for round_ in range(1, args.repeats + 1):
-            with console.status(f"round {round_}/{args.repeats}: consume-only"):
-                consume = fresh(settings, workdir)
-                ensure_topics(consume)
-                replay(lines, consume)
-                measured.setdefault(consume_label, []).append(consume_only(consume, len(lines)))
+            for label, processes in consumers.items():
+                with console.status(f"round {round_}/{args.repeats}: {label}"):
+                    consume = fresh(settings, workdir, topic_partitions=processes)
+                    ensure_topics(consume)
+                    replay(lines, consume)
+                    measured.setdefault(label, []).append(consume_only(consume, len(lines), processes))
             for path in runs:
                 with console.status(f"round {round_}/{args.repeats}: {path.label}"):
                     measured.setdefault(path.label, []).append(worker_run(settings, workdir, path))
@@ -391,29 +416,35 @@ def main() -> None:
             for path in memory_runs:
                 with console.status(f"round {round_}/{args.repeats}: {path.label}"):
                     measured.setdefault(path.label, []).append(worker_run(settings, workdir, path))
-    print_rates(measured, sizes, args.repeats)
-    print_stages(measured, consume_label)
+    print_rates(measured, sizes, processes, consumers, args.repeats)
+    print_stages(measured, consumers)
 
 
-def print_rates(measured: dict[str, list[Measured]], sizes: dict[str, int], repeats: int) -> None:
-    baseline = statistics.median(m.rate for m in next(iter(measured.values())))
-    table = Table(title=f"stream worker throughput (one partition a worker; median and range of {repeats} rounds)")
-    for column in ("path", "events", "events/s", "range", "ratio to consume-only", "CPU µs/event", "RSS MB/1,000 seg."):
+def print_rates(
+    measured: dict[str, list[Measured]],
+    sizes: dict[str, int],
+    processes: dict[str, int],
+    consumers: dict[str, int],
+    repeats: int,
+) -> None:
+    """Each path's events/s against consume-only in one process and against consume-only in as many processes (the
+    ratio of their medians)."""
+    baselines = {count: statistics.median(m.rate for m in measured[label]) for label, count in consumers.items()}
+    table = Table(title=f"stream worker throughput (one partition a process; median and range of {repeats} rounds)")
+    columns = ("path", "events", "events/s", "range", "× consume-only", "× as many consumers", "CPU µs/event")
+    for column in (*columns, "RSS MB/1,000 seg."):
         table.add_column(column, justify="left" if column == "path" else "right")
     for label, runs in measured.items():
         rates = [m.rate for m in runs]
         cpu = spread([m.cpu["process"] for m in runs], 1e6)[0]
         rss = [m.rss_per_1000 for m in runs if m.rss_per_1000 is not None]
         memory = "{} ({})".format(*spread(rss)) if rss and "tenants" in label else ""
-        table.add_row(
-            label, f"{sizes[label]:,}", *spread(rates), f"{statistics.median(rates) / baseline:.2f}", cpu, memory
-        )
+        ratios = [f"{statistics.median(rates) / baselines[count]:.2f}" for count in (1, processes[label])]
+        table.add_row(label, f"{sizes[label]:,}", *spread(rates), *ratios, cpu, memory)
         steady = [m.steady for m in runs if m.steady is not None]
         if steady:
-            median = statistics.median(steady)
-            table.add_row(
-                "  the same, once its segments are calibrated", "", *spread(steady), f"{median / baseline:.2f}"
-            )
+            ratios = [f"{statistics.median(steady) / baselines[count]:.2f}" for count in (1, processes[label])]
+            table.add_row("  the same, once its segments are calibrated", "", *spread(steady), *ratios)
     console.print(table)
     if FORWARDED in measured:
         keyed, forwarded = (statistics.median(m.rate for m in measured[label]) for label in (KEYED, FORWARDED))
@@ -426,8 +457,10 @@ def print_rates(measured: dict[str, list[Measured]], sizes: dict[str, int], repe
         )
 
 
-def print_stages(measured: dict[str, list[Measured]], consume_label: str) -> None:
-    paths = [label for label in measured if label != consume_label and "tenants" not in label]
+def print_stages(measured: dict[str, list[Measured]], consumers: dict[str, int]) -> None:
+    """CPU per event by stage of each worker path (summed over a group's processes), beside consume-only's."""
+    paths = [label for label in measured if label not in consumers and "tenants" not in label]
+    consume_label = next(iter(consumers))
     table = Table(title="CPU time per event by stage, µs (median, range); thread CPU time of each stage's code")
     table.add_column("stage")
     for label in paths:
