@@ -50,7 +50,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import faust
@@ -403,12 +403,12 @@ def main() -> None:
     processes = consumers | {path.label: path.processes for path in runs + memory_runs}
     with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), workdir) as settings:
         for round_ in range(1, args.repeats + 1):
-            for label, processes in consumers.items():
+            for label, count in consumers.items():
                 with console.status(f"round {round_}/{args.repeats}: {label}"):
-                    consume = fresh(settings, workdir, topic_partitions=processes)
+                    consume = fresh(settings, workdir, topic_partitions=count)
                     ensure_topics(consume)
                     replay(lines, consume)
-                    measured.setdefault(label, []).append(consume_only(consume, len(lines), processes))
+                    measured.setdefault(label, []).append(consume_only(consume, len(lines), count))
             for path in runs:
                 with console.status(f"round {round_}/{args.repeats}: {path.label}"):
                     measured.setdefault(path.label, []).append(worker_run(settings, workdir, path))
@@ -416,6 +416,9 @@ def main() -> None:
             for path in memory_runs:
                 with console.status(f"round {round_}/{args.repeats}: {path.label}"):
                     measured.setdefault(path.label, []).append(worker_run(settings, workdir, path))
+    saved = workdir / "measured.json"
+    saved.write_text(json.dumps({label: [asdict(m) for m in runs] for label, runs in measured.items()}, indent=1))
+    console.print(f"measurements: {saved}")
     print_rates(measured, sizes, processes, consumers, args.repeats)
     print_stages(measured, consumers)
 
