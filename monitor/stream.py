@@ -262,8 +262,10 @@ class StreamStep:
         so it is redelivered) is not: it is counted once, not twice. Unless the log restarted (a broker that lost
         its data, a recreated topic): then the segment's positions are reset, logged and counted, and the event is
         new. A restart is known by the log's id (``log``, the topic's id) differing from the one the positions
-        were taken in, or, where either id is unknown, by the partition holding fewer events (``highwater``, its
-        next offset) than the position recorded.
+        were taken in, or, where the event's log id is unknown, by the partition holding fewer events
+        (``highwater``, its next offset) than the position recorded. Not where it is known: the embedded tansu
+        reports a partition's end as its last batch's first offset + 1, behind offsets already read, and a reset on
+        it counted redelivered events again (1,229 of 8,000 in a run of the null-keys fault scenario).
 
         >>> from types import SimpleNamespace
         >>> from prometheus_client import CollectorRegistry
@@ -277,6 +279,8 @@ class StreamStep:
         True
         >>> step.admit(event, 0, offset=4, log="a"), step.admit(event, 0, offset=4, log="a")  # the id is taken up
         (True, False)
+        >>> step.admit(event, 0, offset=3, highwater=3, log="a")  # the same log: its high-water mark read behind
+        False
         >>> step.admit(event, 0, offset=2, highwater=900, log="b")  # another log, however long
         True
         >>> step.metrics.registry.get_sample_value("driftloop_stream_resets_total")
@@ -289,7 +293,7 @@ class StreamStep:
             segment.log = log
         recorded = segment.positions.get(partition, -1)
         if offset <= recorded:
-            if highwater is None or highwater > recorded:
+            if log is not None or highwater is None or highwater > recorded:  # an id known is the log's word
                 return False
             self._reset(segment, f"partition {partition} holds {highwater} events, its state saw offset {recorded}")
         segment.positions[partition] = offset
