@@ -117,6 +117,8 @@ def consume_only(settings: Settings, events: int, processes: int = 1) -> Measure
             if first is None and len(started) == processes:
                 first = (time.perf_counter(), total, sum(proc_cpu(child.pid) for child in children))
         now, cpu = time.perf_counter(), sum(proc_cpu(child.pid) for child in children)
+        if first is None:
+            raise RuntimeError(f"the {events} events were read before all {processes} consumers had joined: run more")
     finally:
         for child in children:
             child.terminate()
@@ -442,12 +444,14 @@ def print_rates(
         cpu = spread([m.cpu["process"] for m in runs], 1e6)[0]
         rss = [m.rss_per_1000 for m in runs if m.rss_per_1000 is not None]
         memory = "{} ({})".format(*spread(rss)) if rss and "tenants" in label else ""
-        ratios = [f"{statistics.median(rates) / baselines[count]:.2f}" for count in (1, processes[label])]
-        table.add_row(label, f"{sizes[label]:,}", *spread(rates), *ratios, cpu, memory)
+
+        def ratios(values: list[float], label: str = label) -> list[str]:
+            return [f"{statistics.median(values) / baselines[count]:.2f}" for count in (1, processes[label])]
+
+        table.add_row(label, f"{sizes[label]:,}", *spread(rates), *ratios(rates), cpu, memory)
         steady = [m.steady for m in runs if m.steady is not None]
         if steady:
-            ratios = [f"{statistics.median(steady) / baselines[count]:.2f}" for count in (1, processes[label])]
-            table.add_row("  the same, once its segments are calibrated", "", *spread(steady), *ratios)
+            table.add_row("  the same, once its segments are calibrated", "", *spread(steady), *ratios(steady))
     console.print(table)
     if FORWARDED in measured:
         keyed, forwarded = (statistics.median(m.rate for m in measured[label]) for label in (KEYED, FORWARDED))
