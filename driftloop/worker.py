@@ -15,8 +15,10 @@
   ``pending_approval`` when ``require_approval`` is on).
 - ``sweep_jobs`` (timer): runs jobs whose worker died, whose attempt failed, or that wait for a slot on a busy
   worker (``feedback.sweeper``).
-- ``verify_candidates``: ``finetune.results`` → the candidate model stored and verified against production; the
-  sweep also verifies candidates reported through the API or left unverified (``feedback.verifier``).
+- ``verify_candidates``: ``finetune.results`` → the candidate model stored and verified against production
+  (``feedback.verifier``).
+- ``sweep_candidates`` (timer): verifies candidates reported through the API or left unverified; a timer of its
+  own, because a verification takes minutes and job sweeps go on meanwhile.
 - ``deliver_webhooks`` (task): delivers the webhook outbox (``feedback.outbox``); whoever dispatches an event
   only records it there.
 - ``stress_model`` (timer, when scheduled): a stress suite against the model; a regression is an incident.
@@ -361,6 +363,9 @@ def create_app(settings: Settings) -> faust.App:
     async def sweep_jobs() -> None:
         for task in await sweep(pool):
             log.warning("swept up %s", task.get_name())
+
+    @app.timer(interval=settings.job_sweep_interval_s)
+    async def sweep_candidates() -> None:
         for candidate in await verifier.sweep():
             log.warning("swept candidate %s for incident %s: %s", candidate.id, candidate.incident_id, candidate.state)
 
