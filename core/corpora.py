@@ -15,6 +15,7 @@ trained on (:data:`TRAINING_BENIGN`) is never what it is evaluated on (:data:`HE
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -73,12 +74,17 @@ def pyrit_attacks() -> tuple[str, ...]:
 @cache
 def bastion_prompts(label: str) -> tuple[str, ...]:
     """bastioncorpus's prompts labelled ``label`` (``malicious`` or ``benign``), each ``{canary}`` slot filled with
-    a token made of its row's id."""
+    a neutral token (a hash of its row's id: the ids hold words such as "canary" that only attacks would carry)."""
     path = package_file("bastioncorpus", "corpus/injections.jsonl")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if label not in {row["label"] for row in rows}:
         raise ValueError(f"bastioncorpus labels no prompt {label!r}")
-    return _unique(row["text"].replace("{canary}", f"REF-{row['id'].upper()}") for row in rows if row["label"] == label)
+    return _unique(row["text"].replace("{canary}", f"REF-{_token(row['id'])}") for row in rows if row["label"] == label)
+
+
+def _token(name: str) -> str:
+    """Eight upper-case hex digits of ``name``'s hash."""
+    return hashlib.sha256(name.encode()).hexdigest()[:8].upper()
 
 
 def _yaml(path: Path) -> dict:

