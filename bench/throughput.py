@@ -425,6 +425,11 @@ def main() -> None:
     print_stages(measured, consumers)
 
 
+def ratios(values: list[float], bases: tuple[float, ...]) -> list[str]:
+    """The median of ``values`` over each base, as table cells."""
+    return [f"{statistics.median(values) / base:.2f}" for base in bases]
+
+
 def print_rates(
     measured: dict[str, list[Measured]],
     sizes: dict[str, int],
@@ -444,14 +449,11 @@ def print_rates(
         cpu = spread([m.cpu["process"] for m in runs], 1e6)[0]
         rss = [m.rss_per_1000 for m in runs if m.rss_per_1000 is not None]
         memory = "{} ({})".format(*spread(rss)) if rss and "tenants" in label else ""
-
-        def ratios(values: list[float], label: str = label) -> list[str]:
-            return [f"{statistics.median(values) / baselines[count]:.2f}" for count in (1, processes[label])]
-
-        table.add_row(label, f"{sizes[label]:,}", *spread(rates), *ratios(rates), cpu, memory)
+        bases = (baselines[1], baselines[processes[label]])
+        table.add_row(label, f"{sizes[label]:,}", *spread(rates), *ratios(rates, bases), cpu, memory)
         steady = [m.steady for m in runs if m.steady is not None]
         if steady:
-            table.add_row("  the same, once its segments are calibrated", "", *spread(steady), *ratios(steady))
+            table.add_row("  the same, once its segments are calibrated", "", *spread(steady), *ratios(steady, bases))
     console.print(table)
     if FORWARDED in measured:
         keyed, forwarded = (statistics.median(m.rate for m in measured[label]) for label in (KEYED, FORWARDED))

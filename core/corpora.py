@@ -71,15 +71,23 @@ def pyrit_attacks() -> tuple[str, ...]:
     return _unique(texts)
 
 
-@cache
 def bastion_prompts(label: str) -> tuple[str, ...]:
     """bastioncorpus's prompts labelled ``label`` (``malicious`` or ``benign``), each ``{canary}`` slot filled with
     a neutral token (a hash of its row's id: the ids hold words such as "canary" that only attacks would carry)."""
+    if label not in (labelled := _bastion_prompts()):
+        raise ValueError(f"bastioncorpus labels no prompt {label!r}")
+    return labelled[label]
+
+
+@cache
+def _bastion_prompts() -> dict[str, tuple[str, ...]]:
+    """bastioncorpus's prompts by label, read once."""
     path = package_file("bastioncorpus", "corpus/injections.jsonl")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if label not in {row["label"] for row in rows}:
-        raise ValueError(f"bastioncorpus labels no prompt {label!r}")
-    return _unique(row["text"].replace("{canary}", f"REF-{_token(row['id'])}") for row in rows if row["label"] == label)
+    filled = [(row["label"], row["text"].replace("{canary}", f"REF-{_token(row['id'])}")) for row in rows]
+    return {
+        label: _unique(text for of, text in filled if of == label) for label in dict.fromkeys(of for of, _ in filled)
+    }
 
 
 def _token(name: str) -> str:

