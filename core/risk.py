@@ -87,8 +87,9 @@ _INJECTION_FAMILIES = _families_of(
             (("openai",), r"openai('s)? (content )?polic"),
             (  # a prompt leak: the instructions the assistant was given, asked back
                 ("repeat", "print", "output", "reveal", "show", "display"),
-                r"\b(?:repeat|print|output|reveal|show|display)\b.{0,30}?\b(?:initial|original|first|hidden|system)\s+"
-                r"(?:prompt|instructions?|message)",
+                r"\b(?:repeat|print|output|reveal|show|display)\b.{0,30}?\b(?:your\s+(?:initial|original|first|hidden|"
+                r"system)\s+(?:prompt|instructions?)|(?:initial|original|first|hidden|system)\s+(?:prompt|instructions?)\s+"
+                r"(?:you\s+(?:were|have been)\s+given|you\s+received|given\s+to\s+you))",
             ),
         )
     )
@@ -166,15 +167,16 @@ _INDIRECT_FAMILIES = _families_of(
                 r"\b(?:do not|don't|never)\s+(?:tell|inform|mention|reveal|alert|notify|let)\s+(?:this\s+to\s+)?"
                 r"(?:the\s+)?user\b|\bwithout (?:telling|informing|notifying|asking|alerting)\s+(?:the\s+)?user\b",
             ),
-            (  # a tool of the agent's called by name, with its arguments
+            (  # a tool of the agent's called by name and pointed at a path, an address or a URL
                 ("call", "invoke", "trigger", "execute"),
-                r"\b(?:call|invoke|trigger|execute)\s+(?:the\s+)?[`'\"]?[a-z][a-z0-9]*_[a-z0-9_]+[`'\"]?"
-                r"(?:\s+(?:tool|function))?\s*(?:\(|with\b|on\b|to\b|using\b|[a-z_]+\s*=)",
+                r"\b(?:call|invoke|trigger|execute)\s+(?:the\s+)?[`'\"]?[a-z][a-z0-9]{0,30}(?:_[a-z0-9]{1,30}){1,6}[`'\"]?"
+                r"(?:\s+(?:tool|function))?(?:\s+(?:with|using|passing)\s+(?:the\s+)?(?:path|url|file|address|recipient|"
+                r"input|body)\b|\s+(?:on|to|at)\s+(?:https?://|www\.|/|[\w.+-]+@)|\s+[a-z_]{1,30}\s*=\s*[\"']?"
+                r"(?:https?://|/|[\w.+-]+@))",
             ),
             (
                 ("task", "instruction", "objective", "goal"),
-                r"\b(?:new|updated|real|actual|hidden|secret|true|priority|urgent)\s+(?:task|instructions?|objective|goal)"
-                r"\s*(?:is|are|:|-)",
+                r"\b(?:new|updated|real|actual|hidden|secret|true)\s+(?:task|instructions?|objective|goal)\s*(?:is|are|:|-)",
                 FLOATING,
             ),
         ),
@@ -183,7 +185,7 @@ _INDIRECT_FAMILIES = _families_of(
                 ("[system", "[inst", "[admin", "<|", "<system"),
                 r"\[(?:system|inst|instructions?|admin)\]|<\|?(?:system|im_start|endoftext)\|?>",
             ),
-            (("##",), r"#{2,}\s*[(\[]?\s*(?:system|instructions?|admin)(?:[ _-]?(?:message|prompt|note))?\b"),
+            (("##",), r"#{2,}\s*[(\[]?\s*(?:system|instructions?|admin)(?:_(?:message|prompt|note))?\b"),
             (
                 (
                     "system message",
