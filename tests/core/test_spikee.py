@@ -1,4 +1,4 @@
-from bench.spikee import DELIMITER, _inserted, spikee_prompts
+from core.spikee import DELIMITER, _inserted, spikee_prompts
 
 
 def test_prompts_are_a_seeded_sample_of_document_tasks() -> None:
