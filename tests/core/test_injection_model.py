@@ -67,6 +67,23 @@ def test_fitted_groups_label_the_look_alikes_benign() -> None:
     fit_groups(without, signals, ("garak",))  # bastioncorpus held out: its look-alikes are not read either
 
 
+def test_each_source_weighs_the_same_however_many_prompts_it_holds() -> None:
+    rng = np.random.default_rng(2)
+    groups = {name: rng.normal(size=(40, 8)).astype(np.float32) for name in ("garak", "planted garak", "training")}
+    groups |= {name: rng.normal(1, 1, size=(10, 8)).astype(np.float32) for name in ("pyrit", "planted pyrit")}
+    signals = {name: np.zeros((len(rows), SIGNALS)) for name, rows in groups.items()}
+    model = fit_groups(groups, signals, ("garak", "pyrit"))
+    tripled = {**groups, **{name: np.vstack([groups[name]] * 3) for name in ("garak", "planted garak")}}
+    again = fit_groups(
+        tripled, {name: np.zeros((len(rows), SIGNALS)) for name, rows in tripled.items()}, ("garak", "pyrit")
+    )
+    assert np.allclose(model.weights, again.weights, atol=1e-3), "a source's copies add no weight"
+    rows = np.vstack(list(tripled.values()))
+    labels = np.concatenate([np.full(len(group), name != "training") for name, group in tripled.items()])
+    balanced = fit(rows, np.zeros((len(rows), SIGNALS)), labels)
+    assert not np.allclose(balanced.weights, again.weights, atol=1e-3), "weighting by class alone would differ"
+
+
 def test_training_groups_are_each_sources_attacks_their_planted_copies_and_the_benign_groups(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
