@@ -1,5 +1,5 @@
 """Indirect prompt injections from AgentDojo (``agentdojo`` on PyPI, MIT), read from its files without importing it
-(its dependencies are LLM clients that the benchmark does not need).
+(its dependencies are LLM clients that neither training the learned injection score nor its benchmark needs).
 
 AgentDojo plants an attack (``agentdojo/attacks/*.py``: its templates with a ``{goal}`` slot) carrying an injection
 task's goal (``default_suites/v1/<suite>/injection_tasks.py``) into the content a tool returns: the slots of the
