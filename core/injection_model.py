@@ -112,9 +112,8 @@ def fit(
     ``weights`` (None: the classes balanced)."""
     from sklearn.linear_model import LogisticRegression
 
-    regression = LogisticRegression(
-        C=REGULARISATION, class_weight=None if weights is not None else "balanced", max_iter=3000
-    )
+    balanced = "balanced" if weights is None else None
+    regression = LogisticRegression(C=REGULARISATION, class_weight=balanced, max_iter=3000)
     regression.fit(np.hstack([vectors, signals]), labels, sample_weight=weights)
     return InjectionModel(regression.coef_[0].astype(np.float32), float(regression.intercept_[0]))
 
@@ -164,11 +163,11 @@ def fit_groups(
     names = [*sources, *(f"planted {source}" for source in sources), *benign]
     labels = np.concatenate([np.full(len(vectors[name]), name not in benign, dtype=int) for name in names])
     share = sum(len(vectors[name]) for name in benign) / len(sources)
-    weights = []
-    for name in names:
-        source = name.removeprefix("planted ")
-        attacks = len(vectors[source]) + len(vectors[f"planted {source}"]) if name not in benign else 0
-        weights.append(np.full(len(vectors[name]), share / attacks if attacks else 1.0))
+    attacks = {source: len(vectors[source]) + len(vectors[f"planted {source}"]) for source in sources}
+    weights = [
+        np.full(len(vectors[name]), 1.0 if name in benign else share / attacks[name.removeprefix("planted ")])
+        for name in names
+    ]
     return fit(
         np.vstack([vectors[name] for name in names]),
         np.vstack([signals[name] for name in names]),
