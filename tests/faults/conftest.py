@@ -11,10 +11,20 @@ from devtools.embedded import ServiceUnavailable
 from tests.faults.harness import FaultSettings, Rig
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Each phase's report on its test (``item.failed_call``: the scenario itself failed), for the fixture below."""
+    report = yield
+    if report.when == "call":
+        item.failed_call = report.failed
+    return report
+
+
 @pytest.fixture
-def rig(tmp_path: Path, require_services: bool) -> Iterator[Rig]:
+def rig(tmp_path: Path, require_services: bool, request: pytest.FixtureRequest) -> Iterator[Rig]:
     """Private services, workers and a webhook receiver; on the way out, every process the scenario started must
-    be gone once the rig has stopped them (what is left is killed and fails the scenario)."""
+    be gone once the rig has stopped them (what is left is killed and fails the scenario). A failed scenario
+    prints :meth:`Rig.report` (the jobs and the workers' logs), shown with its failure."""
     try:
         rig = Rig(tmp_path, FaultSettings())
     except ServiceUnavailable as exc:
@@ -24,5 +34,7 @@ def rig(tmp_path: Path, require_services: bool) -> Iterator[Rig]:
     try:
         yield rig
     finally:
+        if getattr(request.node, "failed_call", False):
+            print(rig.report())
         left = rig.close()
     assert not left, f"left running after the scenario: {left}"

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from devtools.embedded import (
     broker_settings,
@@ -38,7 +39,7 @@ from devtools.traffic import MODELS, ShiftPlan, shifted_stream
 from driftloop.kafka import ensure_topics, segment_key
 from driftloop.settings import Settings
 from feedback import WebhookCreate, register
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import stored_jobs, wait_for
 
 Message = tuple[bytes | None, bytes]
 """A traffic record as published: its key (None: the producer picks the partition) and its value."""
@@ -208,6 +209,22 @@ class Rig:
         partitions = Counter(future.value.partition for future in futures)
         self.published += len(futures)
         return partitions
+
+    def report(self, lines: int = 40) -> str:
+        """What a failed scenario's reader needs: every stored job's state, attempts and lease, and the last
+        ``lines`` of each worker's log (Redis down: said so instead of the jobs)."""
+        try:
+            jobs = [
+                f"{job.id} {job.state} attempts={job.attempts} owner={job.lease_owner} error={job.error}"
+                for job in stored_jobs(self.settings)
+            ]
+        except (RedisError, OSError) as error:  # the scenario may have left Redis stopped
+            jobs = [f"jobs not readable: {error!r}"]
+        logs = []
+        for index, worker in enumerate(self.workers):
+            tail = (self.workdir / f"worker-{index}.log").read_text(errors="replace").splitlines()[-lines:]
+            logs.append(f"--- worker {worker.pid} (exit {worker.poll()}), last {len(tail)} lines:\n" + "\n".join(tail))
+        return "\n".join(["jobs:", *jobs, *logs])
 
     def close(self) -> list[str]:
         """Stop the workers, the receiver and the services; what is left running of the processes this rig
