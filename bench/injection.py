@@ -37,7 +37,16 @@ from bench.aib import aib_prompts
 from bench.injection_cases import dump, held_out_attacks
 from core.corpora import HELD_OUT_BENIGN, sharegpt_prompts
 from core.embeddings import MODELS, Model, cached
-from core.injection_model import BENIGN_GROUPS, SIGNALS, SOURCES, fit, fit_groups, signal_rows, training_groups
+from core.injection_model import (
+    BENIGN_GROUPS,
+    SIGNALS,
+    SOURCES,
+    fit,
+    fit_groups,
+    signal_rows,
+    training_groups,
+    word_rows,
+)
 from core.risk import _INJECTION_FAMILIES, injection_score
 from core.scan import SCAN_CHARS, fold, matches
 from driftloop.settings import Settings
@@ -79,13 +88,14 @@ def corpora() -> dict[str, list[str]]:
 
 def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, np.ndarray]]:
     """Per group: embeddings by ``model`` (:func:`~core.embeddings.cached`, a group at a time: an interrupted run
-    keeps the groups it finished), rule inputs and today's score."""
+    keeps the groups it finished), rule inputs, hashed words and today's score."""
     tables = {}
     for name, group in texts.items():
         console.log(f"{len(group):,} {name} prompts")
         tables[name] = {
             "vectors": cached(group, model),
             "signals": signal_rows(group),
+            "words": word_rows(group),
             "today": np.array([today(text) for text in group], dtype=np.float32),
         }
     return tables
@@ -103,9 +113,10 @@ def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]
     model = fit_groups(
         {name: table["vectors"] for name, table in tables.items()},
         {name: table["signals"] for name, table in tables.items()},
+        {name: table["words"] for name, table in tables.items()},
         fitted_on,
     )
-    return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"])
+    return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"], tables[group]["words"])
 
 
 def sources_for(held_out: str) -> tuple[str, ...]:
@@ -172,13 +183,13 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
 
 def cost(texts: list[str]) -> None:
     """µs per prompt of today's score, the rules and the learned score's inputs past the embedding."""
-    model = fit(np.eye(2, 4), np.zeros((2, SIGNALS)), np.array([0, 1]))  # a model's shape; its weights don't matter
+    model = fit(np.eye(2, 4), np.zeros((2, SIGNALS)), word_rows(["", ""]), np.array([0, 1]))  # its shape alone
 
     vectors = np.zeros((len(texts), 4), dtype=np.float32)
     scorers: dict[str, Callable[[list[str]], object]] = {
         "today": lambda batch: [today(t) for t in batch],
         "rules": lambda batch: [injection_score(t) for t in batch],
-        "learned score past the embedding": lambda batch: model.score(vectors, signal_rows(batch)),
+        "learned score past the embedding": lambda batch: model.score(vectors, signal_rows(batch), word_rows(batch)),
     }
     runs: dict[str, list[float]] = {name: [] for name in scorers}
     for _ in range(REPEATS):  # interleaved, so that load moves every score alike

