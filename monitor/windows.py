@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,8 @@ BANDWIDTH_PAIRS = 2000
 """Random pairs of reference vectors whose median distance sets the kernel bandwidth."""
 SMOOTHING = 0.5
 """Pseudo-count of every category (and of the unseen bucket) in a categorical reference."""
+SCAN_ROWS = 16
+"""Rows a running sum adds up in one matrix product (:func:`running_sums`)."""
 
 
 @dataclass
@@ -241,26 +244,51 @@ def window_statistics(
     picks: np.ndarray | None = None,
 ) -> np.ndarray:
     """The statistic of each full window of ``size`` rows of the stream ``phi`` (or its rows at ``picks``; result
-    i: the window ending at row i + size − 1). Running sums are in ``dtype``: float64 adds float16 rows exactly
-    (what :meth:`WindowDetector.update` does); float32 halves a calibration's time for errors far below its
-    thresholds. The stream is taken :data:`~monitor.calibration.BATCH_VALUES` values at a time, so a
-    calibration's 20,000 rows are never gathered at once (arrays under the worker's mmap threshold, see
-    :mod:`core.allocator`); the sums are those of one pass, bit for bit.
+    i: the window ending at row i + size − 1). Running sums (:func:`running_sums`) are in ``dtype``: float64 adds
+    float16 rows exactly (what :meth:`WindowDetector.update` does); float32 halves a calibration's time for errors
+    far below its thresholds. The stream is taken :data:`~monitor.calibration.BATCH_VALUES` values at a time (whole
+    blocks of :data:`SCAN_ROWS` rows), so a calibration's 20,000 rows are never gathered at once (arrays under the
+    worker's mmap threshold, see :mod:`core.allocator`); the sums are those of one pass, bit for bit.
 
     >>> window_statistics(np.array([[1.0], [0.0], [1.0], [1.0]]), np.array([0.5]), 2).tolist()
     [0.0, 0.0, 0.25]
     """
     length, width = (len(phi) if picks is None else len(picks)), phi.shape[1]
-    chunk, reference = max(size, BATCH_VALUES // width), reference_phi.astype(dtype)
+    chunk, reference = -(-max(size, BATCH_VALUES // width) // SCAN_ROWS) * SCAN_ROWS, reference_phi.astype(dtype)
     running = np.zeros((size, width), dtype)  # the last ``size`` running sums (0 before the stream)
     statistics = []
     for start in range(0, length, chunk):
         rows = phi[start : start + chunk] if picks is None else phi[picks[start : start + chunk]]
-        running = np.concatenate([running, np.cumsum(np.concatenate([running[-1:], rows], dtype=dtype), axis=0)[1:]])
+        running = np.concatenate([running, running_sums(rows, running[-1], dtype)])
         sums = np.subtract(running[size:], running[:-size], dtype=np.float64)
         statistics.append(distance(sums / np.asarray(size, dtype=dtype), reference, root))
         running = running[-size:]
     return np.concatenate(statistics)[size - 1 :] if statistics else np.empty(0)
+
+
+def running_sums(rows: np.ndarray, start: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """``start`` plus the running sums of ``rows`` down the first axis, in ``dtype``: ``start + np.cumsum(rows,
+    axis=0)`` up to rounding, and 3-6x faster. Each block of :data:`SCAN_ROWS` rows is summed by one product with
+    a lower triangle of ones (BLAS), and the blocks' totals are carried from ``start`` one after another; a cumsum
+    down a row-major array walks each column at a row's stride, and a row of 128 float32 (the embedding test's)
+    maps every column to the same cache sets.
+
+    >>> running_sums(np.ones((20, 1)), np.array([5.0]))[[0, 15, 16, 19], 0].tolist()
+    [6.0, 21.0, 22.0, 25.0]
+    """
+    blocks = -(-len(rows) // SCAN_ROWS)
+    padded = np.zeros((blocks * SCAN_ROWS, rows.shape[1]), dtype)
+    padded[: len(rows)] = rows
+    within = np.matmul(_lower_ones(dtype), padded.reshape(blocks, SCAN_ROWS, -1))
+    carried = np.cumsum(np.concatenate([start[None].astype(dtype), within[:, -1]]), axis=0)  # before each block
+    within += carried[:-1, None]
+    return within.reshape(-1, rows.shape[1])[: len(rows)]
+
+
+@cache
+def _lower_ones(dtype: type) -> np.ndarray:
+    """A :data:`SCAN_ROWS` square lower triangle of ones (row i sums rows 0..i)."""
+    return np.tril(np.ones((SCAN_ROWS, SCAN_ROWS), dtype))
 
 
 def window_alarms(statistics: np.ndarray, size: int, threshold: float) -> list[int]:

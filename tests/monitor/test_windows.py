@@ -155,3 +155,15 @@ def test_window_statistics_taken_a_chunk_at_a_time_equal_those_of_one_pass(monke
         monkeypatch.undo()
         assert len(chunked) == len(picks) - size + 1
         assert np.array_equal(chunked, whole)
+
+
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 625])
+def test_running_sums_are_a_cumsum_from_the_start(rows: int) -> None:
+    """Blocks summed by matrix products and carried one after another give numpy's cumsum (float64: exactly, for
+    float16 values; float32: to rounding), whatever the rows' count against the block size."""
+    rng = np.random.default_rng(rows)
+    values = rng.normal(size=(rows, 128)).astype(np.float16)
+    start = rng.normal(size=128).astype(np.float16).astype(np.float64)
+    expected = start + np.cumsum(values, axis=0, dtype=np.float64)
+    assert np.array_equal(windows.running_sums(values, start, np.float64), expected)
+    assert np.allclose(windows.running_sums(values, start, np.float32), expected, rtol=1e-5, atol=1e-3)
