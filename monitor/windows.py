@@ -268,10 +268,10 @@ def window_statistics(
 
 def running_sums(rows: np.ndarray, start: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """``start`` plus the running sums of ``rows`` down the first axis, in ``dtype``: ``start + np.cumsum(rows,
-    axis=0)`` up to rounding, and 3-6x faster. Each block of :data:`SCAN_ROWS` rows is summed by one product with
-    a lower triangle of ones (BLAS), and the blocks' totals are carried from ``start`` one after another; a cumsum
-    down a row-major array walks each column at a row's stride, and a row of 128 float32 (the embedding test's)
-    maps every column to the same cache sets.
+    axis=0)`` up to rounding, faster (625 float32 rows: 1.6x at 8 columns, 5.7x at 128). Each block of
+    :data:`SCAN_ROWS` rows is summed by one product with a lower triangle of ones (BLAS), and the blocks' totals are
+    carried from ``start`` one after another; a cumsum down a row-major array walks each column at a row's stride,
+    and a row of 128 float32 (the embedding test's) maps every column to the same cache sets.
 
     >>> running_sums(np.ones((20, 1)), np.array([5.0]))[[0, 15, 16, 19], 0].tolist()
     [6.0, 21.0, 22.0, 25.0]
