@@ -124,3 +124,16 @@ def test_a_rare_rate_holds_its_ert_when_its_simulation_is_not_a_whole_number_of_
         first = crossed.argmax(axis=-1)
         run_lengths = np.where(crossed.any(axis=-1), steps[np.arange(len(gaps)), first], steps[:, -1])
         assert 0.8 * target < run_lengths.sum() / crossed.any(axis=-1).sum() < 1.4 * target
+
+
+def test_the_compiled_running_peaks_are_those_of_the_cusums_numpy_computes() -> None:
+    """:func:`running_peaks` (one compiled pass) gives the running maximum of the channels' CUSUMs as
+    :func:`cusum` computes them over whole arrays, to rounding."""
+    rng = np.random.default_rng(2)
+    values = rng.standard_t(3, size=(5, 4_000))
+    slopes, intercepts = np.array([0.5, -0.5, 1.5, -1.5]), np.array([-0.1, -0.1, -1.2, -1.2])
+    peaks = np.empty_like(values)
+    calibration.running_peaks(values, slopes, intercepts, peaks)
+    channels = [calibration.cusum(s * values + b) for s, b in zip(slopes, intercepts, strict=True)]
+    assert np.allclose(peaks, np.maximum.accumulate(np.maximum.reduce(channels), axis=-1), rtol=1e-12, atol=1e-9)
+    assert peaks[:, -1].min() > 0

@@ -142,28 +142,18 @@ def test_the_profile_test_finds_a_spread_that_widens_at_the_same_median() -> Non
 
 
 @pytest.mark.parametrize("size", [1, 7, 200])
-def test_window_statistics_taken_a_chunk_at_a_time_equal_those_of_one_pass(monkeypatch, size: int) -> None:
-    """A calibration's stream (rows of a reference at drawn positions) is summed a chunk at a time; the statistics
-    are those of the whole stream gathered and summed at once, bit for bit, in float32 as in float64."""
+def test_window_statistics_are_each_window_s_distance_computed_afresh(size: int) -> None:
+    """The statistics moved column by column as rows enter and leave the window (rows drawn at ``picks``, as a
+    calibration draws them) are each full window's distance computed from its rows, to rounding; drawn rows give
+    what the same rows gathered give, bit for bit."""
     rng = np.random.default_rng(4)
-    reference = rng.random((300, 40)).astype(np.float32)
-    picks = rng.integers(0, len(reference), size=5_003)
-    for root, dtype in [(False, np.float32), (True, np.float64)]:
-        chunked = windows.window_statistics(reference, reference.mean(axis=0), size, root, dtype, picks)
-        monkeypatch.setattr(windows, "BATCH_VALUES", 10**9)  # one chunk: the whole stream at once
-        whole = windows.window_statistics(reference[picks], reference.mean(axis=0), size, root, dtype)
-        monkeypatch.undo()
-        assert len(chunked) == len(picks) - size + 1
-        assert np.array_equal(chunked, whole)
-
-
-@pytest.mark.parametrize("rows", [1, 15, 16, 17, 625])
-def test_running_sums_are_a_cumsum_from_the_start(rows: int) -> None:
-    """Blocks summed by matrix products and carried one after another give numpy's cumsum (float64: exactly, for
-    float16 values; float32: to rounding), whatever the rows' count against the block size."""
-    rng = np.random.default_rng(rows)
-    values = rng.normal(size=(rows, 128)).astype(np.float16)
-    start = rng.normal(size=128).astype(np.float16).astype(np.float64)
-    expected = start + np.cumsum(values, axis=0, dtype=np.float64)
-    assert np.array_equal(windows.running_sums(values, start, np.float64), expected)
-    assert np.allclose(windows.running_sums(values, start, np.float32), expected, rtol=1e-5, atol=1e-3)
+    reference = rng.random((300, 40)).astype(np.float16)
+    picks = rng.integers(0, len(reference), size=2_003)
+    stream, mean = reference[picks].astype(np.float64), reference.mean(axis=0, dtype=np.float64)
+    for root in (False, True):
+        drawn = windows.window_statistics(reference, mean, size, root, picks)
+        assert np.array_equal(drawn, windows.window_statistics(reference[picks], mean, size, root))
+        means = np.stack([stream[end - size + 1 : end + 1].mean(axis=0) for end in range(size - 1, len(stream))])
+        expected = windows.distance(means, mean, root)
+        assert len(drawn) == len(picks) - size + 1
+        assert np.allclose(drawn, expected, rtol=1e-9, atol=1e-12)
