@@ -118,7 +118,7 @@ def running_peaks(values: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray
 
     Compiled by Numba, in one pass: numpy's whole-array form (:func:`cusum` per channel, then their maximum and its
     running maximum) reads and writes each path about ten times; 4 channels on 48 × 20,000 values take 48 ms of
-    CPU that way, 9 ms with this loop and the draws (the same thresholds to 1e-13).
+    CPU that way, 9-12 ms with this loop and the draws (the same thresholds to 1e-13).
 
     >>> peaks = np.empty((1, 4))
     >>> running_peaks(np.array([[1.0, -3.0, 2.0, 0.5]]), np.array([1.0, -1.0]), np.array([0.0, -1.0]), peaks)
@@ -182,7 +182,7 @@ def hit_peaks(at: np.ndarray, slopes: np.ndarray, offsets: np.ndarray, steps: in
 
     A channel with offset o ≤ 0 and jump a = slope + o > 0 falls by −o a step to 0 and rises by a on a hit: after
     the k-th hit, g steps after the one before, it is S_k = max(0, S_{k−1} + o·g) + a (S_0 = 0). Compiled by Numba,
-    one pass a path (numpy's whole-array form took 15 ms a rate's recalibration; this, 1).
+    one pass a path (a rate's recalibration: 9.6 -> 7.1 ms at rate 0.02, 25 -> 12 at 0.3).
 
     >>> hit_peaks(np.array([[1, 2, 9]]), np.array([2.0]), np.array([-1.0]), steps=10, stride=1).tolist()
     [[0.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]]
