@@ -39,13 +39,17 @@ def stop_words(language: str) -> frozenset[str]:
     True
     """
     path = Path(spacy.__file__).parent / "lang" / language / "stop_words.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"spaCy {spacy.__version__} has no {path}: pin the spaCy of pyproject.toml")
     spec = importlib.util.spec_from_file_location(f"driftloop_stop_words_{language}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return frozenset(module.STOP_WORDS)
 
 
-STOP_WORDS = frozenset().union(*map(stop_words, ("en", "de", "fr", "es", "it", "nl", "pt"))) - PARTICLES
+LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "pt")
+"""The languages whose stop words are never part of a name."""
+STOP_WORDS = frozenset().union(*map(stop_words, LANGUAGES)) - PARTICLES
 WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
 NAME_SCORE = 0.7
 
