@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from types import SimpleNamespace
 
 import faust
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.consumer.fetcher import OffsetResetStrategy
+from aiokafka.consumer.subscription_state import SubscriptionState
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.types import TP, Message
 
 from driftloop.consumer import App
@@ -156,3 +161,41 @@ def test_a_partition_with_nothing_committed_is_read_from_its_beginning(app: App)
 def test_fausts_own_consumer_leaves_a_partition_with_nothing_committed_where_it_was() -> None:
     stock = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
     assert sought_to_the_beginning(stock, {PARTITION: None, TP(TOPIC, 1): 0}) == []
+
+
+def livelock_check_of_a_partition_awaiting_its_reset(app: faust.App, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Faust's livelock detector checks a partition that aiokafka was told to read from its beginning, its offset
+    not yet reset (no position: it asserts one), its last fetch a moment ago; then the same once the partition has
+    a position. The errors the check logged."""
+    subscribe(app)
+    partition = TopicPartition(TOPIC, 0)
+
+    async def check() -> None:
+        subscriptions = SubscriptionState()
+        subscriptions.assign_from_user({partition})
+        state = subscriptions.subscription.assignment.state_value(partition)
+        state.await_reset(OffsetResetStrategy.EARLIEST)
+        state.timestamp = time.monotonic() * 1000
+        thread = app.consumer._thread
+        thread._consumer = SimpleNamespace(_fetcher=SimpleNamespace(_subscriptions=subscriptions))
+        thread.time_started = time.monotonic() - 3600  # long enough for the check to log what it misses
+        app.consumer.verify_event_path(time.monotonic(), PARTITION)
+        state.reset_to(100)
+        app.consumer.verify_event_path(time.monotonic(), PARTITION)
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(check())
+    return [record.getMessage() for record in caplog.records]
+
+
+def test_the_livelock_check_waits_for_a_partitions_position(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    """The check of a partition without a position is skipped (it crashed the worker in a rebalance); once it has
+    one, Faust's check runs (no highwater fetched yet since the start: it says so)."""
+    [logged] = livelock_check_of_a_partition_awaiting_its_reset(app, caplog)
+    assert "Highwater not yet available" in logged
+
+
+def test_fausts_own_livelock_check_asserts_a_partitions_position(caplog: pytest.LogCaptureFixture) -> None:
+    stock = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    with pytest.raises(AssertionError):
+        livelock_check_of_a_partition_awaiting_its_reset(stock, caplog)

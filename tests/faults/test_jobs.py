@@ -62,6 +62,9 @@ def test_concurrent_jobs_on_two_workers(rig: Rig, kill: bool) -> None:
 
     jobs = wait_for(finished, rig.faults.settle_s, "every incident's job to finish")
     assert {job.state for job in jobs} == {JobState.SUCCEEDED}, [(job.id, job.state, job.error) for job in jobs]
+    # none of the rebalances crashed a worker left alive (Faust's livelock check once did, on a partition in reset)
+    alive = [worker for worker in workers if not kill or worker.pid != owner_pid(victim.lease_owner)]
+    assert [worker.poll() for worker in alive] == [None] * len(alive)
     once = Counter(opened)
     assert Counter(job.incident_id for job in jobs) == once
     assert Counter(dataset.lineage.incident_id for dataset in stored_datasets(rig.settings)) == once
