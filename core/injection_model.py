@@ -58,7 +58,7 @@ from core.spikee import spikee_prompts
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import HashingVectorizer
 
-VERSION = "9"
+VERSION = "10"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1

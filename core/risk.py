@@ -35,9 +35,10 @@ import numpy as np
 import yaml
 
 from core.embeddings import Model, embed
+from core.injection_languages import OVERRIDE, UNRESTRICTED
 from core.package_data import package_file
 from core.payloads import hidden_payloads
-from core.scan import SCAN_CHARS, Rule, RuleIndex, fold
+from core.scan import FLOATING, SCAN_CHARS, Rule, RuleIndex, fold
 
 EXEMPLAR_CHARS = 2000
 SIGNALS_CACHED = 2048
@@ -46,8 +47,6 @@ SIGNALS_CACHED = 2048
 _PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}")
 Family = tuple[Rule, ...]
 """A pattern family: alternatives, each a regex with its prefilter words (see :mod:`core.scan`)."""
-FLOATING = "floating"
-"""Marks an alternative whose match may start away from its words (it is searched for over the whole text)."""
 
 
 def _families_of(families: tuple[tuple[tuple[str, ...], ...], ...]) -> list[Family]:
@@ -62,9 +61,11 @@ def _families_of(families: tuple[tuple[tuple[str, ...], ...], ...]) -> list[Fami
     ]
 
 
+_IN_OTHER_LANGUAGES = {("ignore", "disregard", "forget"): OVERRIDE, ("no ",): UNRESTRICTED}
+"""The alternatives of two families in the other languages the monitor detects, by the English ones' words."""
 _INJECTION_FAMILIES = _families_of(
     tuple(
-        ((words, pattern),)
+        ((words, pattern), *_IN_OTHER_LANGUAGES.get(words, ()))
         for words, pattern in (
             (
                 ("ignore", "disregard", "forget"),

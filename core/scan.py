@@ -22,6 +22,8 @@ from ahocorasick_rs import AhoCorasick
 SCAN_CHARS = 4000
 """Pattern-based features read at most this many characters of a text (its start): bounded cost per event."""
 
+FLOATING = "floating"
+"""Marks a pattern family's alternative whose match may start away from its words (a :class:`Rule` not anchored)."""
 _FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
 
 
