@@ -50,8 +50,12 @@ from core.injection_model import (
 from core.risk import _INJECTION_FAMILIES, injection_score
 from core.scan import SCAN_CHARS, fold, matches
 from driftloop.settings import Settings
+from monitor.language import detect_languages
 
 RATES = (0.01, 0.001)
+MIN_FOREIGN = 10
+"""A source with at least this many prompts not in English (:func:`monitor.language.detect_languages`) gets a row
+for those alone."""
 GOAL_RECALL = 0.8
 REPEATS = 5
 console = Console(width=150)
@@ -61,9 +65,10 @@ TODAY_FAMILIES = 10
 """The jailbreak families main's ``injection_score`` had (the first ones; a prompt leak came later)."""
 _TODAY = [
     (tuple(rule.words), re.compile(rule.pattern.pattern, re.IGNORECASE))
-    for (rule,) in _INJECTION_FAMILIES[:TODAY_FAMILIES]
+    for rule, *_ in _INJECTION_FAMILIES[:TODAY_FAMILIES]
 ]
-"""The jailbreak patterns as main's ``injection_score`` compiled them (one alternative each, no ``DOTALL``)."""
+"""The jailbreak patterns as main's ``injection_score`` compiled them (each family's English alternative, no
+``DOTALL``)."""
 
 
 def today(text: str) -> float:
@@ -97,6 +102,7 @@ def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, n
             "signals": signal_rows(group),
             "words": word_rows(group),
             "today": np.array([today(text) for text in group], dtype=np.float32),
+            "english": np.array([language == "en" for language in detect_languages(group)], dtype=bool),
         }
     return tables
 
@@ -156,22 +162,26 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
                 for g in ("benign", source)
             ),
         }
-        for i, (name, (benign, attacks)) in enumerate(scorers.items()):
-            cells = []
-            for rate in RATES:
-                found, reached = recall(benign, attacks, rate)
-                cells.append(f"{found:.2f}" + (f" (FPR {reached:.2%})" if reached < rate / 2 else ""))
-            if name == "learned":
-                met &= recall(benign, attacks, RATES[0])[0] >= GOAL_RECALL
-            first = i == 0
-            out.add_row(
-                source if first else "",
-                f"{len(attacks):,}" if first else "",
-                " + ".join(fitted_on) if name == "learned" else "",
-                name,
-                *cells,
-            )
-        out.add_section()
+        foreign = ~tables[source]["english"]
+        views = {source: slice(None)} | ({f"{source}, not English": foreign} if foreign.sum() >= MIN_FOREIGN else {})
+        for label, chosen in views.items():
+            for i, (name, (benign, attacks)) in enumerate(scorers.items()):
+                attacks = attacks[chosen]
+                cells = []
+                for rate in RATES:
+                    found, reached = recall(benign, attacks, rate)
+                    cells.append(f"{found:.2f}" + (f" (FPR {reached:.2%})" if reached < rate / 2 else ""))
+                if name == "learned" and label == source:
+                    met &= recall(benign, attacks, RATES[0])[0] >= GOAL_RECALL
+                first = i == 0
+                out.add_row(
+                    label if first else "",
+                    f"{len(attacks):,}" if first else "",
+                    " + ".join(fitted_on) if name == "learned" else "",
+                    name,
+                    *cells,
+                )
+            out.add_section()
     console.print(out)
     console.print(
         f"benign held out: {len(tables['benign']['today']):,} ShareGPT prompts; fitted against "
