@@ -38,27 +38,30 @@ from core.embeddings import Model, embed
 from core.injection_languages import OVERRIDE, UNRESTRICTED
 from core.package_data import package_file
 from core.payloads import hidden_payloads
-from core.scan import FLOATING, SCAN_CHARS, Rule, RuleIndex, fold
+from core.scan import SCAN_CHARS, Rule, RuleIndex, fold
 
 EXEMPLAR_CHARS = 2000
 SIGNALS_CACHED = 2048
 """Prompts whose injection signals are kept: more than a worker's batch (``DRIFTLOOP_BATCH_MAX_EVENTS``, 256, or
 1,024 as a run may set)."""
 _PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}")
+FLOATING = "floating"
+"""Marks an alternative whose match may start away from its words (it is searched for over the whole text)."""
 Family = tuple[Rule, ...]
 """A pattern family: alternatives, each a regex with its prefilter words (see :mod:`core.scan`)."""
 
 
-def _families_of(families: tuple[tuple[tuple[str, ...], ...], ...]) -> list[Family]:
-    """Each alternative is ``(words, pattern)`` (its matches start at one of its words) or ``(words, pattern,
-    FLOATING)``."""
-    return [
-        tuple(
-            Rule(frozenset(words), re.compile(pattern, re.IGNORECASE | re.DOTALL), anchored=not floating)
-            for words, pattern, *floating in family
-        )
-        for family in families
-    ]
+def _families_of(families: tuple[tuple[tuple | Rule, ...], ...]) -> list[Family]:
+    """Each alternative is ``(words, pattern)`` (its matches start at one of its words), ``(words, pattern,
+    FLOATING)`` or a :class:`~core.scan.Rule` already made."""
+    return [tuple(_rule(alternative) for alternative in family) for family in families]
+
+
+def _rule(alternative: tuple | Rule) -> Rule:
+    if isinstance(alternative, Rule):
+        return alternative
+    words, pattern, *floating = alternative
+    return Rule.of(words, pattern, anchored=not floating)
 
 
 _IN_OTHER_LANGUAGES = {("ignore", "disregard", "forget"): OVERRIDE, ("no ",): UNRESTRICTED}

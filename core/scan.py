@@ -14,6 +14,7 @@ case fold (:func:`fold`) holds one of them, and most text holds none.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,8 +23,6 @@ from ahocorasick_rs import AhoCorasick
 SCAN_CHARS = 4000
 """Pattern-based features read at most this many characters of a text (its start): bounded cost per event."""
 
-FLOATING = "floating"
-"""Marks a pattern family's alternative whose match may start away from its words (a :class:`Rule` not anchored)."""
 _FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
 
 
@@ -55,6 +54,25 @@ class Rule:
     words: frozenset[str]
     pattern: re.Pattern[str]
     anchored: bool = True
+    also: frozenset[str] = frozenset()
+    """Lowercase words one of which every match holds as well (none: no such condition): a text that holds none of
+    them is not tried, however often it holds :attr:`words`."""
+    reach: int | None = None
+    """For an anchored rule with :attr:`also` words: one of them starts at most this many characters past a match's
+    start, so only the starts with one that near are tried."""
+
+    @classmethod
+    def of(
+        cls,
+        words: Iterable[str],
+        pattern: str,
+        anchored: bool = True,
+        also: Iterable[str] = (),
+        reach: int | None = None,
+    ) -> Rule:
+        """A rule of ``pattern`` compiled case-insensitive, ``.`` matching newlines too."""
+        compiled = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+        return cls(frozenset(words), compiled, anchored, frozenset(also), reach)
 
     def found(self, text: str, starts: list[int]) -> bool:
         """Whether the rule matches ``text``, whose case fold holds one of its words at each of ``starts``."""
@@ -76,14 +94,36 @@ class RuleIndex:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         rules = list(rules)
-        words = sorted({word for rule in rules for word in rule.words})
+        words = sorted({word for rule in rules for word in rule.words | rule.also})
         self._automaton = AhoCorasick(words)
         self._rules = [tuple(rule for rule in rules if word in rule.words) for word in words]
+        index = {word: i for i, word in enumerate(words)}
+        self._also = {rule: [index[word] for word in rule.also] for rule in rules if rule.also}
 
     def starts(self, folded: str) -> dict[Rule, list[int]]:
-        """Where the words of each rule that ``folded`` holds start in it (``fold`` keeps a text's length)."""
+        """Where the words of each rule that ``folded`` holds start in it (``fold`` keeps a text's length); for a
+        rule with :attr:`Rule.also` words, only if ``folded`` holds one of them too (within :attr:`Rule.reach` past
+        the start, when it has one)."""
         starts: dict[Rule, list[int]] = {}
+        found: dict[int, list[int]] = {}
         for i, start, _ in self._automaton.find_matches_as_indexes(folded, overlapping=True):
+            found.setdefault(i, []).append(start)
             for rule in self._rules[i]:
                 starts.setdefault(rule, []).append(start)
+        for rule, also in self._also.items():
+            if rule in starts:
+                near = sorted(at for i in also for at in found.get(i, ()))
+                kept = (
+                    starts[rule] if rule.reach is None else [at for at in starts[rule] if _near(near, at, rule.reach)]
+                )
+                if near and kept:
+                    starts[rule] = kept
+                else:
+                    del starts[rule]
         return starts
+
+
+def _near(positions: list[int], start: int, reach: int) -> bool:
+    """Whether one of the sorted ``positions`` lies in ``[start, start + reach]``."""
+    i = bisect_left(positions, start)
+    return i < len(positions) and positions[i] <= start + reach
