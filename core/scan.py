@@ -54,12 +54,12 @@ class Rule:
     words: frozenset[str]
     pattern: re.Pattern[str]
     anchored: bool = True
-    also: frozenset[str] = frozenset()
-    """Lowercase words one of which every match holds as well (none: no such condition): a text that holds none of
-    them is not tried, however often it holds :attr:`words`."""
+    also: tuple[frozenset[str], ...] = ()
+    """Groups of lowercase words: every match holds one word of each group as well, so a text that lacks a group is
+    not tried, however often it holds :attr:`words`."""
     reach: int | None = None
-    """For an anchored rule with :attr:`also` words: one of them starts at most this many characters past a match's
-    start, so only the starts with one that near are tried."""
+    """For an anchored rule with :attr:`also` groups: a word of each starts at most this many characters past a
+    match's start, so only the starts with one of each that near are tried."""
 
     @classmethod
     def of(
@@ -67,12 +67,12 @@ class Rule:
         words: Iterable[str],
         pattern: str,
         anchored: bool = True,
-        also: Iterable[str] = (),
+        also: Iterable[Iterable[str]] = (),
         reach: int | None = None,
     ) -> Rule:
         """A rule of ``pattern`` compiled case-insensitive, ``.`` matching newlines too."""
         compiled = re.compile(pattern, re.IGNORECASE | re.DOTALL)
-        return cls(frozenset(words), compiled, anchored, frozenset(also), reach)
+        return cls(frozenset(words), compiled, anchored, tuple(frozenset(group) for group in also), reach)
 
     def found(self, text: str, starts: list[int]) -> bool:
         """Whether the rule matches ``text``, whose case fold holds one of its words at each of ``starts``."""
@@ -94,32 +94,32 @@ class RuleIndex:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         rules = list(rules)
-        words = sorted({word for rule in rules for word in rule.words | rule.also})
+        words = sorted({word for rule in rules for group in (rule.words, *rule.also) for word in group})
         self._automaton = AhoCorasick(words)
         self._rules = [tuple(rule for rule in rules if word in rule.words) for word in words]
         index = {word: i for i, word in enumerate(words)}
-        self._also = {rule: [index[word] for word in rule.also] for rule in rules if rule.also}
+        self._also = {rule: [[index[word] for word in group] for group in rule.also] for rule in rules if rule.also}
 
     def starts(self, folded: str) -> dict[Rule, list[int]]:
         """Where the words of each rule that ``folded`` holds start in it (``fold`` keeps a text's length); for a
-        rule with :attr:`Rule.also` words, only if ``folded`` holds one of them too (within :attr:`Rule.reach` past
-        the start, when it has one)."""
+        rule with :attr:`Rule.also` groups, only if ``folded`` holds a word of each too (within :attr:`Rule.reach`
+        past the start, when it has one)."""
         starts: dict[Rule, list[int]] = {}
         found: dict[int, list[int]] = {}
         for i, start, _ in self._automaton.find_matches_as_indexes(folded, overlapping=True):
             found.setdefault(i, []).append(start)
             for rule in self._rules[i]:
                 starts.setdefault(rule, []).append(start)
-        for rule, also in self._also.items():
-            if rule in starts:
-                near = sorted(at for i in also for at in found.get(i, ()))
-                kept = (
-                    starts[rule] if rule.reach is None else [at for at in starts[rule] if _near(near, at, rule.reach)]
-                )
-                if near and kept:
-                    starts[rule] = kept
-                else:
-                    del starts[rule]
+        for rule, groups in self._also.items():
+            if rule not in starts:
+                continue
+            held = [sorted(at for i in group for at in found.get(i, ())) for group in groups]
+            reach = rule.reach
+            kept = [at for at in starts[rule] if reach is None or all(_near(group, at, reach) for group in held)]
+            if all(held) and kept:
+                starts[rule] = kept
+            else:
+                del starts[rule]
         return starts
 
 

@@ -46,20 +46,20 @@ def test_fold_reads_every_case_variant_of_an_ascii_letter_as_that_letter() -> No
 def test_a_rule_with_also_words_is_tried_only_where_one_of_them_is_within_reach() -> None:
     """An order's verb repeated without its nouns costs no try; with a noun, only the starts it lies within reach
     of are tried, and the match there is found."""
-    rule = Rule.of(["ignora"], r"\bignora\b.{0,20}?\bistruzioni\b", also=["istruzioni"], reach=30)
+    rule = Rule.of(["ignora"], r"\bignora\b.{0,20}?\bistruzioni\b", also=[["istruzioni"]], reach=30)
     index = RuleIndex([rule])
     assert index.starts(fold("ignora tutto. " * 50)) == {}
     text = "ignora tutto. " * 50 + "Ignora le istruzioni."
     starts = index.starts(fold(text))
     assert starts[rule] == [text.rindex("ignora tutto"), text.index("Ignora le")]  # the noun 24 and 10 past them
     assert rule.found(text, starts[rule])
-    far = Rule.of(["ignora"], r"\bignora\b", also=["istruzioni"])  # no reach: any start, once the text holds one
+    far = Rule.of(["ignora"], r"\bignora\b", also=[["istruzioni"]])  # no reach: any start, once the text holds one
     assert len(RuleIndex([far]).starts(fold(text))[far]) == 51
 
 
-def test_orders_in_other_languages_are_not_tried_on_a_text_without_their_nouns() -> None:
-    """A prompt of thousands of imperatives ("ignore", "ignora") and no instructions tries none of the other
-    languages' orders: their cost is the scan's."""
-    folded = fold("ignore ignora ignoriere olvida vergiss negeer " * 80)
-    tried = {rule for rule in _RULES.starts(folded) if rule.also}
-    assert tried == set()
+def test_orders_in_other_languages_are_not_tried_without_their_nouns_and_qualifiers_near() -> None:
+    """A prompt of thousands of imperatives ("ignore", "ignora"), or of imperatives and instructions with nothing
+    making them the assistant's ("previous", "your"), tries none of the other languages' orders: their cost is the
+    scan's."""
+    for text in ("ignore ignora ignoriere olvida vergiss negeer ", "ignore las instrucciones y "):
+        assert {rule for rule in _RULES.starts(fold(text * 80)) if rule.also} == set(), text
