@@ -162,26 +162,12 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
                 for g in ("benign", source)
             ),
         }
+        benign, attacks = scorers["learned"]
+        met &= recall(benign, attacks, RATES[0])[0] >= GOAL_RECALL
+        add_rows(out, source, scorers, slice(None), fitted_on)
         foreign = ~tables[source]["english"]
-        views = {source: slice(None)} | ({f"{source}, not English": foreign} if foreign.sum() >= MIN_FOREIGN else {})
-        for label, chosen in views.items():
-            for i, (name, (benign, attacks)) in enumerate(scorers.items()):
-                attacks = attacks[chosen]
-                cells = []
-                for rate in RATES:
-                    found, reached = recall(benign, attacks, rate)
-                    cells.append(f"{found:.2f}" + (f" (FPR {reached:.2%})" if reached < rate / 2 else ""))
-                if name == "learned" and label == source:
-                    met &= recall(benign, attacks, RATES[0])[0] >= GOAL_RECALL
-                first = i == 0
-                out.add_row(
-                    label if first else "",
-                    f"{len(attacks):,}" if first else "",
-                    " + ".join(fitted_on) if name == "learned" else "",
-                    name,
-                    *cells,
-                )
-            out.add_section()
+        if foreign.sum() >= MIN_FOREIGN:
+            add_rows(out, f"{source}, not English", scorers, foreign, fitted_on)
     console.print(out)
     console.print(
         f"benign held out: {len(tables['benign']['today']):,} ShareGPT prompts; fitted against "
@@ -189,6 +175,31 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
         "look-alikes (left out with bastioncorpus's attacks)"
     )
     return met
+
+
+def add_rows(
+    out: Table,
+    label: str,
+    scorers: dict[str, tuple[np.ndarray, np.ndarray]],
+    chosen: slice | np.ndarray,
+    fitted_on: tuple[str, ...],
+) -> None:
+    """A section of ``out``: each score's recall over the ``chosen`` attacks at each of :data:`RATES`."""
+    for i, (name, (benign, attacks)) in enumerate(scorers.items()):
+        attacks = attacks[chosen]
+        cells = []
+        for rate in RATES:
+            found, reached = recall(benign, attacks, rate)
+            cells.append(f"{found:.2f}" + (f" (FPR {reached:.2%})" if reached < rate / 2 else ""))
+        first = i == 0
+        out.add_row(
+            label if first else "",
+            f"{len(attacks):,}" if first else "",
+            " + ".join(fitted_on) if name == "learned" else "",
+            name,
+            *cells,
+        )
+    out.add_section()
 
 
 def cost(texts: list[str]) -> None:
