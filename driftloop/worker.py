@@ -72,7 +72,7 @@ from generators.metrics import LLMMetrics
 from generators.recipes import load_recipes
 from generators.samples import Generator
 from monitor import calibration_pool
-from monitor.agent import Record, TrafficAgent
+from monitor.agent import Record, Source, TrafficAgent
 from monitor.cpu import StageCollector
 from monitor.events import InvalidEvent, TrafficEvent
 from monitor.incidents import DriftIncident
@@ -274,10 +274,12 @@ def create_app(settings: Settings) -> faust.App:
                     continue
                 try:
                     arrived.append(forwarded(item.value, message.headers, sent_at))
-                except ValueError as error:  # not forwarded by a worker
-                    unreadable.append((item.value, InvalidEvent("unexpected_error", str(error))))
-            for value, error in unreadable:
-                await monitoring.reject(value, error)
+                except ValueError as error:  # not forwarded by a worker: its source is the segments topic's record
+                    record = Record(item.value, message.partition, message.offset)
+                    source = Source(message.topic, message.partition, message.offset)
+                    unreadable.append((record, source, InvalidEvent("unexpected_error", str(error))))
+            for record, source, error in unreadable:
+                await monitoring.reject(record, error, source)
             local = local_rule(await traffic_log.partition_count(), settings.topic_partitions)
             here, away = await monitoring.route(produced, local)
             sends = [

@@ -53,6 +53,8 @@ __all__ = ["Claim", "JobRunner", "datasets", "jobs", "worker_id"]
 
 log = logging.getLogger(__name__)
 
+GATED = "quality gate: "
+"""How the error of a job that the quality gate turned down begins (the failed checks follow)."""
 EARLIER_VERSIONS = 20
 """Newest versions of a segment and incident kind whose samples a job's samples are deduplicated against."""
 
@@ -195,7 +197,7 @@ class JobRunner:
         if not quality.passed:
             self.metrics.quality_gate_failures.inc()
             failures = "; ".join(quality.failures)
-            return await self._finish(job, claim.lease, JobState.FAILED, f"quality gate: {failures}", claim.started)
+            return await self._finish(job, claim.lease, JobState.FAILED, f"{GATED}{failures}", claim.started)
         if await cancel_requested(self.redis, job.id):
             return await self._finish(job, claim.lease, JobState.CANCELLED, "cancelled before its dataset was written")
         lineage = Lineage(

@@ -69,6 +69,20 @@ class Record(NamedTuple):
     produced: float | None = None
     event: TrafficEvent | None = None
 
+    def source(self, topic: str) -> Source:
+        """Where the record sits in the traffic topic ``topic`` (a forwarded record names its traffic record)."""
+        return Source(topic, self.partition, self.offset)
+
+
+class Source(NamedTuple):
+    """A dead letter's source record: a consumer of the dead letters drops repeats by it (a worker killed after a
+    dead letter's send, before its record's offset committed, has the record dead-lettered again by its successor)
+    and reads the record back there when the letter is redacted."""
+
+    topic: str
+    partition: int
+    offset: int
+
 
 async def measure(
     step: StreamStep, events: list[TrafficEvent], embed: Callable[[list[str]], np.ndarray] | None = None
@@ -203,7 +217,7 @@ class TrafficAgent:
                 new = self.step.admit(event, record.partition, record.offset, record.highwater, record.log)
         except Exception as error:  # a poison record must not stop the stream
             log.exception("record %d of partition %d could not be admitted", record.offset, record.partition)
-            await self.reject(record.value, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
+            await self.reject(record, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
             return None
         if new:
             return event
@@ -218,10 +232,10 @@ class TrafficAgent:
                 produced = None if record.produced is None else datetime.fromtimestamp(record.produced, UTC)
                 return parse_event(record.value or b"", self.max_event_bytes, produced)
         except InvalidEvent as error:
-            await self.reject(record.value, error)
+            await self.reject(record, error)
         except Exception as error:  # a poison record must not stop the stream
             log.exception("record %d of partition %d could not be read", record.offset, record.partition)
-            await self.reject(record.value, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
+            await self.reject(record, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
         return None
 
     async def observe(self, admitted: list[tuple[Record, TrafficEvent]]) -> tuple[list[TrafficEvent], Outcomes]:
@@ -240,7 +254,7 @@ class TrafficAgent:
                 outcomes = await self.observed([event])
             except Exception as error:
                 log.exception("event %s failed on its own too: dead-lettered", event.id)
-                await self.reject(record.value, InvalidEvent("processing_error", f"{type(error).__name__}: {error}"))
+                await self.reject(record, InvalidEvent("processing_error", f"{type(error).__name__}: {error}"))
                 continue
             observed.append(event)
             reached += outcomes.reached
@@ -268,17 +282,18 @@ class TrafficAgent:
             self.judge.offer(events)
         return outcomes
 
-    async def reject(self, raw: bytes | None, error: InvalidEvent) -> None:
-        """Send a record that is not an event to the dead letters, with the reason; count it. The record goes
-        redacted (its first :data:`DEAD_LETTER_CHARS` characters, personal data masked) unless
-        ``keep_raw_dead_letters``."""
-        event = (raw or b"").decode("utf-8", errors="replace")
+    async def reject(self, record: Record, error: InvalidEvent, source: Source | None = None) -> None:
+        """Send a record that is not an event to the dead letters, with the reason and its ``source`` (default: its
+        position in the traffic topic); count it. The record goes redacted (its first :data:`DEAD_LETTER_CHARS`
+        characters, personal data masked) unless ``keep_raw_dead_letters``."""
+        event = (record.value or b"").decode("utf-8", errors="replace")
         if not self.keep_raw_dead_letters:
             event = await asyncio.to_thread(redact, event[:DEAD_LETTER_CHARS])
         letter = {
             "reason": error.reason,
             "detail": error.detail,
             "received_at": datetime.now(UTC).isoformat(),
+            "source": (source or record.source(self.step.settings.traffic_topic))._asdict(),
             "event": event,
             "redacted": not self.keep_raw_dead_letters,
         }

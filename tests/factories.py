@@ -61,6 +61,7 @@ def stream_settings(**changes: object) -> SimpleNamespace:
         "embeddings": False,
         "embedding_model": "static",
         "embedding_sample_rate": 1.0,
+        "traffic_topic": "llm.traffic",
         "max_live_segments": 5000,
         "segment_max_routes": 0,
         "segment_max_tenants": 0,

@@ -5,6 +5,7 @@ hop."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 
 import pytest
@@ -59,7 +60,7 @@ def test_forwarded_twice_counted_once_and_poison_dead_lettered_at_the_first_hop(
     letters: list[bytes] = []
 
     async def dead_letter(key: bytes, value: bytes) -> None:
-        letters.append(key)
+        letters.append((key, json.loads(value)["source"]))
 
     async def scenario() -> tuple[list[Record], list[tuple[str, Record]]]:
         redis = Redis.from_url(services.redis_url)
@@ -75,7 +76,7 @@ def test_forwarded_twice_counted_once_and_poison_dead_lettered_at_the_first_hop(
             await redis.aclose()
 
     here, away = asyncio.run(scenario())
-    assert letters == [b"too_deep"]
+    assert letters == [(b"too_deep", {"topic": "llm.traffic", "partition": 3, "offset": 999})]
     assert all(record.event and segment_partition(record.event.segment, 4) == record.partition for record in here)
     assert all(segment_partition(segment, 4) != record.partition for segment, record in away)
     assert len(here) + len(away) == len(events)

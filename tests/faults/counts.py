@@ -14,7 +14,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from driftloop.settings import Settings
-from feedback.jobs import FINISHED
+from feedback.jobs import FINISHED, JobState
+from feedback.runner import GATED
 from generators.recipes import load_recipes
 from tests.faults.harness import Rig
 from tests.integration.helpers import (
@@ -40,7 +41,9 @@ class Counts:
     accepted: int
     """The stream's accepted counter in Redis."""
     dead_lettered: int
-    """Messages on the dead-letter topic."""
+    """Records on the dead-letter topic, each counted once however often it was dead-lettered (a record is
+    dead-lettered again when its worker died after the send, before the offset committed), as a consumer of the
+    dead letters that drops repeats by their source sees them."""
     in_detectors: int
     """Events in detector state, summed over the segments' statuses."""
     incidents: Effects = field(default_factory=dict)
@@ -56,14 +59,16 @@ class Counts:
     @classmethod
     def expected(cls, rig: Rig, dead_lettered: int, shifted: set[str], workers_up: int) -> Counts:
         """Every published event accepted or dead-lettered, each accepted one in the detectors; one incident per
-        ``shifted`` segment and none elsewhere, and one job (dataset, delivery) per recipe of its stored causes (read
-        now: a cause added later calls for its own job)."""
+        ``shifted`` segment and none elsewhere, and one job per recipe of its stored causes (read now: a cause added
+        later calls for its own job), each with a dataset and a delivery unless the quality gate turned it down."""
         once = dict.fromkeys(sorted(shifted), 1)
         planned = planned_jobs(rig, shifted)
+        turned_down = gated_jobs(rig)
+        written = {segment: jobs - turned_down.get(segment, 0) for segment, jobs in planned.items()}
         accepted = rig.published - dead_lettered
         # no LLM endpoint in the rig: datasets are evaluation sets, never sent on finetune.requests
         return cls(
-            rig.published, accepted, dead_lettered, accepted, once, planned, planned, {}, once, planned, workers_up
+            rig.published, accepted, dead_lettered, accepted, once, planned, written, {}, once, written, workers_up
         )
 
 
@@ -85,6 +90,16 @@ def planned_jobs(rig: Rig, shifted: set[str]) -> Effects:
     return {segment: jobs or 1 for segment, jobs in planned.items()}
 
 
+def gated_jobs(rig: Rig) -> Effects:
+    """Segment → its jobs that the quality gate turned down: they end failed, with no dataset, a verdict on what
+    was generated (which depends on the evidence, so on where the detectors fired), not a loss."""
+    segments = {incident.id: incident.segment for incident in stored_incidents(rig.settings)}
+    gated = [
+        job for job in stored_jobs(rig.settings) if job.state == JobState.FAILED and (job.error or "").startswith(GATED)
+    ]
+    return dict(Counter(segments.get(job.incident_id) for job in gated))
+
+
 def read_counts(rig: Rig) -> Counts:
     """The rig's counts now (its services must be up)."""
     settings = rig.settings
@@ -99,7 +114,9 @@ def read_counts(rig: Rig) -> Counts:
     return Counts(
         published=rig.published,
         accepted=accepted(settings),
-        dead_lettered=len(topic_messages(settings, settings.dlq_topic, idle_ms=1000)),
+        dead_lettered=len(
+            {tuple(m["source"].values()) for m in topic_messages(settings, settings.dlq_topic, idle_ms=1000)}
+        ),
         in_detectors=segment_events(settings),
         incidents=dict(sorted(Counter(segments.values()).items())),
         jobs=per_segment([job.incident_id for job in stored_jobs(settings)]),

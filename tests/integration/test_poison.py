@@ -25,7 +25,7 @@ from monitor.records import StreamStats
 from monitor.segments import Measurements
 from monitor.sink import IncidentSink
 from monitor.stream import Outcomes, StreamStep
-from tests.integration.helpers import accepted, run, segment_events, topic_messages, wait_for
+from tests.integration.helpers import accepted, run, segment_events, topic_messages, topic_records, wait_for
 
 pytestmark = pytest.mark.integration
 AFTER = 5
@@ -63,11 +63,12 @@ def test_each_poison_record_is_dead_lettered_and_the_events_after_it_are_process
     valid = traffic(len(poison({})) * AFTER + AFTER + 1)
     controls = {**valid.pop(), "prompt": "colours \u001b[31mred\u001b[0m, a NUL \u0000, a bidi mark \u202e"}
     records: list[bytes] = [json.dumps(controls).encode()]  # escaped control characters are text: accepted
-    expected = []
+    expected, poisoned = [], []
     base = {**valid[0], "prompt": "what is drift?"}
     for (reason, record), after in zip(poison(base), range(0, len(valid), AFTER), strict=False):
         records += [record, *(json.dumps(event).encode() for event in valid[after : after + AFTER])]
         expected.append(reason)
+        poisoned.append(record)
     tail = [json.dumps(event).encode() for event in valid[len(expected) * AFTER :]]
     assert len(tail) == AFTER
     ensure_topics(settings)
@@ -75,22 +76,38 @@ def test_each_poison_record_is_dead_lettered_and_the_events_after_it_are_process
         published = replay(records, settings)
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
         producer.send(settings.traffic_topic, key=b"tombstone", value=None).get(timeout=30)  # a null value
-        producer.close()
         published_tail = replay(tail, settings)
         wait_for(lambda: accepted(settings) >= len(valid) + 1, 120, "the valid events after the poison")
-        letters = wait_for(lambda: topic_messages(settings, settings.dlq_topic), 30, "the dead letters")
+        # last, a record on the segments topic that no worker forwarded: its dead letter names that topic
+        stray = producer.send(settings.segments_topic, key=b"stray", value=b"{}").get(timeout=30)
+        producer.close()
+        letters = wait_for(
+            lambda: (found := topic_messages(settings, settings.dlq_topic))[len(expected) + 1 :] and found,
+            30,
+            "the dead letters",
+        )
         assert worker.poll() is None, "the worker died"
         metrics = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics").text
 
-    sent = published.sent + 1 + published_tail.sent
+    sent = published.sent + 1 + published_tail.sent + 1
+    reasons = [*expected, "not_json", "unexpected_error"]
     assert (published.failed, published_tail.failed) == (0, 0)
-    assert [letter["reason"] for letter in letters] == [*expected, "not_json"]
+    assert [letter["reason"] for letter in letters] == reasons
     assert all(letter["detail"] and letter["redacted"] for letter in letters)
+    at = {(record.partition, record.offset): record.value for record in topic_records(settings, settings.traffic_topic)}
+    assert {letter["source"]["topic"] for letter in letters[:-1]} == {settings.traffic_topic}
+    sources = [at[letter["source"]["partition"], letter["source"]["offset"]] for letter in letters[:-1]]
+    assert sources == [*poisoned, None], "each dead letter names its record in the traffic topic"
+    assert letters[-1]["source"] == {
+        "topic": settings.segments_topic,
+        "partition": stray.partition,
+        "offset": stray.offset,
+    }
     counts = run(settings, lambda redis, _: StreamStats(redis).read())
     rejected = {key.removeprefix("rejected:"): n for key, n in counts.items() if key.startswith("rejected:")}
     assert counts["accepted"] == len(valid) + 1 == segment_events(settings)
     assert counts["accepted"] + sum(rejected.values()) == sent
-    assert rejected == {reason: [*expected, "not_json"].count(reason) for reason in set(expected) | {"not_json"}}
+    assert rejected == {reason: reasons.count(reason) for reason in set(reasons)}
     for reason, count in rejected.items():
         assert f'driftloop_events_rejected_total{{reason="{reason}"}} {count}.0' in metrics
 
@@ -150,6 +167,7 @@ def test_an_event_that_keeps_failing_is_dead_lettered_alone_and_counted_once(set
     [letter] = topic_messages(settings, settings.dlq_topic)
     assert letter["reason"] == "processing_error" and letter["detail"] == "RuntimeError: detector failed half-way"
     assert '"boom"' in letter["event"] and letter["redacted"]
+    assert letter["source"] == {"topic": settings.traffic_topic, "partition": 0, "offset": 20}  # its record
     # three tries of the batch and the events alone, each folding in part of the batch: the segments count each
     # accepted event once, since a failed try puts their state back
     assert sum(monitor.events for monitor in step.monitors.values()) == 40 == segment_events(settings)
