@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(660)]  # past the demo's own 600 s
 
 
 def demo(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
