@@ -43,7 +43,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Benchmarks print figures and ratios against a baseline measured in the same run (see bench/).
 bench-detection: install

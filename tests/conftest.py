@@ -19,6 +19,18 @@ from driftloop.auth import Scope, TokenStore
 from driftloop.settings import Settings
 
 REQUIRE_SERVICES = os.environ.get("DRIFTLOOP_REQUIRE_SERVICES") == "1"
+SERIAL_GROUPS = {"llm": ("llm_service",), "faults": ("rig",)}
+"""xdist groups by the fixture that puts a test in one: ``make test`` runs two pytest-xdist workers, and the tests
+of a group run one after another on one of them (the LLM tests share one llama server; no two fault scenarios
+compete for the cores), beside the rest."""
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test that uses a fixture of :data:`SERIAL_GROUPS` joins that group (``--dist loadgroup``); marked as it is
+    collected, before xdist's ``pytest_collection_modifyitems`` reads the groups into the test ids."""
+    for group, fixtures in SERIAL_GROUPS.items():
+        if any(name in getattr(item, "fixturenames", ()) for name in fixtures):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

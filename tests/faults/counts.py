@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
-from driftloop.settings import Settings
 from feedback.jobs import FINISHED, JobState
 from feedback.runner import GATED
 from generators.recipes import load_recipes
@@ -24,6 +20,7 @@ from tests.integration.helpers import (
     stored_datasets,
     stored_incidents,
     stored_jobs,
+    stream_positions,
     topic_messages,
 )
 
@@ -168,30 +165,6 @@ def assert_counts(counts: Counts, expected: Counts, rig: Rig) -> None:
     """Fail with :func:`differences` as the last lines of the report (a CI log shows its tail)."""
     if counts != expected:
         pytest.fail(differences(counts, expected, rig), pytrace=False)
-
-
-def stream_positions(settings: Settings) -> dict[str, str]:
-    """``topic-partition`` → the worker group's committed offset and the log's end, for the traffic topics."""
-
-    async def read() -> dict[str, str]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id)
-        await consumer.start()
-        try:
-            await consumer.topics()  # the cluster's metadata
-            partitions = [
-                TopicPartition(topic, partition)
-                for topic in (settings.traffic_topic, settings.segments_topic)
-                for partition in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            ends = await consumer.end_offsets(partitions)
-            return {f"{tp.topic}-{tp.partition}": f"{await consumer.committed(tp)}/{ends[tp]}" for tp in partitions}
-        finally:
-            await consumer.stop()
-
-    try:
-        return asyncio.run(asyncio.wait_for(read(), 60))
-    except (KafkaError, TimeoutError) as error:
-        return {"unread": repr(error)}
 
 
 def settle(rig: Rig, expect: Callable[[], Counts]) -> tuple[Counts, Counts]:

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -122,15 +123,42 @@ def events_by_segment(settings: Settings) -> dict[str, int]:
     return {segment: status.events for segment, status in sorted(statuses.items())}
 
 
-def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.25) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+def wait_for(
+    check: Callable[[], T], timeout: float, what: str, every: float = 0.25, explain: Callable[[], str] | None = None
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` s, and with what
+    ``explain`` says of the state then (read only on a timeout)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
         time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}" + (f": {explain()}" if explain else ""))
+
+
+def stream_positions(settings: Settings) -> dict[str, str]:
+    """``topic-partition`` → the worker group's committed offset and the log's end, for the traffic topics."""
+
+    async def read() -> dict[str, str]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id)
+        await consumer.start()
+        try:
+            await consumer.topics()  # the cluster's metadata
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in (settings.traffic_topic, settings.segments_topic)
+                for partition in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            ends = await consumer.end_offsets(partitions)
+            return {f"{tp.topic}-{tp.partition}": f"{await consumer.committed(tp)}/{ends[tp]}" for tp in partitions}
+        finally:
+            await consumer.stop()
+
+    try:
+        return asyncio.run(asyncio.wait_for(read(), 60))
+    except (KafkaError, TimeoutError) as error:
+        return {"unread": repr(error)}
 
 
 @asynccontextmanager

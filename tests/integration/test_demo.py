@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(660)]  # past the demo's own 600 s
+# past the demo's own 600 s; with the LLM tests, since the demo starts a llama server of its own
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(660), pytest.mark.xdist_group("llm")]
 
 
 def demo(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -29,6 +29,7 @@ from tests.integration.helpers import (
     stored_datasets,
     stored_incidents,
     stored_jobs,
+    stream_positions,
     topic_messages,
     wait_for,
 )
@@ -146,7 +147,12 @@ def test_killed_worker_loses_no_incident_and_duplicates_no_job(settings: Setting
             os.kill(second.pid, signal.SIGKILL)
             second.wait()
         with worker_process(settings, log):
-            wait_for(lambda: accepted(settings) >= EVENTS, 120, "the rest of the stream")
+            wait_for(
+                lambda: accepted(settings) >= EVENTS,
+                120,
+                f"the rest of the stream ({EVENTS} events)",
+                explain=lambda: f"{accepted(settings)} accepted; offsets read/end {stream_positions(settings)}",
+            )
             wait_for(lambda: finished_jobs(settings, 1), 60, "the generation job")
             wait_for(lambda: receiver.received, 30, "the webhook delivery")
 
