@@ -59,8 +59,8 @@ from bench.corpus import Corpus, load, with_held_out
 from core.embeddings import MODELS, Model
 from driftloop.settings import Settings
 from monitor.detector import alarms
-from monitor.features import FEATURES
-from monitor.segments import PROFILE, WINDOWED, measurements, quantized
+from monitor.features import FEATURES, PROFILE, measurements, quantized
+from monitor.segments import WINDOWED
 from monitor.stream import StreamStep, topic_columns
 from monitor.windows import WindowDetector, window_alarms
 
@@ -171,7 +171,7 @@ def features(corpus: Corpus, stream: Stream) -> dict[str, np.ndarray]:
 
 def windowed(corpus: Corpus, stream: Stream, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The inputs of the segment's windowed tests: each event's prompt embedding (int8, as the worker quantises
-    it), language and numeric profile (its ``columns`` of :data:`monitor.segments.PROFILE`)."""
+    it), language and numeric profile (its ``columns`` of :data:`monitor.features.PROFILE`)."""
     return {
         "prompt_embedding": quantized(corpus.vectors[stream.prompt]),
         "language": corpus.languages[stream.prompt],

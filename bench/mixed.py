@@ -46,9 +46,9 @@ from bench.detection import (
     shifted,
     windowed,
 )
+from monitor.features import Measurements, measurements
 from monitor.incidents import CauseAdded, DriftIncident, IncidentKind
-from monitor.inputs import Measurements
-from monitor.segments import SegmentMonitor, measurements
+from monitor.segments import SegmentMonitor
 from monitor.stream import StreamStep
 
 GOAL_NAMED = 0.9
@@ -102,7 +102,7 @@ class Tally:
 
 
 def rows(columns: dict[str, np.ndarray], inputs: dict[str, np.ndarray], first: int, stop: int) -> list[Measurements]:
-    """The worker's :func:`~monitor.segments.measurements` of events ``first`` to ``stop`` of a stream."""
+    """The worker's :func:`~monitor.features.measurements` of events ``first`` to ``stop`` of a stream."""
     return [
         measurements(
             {name: float(values[i]) for name, values in columns.items() if not math.isnan(values[i])},

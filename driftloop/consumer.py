@@ -39,6 +39,8 @@ from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message, TransportT
 
+from monitor.measure_ahead import MeasureAhead
+
 log = logging.getLogger(__name__)
 
 
@@ -83,9 +85,13 @@ class Consumer(aiokafka.Consumer):
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """Faust's, but records fetched before a seek to the committed offsets are not handed on after it (nor is
         the drain's read offset of the record handed on as it ended kept): the fetcher is sought again instead,
-        no fetch in flight, and reads them again."""
+        no fetch in flight, and reads them again. The traffic records handed on are measured ahead
+        (:attr:`App.measure_ahead`)."""
+        ahead, traffic = self.app.measure_ahead, self.app.traffic_topics
         async for tp, message in super().getmany(timeout):
             if self.seeks == self.fetched_after:
+                if ahead is not None and tp.topic in traffic:
+                    ahead.fetched(message.value)
                 yield tp, message
             if self.seeks != self.fetched_after:
                 await self._seek_again()
@@ -118,7 +124,11 @@ class Transport(aiokafka.Transport):
 
 
 class App(faust.App):
-    """A :class:`faust.App` whose consumer is :class:`Consumer`."""
+    """A :class:`faust.App` whose consumer is :class:`Consumer`, which hands the records of ``traffic_topics`` it
+    fetches to ``measure_ahead`` (:mod:`monitor.measure_ahead`) when the worker sets one."""
+
+    measure_ahead: MeasureAhead | None = None
+    traffic_topics: frozenset[str] = frozenset()
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)

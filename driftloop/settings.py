@@ -180,6 +180,12 @@ class Settings(BaseSettings):
         "undo copy of every segment it touched, and a wait for the broker to have the checkpoints)",
     )
     batch_within_s: float = Field(0.2, gt=0, description="longest wait for a batch to fill before it is processed")
+    measure_ahead: bool = Field(
+        True,
+        description="with embeddings on, measure traffic records (language, features, embeddings) in a helper "
+        "process as they are fetched, while the worker observes the batches before them (one more process; about "
+        "1.2x the events/s on 2 cores); off, or with embeddings off: the worker measures each batch itself",
+    )
     embeddings: bool = Field(False, description="sentence-embedding features (topic novelty, injection similarity)")
     embedding_model: Model = Field(
         "tuned",

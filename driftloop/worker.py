@@ -77,6 +77,7 @@ from monitor.cpu import StageCollector
 from monitor.events import InvalidEvent, TrafficEvent
 from monitor.incidents import DriftIncident
 from monitor.judging import JudgeSampler
+from monitor.measure_ahead import MeasureAhead, Recipe
 from monitor.metrics import DetectorCollector, MonitorMetrics
 from monitor.references import fetch_range
 from monitor.sink import IncidentSink
@@ -165,6 +166,17 @@ def candidate_verifier(settings: Settings, redis: Redis, dispatcher: Dispatcher)
     )
 
 
+def measure_ahead(settings: Settings) -> MeasureAhead | None:
+    """The helper that measures traffic records as they are fetched (``DRIFTLOOP_MEASURE_AHEAD``, with embeddings
+    on), or None."""
+    if not (settings.measure_ahead and settings.embeddings):
+        return None
+    recipe = Recipe(
+        settings.price_table(), settings.max_event_bytes, settings.embedding_model, settings.embedding_sample_rate
+    )
+    return MeasureAhead(recipe)
+
+
 def broker_blips() -> AsyncRetrying:
     """Retries of a write the stream awaits while the broker refuses it (away, or back without the topic, which the
     worker recreates on its next assignment): with backoff for up to two minutes, then the error stops the agent."""
@@ -246,7 +258,9 @@ def create_app(settings: Settings) -> faust.App:
         keep_raw_dead_letters=settings.dlq_keep_raw,
         max_event_bytes=settings.max_event_bytes,
         judge=response_judge(settings, metrics),
+        ahead=measure_ahead(settings),
     )
+    app.measure_ahead, app.traffic_topics = monitoring.ahead, frozenset(traffic.topics)
     metrics.registry.register(DetectorCollector(step.monitors, settings.metrics_max_segments))
     metrics.registry.register(StageCollector())
     for topic in (settings.traffic_topic, settings.segments_topic, settings.incidents_topic):
@@ -303,8 +317,10 @@ def create_app(settings: Settings) -> faust.App:
             await monitoring.judge.close()
 
     @app.on_before_shutdown.connect
-    async def stop_calibrating(app: faust.App, **kwargs: object) -> None:
+    async def stop_helpers(app: faust.App, **kwargs: object) -> None:
         await asyncio.to_thread(calibration_pool.stop)  # its processes gone before this one
+        if monitoring.ahead is not None:
+            monitoring.ahead.stop()
 
     traffic_log = TrafficLog(settings, [table.changelog_topic.get_topic_name() for table in (segments, topic_table)])
 

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -30,14 +30,16 @@ from core.risk import exemplar_vectors
 from monitor import calibration_pool
 from monitor.cpu import CLOCK
 from monitor.events import InvalidEvent, TrafficEvent, parse_event
+from monitor.features import Measurements
 from monitor.incidents import CauseAdded, DriftIncident, IncidentStatus, InvalidTransition, Resolution
 from monitor.judging import JudgeSampler
 from monitor.lifecycle import change_status, status_event
+from monitor.measure_ahead import MeasureAhead, Measured
 from monitor.metrics import MonitorMetrics
 from monitor.records import SegmentStatuses, StreamStats
 from monitor.references import ReferencePins
 from monitor.reports import build_report, store_report
-from monitor.segments import MIN_REFERENCE, Measurements
+from monitor.segments import MIN_REFERENCE
 from monitor.sink import IncidentSink
 from monitor.stream import Outcomes, StreamStep
 
@@ -85,18 +87,30 @@ class Source(NamedTuple):
 
 
 async def measure(
-    step: StreamStep, events: list[TrafficEvent], embed: Callable[[list[str]], np.ndarray] | None = None
+    step: StreamStep,
+    events: list[TrafficEvent],
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+    ahead: Sequence[Measured | None] | None = None,
 ) -> list[Measurements]:
-    """Each event's measurements: features and language (in a thread, so the loop fetches the next batch
-    meanwhile) and, for the embedding sample, the prompt embeddings (in a thread; by ``embed``, else by the step's
-    encoder) and what the step makes of them (on the loop: the topic models change one event at a time)."""
-    inputs = await asyncio.to_thread(step.features, events)
+    """Each event's measurements: those taken ahead (``ahead``, one per event, None for those that were not: see
+    :mod:`monitor.measure_ahead`), the others' features and language (in a thread, so the loop fetches the next
+    batch meanwhile) and, for the embedding sample, the prompt embeddings (taken ahead, or in a thread by ``embed``,
+    else by the step's encoder) and what the step makes of them (on the loop: the topic models change one event at
+    a time)."""
+    ahead = ahead or [None] * len(events)
+    missing = [i for i, found in enumerate(ahead) if found is None]
+    measured = iter(await asyncio.to_thread(step.features, [events[i] for i in missing]) if missing else ())
+    inputs = [next(measured) if found is None else found[0] for found in ahead]
     chosen = step.sample(events)
     if not chosen:
         return inputs
-    vectors = await asyncio.to_thread(
-        CLOCK.timed, "embedding", embed or step.embed, [events[i].prompt_text[:EMBED_CHARS] for i in chosen]
-    )
+    unembedded = [i for i in chosen if ahead[i] is None or ahead[i][1] is None]
+    fresh: dict[int, np.ndarray] = {}
+    if unembedded:
+        texts = [events[i].prompt_text[:EMBED_CHARS] for i in unembedded]
+        computed = await asyncio.to_thread(CLOCK.timed, "embedding", embed or step.embed, texts)
+        fresh = dict(zip(unembedded, computed, strict=True))
+    vectors = np.stack([fresh[i] if i in fresh else ahead[i][1] for i in chosen])
     with CLOCK.stage("embedding"):
         for i, semantics in zip(chosen, step.semantics([events[i] for i in chosen], vectors), strict=True):
             inputs[i] |= semantics
@@ -124,15 +138,20 @@ class TrafficAgent:
     """Records larger than this are dead-lettered unread (``too_large``; ``DRIFTLOOP_MAX_EVENT_BYTES``)."""
     judge: JudgeSampler | None = None
     """Judges a sample of the responses off the stream; its scores join later events (``DRIFTLOOP_JUDGE_*``)."""
+    ahead: MeasureAhead | None = None
+    """Measures the records as they are fetched, in a helper process (``DRIFTLOOP_MEASURE_AHEAD``)."""
 
     def __post_init__(self) -> None:
         self.stats, self.statuses = StreamStats(self.redis), SegmentStatuses(self.redis)
         self.pins = ReferencePins(self.redis)
 
     async def warm_up(self) -> None:
-        """Start the calibration pool's processes, load the redaction model (the first reference's checkpoint and
-        dead letters redact) and, with embeddings on, the encoder with the attack exemplars embedded and the learned
-        injection score (trained by ``make install``), before the first batch: not seconds into the stream."""
+        """Start the helper that measures ahead and the calibration pool's processes, load the redaction model (the
+        first reference's checkpoint and dead letters redact) and, with embeddings on, the encoder with the attack
+        exemplars embedded and the learned injection score (trained by ``make install``), before the first batch:
+        not seconds into the stream."""
+        if self.ahead is not None:
+            self.ahead.start()
         await asyncio.gather(asyncio.to_thread(calibration_pool.start), asyncio.to_thread(redact, "warm-up"))
         if self.step.settings.embeddings:
             await asyncio.to_thread(exemplar_vectors, self.step.settings.embedding_model)
@@ -242,16 +261,20 @@ class TrafficAgent:
         """Measure and observe the events, their batch tried :data:`ATTEMPTS` times; then one by one, the events that
         still fail dead-lettered (``processing_error``). Returns the events observed and what they reached."""
         events = [event for _, event in admitted]
+        ahead = self.ahead.ready([record.value for record, _ in admitted]) if self.ahead else [None] * len(events)
+        taken = sum(found is not None for found in ahead)
+        self.metrics.measured.labels("ahead").inc(taken)
+        self.metrics.measured.labels("in_process").inc(len(events) - taken)
         try:
             async for attempt in AsyncRetrying(stop=stop_after_attempt(ATTEMPTS), wait=RETRY_WAIT, reraise=True):
                 with attempt:
-                    return events, await self.observed(events)
+                    return events, await self.observed(events, ahead)
         except Exception:
             log.exception("a batch of %d events failed %d times: observing it event by event", len(events), ATTEMPTS)
         observed, reached, windows = [], [], {}
-        for record, event in admitted:
+        for (record, event), found in zip(admitted, ahead, strict=True):
             try:
-                outcomes = await self.observed([event])
+                outcomes = await self.observed([event], [found])
             except Exception as error:
                 log.exception("event %s failed on its own too: dead-lettered", event.id)
                 await self.reject(record, InvalidEvent("processing_error", f"{type(error).__name__}: {error}"))
@@ -262,14 +285,15 @@ class TrafficAgent:
         segments = list(dict.fromkeys(event.segment for _, event in admitted))
         return observed, Outcomes(reached, windows, segments)
 
-    async def observed(self, events: list[TrafficEvent]) -> Outcomes:
-        """Measure and observe ``events``; when that fails, their segments' state is put back as it was."""
+    async def observed(self, events: list[TrafficEvent], ahead: list[Measured | None]) -> Outcomes:
+        """Measure and observe ``events`` (``ahead``: their measurements taken ahead, see :func:`measure`); when that
+        fails, their segments' state is put back as it was."""
         async with self.lock:
             saved = await asyncio.to_thread(
                 CLOCK.timed, "undo", self.step.snapshot, {event.segment for event in events}
             )
         try:
-            inputs = await measure(self.step, events)
+            inputs = await measure(self.step, events, ahead=ahead)
             if self.judge is not None:
                 self.judge.attach(events, inputs)
             async with self.lock:

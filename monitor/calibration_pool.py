@@ -92,7 +92,7 @@ def _timed(fit: Fit) -> tuple[Detector, float]:
     return detector, time.process_time() - started
 
 
-def _serve() -> None:
+def serve() -> None:
     """Set up a pool process: the worker's malloc thresholds (:mod:`core.allocator`) and BLAS on one thread (the
     pool's processes are the cores' share), and an exit as soon as its parent is gone (killed, it could not say so:
     its pool's processes would wait for work forever)."""
@@ -110,4 +110,4 @@ def _exit_with_parent() -> None:
 
 @cache
 def _pool() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(PROCESSES, multiprocessing.get_context("spawn"), initializer=_serve)
+    return ProcessPoolExecutor(PROCESSES, multiprocessing.get_context("spawn"), initializer=serve)

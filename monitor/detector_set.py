@@ -16,7 +16,8 @@ from monitor.calibration import SEGMENT_MISS, detector_ert
 from monitor.calibration_pool import fitted
 from monitor.cpu import CLOCK
 from monitor.detector import Detector, Level
-from monitor.inputs import OPTIONAL, Budget, Measurements, spec
+from monitor.features import Measurements
+from monitor.inputs import OPTIONAL, Budget, spec
 
 WARNING_SHARE = 1e-3
 """The warning level's ERT as a share of the drift level's: warnings are cheap (a draft), drifts page."""

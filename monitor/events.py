@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -195,3 +196,13 @@ def parse_event(raw: bytes | str, max_bytes: int | None = None, produced_at: dat
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "event"
         raise InvalidEvent("invalid_field", f"{where}: {first['msg']}") from None
+
+
+def sampled(event_id: str, rate: float) -> bool:
+    """Whether an event is in a sample of ``rate`` (the embedding sample, the judge's): a hash of its id, so a
+    redelivered event is chosen again.
+
+    >>> sampled("evt-1", 1.0), sampled("evt-1", 1e-9)
+    (True, False)
+    """
+    return zlib.crc32(event_id.encode()) < rate * 2**32

@@ -107,6 +107,12 @@ inside a diverse reference's topics (not novel, see :mod:`monitor.topics`) still
 rising. A model with fewer topics emits only its own; :class:`monitor.topics.TopicModel` allows no more."""
 FEATURES |= {f"topic_share_{j}": Feature(Kind.RATE, optional=True) for j in range(TOPIC_FEATURES)}
 
+PROFILE = tuple(name for name, spec in FEATURES.items() if spec.kind is not Kind.RATE and not spec.optional)
+"""The numeric features whose joint profile (each one's reference deciles) a windowed test watches."""
+Measurements = dict[str, float | str | np.ndarray]
+"""An event's inputs to its segment's detectors (:func:`measurements`): feature → value, plus the windowed tests'
+inputs."""
+
 #: Categorical values of an event: ``language`` (ISO 639-1 or ``und``), ``finish_reason`` (``none`` when the
 #: event has none) and ``topic`` (a topic id, absent like an optional feature when the event was not embedded).
 LABELS = ("language", "finish_reason", "topic")
@@ -254,3 +260,30 @@ def event_labels(event: TrafficEvent, language: str, assignment: Assignment | No
     if assignment is not None:
         labels["topic"] = str(assignment.topic)
     return labels
+
+
+def measurements(
+    features: dict[str, float], language: str | None = None, vector: np.ndarray | None = None
+) -> Measurements:
+    """An event's inputs: its features, their :data:`PROFILE` as one vector (a windowed test of their shapes), its
+    prompt's ``language`` (a categorical test) and its prompt embedding (an MMD test), the embedding quantised to
+    int8 (a reference of 800 of them is 300 KB of checkpoint; the test's kernel bandwidth is fitted in that scale).
+
+    >>> sorted(measurements({"refusal": 0.0}, "en", np.full(4, 0.5, dtype=np.float32)).items(), key=str)[0]
+    ('language', 'en')
+    >>> measurements({}, vector=np.full(2, 0.5))["prompt_embedding"].tolist()
+    [64, 64]
+    """
+    inputs: Measurements = dict(features)
+    if all(name in features for name in PROFILE):
+        inputs["feature_profile"] = np.array([features[name] for name in PROFILE], dtype=np.float32)
+    if language is not None:
+        inputs["language"] = language
+    if vector is not None:
+        inputs["prompt_embedding"] = quantized(vector)
+    return inputs
+
+
+def quantized(vectors: np.ndarray) -> np.ndarray:
+    """Unit-norm embeddings (one or many) as int8: x·127, rounded."""
+    return np.round(np.asarray(vectors) * 127).astype(np.int8)

@@ -22,6 +22,7 @@ from core.redact import redact
 from monitor.detector import Detector
 from monitor.detector_set import DetectorSet
 from monitor.events import TrafficEvent
+from monitor.features import Measurements
 from monitor.incidents import (
     SEVERITY,
     Cause,
@@ -33,7 +34,7 @@ from monitor.incidents import (
     incident_id,
     worst,
 )
-from monitor.inputs import Measurements, spec
+from monitor.inputs import spec
 from monitor.span_sums import SpanSums
 
 EVIDENCE_EXAMPLES = 32

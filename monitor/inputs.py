@@ -25,8 +25,6 @@ from monitor.detectors import calibrated
 from monitor.features import FEATURES, Kind
 from monitor.windows import CategoryMap, FeatureMap, FourierMap, ProfileMap, calibrated_window
 
-Measurements = dict[str, float | str | np.ndarray]
-"""An event's inputs to its segment's detectors: feature → value, plus the windowed tests' inputs."""
 MIN_REFERENCE = 200
 """Reference values a scalar's detector needs."""
 WINDOW_EVENTS = 200

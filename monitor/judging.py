@@ -45,10 +45,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from monitor.events import TrafficEvent
-from monitor.inputs import Measurements
+from monitor.events import TrafficEvent, sampled
+from monitor.features import Measurements
 from monitor.metrics import MonitorMetrics
-from monitor.stream import sampled
 
 log = logging.getLogger(__name__)
 

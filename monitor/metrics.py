@@ -64,6 +64,12 @@ class MonitorMetrics(AppMetrics):
             "Traffic events forwarded to the segments topic: the partition they were produced to is not their "
             "segment's",
         )
+        self.measured = self.counter(
+            "driftloop_events_measured_total",
+            "Events measured, by where: ahead by the helper process (embeddings on, see monitor.measure_ahead), or "
+            "by the worker (in_process); a helper that keeps up measures nearly all",
+            ["where"],
+        )
         self.folded = self.counter(
             "driftloop_events_folded_total",
             "Events whose route or tenant was past its limit per model, monitored in an overflow segment",

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from core.redact import redact_all
 from monitor.cpu import CLOCK
 from monitor.detector_set import DetectorSet
-from monitor.inputs import MIN_REFERENCE, Measurements, spec
+from monitor.features import Measurements
+from monitor.inputs import MIN_REFERENCE, spec
 
 REPORT_REFERENCE = 200
 """Reference events (rows and prompts cut to REPORT_CHARS) kept for the incident report's reference window."""

@@ -43,45 +43,16 @@ import numpy as np
 from monitor.detector import Detector, Level
 from monitor.detector_set import DetectorSet
 from monitor.events import TrafficEvent
-from monitor.features import FEATURES, Kind
+from monitor.features import Measurements
 from monitor.incident_builder import EVIDENCE_WINDOW, IncidentBuilder
 from monitor.incidents import CauseAdded, DriftIncident, IncidentKind, Resolution, feature_kind
-from monitor.inputs import INPUTS, MIN_REFERENCE, Measurements
+from monitor.inputs import INPUTS, MIN_REFERENCE
 from monitor.reference_collection import ReferenceCollection
 
 WINDOWED = tuple(name for name, watched in INPUTS.items() if not watched.scalar)
 """Inputs that are not scalars, each watched by a windowed two-sample test (:mod:`monitor.windows`)."""
 SEMANTIC = "injection_similarity"
 """An input of every embedded event (:meth:`SegmentMonitor.embedded_by` looks for it)."""
-PROFILE = tuple(name for name, spec in FEATURES.items() if spec.kind is not Kind.RATE and not spec.optional)
-"""The numeric features whose joint profile (each one's reference deciles) a windowed test watches."""
-
-
-def measurements(
-    features: dict[str, float], language: str | None = None, vector: np.ndarray | None = None
-) -> Measurements:
-    """An event's inputs: its features, their :data:`PROFILE` as one vector (a windowed test of their shapes), its
-    prompt's ``language`` (a categorical test) and its prompt embedding (an MMD test), the embedding quantised to
-    int8 (a reference of 800 of them is 300 KB of checkpoint; the test's kernel bandwidth is fitted in that scale).
-
-    >>> sorted(measurements({"refusal": 0.0}, "en", np.full(4, 0.5, dtype=np.float32)).items(), key=str)[0]
-    ('language', 'en')
-    >>> measurements({}, vector=np.full(2, 0.5))["prompt_embedding"].tolist()
-    [64, 64]
-    """
-    inputs: Measurements = dict(features)
-    if all(name in features for name in PROFILE):
-        inputs["feature_profile"] = np.array([features[name] for name in PROFILE], dtype=np.float32)
-    if language is not None:
-        inputs["language"] = language
-    if vector is not None:
-        inputs["prompt_embedding"] = quantized(vector)
-    return inputs
-
-
-def quantized(vectors: np.ndarray) -> np.ndarray:
-    """Unit-norm embeddings (one or many) as int8: x·127, rounded."""
-    return np.round(np.asarray(vectors) * 127).astype(np.int8)
 
 
 @dataclass
@@ -135,8 +106,8 @@ class SegmentMonitor:
         return "open" if self.open_incident else "drafting" if self.detector_set.draft else "quiet"
 
     def observe(self, event: TrafficEvent, inputs: Measurements) -> DriftIncident | Resolution | CauseAdded | None:
-        """Update the segment with one event's :func:`measurements` (or bare features); return the incident it
-        opens or the resolution it reaches."""
+        """Update the segment with one event's :func:`~monitor.features.measurements` (or bare features); return
+        the incident it opens or the resolution it reaches."""
         self.events += 1
         self.builder.remember(event, inputs)
         self.builder.count(inputs, self.events)
@@ -191,9 +162,9 @@ class SegmentMonitor:
         return stop
 
     def pin_reference(self, rows: list[Measurements], prompts: list[str] | None = None) -> None:
-        """Replace the reference with ``rows`` (:func:`measurements` of events, e.g. of a time range chosen through
-        the API; ``prompts`` their prompts, for reports) and recalibrate; it stays until pinned again (no rolling
-        refresh)."""
+        """Replace the reference with ``rows`` (:func:`~monitor.features.measurements` of events, e.g. of a time range
+        chosen through the API; ``prompts`` their prompts, for reports) and recalibrate; it stays until pinned again
+        (no rolling refresh)."""
         self.collection.pin(rows, prompts, self.detector_set)
         self.settled_at = self.settled_at or datetime.now(UTC)
         self.quiet_run = 0

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -59,15 +58,14 @@ from core.embeddings import Model, embed
 from core.injection_model import injection_learned
 from core.risk import injection_similarity
 from monitor.cardinality import Cardinality
-from monitor.cpu import CLOCK
-from monitor.events import TrafficEvent
-from monitor.features import DEFAULT_TABLE, TOPIC_FEATURES, extract_features, semantic_features
+from monitor.events import TrafficEvent, sampled
+from monitor.features import DEFAULT_TABLE, TOPIC_FEATURES, Measurements, measurements, semantic_features
 from monitor.incidents import DriftIncident, Outcome
-from monitor.language import detect_languages
+from monitor.measure_ahead import measure_events
 from monitor.metrics import MonitorMetrics
 from monitor.prices import PriceTable
 from monitor.records import SegmentStatus
-from monitor.segments import Measurements, SegmentMonitor, measurements
+from monitor.segments import SegmentMonitor
 from monitor.topics import TopicModel
 
 log = logging.getLogger(__name__)
@@ -115,15 +113,6 @@ class Outcomes:
     reached: list[Outcome]
     windows: dict[str, ReportWindows]
     segments: list[str]
-
-
-def sampled(event_id: str, rate: float) -> bool:
-    """Whether an event is in the embedding sample: a hash of its id, so a redelivered event is chosen again.
-
-    >>> sampled("evt-1", 1.0), sampled("evt-1", 1e-9)
-    (True, False)
-    """
-    return zlib.crc32(event_id.encode()) < rate * 2**32
 
 
 def topic_columns(model: TopicModel, vectors: np.ndarray) -> dict[str, np.ndarray]:
@@ -308,13 +297,7 @@ class StreamStep:
     def features(self, events: list[TrafficEvent]) -> list[Measurements]:
         """Each event's features (its cost at :attr:`prices`) and language (CPU-heavy, and touches no state: fit for a
         thread)."""
-        with CLOCK.stage("language"):
-            languages = detect_languages([event.prompt_text for event in events])
-        with CLOCK.stage("features"):
-            return [
-                measurements(extract_features(event, language, self.prices), language)
-                for event, language in zip(events, languages, strict=True)
-            ]
+        return measure_events(events, self.prices)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Sentence embeddings of ``texts`` by the encoder of the settings (``embedding_model``)."""

@@ -20,9 +20,9 @@ from driftloop.settings import Settings
 from feedback.publishing import KafkaSend
 from monitor.agent import Record, TrafficAgent
 from monitor.events import TrafficEvent
+from monitor.features import Measurements
 from monitor.metrics import MonitorMetrics
 from monitor.records import StreamStats
-from monitor.segments import Measurements
 from monitor.sink import IncidentSink
 from monitor.stream import Outcomes, StreamStep
 from tests.integration.helpers import accepted, run, segment_events, topic_messages, topic_records, wait_for

@@ -17,12 +17,12 @@ from devtools.traffic import sharegpt_pairs
 from driftloop.settings import Settings
 from driftloop.worker import response_judge
 from monitor.agent import Record, TrafficAgent
-from monitor.events import TrafficEvent
+from monitor.events import TrafficEvent, sampled
 from monitor.incidents import DriftIncident
 from monitor.judging import JudgeSampler, OverBudget, UnreadableVerdict, judged
 from monitor.metrics import JUDGE_OUTCOMES, MonitorMetrics
 from monitor.sink import IncidentSink
-from monitor.stream import StreamStep, sampled
+from monitor.stream import StreamStep
 from tests.factories import stream_settings
 
 

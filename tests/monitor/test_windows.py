@@ -7,7 +7,8 @@ import pytest
 
 from monitor import windows
 from monitor.detector import Level
-from monitor.segments import SegmentMonitor, measurements
+from monitor.features import measurements
+from monitor.segments import SegmentMonitor
 from monitor.windows import CategoryMap, FourierMap, ProfileMap, calibrated_window, window_alarms
 from tests.factories import StubEvent, poisson_band
 
