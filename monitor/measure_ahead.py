@@ -44,6 +44,9 @@ KEPT = 8192
 before they were processed are never taken)."""
 CHUNK = 128
 """Records sent to the helper at once."""
+IN_FLIGHT = 32
+"""Chunks sent and not yet measured, at most (as many records as Faust's stream buffer holds): past them the records
+are left to the step, so a helper that falls behind (while it loads its models) or hangs holds no backlog."""
 WARM_UP = b'{"schema": "driftloop.traffic/v1", "id": "warm-up", "model": "m", "prompt": "Warm up, please."}'
 """A record the helper measures as it starts: its models are loaded before the stream's first batch."""
 Measured = tuple[Measurements, np.ndarray | None]
@@ -101,6 +104,7 @@ class MeasureAhead:
         self.recipe = recipe
         self.waiting: list[bytes] = []
         self.measured: OrderedDict[bytes, tuple[Future, int]] = OrderedDict()
+        self.in_flight: set[Future] = set()
         self.pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
@@ -127,8 +131,10 @@ class MeasureAhead:
             self.waiting = []
 
     def send(self, values: list[bytes]) -> None:
-        """Have the helper measure ``values``; a helper that is gone is not replaced (the step measures them)."""
-        if self.pool is None:
+        """Have the helper measure ``values`` unless :data:`IN_FLIGHT` chunks are waiting; a helper that is gone is
+        not replaced (the step measures them)."""
+        self.in_flight = {future for future in self.in_flight if not future.done()}
+        if self.pool is None or len(self.in_flight) >= IN_FLIGHT:
             return
         try:
             future = self.pool.submit(measure_records, self.recipe, values)
@@ -137,6 +143,7 @@ class MeasureAhead:
             self.pool = None
             return
         future.add_done_callback(_count_cpu)
+        self.in_flight.add(future)
         for index, value in enumerate(values):
             self.measured[value] = (future, index)
             self.measured.move_to_end(value)

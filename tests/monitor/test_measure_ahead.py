@@ -17,7 +17,7 @@ from devtools.traffic import shifted_stream
 from monitor.agent import measure
 from monitor.cpu import CLOCK
 from monitor.events import parse_event
-from monitor.measure_ahead import CHUNK, MeasureAhead, Recipe
+from monitor.measure_ahead import CHUNK, IN_FLIGHT, MeasureAhead, Recipe
 from monitor.prices import PriceTable
 from monitor.stream import StreamStep
 from tests.factories import stream_settings
@@ -72,6 +72,21 @@ def test_records_it_did_not_measure_are_left_to_the_step(ahead: MeasureAhead) ->
     found = ahead.ready([RECORDS[0], b"never fetched", b"not json", None])
     assert found[0] is not None and found[1:] == [None, None, None]
     assert ahead.ready([RECORDS[0]]) == [None]  # taken once: a record read again is measured in process
+
+
+def test_a_helper_behind_gets_no_backlog() -> None:
+    """Chunks sent while the helper still loads its models wait for it: past :data:`IN_FLIGHT` of them the records
+    are not sent (the step measures them), so a helper that falls behind or hangs holds no growing queue."""
+    helper = MeasureAhead(Recipe(PriceTable.of(), None, "static", SAMPLE_RATE))
+    helper.start()
+    try:
+        records = [json.dumps({**json.loads(RECORDS[0]), "id": str(i)}).encode() for i in range(10_000)]
+        for record in records[: (IN_FLIGHT + 8) * CHUNK]:
+            helper.fetched(record)  # milliseconds: the helper is still importing
+        assert len(helper.in_flight) == IN_FLIGHT
+        assert len(helper.measured) == IN_FLIGHT * CHUNK and records[IN_FLIGHT * CHUNK] not in helper.measured
+    finally:
+        helper.stop()
 
 
 def test_the_helpers_cpu_counts_as_its_stages(ahead: MeasureAhead) -> None:
