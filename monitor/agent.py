@@ -100,7 +100,7 @@ async def measure(
     ahead = ahead or [None] * len(events)
     missing = [i for i, found in enumerate(ahead) if found is None]
     measured = iter(await asyncio.to_thread(step.features, [events[i] for i in missing]) if missing else ())
-    inputs = [next(measured) if found is None else found[0] for found in ahead]
+    inputs = [next(measured) if found is None else dict(found[0]) for found in ahead]  # a retry starts afresh
     chosen = step.sample(events)
     if not chosen:
         return inputs

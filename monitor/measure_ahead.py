@@ -40,8 +40,8 @@ from monitor.prices import PriceTable
 log = logging.getLogger(__name__)
 
 KEPT = 8192
-"""Records measured ahead and not yet taken that are kept, the oldest dropped first (records of a partition revoked
-before they were processed are never taken)."""
+"""Records measured ahead that are kept, by chunks, the oldest chunk dropped first: records never taken (dead-lettered,
+redelivered, forwarded to another worker, of a partition revoked) keep their chunk's results no longer than that."""
 CHUNK = 128
 """Records sent to the helper at once."""
 IN_FLIGHT = 32
@@ -102,33 +102,42 @@ class MeasureAhead:
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
-        self.waiting: list[bytes] = []
-        self.measured: OrderedDict[bytes, tuple[Future, int]] = OrderedDict()
+        self.waiting: dict[bytes, None] = {}
+        """Records fetched and not sent yet, in order (a dict: the step's taking one removes it)."""
+        self.chunks: OrderedDict[Future, set[bytes]] = OrderedDict()
+        """Chunks sent, oldest first, with their records not taken yet (a chunk's results live while one is left)."""
+        self.measured: dict[bytes, tuple[Future, int]] = {}
         self.in_flight: set[Future] = set()
+        """Chunks sent and not measured yet (those whose records the step took meanwhile included)."""
         self.pool: ProcessPoolExecutor | None = None
+        self.failed = False
 
     def start(self) -> None:
         """Start the helper process; it loads its models on a first record meanwhile (nothing waits for it)."""
-        self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=serve)
-        self.pool.submit(measure_records, self.recipe, [WARM_UP])
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), initializer=serve)
+            self.pool.submit(measure_records, self.recipe, [WARM_UP]).add_done_callback(self._finished)
 
     def stop(self) -> None:
-        """Stop the helper process (what it measures then is dropped)."""
+        """Stop the helper process, at once: what it measures then is dropped, and a helper that hangs holds up no
+        exit."""
         if self.pool is not None:
+            for process in list(self.pool._processes.values()):  # the executor has no public way to end them
+                process.terminate()
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
-        self.measured.clear()
+        self.waiting, self.chunks, self.measured, self.in_flight = {}, OrderedDict(), {}, set()
 
     def fetched(self, value: bytes | None) -> None:
         """A record fetched from a traffic topic, to measure ahead. Records go to the helper :data:`CHUNK` at once,
         none before (a chunk costs the worker's process about 19 µs an event at 128 records, 47 at 16, 245 one at a
-        time: passing them and their results, in threads that hold the GIL); so under light traffic, which needs no
-        help, the stream step measures them itself."""
+        time: passing them and their results, in threads that hold the GIL), and a record the step took meanwhile is
+        not sent; so under light traffic, which needs no help, the step measures them itself and the helper idles."""
         if value:
-            self.waiting.append(value)
+            self.waiting[value] = None
         if len(self.waiting) >= CHUNK:
-            self.send(self.waiting)
-            self.waiting = []
+            self.send(list(self.waiting))
+            self.waiting = {}
 
     def send(self, values: list[bytes]) -> None:
         """Have the helper measure ``values`` unless :data:`IN_FLIGHT` chunks are waiting; a helper that is gone is
@@ -142,28 +151,45 @@ class MeasureAhead:
             log.warning("measuring ahead stopped (%r): the stream step measures every event", error)
             self.pool = None
             return
-        future.add_done_callback(_count_cpu)
+        future.add_done_callback(self._finished)
         self.in_flight.add(future)
-        for index, value in enumerate(values):
-            self.measured[value] = (future, index)
-            self.measured.move_to_end(value)
-        while len(self.measured) > KEPT:
-            self.measured.popitem(last=False)
+        self.chunks[future] = set(values)
+        self.measured |= {value: (future, index) for index, value in enumerate(values)}
+        while len(self.chunks) > KEPT // CHUNK:
+            self._forget(*self.chunks.popitem(last=False))
 
     def ready(self, values: Sequence[bytes | None]) -> list[Measured | None]:
-        """The measurements of each record found measured (None for the others: measure them in process)."""
+        """The measurements of each record found measured (None for the others: measure them in process). Each is
+        taken once: a record read again is measured in process."""
         found: list[Measured | None] = []
         for value in values:
+            self.waiting.pop(value, None)
             entry = self.measured.pop(value, None) if value else None
-            if entry is None or not entry[0].done() or entry[0].exception() is not None:
+            if entry is None:
                 found.append(None)
                 continue
             future, index = entry
-            found.append(future.result()[0][index])
+            left = self.chunks[future]
+            left.discard(value)
+            if not left:
+                del self.chunks[future]
+            done = future.done() and not future.cancelled() and future.exception() is None
+            found.append(future.result()[0][index] if done else None)
         return found
 
+    def _forget(self, future: Future, values: set[bytes]) -> None:
+        for value in values:
+            if self.measured.get(value, (None,))[0] is future:
+                del self.measured[value]
 
-def _count_cpu(future: Future) -> None:
-    if not future.cancelled() and future.exception() is None:
-        for stage, seconds in future.result()[1].items():
-            CLOCK.add(stage, seconds)
+    def _finished(self, future: Future) -> None:
+        """Count a chunk's CPU as its stages (in the executor's thread: the clock has a lock); say why the first
+        chunk that failed did."""
+        if future.cancelled():
+            return
+        if (error := future.exception()) is None:
+            for stage, seconds in future.result()[1].items():
+                CLOCK.add(stage, seconds)
+        elif not self.failed:
+            self.failed = True
+            log.warning("the helper failed to measure a chunk (%r): the stream step measures its records", error)
