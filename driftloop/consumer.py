@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
 
 import faust
 from aiokafka.errors import KafkaError
@@ -39,7 +40,8 @@ from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message, TransportT
 
-from monitor.measure_ahead import MeasureAhead
+if TYPE_CHECKING:
+    from monitor.measure_ahead import MeasureAhead
 
 log = logging.getLogger(__name__)
 
