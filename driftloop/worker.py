@@ -273,6 +273,7 @@ def create_app(settings: Settings) -> faust.App:
         async for batch in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
             # a batch taken before a rebalance may hold another worker's events, or events fetched before a
             # restart of the broker: they are left (this worker reads its own again from the committed offsets)
+            await traffic_log.follow(lambda: app.assignments)  # the log's id as of this assignment
             assigned, generation = app.consumer.assignment(), app.consumer_generation_id
             arrived, produced, unreadable = [], [], []  # no await in this loop: the assignment must hold throughout
             for item in batch:
@@ -326,7 +327,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def follow_the_log(app: faust.App, assigned: set, **kwargs: object) -> None:
-        await traffic_log.refresh()  # before this assignment's events: a broker back without its data is noticed
+        await traffic_log.follow(lambda: app.assignments)  # topics a broker lost recreated at once
 
     @app.on_partitions_revoked.connect
     async def forget_live_segments(app: faust.App, revoked: set, **kwargs: object) -> None:

@@ -29,3 +29,28 @@ def test_the_worker_routes_on_the_count_the_broker_gives(settings: Settings) -> 
     traffic = TrafficLog(settings.model_copy(update={"topic_partitions": 3}), [])
     assert asyncio.run(traffic.partition_count()) == 3  # the loop's topics created on the way, as a worker's are
     assert traffic.id == describe_topic(settings, settings.traffic_topic).id is not None
+
+
+def test_the_log_is_looked_up_once_per_assignment_before_its_records(settings: Settings) -> None:
+    """The worker's step and its rebalance signal both follow the log: one look-up per partition assignment, and
+    another when an assignment begins during one (the id a record is admitted under is its assignment's)."""
+    traffic = TrafficLog(settings, [])
+    looked_up = []
+    refresh = traffic.refresh
+
+    async def counted() -> None:
+        looked_up.append(traffic.assignment)
+        await refresh()
+
+    traffic.refresh = counted  # the real look-up, counted
+    assignments = iter([2, 3, 3])  # what the third caller reads: 2, then 3 (begun during its look-up), then 3
+
+    async def run() -> None:
+        await asyncio.gather(*(traffic.follow(lambda: 1) for _ in range(3)))  # concurrent callers: one look-up
+        await traffic.follow(lambda: 1)
+        await traffic.follow(lambda: next(assignments))
+
+    asyncio.run(run())
+    assert looked_up == [None, 1, 2]
+    assert traffic.assignment == 3
+    assert traffic.id == describe_topic(settings, settings.traffic_topic).id is not None
