@@ -141,16 +141,17 @@ class Rig:
             await redis.aclose()
         return hook.secret
 
-    def start_workers(self, count: int = 1) -> list[subprocess.Popen]:
-        """``count`` ``driftloop worker`` processes on the rig's services, started together; returned once each
-        serves its /metrics (its app is built, it is joining the group). Stopped when the rig closes."""
+    def start_workers(self, count: int = 1, env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+        """``count`` ``driftloop worker`` processes on the rig's services (with ``env`` added to their environment),
+        started together; returned once each serves its /metrics (its app is built, it is joining the group).
+        Stopped when the rig closes."""
         started = []
         for _ in range(count):
             settings = self.settings.model_copy(update={"worker_metrics_port": free_port()})
             with (self.workdir / f"worker-{len(self.workers)}.log").open("ab") as out:
                 worker = subprocess.Popen(
                     [sys.executable, "-m", "driftloop", "worker"],
-                    env={**os.environ, **settings_env(settings)},
+                    env={**os.environ, **settings_env(settings), **(env or {})},
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
