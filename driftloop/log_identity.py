@@ -36,6 +36,9 @@ from driftloop.kafka import describe_topic, ensure_topics
 from driftloop.settings import Settings
 
 log = logging.getLogger(__name__)
+LOOKUPS = 3
+"""Tries of a look-up that :meth:`TrafficLog.follow` makes while the broker gives an error (a topic just recreated
+may have no leader yet): with no id, a new log longer than the old one reads as a redelivery."""
 
 
 class TrafficLog:
@@ -54,16 +57,20 @@ class TrafficLog:
 
     async def follow(self, assignment: Callable[[], int]) -> None:
         """:meth:`refresh` unless done since the current ``assignment()`` began (again if another began during it),
-        one caller at a time: the id a record is admitted under is the one of its assignment's log."""
+        one caller at a time, tried :data:`LOOKUPS` times a second apart while the broker does not answer: the id
+        a record is admitted under is the one of its assignment's log."""
         async with self._following:
             while self.assignment != (current := assignment()):
-                await self.refresh()
+                tries = 1
+                while not await self.refresh() and tries < LOOKUPS:
+                    tries += 1
+                    await asyncio.sleep(1)
                 self.assignment = current
 
-    async def refresh(self) -> None:
+    async def refresh(self) -> bool:
         """Create the loop's topics if they are missing (logged: the broker lost them) and take the traffic topic's
         id and partition count; on a broker error the id is unknown (records then fall back to the high-water check)
-        and the partition count stays the last one read."""
+        and the partition count stays the last one read. Whether the broker answered."""
         try:
             created = await asyncio.to_thread(ensure_topics, self.settings, self.changelogs)
             if created:
@@ -71,20 +78,23 @@ class TrafficLog:
             found, partitions = await asyncio.to_thread(describe_topic, self.settings, self.settings.traffic_topic)
         except KafkaError as error:
             log.warning("the traffic topic could not be described (%r): stream resets are found by offsets", error)
-            found = None
+            found, answered = None, False
         else:
+            answered = True
             if self.partitions not in (None, partitions):
                 log.warning("the traffic topic has %d partitions, was %d", partitions, self.partitions)
             self.partitions = partitions
         if None not in (found, self.id) and found != self.id:
             log.warning("topic %s is a new log (id %s, was %s)", self.settings.traffic_topic, found, self.id)
         self.id = found
+        return answered
 
     async def partition_count(self) -> int:
         """The traffic topic's partition count, looked up again every second until the broker gives one: a record
         routed on a guess could overtake the copies forwarded before it, once the count is known."""
         while self.partitions is None:
-            await self.refresh()
+            async with self._following:
+                await self.refresh()
             if self.partitions is None:
                 await asyncio.sleep(1)
         return self.partitions

@@ -10,7 +10,7 @@ import pytest
 from kafka.errors import UnknownTopicOrPartitionError
 
 from driftloop.kafka import describe_topic, ensure_topics
-from driftloop.log_identity import TrafficLog
+from driftloop.log_identity import LOOKUPS, TrafficLog
 from driftloop.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -38,9 +38,9 @@ def test_the_log_is_looked_up_once_per_assignment_before_its_records(settings: S
     looked_up = []
     refresh = traffic.refresh
 
-    async def counted() -> None:
+    async def counted() -> bool:
         looked_up.append(traffic.assignment)
-        await refresh()
+        return await refresh()
 
     traffic.refresh = counted  # the real look-up, counted
     assignments = iter([2, 3, 3])  # what the third caller reads: 2, then 3 (begun during its look-up), then 3
@@ -54,3 +54,23 @@ def test_the_log_is_looked_up_once_per_assignment_before_its_records(settings: S
     assert looked_up == [None, 1, 2]
     assert traffic.assignment == 3
     assert traffic.id == describe_topic(settings, settings.traffic_topic).id is not None
+
+
+def test_a_look_up_the_broker_did_not_answer_is_tried_again_before_records_are_admitted() -> None:
+    traffic = TrafficLog(Settings(), [])
+    answers = iter([False, True, False, False, False, False])
+    calls = []
+
+    async def refresh() -> bool:
+        calls.append(traffic.assignment)
+        return next(answers)
+
+    traffic.refresh = refresh  # a broker that errs, then answers; then one that keeps erring
+
+    async def run() -> None:
+        await traffic.follow(lambda: 1)
+        await traffic.follow(lambda: 2)
+
+    asyncio.run(run())
+    assert calls == [None, None, 1, 1, 1], "until it answers, or LOOKUPS tries"
+    assert len(calls) - 2 == LOOKUPS and traffic.assignment == 2, "then the assignment goes on with no id"

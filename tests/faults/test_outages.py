@@ -47,7 +47,8 @@ def test_broker_stopped_and_restarted_under_traffic(rig: Rig) -> None:
     look-up; 256 or 768 in 2 of 8 runs without the delay)."""
     events, shifted = traffic(6000, shift_at=3000)
     slow = Path(__file__).parent / "slow_lookup"
-    rig.start_workers(env={"PYTHONPATH": os.pathsep.join([str(slow), os.environ.get("PYTHONPATH", "")]), DELAY: "5"})
+    path = os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")]))
+    rig.start_workers(env={"PYTHONPATH": path, DELAY: "5"})
     assert f"{DELAY}=5" in (rig.workdir / "worker-0.log").read_text(), "the worker runs without the slow look-ups"
     rig.publish(keyed(events[:2000]))
     wait_for(lambda: accepted(rig.settings) >= 2000, 120, "the events sent before the outage")
