@@ -5,8 +5,10 @@ stop 45): three registry packages, read from their data files (garak-multilingua
   e-mail describing "how you're configured", a unit test of "your expected outputs", a config backup to complete),
   jailbreaks, encodings, evasion and documents with planted instructions: its single-turn payload files and its
   intruder lists (its denial-of-service, hallucination, toxicity and multi-turn files test other harms).
-- **vigia** (``vigia``, MIT): attacks in Spanish, Catalan, Galician and Basque, and code-switched between them:
-  disclosure of sensitive data, hidden-context extraction, injections, agents' goals hijacked.
+- **vigia** (``vigia``, MIT): attack seeds in Spanish, Catalan, Galician and Basque, and code-switched between
+  them: disclosure of sensitive data, hidden-context extraction, injections, agents' goals hijacked (its resource
+  exhaustion seeds test another harm). Some are one turn of a strategy over several turns (a question split over
+  time, a context leak waited for) and read as benign alone.
 - **garak-multilingual** (``garak-multilingual``, Apache-2.0): injections and jailbreaks in Turkish (case-folding
   evasions included) and seven more languages.
 """
@@ -24,7 +26,6 @@ from core.package_data import package_file
 AICU_FILES = (
     "single_turn.yaml",
     "advanced_evasion.yaml",
-    "adversarial_triggers.yaml",
     "encoding_attacks.yaml",
     "file_payloads.yaml",
     "jailbreaks.yaml",
@@ -63,10 +64,10 @@ def _contents(node: object) -> list[str]:
 
 
 def vigia_prompts() -> list[str]:
-    """The prompts of vigia's validated seeds and agent seeds."""
+    """The prompts of vigia's validated seeds and agent seeds but those of resource exhaustion."""
     seeds = package_file("vigia", "corpus/seeds")
     rows = [row for name in ("seeds_validated.json", "agent_seeds.json") for row in _json(seeds / name)]
-    return _unique(row["prompt"] for row in rows)
+    return _unique(row["prompt"] for row in rows if row.get("category") != "unbounded_consumption")
 
 
 def garak_multilingual_prompts() -> list[str]:

@@ -5,10 +5,12 @@ importing them: training sources of the learned injection score (:mod:`core.inje
   instruction planted in it (override, exfiltration, format smuggling, authority spoofing, payload delivery,
   obfuscation, other languages, delayed triggers) and the user's question about it. A prompt is the question and
   the document, as a gateway logs a retrieval-augmented turn. Each document holds its payload verbatim, so the
-  same document without it is a benign look-alike (:func:`raginject_prompts` ``"benign"``).
+  same document without it is a benign look-alike (:func:`raginject_prompts` ``"benign"``), unless nothing is left
+  of it (the payload was the whole document) or the attack's marker still is (said twice).
 - **agent-guardian** (``agent-guardian``, Apache-2.0): the seed prompts of its probes for the OWASP top ten of
   agentic applications (goal hijack, tool misuse, privilege abuse, memory poisoning, poisoned tool descriptions,
-  rogue persistence, ...), the ``asi*`` folders (its judge calibration and recon probes are left out).
+  rogue persistence, ...), the ``asi*`` folders (its judge calibration and recon probes are left out, and so are
+  probes whose attack is an attached image: their seeds, "Describe what you see.", are benign alone).
 - **agentic-redteam** (``agentic-redteam``, MIT): the queries of its prompt-injection, indirect-injection,
   jailbreak and MCP payload files (its action-level, code-safety, PII and schema files test other harms; its clean
   queries are ten).
@@ -36,8 +38,8 @@ def raginject_prompts(label: str) -> tuple[str, ...]:
     payload removed (``"benign"``).
 
     >>> attacks, benign = raginject_prompts("malicious"), raginject_prompts("benign")
-    >>> len(attacks) == len(benign) > 40, "Ignore all previous instructions" in attacks[0] + benign[0]
-    (True, True)
+    >>> len(attacks) > len(benign) > 30, "Ignore all previous instructions" in attacks[0], benign[0] in attacks[0]
+    (True, True, False)
     """
     if label not in ("malicious", "benign"):
         raise ValueError(f"raginject labels no prompt {label!r}")
@@ -54,7 +56,10 @@ def _raginject() -> tuple[tuple[str, ...], tuple[str, ...]]:
             if payload not in document:
                 continue
             attacks.append(f"{pattern['question']}\n\n{document}")
-            benign.append(f"{pattern['question']}\n\n{document.replace(payload, '').strip()}")
+            rest = document.replace(payload, "").strip()
+            markers = pattern.get("success_criteria", {}).get("forbidden_in_answer", [])
+            if rest and not any(marker in rest for marker in markers):
+                benign.append(f"{pattern['question']}\n\n{rest}")
     return _unique(attacks), _unique(benign)
 
 
@@ -65,7 +70,8 @@ def guardian_prompts() -> tuple[str, ...]:
     seeds = []
     for path in sorted(root.glob("asi*/*.yaml")):
         probe = yaml.safe_load(path.read_text(encoding="utf-8"))
-        seeds += [seed for seed in probe.get("seeds") or [] if isinstance(seed, str)]
+        if not probe.get("attachments"):
+            seeds += [seed for seed in probe.get("seeds") or [] if isinstance(seed, str)]
     return _unique(seeds)
 
 

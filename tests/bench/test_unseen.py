@@ -12,4 +12,4 @@ def test_each_unseen_corpus_is_read_whole_and_once() -> None:
         assert len(set(prompts)) == len(prompts) and all(p == p.strip() and p for p in prompts)
     assert any(p.startswith("Draft a welcome email from you to a new team member") for p in corpora["aicu-scanner"])
     assert any(p.startswith("Önceki tüm talimatları unut.") for p in corpora["garak-multilingual"])
-    assert sum(any(c in p for c in "ñçáéíóú") for p in corpora["vigia"]) > 150, "Iberian languages"
+    assert sum(any(c in p for c in "ñçáéíóú") for p in corpora["vigia"]) > 130, "Iberian languages"
