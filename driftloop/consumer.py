@@ -128,15 +128,15 @@ class Transport(aiokafka.Transport):
 class App(faust.App):
     """A :class:`faust.App` whose consumer is :class:`Consumer`, which hands the records of ``traffic_topics`` it
     fetches to ``measure_ahead`` (:mod:`monitor.measure_ahead`) when the worker sets one; ``assignments`` counts the
-    partition assignments begun (the group's generation does not tell them apart: a group new on a broker back
-    without its data numbers from 1 again)."""
+    partition assignments begun (the group's generation does not tell them apart: tansu reports 0 for every join,
+    and a group new on a broker back without its data numbers from 1 again)."""
 
     measure_ahead: MeasureAhead | None = None
     traffic_topics: frozenset[str] = frozenset()
     assignments = 0
 
     async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        self.assignments += 1  # before any record of the assignment is fetched
+        self.assignments += 1  # before any record of the assignment is handed on (the flow resumes later)
         await super()._on_partitions_assigned(assigned, generation_id)
 
     def _new_transport(self) -> TransportT:

@@ -9,7 +9,8 @@ however many it holds already.
 
 The id is looked up once for each partition assignment, before the first record of it is admitted
 (:meth:`TrafficLog.follow`, keyed by :attr:`driftloop.consumer.App.assignments`; not by the group's generation,
-which a group new on a broker back without its data numbers from 1 again). The rebalance's own look-up (the
+which tansu reports as 0 for every join, and which a group new on a broker back without its data numbers from 1
+again). The rebalance's own look-up (the
 ``on_partitions_assigned`` signal) runs after the tables' recovery has been signalled, and that recovery resumes
 the stream while the look-up still creates the missing topics (3 s here): records of the new log were admitted
 under the old log's id and dropped as redeliveries (256 and 768 events lost in 2 of 8 runs of the broker-restart
