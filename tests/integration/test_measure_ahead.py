@@ -5,6 +5,8 @@ record among them dead-lettered as without the helper."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -46,3 +48,34 @@ def test_the_worker_takes_what_its_helper_measured_and_loses_nothing(settings: S
     assert [letter["reason"] for letter in letters] == ["not_json"]
     assert counts["ahead"] + counts["in_process"] == FIRST + REST
     assert counts["ahead"] >= CHUNK, counts
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (its helper, its calibration pool, multiprocessing's resource tracker)."""
+    return [
+        int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()
+    ]
+
+
+def test_the_workers_helpers_killed_mid_stream_lose_nothing(settings: Settings, tmp_path: Path) -> None:
+    """Every process the worker started is SIGKILLed between two halves of the traffic: the worker notices its dead
+    helper, measures the rest itself and accepts every event once."""
+    settings = settings.model_copy(update={"embeddings": True})
+    events = [json.dumps(event).encode() for event in shifted_stream(3000, None, seed=7)]
+    ensure_topics(settings)
+    with worker_process(settings, tmp_path / "worker.log") as worker:
+        replay(events[:1000], settings)
+        wait_for(lambda: accepted(settings) >= 1000, 120, "the first half")
+        before = measured(settings)
+        killed = children(worker.pid)
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        replay(events[1000:], settings)
+        wait_for(lambda: accepted(settings) >= len(events), 240, "the second half")
+        after = measured(settings)
+        assert worker.poll() is None, "the worker died with its helpers"
+    assert len(killed) >= 3, killed  # the helper, two calibration processes (and the resource tracker)
+    assert accepted(settings) == segment_events(settings) == len(events)
+    assert after["ahead"] + after["in_process"] == len(events)
+    assert after["in_process"] - before["in_process"] >= len(events) - 1000 - CHUNK, (before, after)
+    assert "measuring ahead stopped" in (tmp_path / "worker.log").read_text()
