@@ -20,6 +20,10 @@ detection table). For each attack source, the share of its prompts scored above 
 
 Embeddings are :func:`core.embeddings.cached` (each prompt's start, as the worker embeds it; the training groups'
 are the ones ``make install`` computed). The cost table times each score on benign prompts, median of three passes.
+
+The planted copies are a random draw (a host and an encoding per attack, :func:`~core.injection_model.planted`), and
+the leave-one-source-out recall moves with it by up to 0.15: ``--seeds N`` draws them N times (seed 0 is the table's
+and the trained model's draw) and prints the learned score's recall per source as a median with its range.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from core.injection_model import (
     SOURCES,
     fit,
     fit_groups,
+    planted,
     signal_rows,
     text_rows,
     training_groups,
@@ -182,6 +187,29 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     return met
 
 
+def planting_spread(
+    texts: dict[str, list[str]], tables: dict[str, dict[str, np.ndarray]], seeds: int, encoder: Model
+) -> None:
+    """Print the learned score's recall per source over ``seeds`` draws of the planted copies (median and range)."""
+    scored = [name for name in tables if name not in ("benign", *BENIGN_GROUPS) and not name.startswith("planted")]
+    found: dict[str, list[tuple[float, ...]]] = {source: [] for source in scored}
+    for seed in range(seeds):
+        drawn = {
+            **tables,
+            **measured({f"planted {s}": planted(texts[s], texts["training"], seed) for s in SOURCES}, encoder),
+        }
+        for source in scored:
+            score = learned(drawn, sources_for(source))
+            found[source].append(tuple(recall(score("benign"), score(source), rate)[0] for rate in RATES))
+    out = Table(title=f"Learned recall over {seeds} draws of the planted copies: median (range)")
+    for column in ("held-out source", *(f"recall @ {r:.1%} FPR" for r in RATES)):
+        out.add_column(column, justify="left" if column == "held-out source" else "right")
+    for source, runs in found.items():
+        cells = [[run[i] for run in runs] for i in range(len(RATES))]
+        out.add_row(source, *(f"{statistics.median(c):.2f} ({min(c):.2f}-{max(c):.2f})" for c in cells))
+    console.print(out)
+
+
 def add_rows(
     out: Table,
     label: str,
@@ -237,6 +265,7 @@ def cost(texts: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cost-prompts", type=int, default=3000, help="benign prompts the cost is timed on")
+    parser.add_argument("--seeds", type=int, default=1, help="draws of the planted copies the spread is taken over")
     parser.add_argument(
         "--encoder", choices=MODELS, default=Settings().embedding_model, help="the sentence encoder the scores read"
     )
@@ -248,6 +277,8 @@ def main() -> None:
     console.print(
         f"goal: learned recall >= {GOAL_RECALL} at 1% FPR on every held-out source: " + ("MET" if met else "NOT met")
     )
+    if args.seeds > 1:
+        planting_spread(texts, tables, args.seeds, args.encoder)
     cost(texts["benign"][: args.cost_prompts])
     console.print("held-out examples (ends):\n" + dump({k: texts[k] for k in texts if k.startswith("held-out")}))
     console.print(f"{time.perf_counter() - started:,.0f} s")
