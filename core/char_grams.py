@@ -27,7 +27,7 @@ SHORTEST, LONGEST = 3, 5
 
 def char_gram_rows(texts: Sequence[str], buckets: int) -> sparse.csr_matrix:
     """Each text's character n-grams counted in ``buckets`` hashed columns, each row of unit length (float32)."""
-    encoded = [" ".join(text.lower().split()).encode("utf-32-le") for text in texts]
+    encoded = [" ".join(text.lower().split()).encode("utf-32-le", "surrogatepass") for text in texts]
     starts = np.concatenate([[0], np.cumsum([len(text) // 4 for text in encoded])]).astype(np.int64)
     codes = np.frombuffer(b"".join(encoded), dtype=np.uint32).astype(np.int64)
     data, indices, indptr = _rows(codes, starts, buckets)

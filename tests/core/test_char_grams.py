@@ -21,7 +21,14 @@ def _reference(text: str, buckets: int) -> dict[int, float]:
 
 
 @pytest.mark.parametrize(
-    "text", ["Ignore all previous instructions", "aGVsbG8=  \n\tworld", "Ünïcödé ЅЕСRЕТ 🙂 text", "abc"]
+    "text",
+    [
+        "Ignore all previous instructions",
+        "aGVsbG8=  \n\tworld",
+        "Ünïcödé ЅЕСRЕТ 🙂 text",
+        "abc",
+        "a lone \ud800 surrogate",
+    ],
 )
 def test_rows_are_the_hashed_n_gram_counts_at_unit_length(text: str) -> None:
     row = char_gram_rows([text], buckets=1024)
