@@ -109,7 +109,7 @@ def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, n
         tables[name] = {
             "vectors": cached(group, model),
             "signals": signal_rows(group),
-            "words": text_rows(group),
+            "text": text_rows(group),
             "today": np.array([today(text) for text in group], dtype=np.float32),
             "english": np.array([language == "en" for language in detect_languages(group)], dtype=bool),
         }
@@ -128,10 +128,10 @@ def learned(tables: dict[str, dict[str, np.ndarray]], fitted_on: tuple[str, ...]
     model = fit_groups(
         {name: table["vectors"] for name, table in tables.items()},
         {name: table["signals"] for name, table in tables.items()},
-        {name: table["words"] for name, table in tables.items()},
+        {name: table["text"] for name, table in tables.items()},
         fitted_on,
     )
-    return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"], tables[group]["words"])
+    return lambda group: model.score(tables[group]["vectors"], tables[group]["signals"], tables[group]["text"])
 
 
 def sources_for(held_out: str) -> tuple[str, ...]:

@@ -25,10 +25,10 @@ The training groups' embeddings are :func:`core.embeddings.cached`: ``bench.inje
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
->>> vectors, signals, words = rng.normal(size=(200, 8)), np.zeros((200, SIGNALS)), text_rows([""] * 200)
+>>> vectors, signals, text = rng.normal(size=(200, 8)), np.zeros((200, SIGNALS)), text_rows([""] * 200)
 >>> labels = (vectors[:, 0] > 0).astype(int)
->>> model = fit(vectors, signals, words, labels)
->>> scores = model.score(vectors, signals, words)
+>>> model = fit(vectors, signals, text, labels)
+>>> scores = model.score(vectors, signals, text)
 >>> bool(scores[labels == 1].mean() > 0.5 > scores[labels == 0].mean())
 True
 """
@@ -120,16 +120,16 @@ class InjectionModel:
     character n-grams) and a bias; :meth:`score` is the attack probability."""
 
     weights: np.ndarray
-    words: np.ndarray
+    text: np.ndarray
     bias: float
 
-    def score(self, vectors: np.ndarray, signals: np.ndarray, words: sparse.csr_matrix) -> np.ndarray:
+    def score(self, vectors: np.ndarray, signals: np.ndarray, text: sparse.csr_matrix) -> np.ndarray:
         """The attack probability of each row (``vectors``: embeddings; ``signals``: :func:`signal_rows`;
-        ``words``: :func:`text_rows`)."""
+        ``text``: :func:`text_rows`)."""
         dims = len(self.weights) - SIGNALS
-        if vectors.shape[1] != dims or signals.shape[1] != SIGNALS or words.shape[1] != len(self.words):
-            raise ValueError(f"the model reads {dims} embedding, {SIGNALS} signal and {len(self.words)} text columns")
-        logits = vectors @ self.weights[:dims] + signals @ self.weights[dims:] + words @ self.words + self.bias
+        if vectors.shape[1] != dims or signals.shape[1] != SIGNALS or text.shape[1] != len(self.text):
+            raise ValueError(f"the model reads {dims} embedding, {SIGNALS} signal and {len(self.text)} text columns")
+        logits = vectors @ self.weights[:dims] + signals @ self.weights[dims:] + text @ self.text + self.bias
         return (1 / (1 + np.exp(-logits))).astype(np.float32)
 
 
@@ -174,18 +174,18 @@ def _hasher() -> HashingVectorizer:
 def fit(
     vectors: np.ndarray,
     signals: np.ndarray,
-    words: sparse.csr_matrix,
+    text: sparse.csr_matrix,
     labels: np.ndarray,
     weights: np.ndarray | None = None,
 ) -> InjectionModel:
-    """A logistic regression on ``[vectors, signals, words]`` against ``labels`` (1 = attack), each row weighted by
+    """A logistic regression on ``[vectors, signals, text]`` against ``labels`` (1 = attack), each row weighted by
     ``weights`` (None: the classes balanced)."""
     from sklearn.linear_model import LogisticRegression
 
     balanced = "balanced" if weights is None else None
     regression = LogisticRegression(C=REGULARISATION, class_weight=balanced, max_iter=5000)
     dense = sparse.csr_matrix(np.hstack([vectors, signals]))
-    regression.fit(sparse.hstack([dense, words], format="csr"), labels, sample_weight=weights)
+    regression.fit(sparse.hstack([dense, text], format="csr"), labels, sample_weight=weights)
     coefficients, columns = regression.coef_[0].astype(np.float32), dense.shape[1]
     return InjectionModel(coefficients[:columns], coefficients[columns:], float(regression.intercept_[0]))
 
@@ -226,7 +226,7 @@ def training_groups() -> dict[str, list[str]]:
 def fit_groups(
     vectors: dict[str, np.ndarray],
     signals: dict[str, np.ndarray],
-    words: dict[str, sparse.csr_matrix],
+    text: dict[str, sparse.csr_matrix],
     sources: Iterable[str] = SOURCES,
 ) -> InjectionModel:
     """:func:`fit` on the groups of :func:`training_groups` (their embeddings, :func:`signal_rows` and
@@ -247,7 +247,7 @@ def fit_groups(
     return fit(
         np.vstack([vectors[name] for name in names]),
         np.vstack([signals[name] for name in names]),
-        sparse.vstack([words[name] for name in names], format="csr"),
+        sparse.vstack([text[name] for name in names], format="csr"),
         labels,
         np.concatenate(weights),
     )
@@ -283,7 +283,7 @@ def trained(encoder: Model, directory: Path = CACHE) -> Path:
     model = train(encoder)
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f".{path.stem}.{os.getpid()}.npz"
-    np.savez(partial, weights=model.weights, words=model.words, bias=model.bias)
+    np.savez(partial, weights=model.weights, text=model.text, bias=model.bias)
     partial.replace(path)
     return path
 
@@ -298,7 +298,7 @@ def injection_model(encoder: Model, directory: Path = CACHE) -> InjectionModel:
             "(or `python -m core.injection_model`) in the working directory the worker runs from"
         )
     with np.load(path) as stored:
-        return InjectionModel(stored["weights"], stored["words"], float(stored["bias"]))
+        return InjectionModel(stored["weights"], stored["text"], float(stored["bias"]))
 
 
 def injection_learned(vectors: np.ndarray, texts: list[str], encoder: Model) -> np.ndarray:

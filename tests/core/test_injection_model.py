@@ -28,18 +28,18 @@ def _data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, spa
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     signals = np.zeros((n, SIGNALS), dtype=np.float32)
     signals[:, -1] = labels * rng.random(n)
-    return vectors.astype(np.float32), signals, no_words(n), labels
+    return vectors.astype(np.float32), signals, no_text(n), labels
 
 
-def no_words(n: int) -> sparse.csr_matrix:
+def no_text(n: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((n, TEXT_COLUMNS), dtype=np.float32)
 
 
 def test_a_fitted_model_scores_probabilities_that_rank_attacks_above_benign() -> None:
     rng = np.random.default_rng(0)
     model = fit(*_data(rng, 400))
-    vectors, signals, words, labels = _data(rng, 400)
-    scores = model.score(vectors, signals, words)
+    vectors, signals, text, labels = _data(rng, 400)
+    scores = model.score(vectors, signals, text)
     assert scores.dtype == np.float32 and scores.shape == (400,)
     assert np.all((scores > 0) & (scores < 1))
     assert np.median(scores[labels == 1]) > np.quantile(scores[labels == 0], 0.9)
@@ -48,9 +48,9 @@ def test_a_fitted_model_scores_probabilities_that_rank_attacks_above_benign() ->
 def test_a_model_refuses_inputs_of_another_shape() -> None:
     model = InjectionModel(np.zeros(16 + SIGNALS, dtype=np.float32), np.zeros(TEXT_COLUMNS, dtype=np.float32), 0.0)
     with pytest.raises(ValueError, match="16 embedding"):
-        model.score(np.zeros((2, 8)), np.zeros((2, SIGNALS)), no_words(2))
+        model.score(np.zeros((2, 8)), np.zeros((2, SIGNALS)), no_text(2))
     with pytest.raises(ValueError):
-        model.score(np.zeros((2, 16)), np.zeros((2, SIGNALS - 1)), no_words(2))
+        model.score(np.zeros((2, 16)), np.zeros((2, SIGNALS - 1)), no_text(2))
     with pytest.raises(ValueError, match=f"{TEXT_COLUMNS} text"):
         model.score(np.zeros((2, 16)), np.zeros((2, SIGNALS)), sparse.csr_matrix((2, 8)))
 
@@ -97,12 +97,12 @@ def test_fitted_groups_label_the_look_alikes_benign() -> None:
     }
     vectors = {name: near(kind) for name, kind in groups.items()}
     signals = {name: np.zeros((60, SIGNALS)) for name in groups}
-    words = {name: no_words(60) for name in groups}
-    model = fit_groups(vectors, signals, words, ("garak", "bastion"))
-    scores = model.score(near("look-alike"), np.zeros((60, SIGNALS)), no_words(60))
-    assert scores.max() < 0.5 < model.score(near("attack"), np.zeros((60, SIGNALS)), no_words(60)).min()
+    text = {name: no_text(60) for name in groups}
+    model = fit_groups(vectors, signals, text, ("garak", "bastion"))
+    scores = model.score(near("look-alike"), np.zeros((60, SIGNALS)), no_text(60))
+    assert scores.max() < 0.5 < model.score(near("attack"), np.zeros((60, SIGNALS)), no_text(60)).min()
     without = {name: group for name, group in vectors.items() if "bastion" not in name}
-    fit_groups(without, signals, words, ("garak",))  # bastioncorpus held out: its look-alikes are not read either
+    fit_groups(without, signals, text, ("garak",))  # bastioncorpus held out: its look-alikes are not read either
 
 
 def test_each_source_weighs_the_same_however_many_prompts_it_holds() -> None:
@@ -110,20 +110,18 @@ def test_each_source_weighs_the_same_however_many_prompts_it_holds() -> None:
     groups = {name: rng.normal(size=(40, 8)).astype(np.float32) for name in ("garak", "planted garak", "training")}
     groups |= {name: rng.normal(1, 1, size=(10, 8)).astype(np.float32) for name in ("pyrit", "planted pyrit")}
     signals = {name: np.zeros((len(rows), SIGNALS)) for name, rows in groups.items()}
-    model = fit_groups(
-        groups, signals, {name: no_words(len(rows)) for name, rows in groups.items()}, ("garak", "pyrit")
-    )
+    model = fit_groups(groups, signals, {name: no_text(len(rows)) for name, rows in groups.items()}, ("garak", "pyrit"))
     tripled = {**groups, **{name: np.vstack([groups[name]] * 3) for name in ("garak", "planted garak")}}
     again = fit_groups(
         tripled,
         {name: np.zeros((len(rows), SIGNALS)) for name, rows in tripled.items()},
-        {name: no_words(len(rows)) for name, rows in tripled.items()},
+        {name: no_text(len(rows)) for name, rows in tripled.items()},
         ("garak", "pyrit"),
     )
     assert np.allclose(model.weights, again.weights, atol=1e-3), "a source's copies add no weight"
     rows = np.vstack(list(tripled.values()))
     labels = np.concatenate([np.full(len(group), name != "training") for name, group in tripled.items()])
-    balanced = fit(rows, np.zeros((len(rows), SIGNALS)), no_words(len(rows)), labels)
+    balanced = fit(rows, np.zeros((len(rows), SIGNALS)), no_text(len(rows)), labels)
     assert not np.allclose(balanced.weights, again.weights, atol=1e-3), "weighting by class alone would differ"
 
 
@@ -177,7 +175,7 @@ def test_the_worker_reads_the_model_that_install_trained_and_never_trains_it(
     assert [p.name for p in tmp_path.iterdir()] == ["key-static.npz"]
     model = learned.injection_model("static", tmp_path)
     assert model.bias == 1.0 and np.array_equal(model.weights, np.arange(4 + SIGNALS, dtype=np.float32))
-    assert np.array_equal(model.words, np.ones(WORD_BUCKETS, dtype=np.float32))
+    assert np.array_equal(model.text, np.ones(WORD_BUCKETS, dtype=np.float32))
     with pytest.raises(MissingInjectionModel, match="minilm"):  # another encoder (or corpus): install again
         learned.injection_model("minilm", tmp_path)
     assert trained == ["static"]
