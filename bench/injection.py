@@ -50,7 +50,7 @@ from core.injection_model import (
     SOURCES,
     fit,
     fit_groups,
-    planted,
+    planted_groups,
     signal_rows,
     text_rows,
     training_groups,
@@ -149,13 +149,18 @@ def calibrated(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.sort(reference), values, side="right") / len(reference)
 
 
+def scored_sources(tables: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """The groups of ``tables`` that get a row: every attack source, none of the benign or planted groups."""
+    return [name for name in tables if name not in ("benign", *BENIGN_GROUPS) and not name.startswith("planted")]
+
+
 def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     """Print the generalization table; True when the learned score meets the goal on every source."""
     out = Table(title="Injection recall per held-out attack source at a fixed false-positive rate on benign ShareGPT")
     for column in ("held-out source", "prompts", "fitted on", "score", *(f"recall @ {r:.1%} FPR" for r in RATES)):
         out.add_column(column, justify="left" if column in ("held-out source", "fitted on", "score") else "right")
     met = True
-    scored = [name for name in tables if name not in ("benign", *BENIGN_GROUPS) and not name.startswith("planted")]
+    scored = scored_sources(tables)
     for source in scored:
         fitted_on = sources_for(source)
         score = learned(tables, fitted_on)
@@ -191,13 +196,10 @@ def planting_spread(
     texts: dict[str, list[str]], tables: dict[str, dict[str, np.ndarray]], seeds: int, encoder: Model
 ) -> None:
     """Print the learned score's recall per source over ``seeds`` draws of the planted copies (median and range)."""
-    scored = [name for name in tables if name not in ("benign", *BENIGN_GROUPS) and not name.startswith("planted")]
+    scored = scored_sources(tables)
     found: dict[str, list[tuple[float, ...]]] = {source: [] for source in scored}
-    for seed in range(seeds):
-        drawn = {
-            **tables,
-            **measured({f"planted {s}": planted(texts[s], texts["training"], seed) for s in SOURCES}, encoder),
-        }
+    for seed in range(seeds):  # seed 0's draw is the one measured in ``tables``
+        drawn = {**tables, **measured(planted_groups(texts, seed), encoder)} if seed else tables
         for source in scored:
             score = learned(drawn, sources_for(source))
             found[source].append(tuple(recall(score("benign"), score(source), rate)[0] for rate in RATES))

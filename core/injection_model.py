@@ -218,9 +218,14 @@ def training_groups() -> dict[str, list[str]]:
     (``<source> benign``)."""
     benign = sharegpt_prompts(TRAINING_BENIGN)
     attacks = {source: list(prompts()) for source, prompts in ATTACKS.items()}
-    hidden = {f"planted {source}": planted(texts, benign) for source, texts in attacks.items()}
     alike = {f"{source} benign": list(prompts()) for source, prompts in LOOK_ALIKES.items()}
-    return {**attacks, **hidden, "training": benign, **alike}
+    return {**attacks, **planted_groups({**attacks, "training": benign}), "training": benign, **alike}
+
+
+def planted_groups(groups: dict[str, list[str]], seed: int = 0) -> dict[str, list[str]]:
+    """``planted <source>`` for each of :data:`SOURCES`: the source's attacks of ``groups`` :func:`planted` in its
+    ``training`` prompts, drawn by ``seed`` (0: the draw the shipped model is trained on)."""
+    return {f"planted {source}": planted(groups[source], groups["training"], seed) for source in SOURCES}
 
 
 def fit_groups(
