@@ -42,8 +42,7 @@ from core.scan import SCAN_CHARS, Rule, RuleIndex, fold
 
 EXEMPLAR_CHARS = 2000
 SIGNALS_CACHED = 2048
-"""Prompts whose injection signals are kept: more than a worker's batch (``DRIFTLOOP_BATCH_MAX_EVENTS``, 256, or
-1,024 as a run may set)."""
+"""Prompts whose injection signals are kept: more than a worker's batch (``DRIFTLOOP_BATCH_MAX_EVENTS``, 1,024)."""
 _PLACEHOLDER = re.compile(r"\{\{?\s*[\w.]+\s*\}?\}")
 FLOATING = "floating"
 """Marks an alternative whose match may start away from its words (it is searched for over the whole text)."""

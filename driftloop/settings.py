@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     reference_poll_s: float = Field(10.0, gt=0, description="how often a worker takes up pinned or released references")
     reference_max_events: int = Field(5000, ge=1, description="most events of a pinned time range a reference takes")
     batch_max_events: int = Field(
-        256,
+        1024,
         ge=1,
         description="traffic events the worker takes from the stream at once (each batch pays a checkpoint and an "
         "undo copy of every segment it touched, and a wait for the broker to have the checkpoints)",

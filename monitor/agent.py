@@ -167,7 +167,7 @@ class TrafficAgent:
         self.metrics.last_event.set_to_current_time()
         started = time.perf_counter()
         redelivered: set[str] = set()
-        admitted = [(record, event) for record in records if (event := await self.admit(record, redelivered))]
+        admitted = await self.admit(await self.read(records), redelivered)
         if not admitted:
             await self.record_statuses(redelivered)
             return
@@ -201,10 +201,7 @@ class TrafficAgent:
         forwarded) and split them: those in their segment's partition (``local(segment, partition)``) stay, with
         their event, for :meth:`process`; the others are returned with their segment, to be forwarded to it."""
         here, away = [], []
-        for record in records:
-            event = await self.read(record)
-            if event is None:
-                continue
+        for record, event in await self.read(records):
             if local(event.segment, record.partition):
                 here.append(record._replace(event=event))
             else:
@@ -225,39 +222,50 @@ class TrafficAgent:
         with CLOCK.stage("redis"):  # the loop's thread: also counts what else the loop runs while Redis answers
             await self.statuses.record([self.step.status(segment) for segment in dict.fromkeys(segments)])
 
-    async def admit(self, record: Record, redelivered: set[str]) -> TrafficEvent | None:
-        """The record's event if it is new to its segment's state, else None with its segment added to
-        ``redelivered`` (its status is recorded again: the last one may predate a crash); a record that cannot be
-        read is dead-lettered."""
-        event = record.event or await self.read(record)
-        if event is None:
-            return None
-        try:
-            with CLOCK.stage("parse"):
-                event = self.step.fold(event)
-                new = self.step.admit(event, record.partition, record.offset, record.highwater, record.log)
-        except Exception as error:  # a poison record must not stop the stream
-            log.exception("record %d of partition %d could not be admitted", record.offset, record.partition)
-            await self.reject(record, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
-            return None
-        if new:
-            return event
-        redelivered.add(event.segment)
-        return None
-
-    async def read(self, record: Record) -> TrafficEvent | None:
-        """The record's event; None for a record that cannot be read, dead-lettered with the reason (a null value
-        reads as empty, so as ``not_json``)."""
-        try:
-            with CLOCK.stage("parse"):
-                produced = None if record.produced is None else datetime.fromtimestamp(record.produced, UTC)
-                return parse_event(record.value or b"", self.max_event_bytes, produced)
-        except InvalidEvent as error:
+    async def admit(
+        self, read: list[tuple[Record, TrafficEvent]], redelivered: set[str]
+    ) -> list[tuple[Record, TrafficEvent]]:
+        """The records whose events are new to their segment's state; the segments of the others (redelivered) are
+        added to ``redelivered`` (their statuses are recorded again: the last one may predate a crash). One whose
+        admission fails is dead-lettered."""
+        admitted, failed = [], []
+        with CLOCK.stage("parse"):
+            for record, event in read:
+                try:
+                    event = self.step.fold(event)
+                    new = self.step.admit(event, record.partition, record.offset, record.highwater, record.log)
+                except Exception as error:  # a poison record must not stop the stream
+                    log.exception("record %d of partition %d could not be admitted", record.offset, record.partition)
+                    failed.append((record, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}")))
+                    continue
+                if new:
+                    admitted.append((record, event))
+                else:
+                    redelivered.add(event.segment)
+        for record, error in failed:
             await self.reject(record, error)
-        except Exception as error:  # a poison record must not stop the stream
-            log.exception("record %d of partition %d could not be read", record.offset, record.partition)
-            await self.reject(record, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}"))
-        return None
+        return admitted
+
+    async def read(self, records: Iterable[Record]) -> list[tuple[Record, TrafficEvent]]:
+        """Each record with its event (read now, unless :meth:`route` read it), in order. A record that cannot be read
+        is dead-lettered with the reason (a null value reads as empty, so as ``not_json``)."""
+        read, failed = [], []
+        with CLOCK.stage("parse"):  # once a batch: a stage's clock costs a few µs
+            for record in records:
+                if record.event is not None:
+                    read.append((record, record.event))
+                    continue
+                try:
+                    produced = None if record.produced is None else datetime.fromtimestamp(record.produced, UTC)
+                    read.append((record, parse_event(record.value or b"", self.max_event_bytes, produced)))
+                except InvalidEvent as error:
+                    failed.append((record, error))
+                except Exception as error:  # a poison record must not stop the stream
+                    log.exception("record %d of partition %d could not be read", record.offset, record.partition)
+                    failed.append((record, InvalidEvent("unexpected_error", f"{type(error).__name__}: {error}")))
+        for record, error in failed:
+            await self.reject(record, error)
+        return read
 
     async def observe(self, admitted: list[tuple[Record, TrafficEvent]]) -> tuple[list[TrafficEvent], Outcomes]:
         """Measure and observe the events, their batch tried :data:`ATTEMPTS` times; then one by one, the events that

@@ -15,6 +15,7 @@ import math
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from monitor.incidents import (
     incident_id,
     worst,
 )
-from monitor.inputs import spec
+from monitor.inputs import NOT_SCALAR, scalars
 from monitor.span_sums import SpanSums
 
 EVIDENCE_EXAMPLES = 32
@@ -50,7 +51,15 @@ MOVED_Z = 5.0
 off its reference mean (so a jailbreak wave that refusals page on first is still named an attack wave); the error
 of that difference counts the reference's own (800 events)."""
 
-Window = list[tuple[Evidence | None, dict[str, float]]]
+
+class Excerpt(NamedTuple):
+    """A recent event's prompt and response, cut to :data:`EVIDENCE_CHARS` (not redacted yet)."""
+
+    prompt: str
+    response: str | None
+
+
+Window = list[tuple[Excerpt | None, dict[str, float]]]
 """Recent events (cut) with their scalar inputs; an event restored from a checkpoint has no text (None)."""
 
 
@@ -60,7 +69,7 @@ class IncidentBuilder:
 
     segment: str
     opened: int = 0
-    recent: deque[tuple[Evidence | None, dict[str, float]]] = field(
+    recent: deque[tuple[Excerpt | None, dict[str, float]]] = field(
         default_factory=lambda: deque(maxlen=EVIDENCE_WINDOW)
     )
     sums: SpanSums = field(default_factory=SpanSums)
@@ -78,12 +87,12 @@ class IncidentBuilder:
     def remember(self, event: TrafficEvent, inputs: Measurements) -> None:
         """Keep the event (cut) and its scalar inputs among the recent ones, for an incident's evidence."""
         response = event.response[:EVIDENCE_CHARS] if event.response else None
-        self.recent.append((Evidence(prompt=event.prompt_text[:EVIDENCE_CHARS], response=response), _scalars(inputs)))  # type: ignore[arg-type]
+        self.recent.append((Excerpt(event.prompt_text[:EVIDENCE_CHARS], response), scalars(inputs)))
 
     def count(self, inputs: Measurements, event: int) -> None:
         """Add the scalar inputs of the segment's ``event``-th event to the sums that name the features that also
         moved over a cause's span."""
-        self.sums.add(_scalars(inputs), event)
+        self.sums.add(scalars(inputs), event)
 
     def count_many(self, fed: dict[str, list[int]], values: dict[str, list], first: int, events: int) -> None:
         """:meth:`count` for the segment's events ``first`` to ``first + events - 1`` at once (``fed``: input name →
@@ -91,7 +100,7 @@ class IncidentBuilder:
         columns = {
             name: (np.array(positions), np.array(values[name], dtype=float))
             for name, positions in fed.items()
-            if positions and spec(name).scalar
+            if positions and name not in NOT_SCALAR
         }
         self.sums.extend(columns, first, events)
 
@@ -206,11 +215,6 @@ def moved_z(mean: float, n: int, reference: np.ndarray) -> float:
     5.1
     """
     return abs(mean - float(reference.mean())) / (float(reference.std()) * math.sqrt(1 / n + 1 / len(reference)))
-
-
-def _scalars(inputs: Measurements) -> dict[str, float]:
-    """The scalar inputs of ``inputs``."""
-    return {name: value for name, value in inputs.items() if spec(name).scalar}  # type: ignore[misc]
 
 
 def causes(shifts: list[FeatureShift], event: int) -> list[Cause]:

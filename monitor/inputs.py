@@ -13,7 +13,7 @@ how its reference is collected. To watch a new input: register its :class:`Input
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -120,6 +120,18 @@ SCALAR = Input(scalar_cusum, np.array)
 """An input that is not registered: a number, watched by a CUSUM."""
 OPTIONAL = frozenset(name for name, spec in INPUTS.items() if spec.optional)
 """Inputs whose share of a segment's false-alarm budget is reserved whether they are measured yet or not."""
+
+NOT_SCALAR = frozenset(name for name, spec in INPUTS.items() if not spec.scalar)
+"""Inputs whose values are not numbers (an unregistered input is a number)."""
+
+
+def scalars(inputs: Mapping[str, object]) -> dict[str, float]:
+    """The scalar inputs of an event's ``inputs`` (its features), by name.
+
+    >>> scalars({"latency_ms": 800.0, "language": "en"})
+    {'latency_ms': 800.0}
+    """
+    return {name: value for name, value in inputs.items() if name not in NOT_SCALAR}  # type: ignore[misc]
 
 
 def spec(name: str) -> Input:

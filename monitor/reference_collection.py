@@ -14,7 +14,7 @@ from core.redact import redact_all
 from monitor.cpu import CLOCK
 from monitor.detector_set import DetectorSet
 from monitor.features import Measurements
-from monitor.inputs import MIN_REFERENCE, spec
+from monitor.inputs import MIN_REFERENCE, scalars, spec
 
 REPORT_REFERENCE = 200
 """Reference events (rows and prompts cut to REPORT_CHARS) kept for the incident report's reference window."""
@@ -94,7 +94,7 @@ class ReferenceCollection:
         detectors.calibrate({name: values[name] for name in ready}, measured=values.keys())
         kept = rows[-len(self.prompts) :] if self.prompts else []
         self.report_rows = [
-            {**{name: value for name, value in row.items() if spec(name).scalar}, "prompt": prompt[:REPORT_CHARS]}  # type: ignore[misc]
+            {**scalars(row), "prompt": prompt[:REPORT_CHARS]}
             for row, prompt in zip(kept, self.prompts[-len(kept) :], strict=True)
         ][-REPORT_REFERENCE:]
         self.rows, self.prompts, self.taken, self.report_redacted = [], [], {}, False
