@@ -62,6 +62,29 @@ def test_prefilters_never_hide_a_match() -> None:
     assert [estimate_pii(text) for text in TRAPS] == [4, 2, 2, 2, 0, 0]
 
 
+BOUNDARY_FIRST = {  # the numeric patterns as first written, the boundary before the first digit
+    "<CARD>": r"\b\d(?:[ -]?\d){12,15}\b",
+    "<PHONE>": r"(?<!\w)\+?\d{1,3}[ .-]?\(?\d{2,4}\)?[ .-]?\d{3}[ .-]?\d{3,4}(?!\w)",
+    "<IP>": r"\b(?:\d{1,3}\.){3}\d{1,3}\b",
+}
+BOUNDARY_TRAPS = [
+    "+14155550100 a+14155550100 ++1 415 555 0100 (415) 555-0100 x+1 415 555 0100",
+    "10.0.0.1 x10.0.0.1 10.0.0.1x 1.10.0.0.1 _10.0.0.1",
+    "4111111111111111 _4111111111111111 a4111 1111 1111 1111 4111-1111-1111-1111-",
+]
+
+
+def test_numeric_patterns_match_where_their_boundary_first_forms_do() -> None:
+    """They open on their first character's class (the regex engine skips to a digit) and find the same values."""
+    patterns = dict(_PATTERNS)
+    texts = [*(text for pair in sharegpt_pairs()[:3000] for text in pair), *TRAPS, *BOUNDARY_TRAPS]
+    for placeholder, written in BOUNDARY_FIRST.items():
+        first = re.compile(written)
+        spans = [[m.span() for m in first.finditer(text)] for text in texts]
+        assert [[m.span() for m in patterns[placeholder].finditer(text)] for text in texts] == spans, placeholder
+        assert sum(map(len, spans[-len(BOUNDARY_TRAPS) :])) >= 2, placeholder
+
+
 def test_redact_masks_what_count_pii_counts() -> None:
     assert redact(TRAPS[0]) == "mail <EMAIL>, key <API_KEY>, card <CARD>, call <PHONE>"
     assert [count_pii(text) for text in TRAPS] == [4, 2, 2, 2, 0, 0]
