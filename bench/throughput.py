@@ -5,8 +5,11 @@ Run with ``make bench-throughput`` (``python -m bench.throughput [--events N] [-
 It starts tansu and redis-server, publishes real ShareGPT traffic (``devtools.traffic``) to a fresh topic per run
 and measures, from the first event consumed to the last:
 
-- **consume-only**: a Faust app (aiokafka underneath, as in the worker) whose agent takes the same batches as the
-  worker and discards them, in a process of its own; its CPU time per event is the floor of Kafka I/O;
+- **consume-only**: a Faust app with the worker's consumer (:class:`driftloop.consumer.App`: aiokafka underneath,
+  its fetches as long at the broker) whose agent takes the same batches as the worker and discards them, in a
+  process of its own; its CPU time per event is the floor of Kafka I/O; and the same with Faust's own consumer,
+  whose fetches wait up to 1.5 s at the broker (a fetch of only empty partitions is held that long: the reader
+  stalls, see :mod:`driftloop.consumer`), for the figures measured against it before;
 - **worker, embeddings off / on** (on: every event embedded unless ``--sample-rate``): the real ``driftloop worker``
   process (parse → language → features → per-segment detectors → checkpoints, batched stream counters), read from
   its segment statuses in Redis; and the same run from the moment every segment had calibrated its reference
@@ -51,6 +54,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import faust
@@ -63,6 +67,7 @@ from rich.table import Table
 from core import keys
 from devtools.embedded import with_services, worker_process
 from devtools.traffic import shifted_stream
+from driftloop.consumer import App
 from driftloop.kafka import ensure_topics, replay, segment_key
 from driftloop.repartition import segment_partition
 from driftloop.settings import Settings, usable_cpus
@@ -98,13 +103,13 @@ class Measured:
     rss_per_1000: float | None = None
 
 
-def consume_only(settings: Settings, events: int, processes: int = 1) -> Measured:
+def consume_only(settings: Settings, events: int, processes: int = 1, stock: bool = False) -> Measured:
     """Events/s of ``processes`` Faust agents in one consumer group (each in its own process, as workers are) that
-    take batches like the worker and discard them, from the first moment each had taken one; their CPU time per
-    event meanwhile."""
+    take batches like the worker and discard them (with Faust's own consumer if ``stock``), from the first moment
+    each had taken one; their CPU time per event meanwhile."""
     context = multiprocessing.get_context("spawn")
     taken = context.Queue()
-    children = [context.Process(target=discard, args=(settings, taken), daemon=True) for _ in range(processes)]
+    children = [context.Process(target=discard, args=(settings, taken, stock), daemon=True) for _ in range(processes)]
     for child in children:
         child.start()
     try:
@@ -127,11 +132,12 @@ def consume_only(settings: Settings, events: int, processes: int = 1) -> Measure
     return Measured((total - counted) / (now - since), cpu={"process": (cpu - cpu_then) / (total - counted)})
 
 
-def discard(settings: Settings, taken: multiprocessing.Queue) -> None:
-    """Run a Faust app whose agent takes the traffic topic in batches like the worker, discards them and puts
-    ``(pid, events)`` of each on ``taken``, until the process is terminated."""
+def discard(settings: Settings, taken: multiprocessing.Queue, stock: bool = False) -> None:
+    """Run a Faust app with the worker's consumer (:class:`driftloop.consumer.App`; Faust's own if ``stock``) whose
+    agent takes the traffic topic in batches like the worker, discards them and puts ``(pid, events)`` of each on
+    ``taken``, until the process is terminated."""
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = (faust.App if stock else partial(App, fetch_max_wait_s=settings.fetch_max_wait_s))(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -317,6 +323,7 @@ def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> tuple[st
 
 
 FORWARDED = "worker, embeddings off, every event forwarded (2 partitions)"
+STOCK = "consume-only, Faust's own consumer (fetches wait 1.5 s)"
 KEYED = "worker, embeddings off"
 STAGES = (
     "parse",
@@ -401,8 +408,9 @@ def main() -> None:
     if args.processes > 1:
         consumers[f"consume-only, {args.processes} processes in a group"] = args.processes
     measured: dict[str, list[Measured]] = {}
-    sizes = dict.fromkeys(consumers, len(lines)) | {path.label: len(path.lines) for path in runs + memory_runs}
-    processes = consumers | {path.label: path.processes for path in runs + memory_runs}
+    paths = runs + memory_runs
+    sizes = dict.fromkeys([*consumers, STOCK], len(lines)) | {path.label: len(path.lines) for path in paths}
+    processes = consumers | {STOCK: 1} | {path.label: path.processes for path in paths}
     with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), workdir) as settings:
         for round_ in range(1, args.repeats + 1):
             for label, count in consumers.items():
@@ -411,6 +419,11 @@ def main() -> None:
                     ensure_topics(consume)
                     replay(lines, consume)
                     measured.setdefault(label, []).append(consume_only(consume, len(lines), count))
+            with console.status(f"round {round_}/{args.repeats}: {STOCK}"):
+                consume = fresh(settings, workdir, topic_partitions=1)
+                ensure_topics(consume)
+                replay(lines, consume)
+                measured.setdefault(STOCK, []).append(consume_only(consume, len(lines), stock=True))
             for path in runs:
                 with console.status(f"round {round_}/{args.repeats}: {path.label}"):
                     measured.setdefault(path.label, []).append(worker_run(settings, workdir, path))
@@ -468,7 +481,7 @@ def print_rates(
 
 def print_stages(measured: dict[str, list[Measured]], consumers: dict[str, int]) -> None:
     """CPU per event by stage of each worker path (summed over a group's processes), beside consume-only's."""
-    paths = [label for label in measured if label not in consumers and "tenants" not in label]
+    paths = [label for label in measured if label not in {*consumers, STOCK} and "tenants" not in label]
     consume_label = next(iter(consumers))
     table = Table(title="CPU time per event by stage, µs (median, range); thread CPU time of each stage's code")
     table.add_column("stage")

@@ -22,6 +22,12 @@ offset past 0, so the fetcher went on from where it was: past records fetched an
 processed. A group on a broker back without its data has no commits, and its first rebalance lost 769 to 994
 events in 3 of 11 runs of the broker-restart fault scenario.
 
+Its fetches wait at most :attr:`App.fetch_max_wait_ms` at the broker, not Faust's fixed 1.5 s. A fetch names only
+the partitions with no records left in the client's buffer: one sent while the traffic's records still waited there
+named only partitions with nothing to read (the assignor's leader topic, the changelogs, the segments topic), and
+the broker held it the whole wait, the traffic's next fetch queued behind it. A Faust app that only read 40,000
+events took 1.5 s stalls every few fetches: 3,000 events/s, against 10,000 with a 0.1 s wait.
+
 Last, Faust's livelock detector skips a partition aiokafka has no position for yet (assigned, its offset not yet
 reset): it read the position unguarded, aiokafka asserted, and the detector's crash stopped the worker (a live
 worker of the two-workers fault test, in the rebalance after the other was killed).
@@ -29,11 +35,13 @@ worker of the two-workers fault test, in the rebalance after the other was kille
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from faust.transport.consumer import RecordMap
@@ -53,6 +61,9 @@ class Consumer(aiokafka.Consumer):
 
     seeks = 0
     fetched_after = 0
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def ack(self, message: Message) -> bool:
         """Acknowledge ``message`` if it was fetched in this generation; one fetched before the last rebalance is
@@ -119,6 +130,15 @@ class Consumer(aiokafka.Consumer):
             log.warning("the seek to the committed offsets after a stale fetch failed: %r", error)
 
 
+class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
+    """Faust's thread of the aiokafka consumer, whose fetches wait at most the app's ``fetch_max_wait_ms``."""
+
+    def _create_consumer(self, loop: asyncio.AbstractEventLoop) -> AIOKafkaConsumer:
+        consumer = super()._create_consumer(loop)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # Faust passes 1,500; the fetcher reads it at start
+        return consumer
+
+
 class Transport(aiokafka.Transport):
     """Faust's aiokafka transport with :class:`Consumer`."""
 
@@ -129,11 +149,16 @@ class App(faust.App):
     """A :class:`faust.App` whose consumer is :class:`Consumer`, which hands the records of ``traffic_topics`` it
     fetches to ``measure_ahead`` (:mod:`monitor.measure_ahead`) when the worker sets one; ``assignments`` counts the
     partition assignments begun (the group's generation does not tell them apart: tansu reports 0 for every join,
-    and a group new on a broker back without its data numbers from 1 again)."""
+    and a group new on a broker back without its data numbers from 1 again); its fetches wait at most
+    ``fetch_max_wait_s`` at the broker (``DRIFTLOOP_FETCH_MAX_WAIT_S``)."""
 
     measure_ahead: MeasureAhead | None = None
     traffic_topics: frozenset[str] = frozenset()
     assignments = 0
+
+    def __init__(self, id: str, *, fetch_max_wait_s: float, **options: Any) -> None:
+        super().__init__(id, **options)
+        self.fetch_max_wait_ms = round(fetch_max_wait_s * 1000)
 
     async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         self.assignments += 1  # before any record of the assignment is handed on (the flow resumes later)

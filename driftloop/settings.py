@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     results_topic: str = Field("finetune.results", description="where training systems report candidate models")
     topic_partitions: int = Field(1, ge=1, description="partitions of topics the worker creates")
     group_session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
+    fetch_max_wait_s: float = Field(
+        0.1,
+        gt=0,
+        description="longest a fetch waits at the broker for records (Faust fixes 1.5 s: a fetch of only the empty "
+        "partitions, sent while the traffic's records wait in the client's buffer, stalled the stream that long)",
+    )
     metadata_max_age_s: float = Field(
         10.0,
         gt=0,

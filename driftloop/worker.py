@@ -206,6 +206,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.group_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 4),
         consumer_metadata_max_age_ms=int(settings.metadata_max_age_s * 1000),
+        fetch_max_wait_s=settings.fetch_max_wait_s,
         consumer_auto_offset_reset="earliest",
         producer_max_batch_size=settings.producer_batch_bytes,
         datadir=str(settings.data_dir / "faust"),

@@ -116,7 +116,9 @@ def sought_to_the_beginning(app: faust.App, committed: dict) -> list:
 
 @pytest.fixture
 def app() -> App:
-    return App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    return App(
+        "consumer-test", fetch_max_wait_s=0.1, broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False
+    )
 
 
 def test_events_of_an_older_generation_do_not_move_the_commit(app: App) -> None:
@@ -199,3 +201,25 @@ def test_fausts_own_livelock_check_asserts_a_partitions_position(caplog: pytest.
     stock = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
     with pytest.raises(AssertionError):
         livelock_check_of_a_partition_awaiting_its_reset(stock, caplog)
+
+
+def fetch_max_wait_ms(app: faust.App) -> int:
+    """How long the aiokafka consumer that ``app``'s consumer thread creates lets a fetch wait at the broker (its
+    fetcher takes the value when the consumer starts)."""
+
+    async def created() -> int:
+        return app.consumer._thread._create_consumer(asyncio.get_running_loop())._fetch_max_wait_ms
+
+    return asyncio.run(created())
+
+
+def test_a_fetch_waits_at_the_broker_as_long_as_the_setting_says() -> None:
+    """A fetch of only empty partitions (sent while the traffic's records wait in the client's buffer) is held at
+    the broker that long, the traffic's next fetch behind it."""
+    app = App("consumer-test", fetch_max_wait_s=0.25, broker="kafka://127.0.0.1:1", store="memory://")
+    assert fetch_max_wait_ms(app) == 250
+
+
+def test_fausts_own_consumer_lets_a_fetch_wait_a_second_and_a_half() -> None:
+    stock = faust.App("consumer-test", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    assert fetch_max_wait_ms(stock) == 1500
