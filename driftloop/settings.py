@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     group_session_timeout_s: float = Field(10.0, gt=0, description="consumer group session timeout")
     fetch_max_wait_s: float = Field(
         0.1,
-        gt=0,
+        ge=0.001,  # whole milliseconds: less would be none, a busy loop of empty fetches
         description="longest a fetch waits at the broker for records (Faust fixes 1.5 s: a fetch of only the empty "
         "partitions, sent while the traffic's records wait in the client's buffer, stalled the stream that long)",
     )
