@@ -6,10 +6,10 @@ It starts tansu and redis-server, publishes real ShareGPT traffic (``devtools.tr
 and measures, from the first event consumed to the last:
 
 - **consume-only**: a Faust app with the worker's consumer (:class:`driftloop.consumer.App`: aiokafka underneath,
-  its fetches as long at the broker) whose agent takes the same batches as the worker and discards them, in a
-  process of its own; its CPU time per event is the floor of Kafka I/O; and the same with Faust's own consumer,
-  whose fetches wait up to 1.5 s at the broker (a fetch of only empty partitions is held that long: the reader
-  stalls, see :mod:`driftloop.consumer`), for the figures measured against it before;
+  its fetches waiting at the broker as long as the worker's) whose agent takes the same batches as the worker and
+  discards them, in a process of its own; its CPU time per event is the floor of Kafka I/O; and the same with
+  Faust's own consumer, whose fetches wait up to 1.5 s at the broker (a fetch of only empty partitions is held
+  that long: the reader stalls, see :mod:`driftloop.consumer`), for the figures measured against it before;
 - **worker, embeddings off / on** (on: every event embedded unless ``--sample-rate``): the real ``driftloop worker``
   process (parse → language → features → per-segment detectors → checkpoints, batched stream counters), read from
   its segment statuses in Redis; and the same run from the moment every segment had calibrated its reference
@@ -130,6 +130,14 @@ def consume_only(settings: Settings, events: int, processes: int = 1, stock: boo
             child.join()
     since, counted, cpu_then = first
     return Measured((total - counted) / (now - since), cpu={"process": (cpu - cpu_then) / (total - counted)})
+
+
+def consume_run(settings: Settings, workdir: Path, lines: list[str], processes: int, stock: bool) -> Measured:
+    """:func:`consume_only` over ``lines``, published to a fresh topic of one partition a process."""
+    consume = fresh(settings, workdir, topic_partitions=processes)
+    ensure_topics(consume)
+    replay(lines, consume)
+    return consume_only(consume, len(lines), processes, stock)
 
 
 def discard(settings: Settings, taken: multiprocessing.Queue, stock: bool = False) -> None:
@@ -413,17 +421,9 @@ def main() -> None:
     processes = consumers | {STOCK: 1} | {path.label: path.processes for path in paths}
     with with_services(Settings(_env_file=None, kafka_bootstrap=None, redis_url=None), workdir) as settings:
         for round_ in range(1, args.repeats + 1):
-            for label, count in consumers.items():
+            for label, count in [*consumers.items(), (STOCK, 1)]:
                 with console.status(f"round {round_}/{args.repeats}: {label}"):
-                    consume = fresh(settings, workdir, topic_partitions=count)
-                    ensure_topics(consume)
-                    replay(lines, consume)
-                    measured.setdefault(label, []).append(consume_only(consume, len(lines), count))
-            with console.status(f"round {round_}/{args.repeats}: {STOCK}"):
-                consume = fresh(settings, workdir, topic_partitions=1)
-                ensure_topics(consume)
-                replay(lines, consume)
-                measured.setdefault(STOCK, []).append(consume_only(consume, len(lines), stock=True))
+                    measured.setdefault(label, []).append(consume_run(settings, workdir, lines, count, label == STOCK))
             for path in runs:
                 with console.status(f"round {round_}/{args.repeats}: {path.label}"):
                     measured.setdefault(path.label, []).append(worker_run(settings, workdir, path))
