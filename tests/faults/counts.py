@@ -60,8 +60,7 @@ class Counts:
         later calls for its own job), each with a dataset and a delivery unless the quality gate turned it down."""
         once = dict.fromkeys(sorted(shifted), 1)
         planned = planned_jobs(rig, shifted)
-        turned_down = gated_jobs(rig)
-        written = {segment: jobs - turned_down.get(segment, 0) for segment, jobs in planned.items()}
+        written = datasets_written(planned, gated_jobs(rig))
         accepted = rig.published - dead_lettered
         # no LLM endpoint in the rig: datasets are evaluation sets, never sent on finetune.requests
         return cls(
@@ -85,6 +84,16 @@ def planned_jobs(rig: Rig, shifted: set[str]) -> Effects:
             named = {recipe.name for recipe in book.for_incident(incident)}
             planned[incident.segment] += len(named | submitted[incident.id])
     return {segment: jobs or 1 for segment, jobs in planned.items()}
+
+
+def datasets_written(planned: Effects, turned_down: Effects) -> Effects:
+    """Segment → the datasets its planned jobs write, less those the quality gate turned down; a segment left
+    with none is absent, as it is from the counts read back.
+
+    >>> datasets_written({"chat/t1": 2, "chat/t2": 1}, {"chat/t1": 1, "chat/t2": 1})
+    {'chat/t1': 1}
+    """
+    return {segment: left for segment, jobs in planned.items() if (left := jobs - turned_down.get(segment, 0))}
 
 
 def gated_jobs(rig: Rig) -> Effects:
