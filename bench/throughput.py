@@ -103,7 +103,7 @@ class Measured:
     rss_per_1000: float | None = None
 
 
-def consume_only(settings: Settings, events: int, processes: int = 1, stock: bool = False) -> Measured:
+def consume_only(settings: Settings, events: int, processes: int, stock: bool) -> Measured:
     """Events/s of ``processes`` Faust agents in one consumer group (each in its own process, as workers are) that
     take batches like the worker and discard them (with Faust's own consumer if ``stock``), from the first moment
     each had taken one; their CPU time per event meanwhile."""
@@ -140,7 +140,7 @@ def consume_run(settings: Settings, workdir: Path, lines: list[str], processes: 
     return consume_only(consume, len(lines), processes, stock)
 
 
-def discard(settings: Settings, taken: multiprocessing.Queue, stock: bool = False) -> None:
+def discard(settings: Settings, taken: multiprocessing.Queue, stock: bool) -> None:
     """Run a Faust app with the worker's consumer (:class:`driftloop.consumer.App`; Faust's own if ``stock``) whose
     agent takes the traffic topic in batches like the worker, discards them and puts ``(pid, events)`` of each on
     ``taken``, until the process is terminated."""
