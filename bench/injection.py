@@ -39,9 +39,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.aib import aib_prompts
-from bench.injection_cases import dump, held_out_attacks
+from bench.injection_cases import buried_cases, dump, held_out_attacks
 from bench.unseen import unseen_attacks
-from core.corpora import HELD_OUT_BENIGN, sharegpt_prompts
+from core.corpora import HELD_OUT_BENIGN, HOST_BENIGN, sharegpt_prompts
 from core.embeddings import MODELS, Model, cached
 from core.injection_model import (
     BENIGN_GROUPS,
@@ -97,12 +97,14 @@ def corpora() -> dict[str, list[str]]:
         "agent-injection-bench": aib_prompts(),
         **unseen_attacks(),
         **{f"held-out {kind}": prompts for kind, prompts in cases.items()},
+        "held-out buried": buried_cases(cases, sharegpt_prompts(HOST_BENIGN)),
     }
 
 
 def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, np.ndarray]]:
     """Per group: embeddings by ``model`` (:func:`~core.embeddings.cached`, a group at a time: an interrupted run
-    keeps the groups it finished), rule inputs, hashed words and today's score."""
+    keeps the groups it finished), the learned score's rule inputs (of a prompt's start) and hashed words, the rules'
+    own score (read to :data:`~core.scan.INJECTION_CHARS`) and today's score."""
     tables = {}
     for name, group in texts.items():
         console.log(f"{len(group):,} {name} prompts")
@@ -110,6 +112,7 @@ def measured(texts: dict[str, list[str]], model: Model) -> dict[str, dict[str, n
             "vectors": cached(group, model),
             "signals": signal_rows(group),
             "text": text_rows(group),
+            "rules": np.array([injection_score(text) for text in group], dtype=np.float32),
             "today": np.array([today(text) for text in group], dtype=np.float32),
             "english": np.array([language == "en" for language in detect_languages(group)], dtype=bool),
         }
@@ -164,7 +167,7 @@ def table(tables: dict[str, dict[str, np.ndarray]]) -> bool:
     for source in scored:
         fitted_on = sources_for(source)
         score = learned(tables, fitted_on)
-        rules = {group: tables[group]["signals"][:, SIGNALS - 1] for group in ("training", "benign", source)}
+        rules = {group: tables[group]["rules"] for group in ("training", "benign", source)}
         fitted = {group: score(group) for group in ("training", "benign", source)}
         scorers = {
             "today": (tables["benign"]["today"], tables[source]["today"]),

