@@ -285,15 +285,17 @@ KINDS = (_INJECTION_FAMILIES, _INDIRECT_FAMILIES, _EXFILTRATION_FAMILIES, _DECOD
 """The pattern families by kind: jailbreak, indirect, exfiltration, decode cue."""
 _RULES = RuleIndex(rule for families in KINDS for family in families for rule in family)
 """Every family's alternatives: one pass finds where their words occur in a text."""
+_PLANTED_RULES = RuleIndex(rule for families in KINDS[1:] for family in families for rule in family)
+"""The alternatives of every family but the jailbreak ones: what is read of a prompt past its start."""
 _FAMILY_OF = {
     rule: (kind, j) for kind, families in enumerate(KINDS) for j, family in enumerate(families) for rule in family
 }
 
 
-def family_counts(text: str) -> tuple[int, ...]:
-    """How many families of each of :data:`KINDS` match ``text``: only the alternatives whose words occur run, only
-    where they occur."""
-    starts = _RULES.starts(fold(text))
+def family_counts(text: str, rules: RuleIndex = _RULES) -> tuple[int, ...]:
+    """How many families of each of :data:`KINDS` match ``text`` (of those ``rules`` holds): only the alternatives
+    whose words occur run, only where they occur."""
+    starts = rules.starts(fold(text))
     matched = {_FAMILY_OF[rule] for rule, at in starts.items() if rule.found(text, at)}
     counts = [0] * len(KINDS)
     for kind, _ in matched:
@@ -372,8 +374,8 @@ def injection_signals(text: str) -> InjectionSignals:
     start = _start_signals(text[:SCAN_CHARS])
     if len(text) <= SCAN_CHARS:
         return start
-    rest = text[SCAN_CHARS - PLANTED_OVERLAP :]
-    return start.with_planted(_signals(head_and_tail(rest, INJECTION_CHARS - SCAN_CHARS + PLANTED_OVERLAP)))
+    rest = head_and_tail(text[SCAN_CHARS - PLANTED_OVERLAP :], INJECTION_CHARS - SCAN_CHARS + PLANTED_OVERLAP)
+    return start.with_planted(_signals(rest, _PLANTED_RULES))
 
 
 @lru_cache(maxsize=SIGNALS_CACHED)
@@ -383,13 +385,13 @@ def _start_signals(start: str) -> InjectionSignals:
     return _signals(start)
 
 
-def _signals(text: str) -> InjectionSignals:
-    """The signals of the whole of ``text``."""
-    jailbreak, indirect, exfiltration, decode_cue = family_counts(text)
+def _signals(text: str, rules: RuleIndex = _RULES) -> InjectionSignals:
+    """The signals of the whole of ``text``, of the families that ``rules`` holds."""
+    jailbreak, indirect, exfiltration, decode_cue = family_counts(text, rules)
     payloads = hidden_payloads(text)
     hidden = 0
     for payload in payloads:
-        found = family_counts(payload.text)[:3]
+        found = family_counts(payload.text, rules)[:3]
         hidden = max(
             hidden, sum(max(0, new - old) for new, old in zip(found, (jailbreak, indirect, exfiltration), strict=True))
         )

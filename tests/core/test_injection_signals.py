@@ -1,5 +1,4 @@
 import base64
-from dataclasses import astuple
 
 import pytest
 
@@ -131,9 +130,8 @@ def _document(before: int, payload: str, after: int) -> str:
 @pytest.mark.parametrize("payload", BURIED)
 @pytest.mark.parametrize(("before", "after"), [(SCAN_CHARS + 1000, 0), (20_000, 8_000), (10 * INJECTION_CHARS, 1000)])
 def test_an_attack_buried_past_the_start_of_a_long_document_is_read(payload: str, before: int, after: int) -> None:
-    planted = astuple(injection_signals(payload))[1:]  # all but the jailbreak families
-    assert any(planted)
-    assert astuple(injection_signals(_document(before, payload, after)))[1:] == planted
+    assert injection_score(payload) >= 2 / 3
+    assert injection_score(_document(before, payload, after)) == injection_score(payload)
 
 
 def test_the_injection_signals_read_a_bounded_window_of_a_huge_prompt() -> None:
