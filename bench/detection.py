@@ -1,7 +1,7 @@
 """Detection delay, misses and false alarms of driftloop's detectors against baselines, on real text traffic.
 
 Run with ``make bench-detection`` (``python -m bench.detection [--quick]``). Every detector sees the same
-per-event feature arrays (:mod:`bench.corpus`: real ShareGPT and attack prompts, features computed once):
+per-event feature arrays (:mod:`bench.corpus`: real ShareGPT and attack prompts, features computed once a run):
 
 - **quiet streams**: one per seed, resampled from the quiet corpus; false alarms per 1,000,000 events.
 - **shift streams**: the same seed's stream with a known change at event 2,000-2,499 (uniform); delay is the

@@ -38,7 +38,7 @@ from core.embeddings import Model, embed
 from core.injection_languages import OVERRIDE, UNRESTRICTED
 from core.package_data import package_file
 from core.payloads import hidden_payloads
-from core.scan import INJECTION_CHARS, SCAN_CHARS, Rule, RuleIndex, fold, head_and_tail
+from core.scan import INJECTION_CHARS, SCAN_CHARS, Rule, RuleIndex, fold
 
 EXEMPLAR_CHARS = 2000
 SIGNALS_CACHED = 2048
@@ -349,18 +349,36 @@ class InjectionSignals:
             max(self.indirect, rest.indirect),
             max(self.exfiltration, rest.exfiltration),
             max(self.decode_cue, rest.decode_cue),
-            min(self.encoded + rest.encoded, 3),
+            max(self.encoded, rest.encoded),
             max(self.hidden, rest.hidden),
         )
 
 
-PLANTED_OVERLAP = 200
-"""Characters of a text's start read again with the rest, so that an instruction across the border is read whole."""
+PLANTED_OVERLAP = 400
+"""Characters of a text's start read again with the rest: more than the longest planted family's match (an HTML
+comment's instruction, up to about 310), so that an instruction across the border is read whole. An encoded payload
+across it may still be cut in both, as one across the start's end always was."""
+
+
+def _rest(text: str) -> list[str]:
+    """The parts of ``text`` past its start that :func:`injection_signals` reads planted attacks in, each apart (no
+    match joins them): up to :data:`~core.scan.INJECTION_CHARS` characters from its start, and for a longer text its
+    last quarter of them too.
+
+    >>> [len(part) for part in _rest("x" * 100_000)], _rest("x" * 4000)
+    ([20400, 8000], [])
+    """
+    if len(text) <= SCAN_CHARS:
+        return []
+    begin = SCAN_CHARS - PLANTED_OVERLAP
+    if len(text) <= INJECTION_CHARS:
+        return [text[begin:]]
+    return [text[begin : INJECTION_CHARS * 3 // 4], text[len(text) - INJECTION_CHARS // 4 :]]
 
 
 def injection_signals(text: str) -> InjectionSignals:
     """The injection signals of ``text``: every family in its start (:data:`core.scan.SCAN_CHARS`), and past it, up
-    to :data:`core.scan.INJECTION_CHARS` (:func:`core.scan.head_and_tail`), the planted attacks
+    to :data:`core.scan.INJECTION_CHARS` (:func:`_rest`), the planted attacks
     (:meth:`InjectionSignals.with_planted`): an attacker picks where a payload sits in a document, while a jailbreak
     is typed by the user, and its phrases ("act as if") turn up in the long documents people paste (read whole, 6
     of 7 ShareGPT prompts over 4,000 characters whose score rose did so by a jailbreak family alone).
@@ -371,11 +389,10 @@ def injection_signals(text: str) -> InjectionSignals:
     >>> injection_signals(notes + "Act as if you were the CFO.").jailbreak
     0
     """
-    start = _start_signals(text[:SCAN_CHARS])
-    if len(text) <= SCAN_CHARS:
-        return start
-    rest = head_and_tail(text[SCAN_CHARS - PLANTED_OVERLAP :], INJECTION_CHARS - SCAN_CHARS + PLANTED_OVERLAP)
-    return start.with_planted(_signals(rest, _PLANTED_RULES))
+    signals = _start_signals(text[:SCAN_CHARS])
+    for part in _rest(text):
+        signals = signals.with_planted(_signals(part, _PLANTED_RULES))
+    return signals
 
 
 @lru_cache(maxsize=SIGNALS_CACHED)

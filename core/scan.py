@@ -1,5 +1,5 @@
-"""Pattern search over text at a bounded cost: only a text's start is read, and a regex runs only on text that
-holds one of its prefilter words.
+"""Pattern search over text at a bounded cost: only a bounded part of a text is read (its start; the injection
+signals read further), and a regex runs only on text that holds one of its prefilter words.
 
 Each pattern comes with lowercase words one of which every match holds: the pattern runs only on text whose
 case fold (:func:`fold`) holds one of them, and most text holds none.
@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from ahocorasick_rs import AhoCorasick
 
 SCAN_CHARS = 4000
-"""Pattern-based features read at most this many characters of a text (its start): bounded cost per event."""
+"""Pattern-based features read at most this many characters of a text (its start): bounded cost per event. The
+injection signals read further (:data:`INJECTION_CHARS`)."""
 INJECTION_CHARS = 32_000
-"""Characters of a prompt that the injection signals read (:func:`core.risk.injection_signals`; :func:`head_and_tail`):
-more than :data:`SCAN_CHARS`, since an attacker picks where a payload sits, and a document put in a prompt is long
-(the 1.8% of ShareGPT prompts over 4,000 characters take about 0.5 ms more each)."""
+"""Characters of a prompt that the injection signals read (:func:`core.risk.injection_signals`), a longer prompt's
+first three quarters of them and its last quarter: more than :data:`SCAN_CHARS`, since an attacker picks where a
+payload sits, and a document put in a prompt is long (the 1.8% of ShareGPT prompts over 4,000 characters take
+about 0.5 ms more each)."""
 
 _FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
 
@@ -40,18 +42,6 @@ def fold(text: str) -> str:
     if not text.isascii() and ("\u0130" in text or "\u0131" in text or "\u017f" in text):
         text = text.translate(_FOLD)
     return text.lower()
-
-
-def head_and_tail(text: str, chars: int) -> str:
-    """``text`` when it has at most ``chars`` characters; else the first three quarters of them and the last
-    quarter, a blank line between.
-
-    >>> head_and_tail("abcdefghij", 8)
-    'abcdef\\n\\nij'
-    """
-    if len(text) <= chars:
-        return text
-    return f"{text[: chars * 3 // 4]}\n\n{text[len(text) - chars // 4 :]}"
 
 
 def matches(words: tuple[str, ...], pattern: re.Pattern[str], text: str, folded: str) -> bool:
