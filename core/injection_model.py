@@ -64,7 +64,7 @@ from core.spikee import spikee_prompts
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import HashingVectorizer
 
-VERSION = "12"
+VERSION = "13"
 """Bumped when the inputs or the training set change: a cached model of another version is not read."""
 CACHE = CACHES / "injection-model"
 SIGNALS = len(InjectionSignals.NAMES) + 1

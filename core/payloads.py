@@ -145,11 +145,14 @@ def _gates(text: str) -> tuple[bool, bool, bool]:
 
 
 def _text(data: bytes) -> str | None:
-    """``data`` as UTF-8 natural-language text (mostly letters and spaces, two words or more), else None."""
+    """``data`` as UTF-8 natural-language text (mostly letters and spaces, two words or more), else None; a character
+    cut at its end (a payload cut where a prompt's start ends) is dropped."""
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    except UnicodeDecodeError as error:
+        if error.reason != "unexpected end of data":
+            return None
+        text = data[: error.start].decode("utf-8")
     return _natural(text)
 
 
@@ -176,7 +179,10 @@ def _base64(span: str) -> str | None:
 
 
 def _base64_text(packed: str) -> str | None:
+    """The text base64 ``packed`` encodes; one character more than a multiple of four encodes nothing, so such a span
+    was cut (where a prompt's start ends) and its last character is dropped."""
     packed = packed.rstrip("=")
+    packed = packed[:-1] if len(packed) % 4 == 1 else packed
     if len(packed) < 12:
         return None
     padded = packed + "=" * (-len(packed) % 4)

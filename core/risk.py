@@ -273,7 +273,7 @@ _DECODE_CUE = _families_of(
                 ),
                 r"\b(?:decod|deciph|decrypt|rot-?13|base ?64|hex|unscrambl|revers(?!al)|leet)\w*\b.{0,80}?"
                 r"\b(?:follow|execute|obey|do (?:what|as|it)|carry (?:it |them )?out|perform|act on|comply|respond to|"
-                r"answer)",
+                r"answer)\b",
             ),
         ),
     )
@@ -356,8 +356,8 @@ class InjectionSignals:
 
 PLANTED_OVERLAP = 400
 """Characters of a text's start read again with the rest: more than the longest planted family's match (an HTML
-comment's instruction, up to about 310), so that an instruction across the border is read whole. An encoded payload
-across it may still be cut in both, as one across the start's end always was."""
+comment's instruction, up to about 310), so that an instruction across the border is read whole. A longer encoded
+payload across it is decoded from the start, as far as the start's end (:mod:`core.payloads` reads a cut one)."""
 
 
 def _rest(text: str) -> list[str]:
