@@ -111,7 +111,7 @@ _INDIRECT_FAMILIES = _families_of(
             ),
             (
                 ("dear", "hey", "hello", "hi ", "hi,", "hi\t", "hi\n", "attention"),
-                rf"\b(?:dear|hey|hello|hi|attention)\s*,?\s+{_AGENT}\b",
+                rf"\b(?:dear|hey|hello|hi|attention)(?:\s*+,)?\s++{_AGENT}\b",
             ),
             (("if you are",), rf"\bif you are an?\s+(?:\w+\s+)?{_AGENT}\b"),
             (
@@ -188,7 +188,7 @@ _INDIRECT_FAMILIES = _families_of(
                 ("[system", "[inst", "[admin", "<|", "<system"),
                 r"\[(?:system|inst|instructions?|admin)\]|<\|?(?:system|im_start|endoftext)\|?>",
             ),
-            (("##",), r"#{2,}\s*[(\[]?\s*(?:system|instructions?|admin)(?:_(?:message|prompt|note))?\b"),
+            (("##",), r"(?<!#)#{2,}+\s*+[(\[]?\s*+(?:system|instructions?|admin)(?:_(?:message|prompt|note))?\b"),
             (
                 (
                     "system message",
@@ -272,8 +272,9 @@ _DECODE_CUE = _families_of(
                     "leet",
                 ),
                 r"\b(?:decod|deciph|decrypt|rot-?13|base ?64|hex|unscrambl|revers(?!al)|leet)\w*\b.{0,80}?"
-                r"\b(?:follow|execute|obey|do (?:what|as|it)|carry (?:it |them )?out|perform|act on|comply|respond to|"
-                r"answer)\b",
+                r"\b(?:follows?|execut(?:e|es|ing)|obey(?:s|ing)?|do (?:what|as|it)|"
+                r"carr(?:y|ies|ying) (?:it |them )?out|perform(?:s|ing)?|act(?:s|ing)? on|compl(?:y|ies|ying)|"
+                r"respond(?:s|ing)? to|answer(?:s|ing)?)\b",
             ),
         ),
     )
