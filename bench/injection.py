@@ -19,7 +19,9 @@ detection table). For each attack source, the share of its prompts scored above 
   trains.
 
 Embeddings are :func:`core.embeddings.cached` (each prompt's start, as the worker embeds it; the training groups'
-are the ones ``make install`` computed). The cost table times each score on benign prompts, median of three passes.
+are the ones ``make install`` computed). The cost table times each score on benign prompts, median of
+:data:`REPEATS` passes; the worst case, the injection signals of texts made for a regex to backtrack on
+(:func:`crafted_inputs`).
 
 The planted copies are a random draw (a host and an encoding per attack, :func:`~core.injection_model.planted`), and
 the leave-one-source-out recall moves with it by up to 0.15: ``--seeds N`` draws them N times (seed 0 is the table's
@@ -31,11 +33,13 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import string
 import time
 from collections.abc import Callable
 
 import numpy as np
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 
 from bench.aib import aib_prompts
@@ -55,7 +59,7 @@ from core.injection_model import (
     text_rows,
     training_groups,
 )
-from core.risk import _INJECTION_FAMILIES, injection_score
+from core.risk import _INJECTION_FAMILIES, KINDS, injection_score, injection_signals
 from core.scan import SCAN_CHARS, fold, matches
 from driftloop.settings import Settings
 from monitor.language import detect_languages
@@ -267,6 +271,48 @@ def cost(texts: list[str]) -> None:
     )
 
 
+RUN_CHARS = 20_000
+"""The length of each crafted run: it starts near a prompt's start's end, and most of it is read past it (where the
+planted families read furthest)."""
+
+
+def crafted_inputs() -> dict[str, str]:
+    """Texts made for a regex to backtrack on: every rule word followed by a run of spaces, of newlines or of itself
+    (spaced and not), and each punctuation character repeated; each after filler and words that pass the payload
+    gates, so that the start reads the run's beginning and the rest reads all of it."""
+    words = sorted({word for families in KINDS for family in families for rule in family for word in rule.words})
+    lead = "x " * (SCAN_CHARS // 2 - 100) + "userId fooBar 0x41 %20%20%20 1gn0r3 "
+    runs = {f"{char!r} x {RUN_CHARS:,}": lead + char * RUN_CHARS for char in string.punctuation}
+    for word in words:
+        for name, unit in (("spaces", " "), ("newlines", "\n"), ("itself", f"{word} "), ("itself unspaced", word)):
+            runs[f"{word!r} then {name}"] = lead + word + unit * (RUN_CHARS // len(unit))
+    return runs
+
+
+def worst_case(benign: list[str]) -> None:
+    """The slowest crafted input's injection signals, against an ordinary text as long (ShareGPT prompts joined)."""
+    runs = crafted_inputs()
+    joined, length = "\n\n".join(benign), max(len(text) for text in runs.values())
+    times = {}
+    for name, text in track(runs.items(), description="crafted inputs", console=console, transient=True):
+        started = time.perf_counter()
+        injection_signals(text)
+        times[name] = time.perf_counter() - started
+    base = []
+    for repeat in range(REPEATS):  # another text each time: a text's start is read once and cached
+        ordinary = joined[repeat * 100 : repeat * 100 + length]
+        started = time.perf_counter()
+        injection_signals(ordinary)
+        base.append(time.perf_counter() - started)
+    worst = sorted(times, key=times.get, reverse=True)[:3]
+    console.print(
+        f"worst of {len(runs):,} crafted inputs (runs of {RUN_CHARS:,} across the start's end): "
+        + ", ".join(f"{name} {times[name] * 1e3:.0f} ms" for name in worst)
+        + f"; an ordinary text as long {statistics.median(base) * 1e3:.1f} ms (median of {REPEATS}); worst / ordinary "
+        f"{times[worst[0]] / statistics.median(base):.0f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cost-prompts", type=int, default=3000, help="benign prompts the cost is timed on")
@@ -285,6 +331,7 @@ def main() -> None:
     if args.seeds > 1:
         planting_spread(texts, tables, args.seeds, args.encoder)
     cost(texts["benign"][: args.cost_prompts])
+    worst_case(texts["benign"])
     console.print("held-out examples (ends):\n" + dump({k: texts[k] for k in texts if k.startswith("held-out")}))
     console.print(f"{time.perf_counter() - started:,.0f} s")
 
