@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 import uvicorn
 from pydantic import SecretStr
 
@@ -128,7 +129,23 @@ def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
         "",
     ]
     with _process("redis-server", argv, port, workdir / "redis.log"):
-        yield f"redis://127.0.0.1:{port}/0"
+        url = f"redis://127.0.0.1:{port}/0"
+        _wait_until_loaded(url)
+        yield url
+
+
+def _wait_until_loaded(url: str, timeout: float = 20.0) -> None:
+    """Wait until the redis-server at ``url`` has read its data back: it listens first, and answers reads with
+    ``LOADING`` meanwhile (a restarted server's first ``GET`` failed so)."""
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while client.info("persistence")["loading"]:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"redis-server at {url} was still loading its data after {timeout:.0f} s")
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def _debian_binary(name: str, package: str) -> str:
