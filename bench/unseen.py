@@ -1,5 +1,6 @@
 """Attack corpora that nothing in the project trains on, tunes on or reads but :mod:`bench.injection`'s table (since
-stop 45): three registry packages, read from their data files (garak-multilingual's is a module of data alone).
+stop 45; llmail-inject since stop 52): four registry packages, read from their data files (garak-multilingual's is a
+module of data alone).
 
 - **aicu-scanner** (``aicu-scanner`` on PyPI, MIT): system-prompt extraction dressed as ordinary tasks (a welcome
   e-mail describing "how you're configured", a unit test of "your expected outputs", a config backup to complete),
@@ -11,11 +12,16 @@ stop 45): three registry packages, read from their data files (garak-multilingua
   time, a context leak waited for) and read as benign alone.
 - **garak-multilingual** (``garak-multilingual``, Apache-2.0): injections and jailbreaks in Turkish (case-folding
   evasions included) and seven more languages.
+- **llmail-inject** (the ``prompt-armor`` package's attack file, Apache-2.0, which re-packages the e-mails of
+  Microsoft's LLMail-Inject challenge, MIT): e-mails that people wrote to make an assistant that summarises an inbox
+  send an e-mail of their choosing, each planting its instruction in business text (fake delimiters, role
+  markers, scrambled case and typos included).
 """
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import yaml
@@ -31,6 +37,8 @@ AICU_FILES = (
     "jailbreaks.yaml",
 )
 """aicu-scanner's payload files of attacks (each payload's ``content``)."""
+LLMAIL_DRAW = 300
+"""llmail-inject e-mails scored: a seeded draw of its distinct openings (MiniLM embeds them in seconds)."""
 
 
 def unseen_attacks() -> dict[str, list[str]]:
@@ -39,6 +47,7 @@ def unseen_attacks() -> dict[str, list[str]]:
         "aicu-scanner": aicu_prompts(),
         "vigia": vigia_prompts(),
         "garak-multilingual": garak_multilingual_prompts(),
+        "llmail-inject": llmail_prompts(),
     }
 
 
@@ -75,6 +84,18 @@ def garak_multilingual_prompts() -> list[str]:
     from garak_multilingual.payloads import PAYLOAD_SETS
 
     return list(unique(item["prompt"] for items in PAYLOAD_SETS.values() for item in items))
+
+
+def llmail_prompts(count: int = LLMAIL_DRAW, seed: int = 0) -> list[str]:
+    """A draw by ``seed`` of ``count`` llmail-inject e-mails, one per opening: its rows hold an attempt's many retries
+    with a word or a character changed (12,647 rows, about 7,300 openings of 60 characters)."""
+    path = package_file("prompt_armor", "data/attacks/known_attacks.jsonl")
+    by_opening: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["source"] == "llmail-inject" and (text := row["text"].strip()):
+            by_opening.setdefault(text[:60].lower(), text)
+    return random.Random(seed).sample(sorted(by_opening.values()), count)
 
 
 def _json(path: Path) -> list[dict]:
